@@ -1,0 +1,27 @@
+# Two commands do the whole set-up on a fresh machine: `make chat` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= config.example.toml
+BIN := $(VENV)/bin
+
+.PHONY: chat test install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Start meldbot locally: SQLite in var/, the terminal as chat platform, no accounts.
+chat: $(BIN)/.installed
+	$(BIN)/meldbot --config $(CONFIG) migrate
+	$(BIN)/meldbot --config $(CONFIG) chat
+
+## Run the whole test suite. PostgreSQL tests run when MELDBOT_TEST_POSTGRES_URL is set.
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,82 @@
+"""The words of the chat contract: normalising what people type and recognising commands."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+# Contract word (Dutch or English alias) -> command name. Multi-word entries are matched first.
+ANYONE: dict[str, str] = {
+    "melden": "report", "report": "report",
+    "mijn meldingen": "my_reports", "my reports": "my_reports",
+    "aanvullen": "supplement", "add": "supplement",
+    "signalen": "signs", "signs": "signs",
+    "contact": "contact",
+    "taal": "language", "language": "language",
+    "help": "help",
+}
+DIALOG: dict[str, str] = {
+    "terug": "back", "back": "back",
+    "stop": "cancel", "annuleren": "cancel", "cancel": "cancel",
+    "versturen": "send", "send": "send",
+    "wijzig": "edit", "edit": "edit",
+    "spoed": "urgent", "urgent": "urgent",
+}
+AF_ONLY: dict[str, str] = {
+    "lijst": "queue", "queue": "queue",
+    "toon": "show", "show": "show",
+    "oppakken": "take", "take": "take",
+    "notitie": "note", "note": "note",
+    "kenmerk": "tag", "tag": "tag",
+    "overleggen": "consult", "consult": "consult",
+    "doorzetten": "forward", "forward": "forward",
+    "feedback": "feedback",
+    "terugkoppelen": "inform", "inform": "inform",
+    "sluiten": "close", "close": "close",
+    "heropenen": "reopen", "reopen": "reopen",
+    "samenvoegen": "merge", "merge": "merge",
+    "overdragen": "handover", "handover": "handover",
+    "rapport": "stats", "stats": "stats",
+}
+
+
+def normalise(text: str) -> str:
+    """Case-insensitive, accent-insensitive, surrounding white space and a leading ! or / ignored."""
+    text = text.strip().lstrip("!/").strip()
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.casefold().split())
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: str          # the rest as typed: case and accents kept (free text stays the melder's own)
+    word: str          # the contract word that was used
+
+
+def _split_original(text: str, words: int) -> str:
+    rest = text.strip().lstrip("!/").strip()
+    for _ in range(words):
+        parts = rest.split(None, 1)
+        rest = parts[1] if len(parts) > 1 else ""
+    return rest.strip()
+
+
+def parse(text: str, table: dict[str, str]) -> Command | None:
+    """The command `text` starts with, or None. Two-word contract words win over one-word ones."""
+    norm = normalise(text)
+    if not norm:
+        return None
+    words = norm.split(" ")
+    for size in (2, 1):
+        head = " ".join(words[:size])
+        if len(words) >= size and head in table:
+            return Command(table[head], _split_original(text, size), head)
+    return None
+
+
+def exact(text: str, table: dict[str, str]) -> str | None:
+    """The command when the whole message is exactly one contract word (used inside the dialog,
+    where everything else is an answer: "stop de uitbuiting" must not cancel the draft)."""
+    return table.get(normalise(text))

@@ -1,0 +1,106 @@
+"""The composition root: `build_app(config)` wires storage, bot, outbox, scheduler and platforms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from meldbot.bot import Bot
+from meldbot.clock import Clock, SystemClock
+from meldbot.messaging import Notifier
+from meldbot.outbox import Dispatcher
+from storage.db import Database
+from storage.sealing import PlainSealer, Sealer
+from storage.uow import UnitOfWorkFactory
+
+log = logging.getLogger("meldbot.app")
+
+
+@dataclass
+class App:
+    config: object
+    clock: Clock
+    db: Database
+    uow: UnitOfWorkFactory
+    bot: Bot
+    dispatcher: Dispatcher
+    notifiers: dict[str, Notifier]
+    serve_http: bool
+    scheduler: AsyncIOScheduler = field(init=False)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _http: web.AppRunner | None = None
+    http_port: int | None = None
+
+    async def __aenter__(self) -> "App":
+        await self.db.check_schema()
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        # Retries and held messages become due by time; the sweep makes sure they are seen.
+        self.scheduler.add_job(self.dispatcher.kick, "interval", seconds=15, id="outbox-sweep", coalesce=True)
+        self.scheduler.start()
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
+        if self.serve_http:
+            await self._start_http()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._http:
+            await self._http.cleanup()
+        await self.db.dispose()
+
+    async def _start_http(self) -> None:
+        web_app = web.Application()
+        web_app.router.add_get("/healthz", self._healthz)
+        self._http = web.AppRunner(web_app, access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.config.http.host, self.config.http.port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]
+        log.info("http server listening", extra={"port": self.http_port})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        database = await self.db.ping()
+        body = {"status": "ok" if database else "error", "database": database, "platforms": sorted(self.notifiers)}
+        return web.json_response(body, status=200 if database else 503)
+
+
+def build_app(
+    config,
+    *,
+    mode: str = "run",
+    clock: Clock | None = None,
+    sealer: Sealer | None = None,
+    notifiers: dict[str, Notifier] | None = None,
+    console_out=None,
+    poll_interval: float = 5.0,
+) -> App:
+    """Create everything; nothing starts until `async with app:`."""
+    clock = clock or SystemClock()
+    db = Database(config.storage.url)
+    uow = UnitOfWorkFactory(db, sealer or PlainSealer())
+    if notifiers is None:
+        notifiers = {}
+        if mode == "chat":
+            import sys
+
+            from adapters.console import ConsoleNotifier
+
+            notifiers["console"] = ConsoleNotifier(console_out or sys.stdout, Path("var/afbeeldingen"))
+    platforms = tuple(notifiers)
+    dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval)
+    uow.on_outbox = dispatcher.kick
+    bot = Bot(config, uow, clock, platforms)
+    return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"))

@@ -1,0 +1,159 @@
+"""The turn engine: one incoming message in, the direct replies out; everything in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from dialogs import report
+from dialogs.commands import ANYONE, parse
+from meldbot.clock import Clock
+from meldbot.domain import Content, Context, Form
+from meldbot.i18n import LANGUAGES, Texts, texts
+from meldbot.messaging import Choice, IncomingMessage, Reply
+from meldbot.services import SubmitSignal, submit_signal
+
+log = logging.getLogger("meldbot.bot")
+
+
+class Bot:
+    def __init__(self, config, uow_factory: Callable, clock: Clock, platforms: tuple[str, ...]) -> None:
+        self.config = config
+        self._uow = uow_factory
+        self._clock = clock
+        self.platforms = platforms
+        self.turn_seconds: list[float] = []
+
+    async def handle(self, msg: IncomingMessage) -> list[Reply]:
+        """The error boundary of one message: never a traceback to the user, never content in logs."""
+        started = time.perf_counter()
+        try:
+            return await self._handle(msg)
+        except Exception as exc:
+            log.error("turn failed", extra={"platform": msg.platform, "error": type(exc).__name__}, exc_info=False)
+            return [Reply(texts(self.config.language)("error.general"))]
+        finally:
+            self.turn_seconds.append(time.perf_counter() - started)
+            del self.turn_seconds[:-10000]
+
+    def _language(self, stored: str | None, msg: IncomingMessage) -> str:
+        if stored:
+            return stored
+        if msg.locale and msg.locale[:2].lower() in LANGUAGES:
+            return msg.locale[:2].lower()
+        return self.config.language
+
+    async def _handle(self, msg: IncomingMessage) -> list[Reply]:
+        if not msg.is_private:
+            return [Reply(texts(self._language(None, msg))("group_chat"))]
+        now = self._clock.now()
+        async with self._uow() as uow:
+            person = await uow.people.get(msg.sender)
+            t = texts(self._language(person.language, msg))
+            loaded = await uow.conversations.load(msg.platform, msg.conversation_id)
+            state, touched = (loaded if loaded else ({}, None))
+
+            meldpunt, replies = await self._meldpunt(uow, msg, person, state, t)
+            if meldpunt is None:
+                await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
+                await uow.commit()
+                return replies
+
+            draft = report.Draft.from_dict(state.get("draft"))
+            if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
+                draft = report.Draft()
+                replies.append(Reply(t("draft_expired", hours=self._draft_expiry_hours(meldpunt))))
+
+            command = parse(msg.text, ANYONE)
+            if command and command.name == "language" and command.args:
+                t, extra = await self._set_language(uow, msg, command.args, t)
+                replies.extend(extra)
+                if draft.active:
+                    ctx = self._context(meldpunt, t, now)
+                    replies.append(report.summary(ctx, draft) if draft.step == "summary" else report.question(draft.step, ctx, draft))
+            else:
+                ctx = self._context(meldpunt, t, now)
+                step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
+                replies.extend(step.replies)
+                draft = step.draft
+                if step.submit is not None:
+                    signal = await self._submit(uow, msg, meldpunt, step.submit)
+                    replies.append(report.submitted(ctx, str(signal.reference), signal.anonymous, signal.pseudonym))
+
+            state["draft"] = draft.to_dict() if draft.active else None
+            if any(state.values()):
+                await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
+            elif loaded:
+                await uow.conversations.delete(msg.platform, msg.conversation_id)
+            await uow.commit()
+        return replies
+
+    async def _meldpunt(self, uow, msg, person, state, t: Texts):
+        """The meldpunt this person belongs to; with several candidates, ask once and remember."""
+        candidates = self.config.meldpunten_for(msg.platform, msg.sender.user_id, msg.tenant)
+        if len(candidates) == 1:
+            return candidates[0], []
+        if person.meldpunt_id and any(m.id == person.meldpunt_id for m in candidates):
+            return self.config.meldpunt_by_id(person.meldpunt_id), []
+        if not candidates:
+            candidates = list(self.config.meldpunten)
+        options = tuple(Choice(i, m.id, m.name) for i, m in enumerate(candidates, start=1))
+        if state.get("choose_meldpunt"):
+            answer = msg.text.strip()
+            if answer.isdigit() and 1 <= int(answer) <= len(candidates):
+                chosen = candidates[int(answer) - 1]
+                await uow.people.update(msg.sender, meldpunt_id=chosen.id)
+                state.pop("choose_meldpunt", None)
+                return None, [Reply(t("meldpunt.chosen", name=chosen.name))]
+            return None, [Reply(t("meldpunt.unknown"), choices=options)]
+        state["choose_meldpunt"] = True
+        return None, [Reply(t("meldpunt.ask"), choices=options)]
+
+    async def _set_language(self, uow, msg, args: str, t: Texts):
+        language = args.strip().lower()[:2]
+        if language not in LANGUAGES:
+            return t, [Reply(t("language.unknown"))]
+        await uow.people.update(msg.sender, language=language)
+        t = texts(language)
+        return t, [Reply(t("language.set"))]
+
+    def _reminder_settings(self, meldpunt):
+        return self.config.reminders_for(meldpunt.id)
+
+    def _draft_expiry_hours(self, meldpunt) -> int:
+        return self._reminder_settings(meldpunt).draft_expiry_hours
+
+    def _draft_expiry(self, meldpunt) -> timedelta:
+        return timedelta(hours=self._draft_expiry_hours(meldpunt))
+
+    def _context(self, meldpunt, t: Texts, now: datetime) -> report.DialogContext:
+        return report.DialogContext(
+            texts=t,
+            now=now,
+            tz=meldpunt.tz,
+            contacts=tuple(report.Contact(c.label, c.number, c.hours) for c in meldpunt.contact),
+            signs_text=getattr(meldpunt, "signals_text", None),
+        )
+
+    async def _submit(self, uow, msg: IncomingMessage, meldpunt, draft: report.Draft):
+        answers = draft.answers
+        content = Content(
+            wat=answers.get("wat", ""),
+            waar=answers.get("waar", ""),
+            wanneer=answers.get("wanneer", ""),
+            wanneer_iso=draft.when_iso,
+            wie=answers.get("wie", ""),
+        )
+        cmd = SubmitSignal(
+            meldpunt_id=meldpunt.id,
+            melder=msg.sender,
+            melder_name=msg.sender_name,
+            content=content,
+            form=Form(answers.get("soort", "onbekend")),
+            context=Context(answers.get("context", "anders")),
+            urgent=draft.urgent,
+            anonymous=answers.get("anoniem") == "ja",
+        )
+        return await submit_signal(cmd, uow, self.config, self._clock, self.platforms)

@@ -1,0 +1,241 @@
+"""The signal and its lifecycle: statuses, the allowed moves between them, and its event history."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    RECEIVED = "ontvangen"
+    IN_PROGRESS = "in_behandeling"
+    FORWARDED = "doorgezet"
+    CLOSED = "afgesloten"
+
+
+class Form(StrEnum):
+    """Form of exploitation (soort)."""
+
+    SEXUAL = "seksueel"
+    LABOUR = "arbeid"
+    CRIMINAL = "crimineel"
+    ORGAN = "orgaan"
+    UNKNOWN = "onbekend"
+
+
+class Context(StrEnum):
+    """Where the employee met the signal."""
+
+    DESK = "balie"
+    HOME_VISIT = "huisbezoek"
+    INSPECTION = "toezicht"
+    PERMIT = "vergunning"
+    OTHER = "anders"
+
+
+class Outcome(StrEnum):
+    DONE = "afgerond"
+    NO_TRAFFICKING = "geen-mensenhandel"
+    OTHER_PHENOMENON = "ander-fenomeen"
+    INSUFFICIENT = "onvoldoende-info"
+
+
+class EventKind(StrEnum):
+    SUBMITTED = "ingediend"
+    PICKED_UP = "opgepakt"
+    NOTE = "notitie"
+    TAG = "kenmerk"
+    CONSULTED = "overlegd"
+    FORWARDED = "doorgezet"
+    PARTNER_FEEDBACK = "feedback"
+    MELDER_INFORMED = "teruggekoppeld"
+    SUPPLEMENTED = "aangevuld"
+    CLOSED = "gesloten"
+    REOPENED = "heropend"
+    MERGED = "samengevoegd"
+    HANDED_OVER = "overgedragen"
+
+
+ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.RECEIVED: frozenset({Status.IN_PROGRESS, Status.CLOSED}),
+    Status.IN_PROGRESS: frozenset({Status.FORWARDED, Status.CLOSED}),
+    Status.FORWARDED: frozenset({Status.CLOSED}),
+    Status.CLOSED: frozenset({Status.IN_PROGRESS}),
+}
+
+
+class InvalidTransition(Exception):
+    def __init__(self, current: Status, wanted: Status) -> None:
+        super().__init__(f"{current} -> {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
+class SignalClosed(Exception):
+    """A closed signal is read-only except for informing the melder and reopening."""
+
+
+REF_PATTERN = re.compile(r"^(?:MH-?)?(?:(\d{4})-)?0*(\d{1,9})$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, order=True)
+class Reference:
+    year: int
+    number: int
+
+    def __str__(self) -> str:
+        return f"MH-{self.year}-{self.number:04d}"
+
+
+@dataclass(frozen=True)
+class RefQuery:
+    """A reference as typed: in full (`MH-2026-0007`) or as a bare number (`7`)."""
+
+    number: int
+    year: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "RefQuery | None":
+        match = REF_PATTERN.match(text.strip())
+        if not match:
+            return None
+        year, number = match.groups()
+        if int(number) == 0:
+            return None
+        return cls(int(number), int(year) if year else None)
+
+
+@dataclass(frozen=True)
+class Content:
+    """What the melder told: the answers of the report dialog. Personal data; encrypted at rest."""
+
+    wat: str = ""
+    waar: str = ""
+    wanneer: str = ""                 # the raw answer, always kept
+    wanneer_iso: str | None = None     # the understood moment, if any
+    wie: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "wat": self.wat,
+            "waar": self.waar,
+            "wanneer": self.wanneer,
+            "wanneer_iso": self.wanneer_iso,
+            "wie": self.wie,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Content":
+        return cls(**{k: data.get(k, cls.__dataclass_fields__[k].default) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    at: datetime
+    actor: str                         # "melder", an AF's short name, or "systeem"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Signal:
+    """A submitted signal. Drafts are dialog state, never a Signal."""
+
+    meldpunt_id: str
+    reference: Reference
+    status: Status
+    form: Form
+    context: Context
+    urgent: bool
+    anonymous: bool
+    pseudonym: str | None
+    content: Content
+    created_at: datetime
+    handler: str | None = None
+    outcome: Outcome | None = None
+    closed_at: datetime | None = None
+    id: int | None = None
+    events: list[Event] = field(default_factory=list)
+    new_events: list[Event] = field(default_factory=list)
+
+    def _record(self, kind: EventKind, at: datetime, actor: str, **data: Any) -> Event:
+        event = Event(kind, at, actor, data)
+        self.events.append(event)
+        self.new_events.append(event)
+        return event
+
+    def _move(self, to: Status) -> None:
+        if to not in ALLOWED[self.status]:
+            raise InvalidTransition(self.status, to)
+        self.status = to
+
+    def _require_open(self) -> None:
+        if self.status is Status.CLOSED:
+            raise SignalClosed(str(self.reference))
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        meldpunt_id: str,
+        reference: Reference,
+        content: Content,
+        form: Form,
+        context: Context,
+        urgent: bool,
+        anonymous: bool,
+        pseudonym: str | None,
+        at: datetime,
+    ) -> "Signal":
+        signal = cls(
+            meldpunt_id=meldpunt_id,
+            reference=reference,
+            status=Status.RECEIVED,
+            form=form,
+            context=context,
+            urgent=urgent,
+            anonymous=anonymous,
+            pseudonym=pseudonym,
+            content=content,
+            created_at=at,
+        )
+        signal._record(EventKind.SUBMITTED, at, "melder", urgent=urgent)
+        return signal
+
+    def pick_up(self, af: str, at: datetime) -> str | None:
+        """Make `af` the handler; returns the previous handler when taken over."""
+        self._require_open()
+        previous = self.handler
+        if self.status is Status.RECEIVED:
+            self._move(Status.IN_PROGRESS)
+        self.handler = af
+        self._record(EventKind.PICKED_UP, at, af, previous=previous)
+        return previous
+
+    def forward(self, af: str, partner: str, at: datetime) -> None:
+        self._require_open()
+        if self.status is Status.RECEIVED:
+            self.pick_up(af, at)
+        if self.status is Status.IN_PROGRESS:
+            self._move(Status.FORWARDED)
+        self._record(EventKind.FORWARDED, at, af, partner=partner)
+
+    def close(self, af: str, outcome: Outcome, at: datetime) -> None:
+        self._move(Status.CLOSED)
+        self.outcome = outcome
+        self.closed_at = at
+        self._record(EventKind.CLOSED, at, af, outcome=str(outcome))
+
+    def reopen(self, af: str, at: datetime) -> None:
+        self._move(Status.IN_PROGRESS)
+        self.outcome = None
+        self.closed_at = None
+        self.handler = self.handler or af
+        self._record(EventKind.REOPENED, at, af)
+
+    def inform_melder(self, af: str, at: datetime) -> None:
+        # Allowed after closing: feedback keeps staff reporting.
+        self._record(EventKind.MELDER_INFORMED, at, af)

@@ -1,0 +1,127 @@
+"""The outbox dispatcher: delivers queued messages through the recipient's platform, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from meldbot.clock import Clock
+from meldbot.messaging import DeliveryError, Identity, Notifier, RecipientAway
+
+log = logging.getLogger("meldbot.outbox")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base: timedelta = timedelta(seconds=2)
+    maximum: timedelta = timedelta(minutes=15)
+    max_attempts: int = 20          # about three hours of trying before a row is parked
+    away_hold: timedelta = timedelta(hours=1)
+    lease: timedelta = timedelta(seconds=120)
+
+    def next_delay(self, attempts: int) -> timedelta:
+        return min(self.base * (2 ** max(attempts - 1, 0)), self.maximum)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        uow_factory: Callable,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        batch_size: int = 100,
+        poll_interval: float = 5.0,
+    ) -> None:
+        self._uow = uow_factory
+        self.notifiers = dict(notifiers)
+        self._clock = clock
+        self.policy = policy
+        self._batch = batch_size
+        self._poll = poll_interval
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.delivered_total = 0
+        self.failed_total = 0
+
+    def kick(self) -> None:
+        """Something was queued: look at the outbox now instead of at the next poll."""
+        self._wakeup.set()
+
+    async def wake(self, recipient: Identity) -> None:
+        """A person who was away is back: their waiting messages are due now."""
+        async with self._uow() as uow:
+            await uow.outbox.wake(recipient, self._clock.now())
+            await uow.commit()
+        self.kick()
+
+    async def deliver_pending(self) -> int:
+        """Deliver everything due now; returns how many messages were delivered."""
+        delivered = 0
+        async with self._lock:
+            while True:
+                async with self._uow() as uow:
+                    items = await uow.outbox.claim_due(
+                        self._clock.now(), limit=self._batch, lease=self.policy.lease, platforms=list(self.notifiers)
+                    )
+                    await uow.commit()
+                if not items:
+                    return delivered
+                outcomes = [(item, await self._send(item)) for item in items]
+                async with self._uow() as uow:
+                    now = self._clock.now()
+                    for item, outcome in outcomes:
+                        if outcome is None:
+                            await uow.outbox.mark_delivered(item.id, now)
+                            delivered += 1
+                        elif outcome == "away":
+                            await uow.outbox.hold(item.id, now + self.policy.away_hold)
+                        else:
+                            await self._record_failure(uow, item, outcome, now)
+                    await uow.commit()
+                self.delivered_total += sum(1 for _, o in outcomes if o is None)
+
+    async def _send(self, item) -> str | None | DeliveryError:
+        notifier = self.notifiers[item.recipient.platform]
+        try:
+            await notifier.send(item.recipient, item.reply, item.idempotency_key)
+        except RecipientAway:
+            return "away"
+        except DeliveryError as exc:
+            return exc
+        except Exception as exc:  # the error boundary of one delivery: never the message itself in logs
+            return DeliveryError(f"unexpected {type(exc).__name__}")
+        return None
+
+    async def _record_failure(self, uow, item, error: DeliveryError, now) -> None:
+        attempts = item.attempts + 1
+        self.failed_total += 1
+        if error.permanent or attempts >= self.policy.max_attempts:
+            await uow.outbox.park(item.id, attempts=attempts, at=now, error=error.reason)
+            log.warning("outbox row parked", extra={"outbox_id": item.id, "kind": item.kind, "reason": error.reason})
+        else:
+            delay = self.policy.next_delay(attempts)
+            await uow.outbox.retry(item.id, attempts=attempts, at=now + delay, error=error.reason)
+            log.info(
+                "outbox delivery failed, will retry",
+                extra={"outbox_id": item.id, "attempt": attempts, "retry_in_s": delay.total_seconds(), "reason": error.reason},
+            )
+
+    async def run(self) -> None:
+        """Deliver until cancelled: at every kick, and at least every poll interval."""
+        while True:
+            try:
+                await self.deliver_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the database restarting; try again at the next poll
+                log.error("outbox dispatch round failed", extra={"error": type(exc).__name__})
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+            except asyncio.TimeoutError:
+                pass
+            self._wakeup.clear()

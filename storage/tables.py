@@ -1,0 +1,138 @@
+"""SQLModel tables. Personal data lives only in the `*_sealed` columns, which the repositories seal."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite keeps no time zone)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+def _dt(**kw) -> object:
+    nullable = kw.pop("nullable", False)
+    index = kw.pop("index", False)
+    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index), **kw)
+
+
+class SignalRow(SQLModel, table=True):
+    __tablename__ = "signal"
+    __table_args__ = (
+        sa.UniqueConstraint("ref_year", "ref_number", name="uq_signal_reference"),
+        sa.Index("ix_signal_meldpunt_status", "meldpunt_id", "status"),
+        sa.Index("ix_signal_ref_number", "ref_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    meldpunt_id: str = Field(max_length=64)
+    ref_year: int
+    ref_number: int
+    status: str = Field(max_length=32)
+    form: str = Field(max_length=32)
+    context: str = Field(max_length=32)
+    urgent: bool = False
+    anonymous: bool = False
+    pseudonym: str | None = Field(default=None, max_length=32)
+    handler: str | None = Field(default=None, max_length=64)
+    outcome: str | None = Field(default=None, max_length=32)
+    content_sealed: str
+    created_at: datetime = _dt()
+    updated_at: datetime = _dt()
+    closed_at: datetime | None = _dt(nullable=True)
+
+
+class MelderRow(SQLModel, table=True):
+    """Who reported a signal: kept apart from the content, shown to AFs only."""
+
+    __tablename__ = "melder"
+    __table_args__ = (sa.Index("ix_melder_lookup", "lookup"),)
+
+    signal_id: int = Field(sa_column=sa.Column(sa.ForeignKey("signal.id", ondelete="CASCADE"), primary_key=True))
+    meldpunt_id: str = Field(max_length=64)
+    # A stable, non-reversible key of (platform, user id) so "my signals" works without decrypting.
+    lookup: str = Field(max_length=128)
+    identity_sealed: str
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "signal_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    signal_id: int = Field(sa_column=sa.Column(sa.ForeignKey("signal.id", ondelete="CASCADE"), index=True, nullable=False))
+    meldpunt_id: str = Field(max_length=64)
+    at: datetime = _dt()
+    actor: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    data_sealed: str
+
+
+class CounterRow(SQLModel, table=True):
+    """The last reference number handed out per year, for the whole deployment."""
+
+    __tablename__ = "reference_counter"
+
+    year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last: int = 0
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_pending", "delivered_at", "parked_at", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meldpunt_id: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=32)
+    recipient_platform: str = Field(max_length=16)
+    recipient_sealed: str
+    # A keyed hash of the recipient, so waiting rows can be found for one person without decrypting.
+    recipient_lookup: str = Field(max_length=128, index=True)
+    payload_sealed: str
+    created_at: datetime = _dt()
+    next_attempt_at: datetime = _dt()
+    attempts: int = 0
+    claimed_until: datetime | None = _dt(nullable=True)
+    delivered_at: datetime | None = _dt(nullable=True)
+    parked_at: datetime | None = _dt(nullable=True)
+    # A reason without content, for the administrator.
+    last_error: str | None = Field(default=None, max_length=300)
+
+
+class ConversationRow(SQLModel, table=True):
+    """Dialog state per conversation; survives restarts."""
+
+    __tablename__ = "conversation"
+
+    platform: str = Field(primary_key=True, max_length=16)
+    conversation_id: str = Field(primary_key=True, max_length=255)
+    state_sealed: str
+    updated_at: datetime = _dt(index=True)
+
+
+class PersonRow(SQLModel, table=True):
+    """Per-person settings: reply language and, with several meldpunten, the chosen one."""
+
+    __tablename__ = "person"
+
+    lookup: str = Field(primary_key=True, max_length=128)
+    language: str | None = Field(default=None, max_length=8)
+    meldpunt_id: str | None = Field(default=None, max_length=64)

@@ -1,0 +1,401 @@
+"""Unit of work and repositories: one transaction per use case; maps rows to domain objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import select
+
+from meldbot.domain import (
+    Content,
+    Context,
+    Event,
+    EventKind,
+    Form,
+    Outcome,
+    Reference,
+    RefQuery,
+    Signal,
+    Status,
+)
+from meldbot.messaging import Identity, Reply
+from storage.db import Database
+from storage.sealing import Sealer
+from storage.tables import (
+    ConversationRow,
+    CounterRow,
+    EventRow,
+    MelderRow,
+    OutboxRow,
+    PersonRow,
+    SignalRow,
+)
+
+
+def _insert(dialect: str):
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+@dataclass(frozen=True)
+class Melder:
+    identity: Identity
+    display_name: str | None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    meldpunt_id: str
+    idempotency_key: str
+    kind: str
+    recipient: Identity
+    reply: Reply
+    attempts: int
+
+
+class SignalRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    @property
+    def _s(self):
+        return self._uow.session
+
+    async def next_reference(self, year: int) -> Reference:
+        """The next number for `year`, unique across the deployment even under concurrency.
+
+        The UPDATE takes a row lock on PostgreSQL (and the write lock on SQLite), so concurrent
+        submitters queue here for the rest of their short transaction.
+        """
+        insert = _insert(self._uow.dialect)
+        await self._s.exec(insert(CounterRow).values(year=year, last=0).on_conflict_do_nothing())
+        result = await self._s.exec(
+            sa.update(CounterRow).where(CounterRow.year == year).values(last=CounterRow.last + 1).returning(CounterRow.last)
+        )
+        return Reference(year, result.scalar_one())
+
+    async def add(self, signal: Signal, melder: Melder) -> Signal:
+        sealer, now = self._uow.sealer, signal.created_at
+        row = SignalRow(
+            meldpunt_id=signal.meldpunt_id,
+            ref_year=signal.reference.year,
+            ref_number=signal.reference.number,
+            status=str(signal.status),
+            form=str(signal.form),
+            context=str(signal.context),
+            urgent=signal.urgent,
+            anonymous=signal.anonymous,
+            pseudonym=signal.pseudonym,
+            handler=signal.handler,
+            content_sealed=sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False)),
+            created_at=now,
+            updated_at=now,
+        )
+        self._s.add(row)
+        await self._s.flush()
+        signal.id = row.id
+        self._s.add(
+            MelderRow(
+                signal_id=row.id,
+                meldpunt_id=signal.meldpunt_id,
+                lookup=self._uow.person_lookup(melder.identity),
+                identity_sealed=sealer.seal(
+                    json.dumps(
+                        {"platform": melder.identity.platform, "user_id": melder.identity.user_id, "name": melder.display_name},
+                        ensure_ascii=False,
+                    )
+                ),
+            )
+        )
+        self._add_events(signal)
+        return signal
+
+    def _add_events(self, signal: Signal) -> None:
+        for event in signal.new_events:
+            self._s.add(
+                EventRow(
+                    signal_id=signal.id,
+                    meldpunt_id=signal.meldpunt_id,
+                    at=event.at,
+                    actor=event.actor,
+                    kind=str(event.kind),
+                    data_sealed=self._uow.sealer.seal(json.dumps(event.data, ensure_ascii=False)),
+                )
+            )
+        signal.new_events.clear()
+
+    async def save(self, signal: Signal, at: datetime) -> None:
+        row = await self._s.get(SignalRow, signal.id)
+        row.status = str(signal.status)
+        row.handler = signal.handler
+        row.outcome = str(signal.outcome) if signal.outcome else None
+        row.closed_at = signal.closed_at
+        row.urgent = signal.urgent
+        row.content_sealed = self._uow.sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False))
+        row.updated_at = at
+        self._s.add(row)
+        self._add_events(signal)
+
+    def _to_domain(self, row: SignalRow, events: list[EventRow] | None = None) -> Signal:
+        opened = self._uow.sealer.open
+        return Signal(
+            id=row.id,
+            meldpunt_id=row.meldpunt_id,
+            reference=Reference(row.ref_year, row.ref_number),
+            status=Status(row.status),
+            form=Form(row.form),
+            context=Context(row.context),
+            urgent=row.urgent,
+            anonymous=row.anonymous,
+            pseudonym=row.pseudonym,
+            content=Content.from_dict(json.loads(opened(row.content_sealed))),
+            created_at=row.created_at,
+            handler=row.handler,
+            outcome=Outcome(row.outcome) if row.outcome else None,
+            closed_at=row.closed_at,
+            events=[
+                Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))) for e in (events or [])
+            ],
+        )
+
+    async def find(self, query: RefQuery, meldpunt_ids: list[str], *, with_events: bool = False) -> Signal | None:
+        stmt = select(SignalRow).where(SignalRow.ref_number == query.number, SignalRow.meldpunt_id.in_(meldpunt_ids))
+        if query.year is not None:
+            stmt = stmt.where(SignalRow.ref_year == query.year)
+        row = (await self._s.exec(stmt.order_by(SignalRow.ref_year.desc()).limit(1))).first()
+        if row is None:
+            return None
+        events = None
+        if with_events:
+            events = list(
+                (await self._s.exec(select(EventRow).where(EventRow.signal_id == row.id).order_by(EventRow.id))).all()
+            )
+        return self._to_domain(row, events)
+
+    async def melder_of(self, signal: Signal) -> Melder:
+        row = await self._s.get(MelderRow, signal.id)
+        data = json.loads(self._uow.sealer.open(row.identity_sealed))
+        return Melder(Identity(data["platform"], data["user_id"]), data.get("name"))
+
+    async def of_melder(self, identity: Identity) -> list[Signal]:
+        stmt = (
+            select(SignalRow)
+            .join(MelderRow, MelderRow.signal_id == SignalRow.id)
+            .where(MelderRow.lookup == self._uow.person_lookup(identity))
+            .order_by(SignalRow.id)
+        )
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]:
+        stmt = (
+            select(SignalRow)
+            .where(SignalRow.meldpunt_id.in_(meldpunt_ids), SignalRow.status != str(Status.CLOSED))
+            .order_by(SignalRow.id)
+        )
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def count(self) -> int:
+        return (await self._s.exec(select(sa.func.count()).select_from(SignalRow))).one()
+
+
+class OutboxRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    async def add(self, *, meldpunt_id: str, recipient: Identity, reply: Reply, key: str, kind: str, at: datetime) -> None:
+        """Queue a message in this transaction. The same key twice queues it once."""
+        sealer = self._uow.sealer
+        insert = _insert(self._uow.dialect)
+        stmt = insert(OutboxRow).values(
+            meldpunt_id=meldpunt_id,
+            idempotency_key=key,
+            kind=kind,
+            recipient_platform=recipient.platform,
+            recipient_sealed=sealer.seal(json.dumps([recipient.platform, recipient.user_id])),
+            recipient_lookup=self._uow.person_lookup(recipient),
+            payload_sealed=sealer.seal(reply.to_json()),
+            created_at=at,
+            next_attempt_at=at,
+            attempts=0,
+        )
+        await self._uow.session.exec(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]))
+        self._uow.outbox_written = True
+
+    async def claim_due(self, now: datetime, *, limit: int, lease: timedelta, platforms: list[str]) -> list[OutboxItem]:
+        """Claim due rows for this process. Rows claimed by another live process are skipped."""
+        pending = (
+            select(OutboxRow.id)
+            .where(
+                OutboxRow.delivered_at.is_(None),
+                OutboxRow.parked_at.is_(None),
+                OutboxRow.next_attempt_at <= now,
+                OutboxRow.recipient_platform.in_(platforms),
+                sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
+            )
+            .order_by(OutboxRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list((await self._uow.session.exec(pending)).all())
+        if not ids:
+            return []
+        await self._uow.session.exec(
+            sa.update(OutboxRow).where(OutboxRow.id.in_(ids)).values(claimed_until=now + lease)
+        )
+        rows = (await self._uow.session.exec(select(OutboxRow).where(OutboxRow.id.in_(ids)).order_by(OutboxRow.id))).all()
+        opened = self._uow.sealer.open
+        return [
+            OutboxItem(
+                id=r.id,
+                meldpunt_id=r.meldpunt_id,
+                idempotency_key=r.idempotency_key,
+                kind=r.kind,
+                recipient=Identity(*json.loads(opened(r.recipient_sealed))),
+                reply=Reply.from_json(opened(r.payload_sealed)),
+                attempts=r.attempts,
+            )
+            for r in rows
+        ]
+
+    async def _update(self, row_id: int, **values: Any) -> None:
+        await self._uow.session.exec(sa.update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
+
+    async def mark_delivered(self, row_id: int, at: datetime) -> None:
+        await self._update(row_id, delivered_at=at, claimed_until=None, last_error=None)
+
+    async def hold(self, row_id: int, until: datetime) -> None:
+        """The recipient is away: wait without counting an attempt."""
+        await self._update(row_id, next_attempt_at=until, claimed_until=None)
+
+    async def retry(self, row_id: int, *, attempts: int, at: datetime, error: str) -> None:
+        await self._update(row_id, attempts=attempts, next_attempt_at=at, claimed_until=None, last_error=error[:300])
+
+    async def park(self, row_id: int, *, attempts: int, at: datetime, error: str) -> None:
+        await self._update(row_id, attempts=attempts, parked_at=at, claimed_until=None, last_error=error[:300])
+
+    async def wake(self, recipient: Identity, now: datetime) -> int:
+        """Make waiting rows for `recipient` due now (e.g. they just came back)."""
+        result = await self._uow.session.exec(
+            sa.update(OutboxRow)
+            .where(
+                OutboxRow.recipient_lookup == self._uow.person_lookup(recipient),
+                OutboxRow.delivered_at.is_(None),
+                OutboxRow.parked_at.is_(None),
+                OutboxRow.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
+        return result.rowcount or 0
+
+    async def stats(self) -> dict[str, int]:
+        s = self._uow.session
+        pending = (await s.exec(select(sa.func.count()).where(OutboxRow.delivered_at.is_(None), OutboxRow.parked_at.is_(None)))).one()
+        parked = (await s.exec(select(sa.func.count()).where(OutboxRow.parked_at.is_not(None)))).one()
+        delivered = (await s.exec(select(sa.func.count()).where(OutboxRow.delivered_at.is_not(None)))).one()
+        return {"pending": pending, "parked": parked, "delivered": delivered}
+
+
+class ConversationRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
+        row = await self._uow.session.get(ConversationRow, (platform, conversation_id))
+        if row is None:
+            return None
+        return json.loads(self._uow.sealer.open(row.state_sealed)), row.updated_at
+
+    async def save(self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime) -> None:
+        sealed = self._uow.sealer.seal(json.dumps(state, ensure_ascii=False))
+        row = await self._uow.session.get(ConversationRow, (platform, conversation_id))
+        if row is None:
+            row = ConversationRow(platform=platform, conversation_id=conversation_id, state_sealed=sealed, updated_at=at)
+        else:
+            row.state_sealed, row.updated_at = sealed, at
+        self._uow.session.add(row)
+
+    async def delete(self, platform: str, conversation_id: str) -> None:
+        await self._uow.session.exec(
+            sa.delete(ConversationRow).where(
+                ConversationRow.platform == platform, ConversationRow.conversation_id == conversation_id
+            )
+        )
+
+    async def delete_untouched_since(self, moment: datetime) -> int:
+        result = await self._uow.session.exec(sa.delete(ConversationRow).where(ConversationRow.updated_at < moment))
+        return result.rowcount or 0
+
+
+@dataclass
+class PersonSettings:
+    language: str | None = None
+    meldpunt_id: str | None = None
+
+
+class PersonRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    async def get(self, identity: Identity) -> PersonSettings:
+        row = await self._uow.session.get(PersonRow, self._uow.person_lookup(identity))
+        return PersonSettings(row.language, row.meldpunt_id) if row else PersonSettings()
+
+    async def update(self, identity: Identity, **values: Any) -> None:
+        key = self._uow.person_lookup(identity)
+        row = await self._uow.session.get(PersonRow, key) or PersonRow(lookup=key)
+        for name, value in values.items():
+            setattr(row, name, value)
+        self._uow.session.add(row)
+
+
+class SqlUnitOfWork:
+    """`async with uow:` opens a transaction; it rolls back unless `commit()` was called."""
+
+    def __init__(self, db: Database, sealer: Sealer, on_outbox: Callable[[], None] | None = None) -> None:
+        self._db = db
+        self.sealer = sealer
+        self.dialect = db.engine.dialect.name
+        self._on_outbox = on_outbox
+        self.outbox_written = False
+        self.signals = SignalRepository(self)
+        self.outbox = OutboxRepository(self)
+        self.conversations = ConversationRepository(self)
+        self.people = PersonRepository(self)
+
+    def person_lookup(self, identity: Identity) -> str:
+        return self.sealer.lookup("person", f"{identity.platform}:{identity.user_id.casefold()}")
+
+    async def __aenter__(self) -> "SqlUnitOfWork":
+        self.session = self._db.sessions()
+        self.outbox_written = False
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        if self.outbox_written and self._on_outbox:
+            self._on_outbox()
+        self.outbox_written = False
+
+
+class UnitOfWorkFactory:
+    """Creates a fresh unit of work per use case."""
+
+    def __init__(self, db: Database, sealer: Sealer) -> None:
+        self.db = db
+        self.sealer = sealer
+        self.on_outbox: Callable[[], None] | None = None
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.db, self.sealer, self.on_outbox)

@@ -1,0 +1,115 @@
+"""Shared fixtures: configs, databases (SQLite always, PostgreSQL when enabled), fakes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from meldbot.clock import ManualClock
+from meldbot.config import load_config
+from meldbot.messaging import Identity, RecipientAway, Reply
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.toml"
+PG_ENV = "MELDBOT_TEST_POSTGRES_URL"
+
+
+def postgres_url() -> str | None:
+    return os.environ.get(PG_ENV)
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("MELDBOT_TEST_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def run_sync(coro):
+    """Run a coroutine to completion from sync code, even inside a running loop's thread."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url().replace("postgresql+asyncpg://", "postgresql://"), timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_database():
+    """A fresh, empty PostgreSQL database for one test; yields its URL."""
+    base = postgres_url()
+    if not base:
+        _skip_or_fail(f"PostgreSQL tests need {PG_ENV}, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    name = f"meldbot_t_{uuid.uuid4().hex[:12]}"
+    try:
+        run_sync(_admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # depends on the machine
+        _skip_or_fail(f"PostgreSQL at {PG_ENV} is not reachable: {type(exc).__name__}: {exc}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    run_sync(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    """Each test using this runs against SQLite and against real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/meldbot.db"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/meldbot.db"
+
+
+def make_config(url: str, **env: str):
+    environ = {"MELDBOT_STORAGE__URL": url, **env}
+    return load_config(EXAMPLE, environ)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    # Wednesday 18 November 2026, 10:30 in Amsterdam.
+    return ManualClock(datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc))
+
+
+class FakeNotifier:
+    """Records deliveries; like real platforms, shows a message once per idempotency key."""
+
+    def __init__(self, platform: str = "console") -> None:
+        self.platform = platform
+        self.shown: list[tuple[Identity, Reply, str]] = []
+        self.calls = 0
+        self.away: set[str] = set()
+        self.fail_next = 0
+        self._keys: set[str] = set()
+
+    async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
+        self.calls += 1
+        if recipient.user_id in self.away:
+            raise RecipientAway(recipient.user_id)
+        if self.fail_next:
+            self.fail_next -= 1
+            from meldbot.messaging import DeliveryError
+
+            raise DeliveryError("connection refused")
+        if idempotency_key in self._keys:
+            return
+        self._keys.add(idempotency_key)
+        self.shown.append((recipient, reply, idempotency_key))
+
+    def to(self, user_id: str) -> list[Reply]:
+        return [r for who, r, _ in self.shown if who.user_id == user_id]

@@ -1,0 +1,126 @@
+"""The `meldbot` command as people use it: real processes, stdin and exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import EXAMPLE, ROOT
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = [
+    "melden",
+    "In een kamer staan drie stapelbedden, er wonen negen mensen.",
+    "Molenweg 8, Bergeijk",
+    "vanochtend",
+    "twee mannen, busje met Pools kenteken",
+    "arbeid",
+    "toezicht",
+    "nee",
+    "versturen",
+]
+
+
+def env_for(tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELDBOT_")}
+    env.update(
+        MELDBOT_CONFIG=str(EXAMPLE),
+        MELDBOT_STORAGE__URL=f"sqlite+aiosqlite:///{tmp_path}/meldbot.db",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def meldbot(tmp_path, *args, stdin: str = "", env=None, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "meldbot", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env or env_for(tmp_path),
+    )
+
+
+def test_check_config_accepts_the_example(tmp_path):
+    result = meldbot(tmp_path, "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "in orde" in result.stdout
+
+
+def test_check_config_names_the_broken_key_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace("office_hours = \"08:30-17:00\"", "office_hours = \"17:00-08:30\""))
+    result = meldbot(tmp_path, "--config", str(bad), "check-config")
+    assert result.returncode == 2
+    assert "reminders.office_hours" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_environment_override_is_checked_too(tmp_path):
+    result = meldbot(tmp_path, "check-config", env=env_for(tmp_path, MELDBOT_STORAGE__URL="mysql://x"))
+    assert result.returncode == 2
+    assert "storage.url" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chat_refuses_an_unmigrated_database_with_a_clear_message(tmp_path):
+    result = meldbot(tmp_path, "chat", stdin="hallo\n")
+    assert result.returncode == 3
+    assert "meldbot migrate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_twice_is_harmless(tmp_path):
+    first = meldbot(tmp_path, "migrate")
+    second = meldbot(tmp_path, "migrate")
+    assert first.returncode == 0 and "bijgewerkt" in first.stdout
+    assert second.returncode == 0 and "al bijgewerkt" in second.stdout
+
+
+def test_a_scripted_terminal_session_shows_the_af_the_new_signal(tmp_path):
+    assert meldbot(tmp_path, "migrate").returncode == 0
+    session = "\n".join(SCRIPT + [":als af", ":stop"]) + "\n"
+    result = meldbot(tmp_path, "chat", stdin=session)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    employee_part, _, af_part = out.partition("Je bent nu af")
+    assert "MH-2026-0001" in employee_part or "MH-20" in employee_part
+    reference = next(w.rstrip(".") for w in employee_part.split() if w.startswith("MH-20"))
+    # The notification waited for the AF and shows once, after switching.
+    assert "Nieuwe melding" not in employee_part
+    assert af_part.count(f"Nieuwe melding {reference}") == 1
+    assert "stapelbedden" not in af_part
+    assert "Traceback" not in out + result.stderr
+
+
+def test_after_kill_9_between_commit_and_delivery_the_notification_arrives_exactly_once(tmp_path):
+    assert meldbot(tmp_path, "migrate").returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meldbot", "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env_for(tmp_path),
+    )
+    try:
+        proc.stdin.write("\n".join(SCRIPT) + "\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "MH-20" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "MH-20" in seen, seen
+        # The signal is committed; the AF's notification is still in the outbox. Kill hard.
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reference = next(w.rstrip(".") for w in seen.split() if w.startswith("MH-20"))
+    first = meldbot(tmp_path, "chat", stdin=":als af\n:stop\n")
+    again = meldbot(tmp_path, "chat", stdin=":als af\n:stop\n")
+    assert first.stdout.count(f"Nieuwe melding {reference}") == 1, first.stdout
+    assert f"Nieuwe melding {reference}" not in again.stdout
