@@ -124,3 +124,39 @@ def test_after_kill_9_between_commit_and_delivery_the_notification_arrives_exact
     again = meldbot(tmp_path, "chat", stdin=":als af\n:stop\n")
     assert first.stdout.count(f"Nieuwe melding {reference}") == 1, first.stdout
     assert f"Nieuwe melding {reference}" not in again.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path):
+    import json
+    import urllib.request
+
+    assert meldbot(tmp_path, "migrate").returncode == 0
+    port = _free_port()
+    env = env_for(tmp_path, MELDBOT_HTTP__LISTEN=f"127.0.0.1:{port}")
+    proc = subprocess.Popen([sys.executable, "-m", "meldbot", "run"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    try:
+        body = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    body = json.loads(resp.read())
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None, "healthz never answered"
+        assert body["status"] == "ok" and body["database"] is True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in proc.stderr.read()

@@ -1,0 +1,544 @@
+"""Configuration: the TOML file's shape (shared/config.md), its validation, environment overrides and lookups."""
+
+import os
+import re
+import tomllib
+import types
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, SecretStr
+from pydantic import StringConstraints, ValidationError, model_validator
+
+Problem = tuple[str, str]  # (dotted key, Dutch message)
+Located = list[tuple[tuple[str | int, ...], str]]  # problems keyed relative to the model that found them
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` names every wrong key with a Dutch message."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems: list[Problem] = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(f"{key}: {message}" for key, message in self.problems)
+
+
+class _Problems(ValueError):
+    """Raised by model validators: problems keyed relative to the model, so they can name sub-keys."""
+
+    def __init__(self, problems: Located):
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+def _raise_if(problems: Located) -> None:
+    if problems:
+        raise _Problems(problems)
+
+
+def _fold(text: str) -> str:
+    """Case- and accent-insensitive form, so `Zorgcoördinator` matches `zorgcoordinator`."""
+    decomposed = unicodedata.normalize("NFKD", text.strip())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _valid(parse: Callable[[str], object]) -> AfterValidator:
+    """Keep the text as written once `parse` accepts it (parse raises ValueError with a Dutch message)."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value
+
+    return AfterValidator(check)
+
+
+def _pattern(regex: str, message: str) -> AfterValidator:
+    compiled = re.compile(regex)
+
+    def parse(value: str) -> None:
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+
+    return _valid(parse)
+
+
+def _clock(text: str) -> time:
+    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", text)
+    if not match:
+        raise ValueError(f"'{text}' is geen tijd; schrijf UU:MM, zoals 09:00")
+    return time(int(match[1]), int(match[2]))
+
+
+def _time_range(text: str) -> tuple[time, time]:
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ValueError(f"'{text}' is geen tijdvak; schrijf UU:MM-UU:MM, zoals 08:30-17:00")
+    begin, until = _clock(start.strip()), _clock(end.strip())
+    if begin >= until:
+        raise ValueError(f"'{text}': de begintijd moet voor de eindtijd liggen")
+    return begin, until
+
+
+_DAYS = ("ma", "di", "wo", "do", "vr", "za", "zo")
+_HOURS = re.compile(r"(?:(ma|di|wo|do|vr|za|zo)(?:-(ma|di|wo|do|vr|za|zo))?\s+)?(\S+)")
+
+
+def _parse_hours(text: str) -> tuple[frozenset[int], time, time]:
+    """'ma-vr 08:00-16:30' -> ({0..4}, 08:00, 16:30); a day range may wrap (za-ma)."""
+    match = _HOURS.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"'{text}' klopt niet; laat leeg (altijd) of schrijf zoals 'ma-vr 08:00-16:30'")
+    first, last, span = match.groups()
+    start, end = _time_range(span)
+    if first is None:
+        return frozenset(range(7)), start, end
+    a, b = _DAYS.index(first), _DAYS.index(last or first)
+    return frozenset((a + k) % 7 for k in range((b - a) % 7 + 1)), start, end
+
+
+def _closing_day(text: str) -> str:
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            date.fromisoformat(text)
+            return text
+        if re.fullmatch(r"\d{2}-\d{2}", text):
+            date.fromisoformat(f"2000-{text}")  # a leap year, so 02-29 is allowed
+            return text
+    except ValueError:
+        raise ValueError(f"'{text}' is geen bestaande datum") from None
+    raise ValueError(f"'{text}' klopt niet; schrijf JJJJ-MM-DD (één keer) of MM-DD (elk jaar), zoals 05-05")
+
+
+def _timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"'{name}' is geen bekende tijdzone; gebruik bijvoorbeeld Europe/Amsterdam") from None
+
+
+def _split_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")  # IPv6 literal: [::1]:8080
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"'{text}' klopt niet; schrijf host:poort, zoals 127.0.0.1:8080")
+    return host, int(port)
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Clock = Annotated[str, _valid(_clock)]
+ClosingDay = Annotated[
+    str, BeforeValidator(lambda v: v.isoformat() if isinstance(v, date) else v), AfterValidator(_closing_day)
+]
+MatrixId = _pattern(r"(@[^:\s]+:\S+)?", "moet een Matrix-id zijn, zoals @anna:bergeijk.nl")
+Domain = Annotated[
+    str,
+    _pattern(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?", "moet een kale domeinnaam zijn, zoals bergeijk.nl "
+             "(zonder https:// of @)"),
+    AfterValidator(str.lower),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Model):
+    url: Annotated[str, _pattern(r"(sqlite\+aiosqlite|postgresql\+asyncpg)://.*", "moet beginnen met "
+                                 "sqlite+aiosqlite:// of postgresql+asyncpg://")] = "sqlite+aiosqlite:///var/meldbot.db"
+    allow_plaintext: bool = False  # false: refuse to start without MELDBOT_DATA_KEY
+
+
+class HttpConfig(_Model):
+    listen: Annotated[str, _valid(_split_listen)] = "127.0.0.1:8080"  # port 0: any free port
+
+    @property
+    def host(self) -> str:
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+class ConsoleConfig(_Model):
+    user: Text = "medewerker"
+
+
+class RemindersConfig(_Model):
+    pick_up_after_working_days: PositiveInt = 1
+    partner_feedback_after_working_days: PositiveInt = 10
+    partner_feedback_repeat_days: PositiveInt = 7
+    melder_feedback_after_working_days: PositiveInt = 3
+    melder_silence_weeks: PositiveInt = 6
+    urgent_repeat_hours: PositiveInt = 1
+    weekly_overview: Clock = "09:00"
+    office_hours: Annotated[str, _valid(_time_range)] = "08:30-17:00"
+    closing_days: tuple[ClosingDay, ...] = ()
+    retention_closed_months: PositiveInt = 24
+    draft_expiry_hours: PositiveInt = 24
+
+    @property
+    def weekly_overview_at(self) -> time:
+        return _clock(self.weekly_overview)
+
+    @property
+    def office_start(self) -> time:
+        return _time_range(self.office_hours)[0]
+
+    @property
+    def office_end(self) -> time:
+        return _time_range(self.office_hours)[1]
+
+    def is_closing_day(self, day: date) -> bool:
+        """A configured closing day (once or every year); Dutch public holidays are the caller's to add."""
+        return day.isoformat() in self.closing_days or day.strftime("%m-%d") in self.closing_days
+
+
+class AFConfig(_Model):
+    name: Annotated[str, _pattern(r"[a-z][a-z0-9_-]{0,29}", "moet één kort woord zijn in kleine letters, "
+                                  "zoals anna")]
+    display_name: Text = Field(default_factory=lambda data: data.get("name", "?"))
+    matrix: Annotated[str, MatrixId] = ""
+    teams: str = ""  # aadObjectId
+    console: str = ""
+    backup: bool = False
+
+    @model_validator(mode="after")
+    def _has_platform_id(self) -> "AFConfig":
+        if not (self.matrix or self.teams or self.console):
+            _raise_if([((), "geen matrix-, teams- of console-id; vul er minstens één in")])
+        return self
+
+
+class PartnerConfig(_Model):
+    key: Annotated[str, _pattern(r"[a-z][a-z0-9]*", "moet één woord zijn in kleine letters, zoals politie")]
+    name: Text
+    aliases: tuple[Annotated[str, _pattern(r"\S+", "een alias is één woord zonder spaties")], ...] = ()
+    contact: str = ""
+
+
+class ContactConfig(_Model):
+    label: Text
+    number: Text
+    hours: Annotated[str, StringConstraints(strip_whitespace=True), _valid(lambda v: v and _parse_hours(v))] = ""
+
+    def is_open(self, moment: datetime) -> bool:
+        """Whether this number is staffed at `moment`, given in the meldpunt's local time."""
+        if not self.hours:
+            return True
+        days, start, end = _parse_hours(self.hours)
+        return moment.weekday() in days and start <= moment.time() < end
+
+
+# Used when a meldpunt has no [[meldpunt.partner]] / [[meldpunt.contact]]; numbers from the policy plan, appendix 4.
+DEFAULT_PARTNERS = tuple(PartnerConfig(key=k, name=n, aliases=a, contact=c) for k, n, a, c in [
+    ("politie", "Politie, team AVIM", ("avim", "police"),
+     "088-9630320 (ma-vr 08:00-16:30); buiten kantooruren 0900-8844"),
+    ("zorgcoordinator", "Zorgcoördinator mensenhandel", ("zorg", "zorgcoördinator"), ""),
+    ("nla", "Nederlandse Arbeidsinspectie", ("arbeidsinspectie", "inspectie"), "0800-5151 (anoniem melden)"),
+    ("kmar", "Koninklijke Marechaussee", ("marechaussee",), "0800-1814"),
+    ("ind", "IND", (), "088-0430430"),
+    ("riec", "RIEC", (), ""),
+    ("veiligthuis", "Veilig Thuis", ("vt",), "0800-2000"),
+])
+DEFAULT_CONTACTS = (
+    ContactConfig(label="Acuut gevaar", number="112"),
+    ContactConfig(label="Politie, team AVIM", number="088-9630320", hours="ma-vr 08:00-16:30"),
+    ContactConfig(label="Politie buiten kantooruren", number="0900-8844"),
+)
+
+
+class MeldpuntConfig(_Model):
+    id: Annotated[str, _pattern(r"[a-z0-9]+(-[a-z0-9]+)*", "alleen kleine letters, cijfers en streepjes, "
+                                "zoals bergeijk")]
+    name: Text
+    timezone: Annotated[str, _valid(_timezone)] = "Europe/Amsterdam"
+    matrix_domains: tuple[Domain, ...] = ()
+    teams_tenants: tuple[str, ...] = ()
+    af: tuple[AFConfig, ...] = ()
+    partners: tuple[PartnerConfig, ...] = Field(DEFAULT_PARTNERS, alias="partner")
+    contact: tuple[ContactConfig, ...] = DEFAULT_CONTACTS
+    reminders: RemindersConfig | None = None  # only the keys written in the file override the defaults
+    signals_text: str | None = None  # None: the built-in text of `signalen`
+
+    @model_validator(mode="after")
+    def _check(self) -> "MeldpuntConfig":
+        problems: Located = []
+        first_af: dict[str, int] = {}
+        for i, af in enumerate(self.af):
+            if first_af.setdefault(af.name, i) != i:
+                problems.append((("af", i, "name"), f"de naam '{af.name}' staat ook bij af[{first_af[af.name]}]"))
+        if all(af.backup for af in self.af):
+            problems.append((("af",), "minstens één [[meldpunt.af]] nodig die geen backup is"))
+        owner: dict[str, int] = {}
+        for i, partner in enumerate(self.partners):
+            words = [(("partner", i, "key"), partner.key)]
+            words += [(("partner", i, "aliases", j), alias) for j, alias in enumerate(partner.aliases)]
+            for key, word in words:
+                if owner.setdefault(_fold(word), i) != i:
+                    problems.append((key, f"'{word}' wordt al gebruikt door partner[{owner[_fold(word)]}]"))
+        _raise_if(problems)
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def af_by_name(self, name: str) -> AFConfig | None:
+        return next((af for af in self.af if af.name == name.strip().lower()), None)
+
+    def partner(self, key_or_alias: str) -> PartnerConfig | None:
+        """The partner named by its key or an alias, ignoring case and accents."""
+        wanted = _fold(key_or_alias)
+        return next((p for p in self.partners if wanted in {_fold(w) for w in (p.key, *p.aliases)}), None)
+
+    def reminder_settings(self, defaults: RemindersConfig) -> RemindersConfig:
+        if self.reminders is None:
+            return defaults
+        return defaults.model_copy(update=self.reminders.model_dump(exclude_unset=True))
+
+
+class MatrixConfig(_Model):
+    enabled: bool = False
+    homeserver: str = ""
+    user_id: Annotated[str, MatrixId] = ""
+    password: SecretStr = SecretStr("")  # first login only
+    access_token: SecretStr = SecretStr("")
+    device_name: Text = "meldbot"
+    store_path: Text = "var/matrix"
+    af_device_policy: Literal["tofu", "verified"] = "tofu"
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> "MatrixConfig":
+        needed = {
+            "homeserver": (self.homeserver.startswith(("https://", "http://")), "het adres, zoals https://matrix.nl"),
+            "user_id": (self.user_id, "de Matrix-id van de bot"),
+            "password": (self.password.get_secret_value() or self.access_token.get_secret_value(), "password of "
+                         "access_token, in de omgeving: MELDBOT_MATRIX__PASSWORD of MELDBOT_MATRIX__ACCESS_TOKEN"),
+        }
+        if self.enabled:
+            _raise_if([((key,), f"nodig als matrix.enabled = true: {what}")
+                       for key, (present, what) in needed.items() if not present])
+        return self
+
+
+class TeamsConfig(_Model):
+    enabled: bool = False
+    app_id: str = ""
+    app_password: SecretStr = SecretStr("")
+    tenant_id: str = ""
+    anonymous: bool = False  # local testing without credentials only
+    openid_metadata_url: Text = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    outbound_token: SecretStr = SecretStr("")  # tests only
+    allowed_service_urls: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> "TeamsConfig":
+        if self.enabled and not self.anonymous:
+            values = {"app_id": self.app_id, "app_password": self.app_password.get_secret_value(),
+                      "tenant_id": self.tenant_id}
+            _raise_if([((name,), "nodig als teams.enabled = true (of zet teams.anonymous = true om lokaal te testen)")
+                       for name, value in values.items() if not value])
+        return self
+
+
+Platform = Literal["matrix", "teams", "console"]
+
+
+class Config(_Model):
+    language: Literal["nl", "en"] = "nl"
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    reminders: RemindersConfig = Field(default_factory=RemindersConfig)
+    meldpunt: tuple[MeldpuntConfig, ...]
+    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
+    teams: TeamsConfig = Field(default_factory=TeamsConfig)
+    data_key: SecretStr | None = Field(default=None, repr=False)  # from MELDBOT_DATA_KEY only
+
+    @model_validator(mode="after")
+    def _check(self) -> "Config":
+        problems: Located = []
+        if not self.meldpunt:
+            problems.append((("meldpunt",), "minstens één [[meldpunt]] nodig"))
+        first: dict[str, int] = {}
+        for i, m in enumerate(self.meldpunt):
+            if first.setdefault(m.id, i) != i:
+                problems.append((("meldpunt", i, "id"), f"'{m.id}' staat ook bij meldpunt[{first[m.id]}]"))
+        _raise_if(problems)
+        return self
+
+    @property
+    def meldpunten(self) -> tuple[MeldpuntConfig, ...]:
+        return self.meldpunt
+
+    def meldpunt_by_id(self, meldpunt_id: str) -> MeldpuntConfig | None:
+        return next((m for m in self.meldpunt if m.id == meldpunt_id), None)
+
+    def reminders_for(self, meldpunt_id: str) -> RemindersConfig:
+        meldpunt = self.meldpunt_by_id(meldpunt_id)
+        if meldpunt is None:
+            raise KeyError(meldpunt_id)
+        return meldpunt.reminder_settings(self.reminders)
+
+    def af_for(self, platform: Platform, user_id: str) -> list[tuple[MeldpuntConfig, AFConfig]]:
+        """Every (meldpunt, AF) where this platform id is configured as AF; ids compare case-insensitively."""
+        if platform not in ("matrix", "teams", "console"):
+            raise ValueError(f"unknown platform {platform!r}")
+        wanted = user_id.casefold()
+        return [(m, af) for m in self.meldpunt for af in m.af if getattr(af, platform) and
+                getattr(af, platform).casefold() == wanted]
+
+    def meldpunten_for(self, platform: Platform, user_id: str, tenant: str | None = None) -> list[MeldpuntConfig]:
+        """The meldpunten a user belongs to: none or several means the bot has to ask which gemeente."""
+        if len(self.meldpunt) == 1:
+            return list(self.meldpunt)
+        as_af = {m.id for m, _ in self.af_for(platform, user_id)}
+        if platform == "console":
+            return [m for m in self.meldpunt if m.id in as_af] or list(self.meldpunt)
+        if platform == "matrix":
+            domain = user_id.partition(":")[2].casefold()
+            matches = {m.id for m in self.meldpunt if domain and domain in m.matrix_domains}
+        else:
+            wanted = (tenant or "").casefold()
+            matches = {m.id for m in self.meldpunt if wanted and wanted in {t.casefold() for t in m.teams_tenants}}
+        return [m for m in self.meldpunt if m.id in as_af | matches]
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+_NOT_CONFIG = ("MELDBOT_CONFIG", "MELDBOT_DATA_KEY")  # and MELDBOT_TEST_*: read by others, not config keys
+
+_MESSAGES = {kind: text for kinds, text in [  # pydantic error type -> Dutch; anything else: "ongeldige waarde"
+    ("missing", "ontbreekt"),
+    ("extra_forbidden", "onbekende sleutel (een tikfout, of staat hij in de verkeerde tabel?)"),
+    ("int_parsing int_type int_from_float", "moet een geheel getal zijn"),
+    ("bool_parsing bool_type", "moet true of false zijn"),
+    ("string_type", "moet tekst tussen aanhalingstekens zijn"),
+    ("string_too_short", "mag niet leeg zijn"),
+    ("list_type tuple_type", 'moet een lijst zijn, zoals ["a", "b"]'),
+    ("model_type model_attributes_type dict_type", "moet een tabel zijn"),
+    ("greater_than", "moet groter zijn dan {gt}"),
+    ("literal_error", "moet een van deze waarden zijn: {expected}"),
+] for kind in kinds.split()}
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _problems_from(error: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    for item in error.errors(include_url=False):
+        loc, ctx = tuple(item["loc"]), item.get("ctx", {})
+        cause = ctx.get("error")
+        if item["type"] == "default_factory_not_called":
+            continue  # follows from an error reported on another key
+        if item["type"] in ("list_type", "tuple_type") and isinstance(item["input"], dict):
+            problems.append((_dotted(loc), f"moet een lijst van tabellen zijn: schrijf [[{loc[-1]}]]"))
+        elif isinstance(cause, _Problems):
+            problems += [(_dotted(loc + rel), message) for rel, message in cause.problems]
+        elif isinstance(cause, ValueError):
+            problems.append((_dotted(loc), str(cause)))
+        else:
+            template = _MESSAGES.get(item["type"], "ongeldige waarde")
+            expected = str(ctx.get("expected", "")).replace(" or ", " of ")
+            problems.append((_dotted(loc), template.format(**{**ctx, "expected": expected})))
+    return problems
+
+
+def _shape(annotation: Any) -> tuple[Any, bool]:
+    """(inner type, is a list) of a field annotation, looking through Optional and Annotated."""
+    many = False
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        elif origin in (list, tuple) and not many:
+            annotation, many = get_args(annotation)[0], True
+        else:
+            return annotation, many
+
+
+def _set_from_env(model: type[BaseModel], node: Any, parts: list[str], value: str) -> None:
+    """Put one MELDBOT_ value into the raw TOML data, walking the models; ValueError says what is wrong."""
+    if not isinstance(node, dict):
+        raise ValueError("kan niet: op die plek in het bestand staat geen tabel")
+    name, rest = parts[0], parts[1:]
+    field = {info.alias or key: info for key, info in model.model_fields.items()}.get(name)
+    if field is None or name == "data_key":
+        raise ValueError("onbekende instelling; verwacht MELDBOT_<SECTIE>__<SLEUTEL>, zoals MELDBOT_STORAGE__URL")
+    inner, many = _shape(field.annotation)
+    if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+        if rest:
+            raise ValueError(f"onbekende instelling: {name} heeft geen onderdelen")
+        node[name] = [v.strip() for v in value.split(",") if v.strip()] if many else value
+    elif not many:
+        if not rest:
+            raise ValueError(f"{name} is een tabel; noem een sleutel erin, zoals ..._{name.upper()}__<SLEUTEL>")
+        _set_from_env(inner, node.setdefault(name, {}), rest, value)
+    else:
+        if len(rest) < 2 or not rest[0].isdigit():
+            raise ValueError(f"{name} is een lijst van tabellen; noem een volgnummer en een sleutel, "
+                             f"zoals ..._{name.upper()}__0__<SLEUTEL>")
+        items, index = node.get(name), int(rest[0])
+        if not isinstance(items, list) or index >= len(items):
+            raise ValueError(f"{name}[{index}] staat niet in het configuratiebestand")
+        _set_from_env(inner, items[index], rest[1:], value)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError([(str(path), "bestand niet gevonden; geef --config of zet MELDBOT_CONFIG")])
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        where = re.search(r"\s*\(at line (\d+), column (\d+)\)", str(error))
+        place, detail = (f"regel {where[1]}, kolom {where[2]}: ", str(error)[: where.start()]) if where else ("", error)
+        raise ConfigError([(str(path), f"{place}geen geldige TOML ({detail})")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([(str(path), "is geen UTF-8-tekst")]) from None
+    except OSError as error:
+        raise ConfigError([(str(path), f"kan niet worden gelezen ({error.strerror})")]) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment and validate the configuration; ConfigError lists every problem.
+
+    The file is `path`, else $MELDBOT_CONFIG, else ./config.toml.
+    """
+    environ = os.environ if environ is None else environ
+    raw = _read_toml(Path(path if path is not None else environ.get("MELDBOT_CONFIG") or "config.toml"))
+    problems: list[Problem] = []
+    if raw.pop("data_key", None) is not None:
+        problems.append(("data_key", "hoort niet in het bestand; zet de sleutel in de omgeving als MELDBOT_DATA_KEY"))
+    for name in sorted(environ):
+        if name.startswith("MELDBOT_") and name not in _NOT_CONFIG and not name.startswith("MELDBOT_TEST_"):
+            try:
+                _set_from_env(Config, raw, name.removeprefix("MELDBOT_").lower().split("__"), environ[name])
+            except ValueError as error:
+                problems.append((name, str(error)))
+    data_key = environ.get("MELDBOT_DATA_KEY") or None
+    try:
+        config = Config.model_validate({**raw, "data_key": data_key})
+    except ValidationError as error:
+        problems += _problems_from(error)
+    else:
+        if not config.storage.allow_plaintext and data_key is None:
+            problems.append(("storage.allow_plaintext", "staat op false, maar MELDBOT_DATA_KEY ontbreekt in de "
+                             "omgeving; zet die sleutel, of (alleen lokaal) allow_plaintext = true"))
+    if problems:
+        raise ConfigError(problems)
+    return config
