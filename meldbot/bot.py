@@ -84,7 +84,7 @@ class Bot:
 
             state["draft"] = draft.to_dict() if draft.active else None
             if any(state.values()):
-                await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
+                await uow.conversations.save(msg.platform, msg.conversation_id, state, now, meldpunt.id)
             elif loaded:
                 await uow.conversations.delete(msg.platform, msg.conversation_id)
             await uow.commit()

@@ -11,7 +11,7 @@ import sys
 from meldbot import logs
 from meldbot.config import ConfigError, load_config
 from meldbot.i18n import texts
-from storage.db import Database, SchemaOutdated, head_revision
+from storage.db import Database, SchemaOutdated
 
 EXIT_CONFIG, EXIT_DATABASE = 2, 3
 

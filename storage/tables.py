@@ -124,6 +124,7 @@ class ConversationRow(SQLModel, table=True):
 
     platform: str = Field(primary_key=True, max_length=16)
     conversation_id: str = Field(primary_key=True, max_length=255)
+    meldpunt_id: str | None = Field(default=None, max_length=64)
     state_sealed: str
     updated_at: datetime = _dt(index=True)
 

@@ -311,13 +311,16 @@ class ConversationRepository:
             return None
         return json.loads(self._uow.sealer.open(row.state_sealed)), row.updated_at
 
-    async def save(self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime) -> None:
+    async def save(
+        self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime, meldpunt_id: str | None = None
+    ) -> None:
         sealed = self._uow.sealer.seal(json.dumps(state, ensure_ascii=False))
         row = await self._uow.session.get(ConversationRow, (platform, conversation_id))
         if row is None:
             row = ConversationRow(platform=platform, conversation_id=conversation_id, state_sealed=sealed, updated_at=at)
         else:
             row.state_sealed, row.updated_at = sealed, at
+        row.meldpunt_id = meldpunt_id or row.meldpunt_id
         self._uow.session.add(row)
 
     async def delete(self, platform: str, conversation_id: str) -> None:

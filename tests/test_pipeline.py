@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from meldbot.app import build_app
 from meldbot.messaging import Identity, IncomingMessage

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:05:19.829498
+Create Date: 2026-11-23
 """
 from alembic import op
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ def upgrade() -> None:
     op.create_table('conversation',
     sa.Column('platform', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('conversation_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('meldpunt_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('state_sealed', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('updated_at', storage.tables.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('platform', 'conversation_id')
