@@ -23,6 +23,7 @@ State table (one row per situation; every move is an ordinary transition):
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -79,18 +80,23 @@ class Draft:
     step: str | None = None
     answers: dict[str, str] = field(default_factory=dict)
     when_iso: str | None = None
+    when_precision: str = "none"
     urgent: bool = False
     editing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "answers": dict(self.answers), "when_iso": self.when_iso,
-                "urgent": self.urgent, "editing": self.editing}
+                "when_precision": self.when_precision, "urgent": self.urgent, "editing": self.editing}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Draft":
         if not data:
             return cls()
-        return cls(step=data.get("step"), answers=dict(data.get("answers", {})), when_iso=data.get("when_iso"),
+        step = data.get("step")
+        if step not in QUESTIONS and step not in (None, "summary"):
+            step = None
+        return cls(step=step, answers=dict(data.get("answers", {})), when_iso=data.get("when_iso"),
+                   when_precision=data.get("when_precision", "none"),
                    urgent=bool(data.get("urgent")), editing=bool(data.get("editing")))
 
     @property
@@ -131,13 +137,35 @@ def question(q: str, ctx: DialogContext, draft: Draft) -> Reply:
     return Reply(text, choices=choices)
 
 
+WHEN_FORMATS = {"time": "%d-%m-%Y %H:%M", "part_of_day": "%d-%m-%Y %H:%M", "day": "%d-%m-%Y",
+                "week": "%d-%m-%Y", "month": "%m-%Y", "year": "%Y"}
+
+
+def _when_shown(ctx: DialogContext, draft: Draft) -> str:
+    """The raw answer, with how it was understood so the melder can check it."""
+    raw = draft.answers.get("wanneer", "")
+    if not draft.when_iso or draft.when_precision not in WHEN_FORMATS:
+        return raw
+    moment = datetime.fromisoformat(draft.when_iso).astimezone(ctx.tz)
+    return ctx.texts("summary.when_understood", raw=raw, date=moment.strftime(WHEN_FORMATS[draft.when_precision]))
+
+
+def current(ctx: DialogContext, draft: Draft) -> Reply:
+    """What the melder is being asked right now: the open question or the summary."""
+    return summary(ctx, draft) if draft.step == "summary" else question(draft.step, ctx, draft)
+
+
 def summary(ctx: DialogContext, draft: Draft) -> Reply:
     t = ctx.texts
     lines = [t("summary.header")]
     for q in QUESTIONS:
         value = draft.answers.get(q, "")
-        if q in CHOICES:
+        if not value:
+            value = "-"
+        elif q in CHOICES:
             value = t(f"choice.{q}.{value}")
+        elif q == "wanneer":
+            value = _when_shown(ctx, draft)
         lines.append(t("summary.line", label=t(f"label.{q}"), value=value))
     if draft.urgent:
         lines.append(t("summary.urgent"))
@@ -222,7 +250,7 @@ def _at_question(draft: Draft, text: str, ctx: DialogContext, has_attachment: bo
     new = replace(draft, answers=answers)
     if q == "wanneer":
         when = parse_when(answer, ctx.now, ctx.tz, ctx.texts.language)
-        new = replace(new, when_iso=when.start.isoformat() if when.start else None)
+        new = replace(new, when_iso=when.start.isoformat() if when.start else None, when_precision=when.precision)
     replies: list[Reply] = []
     if has_attachment:
         replies.append(Reply(t("attachment.not_stored")))
@@ -237,7 +265,7 @@ def _at_question(draft: Draft, text: str, ctx: DialogContext, has_attachment: bo
 
 def _validate(q: str, text: str, ctx: DialogContext) -> tuple[str, str | None]:
     t = ctx.texts
-    cleaned = _clean(text)
+    cleaned = clean(text)
     if not cleaned:
         return "", t("error.empty")
     if len(cleaned) > MAX_ANSWER:
@@ -251,9 +279,11 @@ def _validate(q: str, text: str, ctx: DialogContext) -> tuple[str, str | None]:
     return cleaned, None
 
 
-def _clean(text: str) -> str:
-    """Drop control characters (keep new lines and tabs); the rest is the melder's own words."""
-    kept = "".join(c for c in text if c in "\n\t" or (c.isprintable() or c == " "))
+def clean(text: str) -> str:
+    """Drop control characters and lone surrogates (keep new lines, tabs, emoji joiners and the rest:
+    the melder's own words stay theirs; adapters escape for display)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    kept = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs"))
     return kept.strip()
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from dialogs.when import warm_up
 from meldbot.bot import Bot
 from meldbot.clock import Clock, SystemClock
 from meldbot.messaging import Notifier
 from meldbot.outbox import Dispatcher
+from meldbot.services import expire_drafts
 from storage.db import Database
 from storage.sealing import PlainSealer, Sealer
 from storage.uow import UnitOfWorkFactory
@@ -42,8 +44,11 @@ class App:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         # Retries and held messages become due by time; the sweep makes sure they are seen.
         self.scheduler.add_job(self.dispatcher.kick, "interval", seconds=15, id="outbox-sweep", coalesce=True)
+        self.scheduler.add_job(self.expire_drafts, "interval", minutes=15, id="draft-expiry", coalesce=True)
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
+        # dateparser loads its language data lazily (~0.3 s); do it now, off the event loop.
+        self._tasks.append(asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, warm_up)))
         if self.serve_http:
             await self._start_http()
         return self
@@ -60,6 +65,19 @@ class App:
         if self._http:
             await self._http.cleanup()
         await self.db.dispose()
+
+    async def expire_drafts(self) -> int:
+        """Scheduled job; its own error boundary: log (no content) and try again next run."""
+        try:
+            async with self.uow() as uow:
+                erased = await expire_drafts(uow, self.config, self.clock)
+                await uow.commit()
+        except Exception as exc:
+            log.error("draft expiry failed", extra={"error": type(exc).__name__})
+            return 0
+        if erased:
+            log.info("drafts erased", extra={"count": erased})
+        return erased
 
     async def _start_http(self) -> None:
         web_app = web.Application()

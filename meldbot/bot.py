@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from dialogs import report
 from dialogs.commands import ANYONE, parse
 from meldbot.clock import Clock
-from meldbot.domain import Content, Context, Form
+from dialogs.melder import OwnSignal, my_reports
+from meldbot.domain import Content, Context, EventKind, Form, RefQuery
 from meldbot.i18n import LANGUAGES, Texts, texts
 from meldbot.messaging import Choice, IncomingMessage, Reply
-from meldbot.services import SubmitSignal, submit_signal
+from meldbot.services import SubmitSignal, SupplementSignal, submit_signal, supplement_signal
 
 log = logging.getLogger("meldbot.bot")
 
@@ -62,25 +63,33 @@ class Bot:
                 return replies
 
             draft = report.Draft.from_dict(state.get("draft"))
+            expired = state.pop("draft_expired", False)
             if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
-                draft = report.Draft()
+                draft, expired = report.Draft(), True
+            if expired:
                 replies.append(Reply(t("draft_expired", hours=self._draft_expiry_hours(meldpunt))))
 
+            ctx = self._context(meldpunt, t, now)
             command = parse(msg.text, ANYONE)
-            if command and command.name == "language" and command.args:
+            name = command.name if command else None
+            if name == "language":
                 t, extra = await self._set_language(uow, msg, command.args, t)
                 replies.extend(extra)
-                if draft.active:
-                    ctx = self._context(meldpunt, t, now)
-                    replies.append(report.summary(ctx, draft) if draft.step == "summary" else report.question(draft.step, ctx, draft))
-            else:
                 ctx = self._context(meldpunt, t, now)
+            elif name == "my_reports" and not command.args:
+                replies.append(await self._my_reports(uow, msg, meldpunt, t))
+            elif name == "supplement" and (not draft.active or RefQuery.parse(command.args.split(" ", 1)[0])):
+                replies.append(await self._supplement(uow, msg, command.args, t))
+            else:
                 step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
                 replies.extend(step.replies)
                 draft = step.draft
                 if step.submit is not None:
                     signal = await self._submit(uow, msg, meldpunt, step.submit)
                     replies.append(report.submitted(ctx, str(signal.reference), signal.anonymous, signal.pseudonym))
+                name = None
+            if name and draft.active:
+                replies.append(report.current(ctx, draft))
 
             state["draft"] = draft.to_dict() if draft.active else None
             if any(state.values()):
@@ -111,6 +120,30 @@ class Bot:
         state["choose_meldpunt"] = True
         return None, [Reply(t("meldpunt.ask"), choices=options)]
 
+    async def _my_reports(self, uow, msg, meldpunt, t: Texts) -> Reply:
+        signals = await uow.signals.of_melder(msg.sender)
+        feedback = await uow.signals.events_of([s.id for s in signals], [EventKind.MELDER_INFORMED])
+        own = [
+            OwnSignal(str(s.reference), s.created_at, str(s.status),
+                      tuple((e.at, e.data.get("text", "")) for e in feedback.get(s.id, [])))
+            for s in signals
+        ]
+        return my_reports(own, t, meldpunt.tz)
+
+    async def _supplement(self, uow, msg, args: str, t: Texts) -> Reply:
+        ref_text, _, text = args.partition(" ")
+        query = RefQuery.parse(ref_text)
+        text = report.clean(text)
+        if query is None or not text:
+            return Reply(t("supplement.usage"))
+        if len(text) > report.MAX_ANSWER:
+            return Reply(t("error.too_long", max=report.MAX_ANSWER, length=len(text)))
+        cmd = SupplementSignal(msg.sender, query, text)
+        signal = await supplement_signal(cmd, uow, self.config, self._clock, self.platforms)
+        if signal is None:
+            return Reply(t("supplement.unknown", reference=ref_text))
+        return Reply(t("supplement.done", reference=signal.reference))
+
     async def _set_language(self, uow, msg, args: str, t: Texts):
         language = args.strip().lower()[:2]
         if language not in LANGUAGES:
@@ -133,7 +166,11 @@ class Bot:
             texts=t,
             now=now,
             tz=meldpunt.tz,
-            contacts=tuple(report.Contact(c.label, c.number, c.hours) for c in meldpunt.contact),
+            # The number that is answered right now comes first.
+            contacts=tuple(
+                report.Contact(c.label, c.number, c.hours)
+                for c in sorted(meldpunt.contact, key=lambda c: not c.is_open(now))
+            ),
             signs_text=getattr(meldpunt, "signals_text", None),
         )
 

@@ -236,6 +236,10 @@ class Signal:
         self.handler = self.handler or af
         self._record(EventKind.REOPENED, at, af)
 
-    def inform_melder(self, af: str, at: datetime) -> None:
+    def inform_melder(self, af: str, text: str, at: datetime) -> None:
         # Allowed after closing: feedback keeps staff reporting.
-        self._record(EventKind.MELDER_INFORMED, at, af)
+        self._record(EventKind.MELDER_INFORMED, at, af, text=text)
+
+    def supplement(self, text: str, at: datetime) -> None:
+        """The melder adds information later; allowed in every status, the AF decides what follows."""
+        self._record(EventKind.SUPPLEMENTED, at, "melder", text=text)

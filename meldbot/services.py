@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from dataclasses import dataclass
 
 from meldbot.clock import Clock
-from meldbot.domain import Content, Context, Form, Signal
+from meldbot.domain import Content, Context, Form, RefQuery, Signal
 from meldbot.i18n import texts
 from meldbot.messaging import Action, Identity, Reply
 from storage.uow import Melder
@@ -59,23 +60,70 @@ async def submit_signal(cmd: SubmitSignal, uow, config, clock: Clock, platforms:
         at=now,
     )
     await uow.signals.add(signal, Melder(cmd.melder, cmd.melder_name))
-    for af in meldpunt.af:
-        if af.backup:
-            continue
+    key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"
+    await notify_afs(uow, config, meldpunt, signal, key, f"new-signal:{reference}", now, platforms,
+                     only_handler=False, kind="new_signal")
+    return signal
+
+
+async def notify_afs(uow, config, meldpunt, signal: Signal, text_key: str, key_prefix: str, now, platforms,
+                     *, only_handler: bool, kind: str) -> None:
+    """Queue a content-free message about `signal` for its handling AF, or for every non-backup AF."""
+    reference = signal.reference
+    afs = [a for a in meldpunt.af if not a.backup]
+    if only_handler and signal.handler:
+        afs = [a for a in meldpunt.af if a.name == signal.handler] or afs
+    for af in afs:
         for identity in af_identities(af, platforms):
             t = texts(await language_of(uow, config, identity))
-            key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"
             reply = Reply(
-                t(key, reference=reference, form=t(f"choice.soort.{signal.form}"), number=reference.number),
+                t(text_key, reference=reference, form=t(f"choice.soort.{signal.form}"), number=reference.number),
                 actions=(Action(t("action.show", reference=reference), f"toon {reference.number}"),),
-                urgent=signal.urgent,
+                urgent=signal.urgent and kind == "new_signal",
             )
-            await uow.outbox.add(
-                meldpunt_id=meldpunt.id,
-                recipient=identity,
-                reply=reply,
-                key=f"new-signal:{reference}:{af.name}:{identity.platform}",
-                kind="new_signal",
-                at=now,
-            )
+            await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
+                                 key=f"{key_prefix}:{af.name}:{identity.platform}", kind=kind, at=now)
+
+
+@dataclass(frozen=True)
+class SupplementSignal:
+    melder: Identity
+    query: RefQuery
+    text: str
+
+
+async def supplement_signal(cmd: SupplementSignal, uow, config, clock: Clock, platforms) -> Signal | None:
+    """The melder adds information to their own signal; the handling AF is told. None: not theirs."""
+    signal = await uow.signals.find_for_melder(cmd.query, cmd.melder)
+    if signal is None:
+        return None
+    now = clock.now()
+    signal.supplement(cmd.text, now)
+    await uow.signals.save(signal, now)
+    meldpunt = config.meldpunt_by_id(signal.meldpunt_id)
+    await notify_afs(uow, config, meldpunt, signal, "notify.supplemented",
+                     f"supplement:{signal.reference}:{now.isoformat()}", now, platforms,
+                     only_handler=True, kind="supplement")
     return signal
+
+
+async def expire_drafts(uow, config, clock: Clock) -> int:
+    """Erase drafts untouched for longer than the meldpunt's `draft_expiry_hours`.
+
+    The answers go; a content-free marker stays so the melder hears about it on their next message.
+    """
+    now = clock.now()
+    shortest = min(config.reminders_for(m.id).draft_expiry_hours for m in config.meldpunten)
+    erased = 0
+    for platform, conversation_id, meldpunt_id, state in await uow.conversations.untouched_since(
+        now - timedelta(hours=shortest)
+    ):
+        if not state.get("draft"):
+            continue
+        hours = config.reminders_for(meldpunt_id).draft_expiry_hours if config.meldpunt_by_id(meldpunt_id or "") else shortest
+        row_state = await uow.conversations.load(platform, conversation_id)
+        if row_state is None or now - row_state[1] <= timedelta(hours=hours):
+            continue
+        await uow.conversations.save(platform, conversation_id, {"draft": None, "draft_expired": True}, now)
+        erased += 1
+    return erased

@@ -192,6 +192,32 @@ class SignalRepository:
         )
         return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
 
+    async def find_for_melder(self, query: RefQuery, identity: Identity) -> Signal | None:
+        """One of the melder's own signals; another person's reference finds nothing."""
+        stmt = (
+            select(SignalRow)
+            .join(MelderRow, MelderRow.signal_id == SignalRow.id)
+            .where(MelderRow.lookup == self._uow.person_lookup(identity), SignalRow.ref_number == query.number)
+        )
+        if query.year is not None:
+            stmt = stmt.where(SignalRow.ref_year == query.year)
+        row = (await self._s.exec(stmt.order_by(SignalRow.ref_year.desc()).limit(1))).first()
+        return self._to_domain(row) if row else None
+
+    async def events_of(self, signal_ids: list[int], kinds: list[EventKind]) -> dict[int, list[Event]]:
+        if not signal_ids:
+            return {}
+        stmt = (
+            select(EventRow)
+            .where(EventRow.signal_id.in_(signal_ids), EventRow.kind.in_([str(k) for k in kinds]))
+            .order_by(EventRow.id)
+        )
+        found: dict[int, list[Event]] = {}
+        opened = self._uow.sealer.open
+        for e in (await self._s.exec(stmt)).all():
+            found.setdefault(e.signal_id, []).append(Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))))
+        return found
+
     async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]:
         stmt = (
             select(SignalRow)
@@ -330,9 +356,10 @@ class ConversationRepository:
             )
         )
 
-    async def delete_untouched_since(self, moment: datetime) -> int:
-        result = await self._uow.session.exec(sa.delete(ConversationRow).where(ConversationRow.updated_at < moment))
-        return result.rowcount or 0
+    async def untouched_since(self, moment: datetime, limit: int = 500) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+        stmt = select(ConversationRow).where(ConversationRow.updated_at < moment).order_by(ConversationRow.updated_at).limit(limit)
+        rows = (await self._uow.session.exec(stmt)).all()
+        return [(r.platform, r.conversation_id, r.meldpunt_id, json.loads(self._uow.sealer.open(r.state_sealed))) for r in rows]
 
 
 @dataclass

@@ -34,7 +34,7 @@ def test_the_full_route_records_every_step_as_an_event():
     signal.forward("anna", "politie", AT)
     signal.forward("anna", "nla", AT)          # several partners at once
     signal.close("anna", Outcome.DONE, AT)
-    signal.inform_melder("anna", AT)            # still allowed after closing
+    signal.inform_melder("anna", "Het is doorgezet.", AT)            # still allowed after closing
     signal.reopen("anna", AT)
     assert signal.status is Status.IN_PROGRESS and signal.outcome is None
     assert [e.kind for e in signal.events] == [
