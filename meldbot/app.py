@@ -18,7 +18,7 @@ from meldbot.messaging import Notifier
 from meldbot.outbox import Dispatcher
 from meldbot.services import expire_drafts
 from storage.db import Database
-from storage.sealing import PlainSealer, Sealer
+from storage.sealing import PlainSealer, Sealer, sealer_for
 from storage.uow import UnitOfWorkFactory
 
 log = logging.getLogger("meldbot.app")
@@ -108,7 +108,10 @@ def build_app(
     """Create everything; nothing starts until `async with app:`."""
     clock = clock or SystemClock()
     db = Database(config.storage.url)
-    uow = UnitOfWorkFactory(db, sealer or PlainSealer())
+    sealer = sealer or sealer_for(config)
+    if isinstance(sealer, PlainSealer):
+        log.warning("storing data WITHOUT encryption (storage.allow_plaintext = true); use only for local testing")
+    uow = UnitOfWorkFactory(db, sealer)
     if notifiers is None:
         notifiers = {}
         if mode == "chat":

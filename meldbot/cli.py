@@ -19,13 +19,18 @@ EXIT_CONFIG, EXIT_DATABASE = 2, 3
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meldbot", description="Intern meldpunt mensenhandel als chat-bot.")
     parser.add_argument("--config", help="pad naar het configuratiebestand (anders MELDBOT_CONFIG of config.toml)")
-    parser.add_argument("--log-level", default=os.environ.get("MELDBOT_LOG_LEVEL", "INFO"))
-    parser.add_argument("--log-json", action="store_true", help="logregels als JSON")
+    parser.add_argument("--log-level", default=None, help="overschrijft logging.level")
+    parser.add_argument("--log-json", action="store_true", help="logregels als JSON (overschrijft logging.format)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("chat", help="meldbot in de terminal (lokaal, zonder accounts)")
     sub.add_parser("run", help="start de ingestelde platforms en de HTTP-server")
     sub.add_parser("migrate", help="werk het databaseschema bij")
     sub.add_parser("check-config", help="controleer de configuratie")
+    audit = sub.add_parser("audit", help="toon wie een melding las of er iets mee deed")
+    audit.add_argument("reference", help="het nummer, bijvoorbeeld MH-2026-0007 of 7")
+    rotate = sub.add_parser("rotate-key", help="versleutel alles opnieuw met de nieuwe sleutel")
+    rotate.add_argument("--batch-size", type=int, default=200)
+    sub.add_parser("new-key", help="maak een nieuwe sleutel voor MELDBOT_DATA_KEY")
     return parser
 
 
@@ -35,7 +40,12 @@ def _config_path(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.setup(args.log_level.upper(), args.log_json)
+    if args.command == "new-key":
+        from storage.sealing import new_key
+
+        print(new_key())
+        return 0
+    logs.setup((args.log_level or "INFO").upper(), args.log_json)
     path = _config_path(args)
     try:
         config = load_config(path)
@@ -44,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         print(str(err), file=sys.stderr)
         return EXIT_CONFIG
     t = texts(config.language)
+    logs.setup((args.log_level or config.logging.level).upper(), args.log_json or config.logging.format == "json")
     if args.command == "check-config":
         platforms = [p for p in ("matrix", "teams") if getattr(config, p).enabled] or ["geen"]
         afs = sum(len(m.af) for m in config.meldpunten)
         print(t("cli.config_ok", path=path, meldpunten=len(config.meldpunten), afs=afs, platforms=", ".join(platforms)))
         return 0
     try:
-        return asyncio.run(_COMMANDS[args.command](config, t))
+        return asyncio.run(_COMMANDS[args.command](config, t, args))
     except SchemaOutdated as exc:
         print(t("cli.schema_outdated", current=exc.current or "leeg", head=exc.head), file=sys.stderr)
         return EXIT_DATABASE
@@ -61,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-async def _migrate(config, t) -> int:
+async def _migrate(config, t, args) -> int:
     db = Database(config.storage.url)
     try:
         before, after = await db.migrate()
@@ -74,7 +85,7 @@ async def _migrate(config, t) -> int:
     return 0
 
 
-async def _chat(config, t) -> int:
+async def _chat(config, t, args) -> int:
     from adapters.console import ConsoleSession
     from meldbot.app import build_app
 
@@ -83,7 +94,7 @@ async def _chat(config, t) -> int:
     return 0
 
 
-async def _run(config, t) -> int:
+async def _run(config, t, args) -> int:
     from meldbot.app import build_app
 
     stop = asyncio.Event()
@@ -99,7 +110,65 @@ async def _run(config, t) -> int:
     return 0
 
 
-_COMMANDS = {"migrate": _migrate, "chat": _chat, "run": _run}
+async def _audit(config, t, args) -> int:
+    """Print a signal's audit trail; this read by the administrator is itself recorded."""
+    import getpass
+
+    from meldbot.domain import RefQuery
+    from storage.sealing import sealer_for
+    from storage.uow import UnitOfWorkFactory
+
+    query = RefQuery.parse(args.reference)
+    if query is None:
+        print(t("cli.bad_reference", reference=args.reference), file=sys.stderr)
+        return 1
+    db = Database(config.storage.url)
+    try:
+        await db.check_schema()
+        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
+            signal = await uow.signals.find(query, [m.id for m in config.meldpunten])
+            if signal is None:
+                print(t("cli.unknown_reference", reference=args.reference), file=sys.stderr)
+                return 1
+            await uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="cli",
+                                   actor=f"cli:{getpass.getuser()}", action="audit-gelezen", at=_now())
+            entries = await uow.audit.of_signal(signal.id)
+            await uow.commit()
+    finally:
+        await db.dispose()
+    print(t("cli.audit_header", reference=signal.reference))
+    for e in entries:
+        detail = f" ({e.detail})" if e.detail else ""
+        print(f"{e.at.astimezone().strftime('%Y-%m-%d %H:%M:%S')}  {e.actor_kind:6}  {e.actor:20}  {e.action}{detail}")
+    return 0
+
+
+def _now():
+    from meldbot.clock import SystemClock
+
+    return SystemClock().now()
+
+
+async def _rotate_key(config, t, args) -> int:
+    from storage.rotation import Rotation
+    from storage.sealing import KeyringSealer, sealer_for
+
+    sealer = sealer_for(config)
+    if not isinstance(sealer, KeyringSealer):
+        print(t("cli.rotate_needs_key"), file=sys.stderr)
+        return EXIT_CONFIG
+    db = Database(config.storage.url)
+    try:
+        await db.check_schema()
+        progress = await Rotation(db, sealer, batch_size=args.batch_size).run()
+    finally:
+        await db.dispose()
+    counts = ", ".join(f"{table}: {n}" for table, n in progress.counts.items()) or "-"
+    print(t("cli.rotated", counts=counts, key_id=sealer.key_id))
+    return 0
+
+
+_COMMANDS = {"migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
 
 if __name__ == "__main__":
     sys.exit(main())

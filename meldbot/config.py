@@ -351,6 +351,11 @@ class TeamsConfig(_Model):
 Platform = Literal["matrix", "teams", "console"]
 
 
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
 class Config(_Model):
     language: Literal["nl", "en"] = "nl"
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -360,7 +365,10 @@ class Config(_Model):
     meldpunt: tuple[MeldpuntConfig, ...]
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     teams: TeamsConfig = Field(default_factory=TeamsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     data_key: SecretStr | None = Field(default=None, repr=False)  # from MELDBOT_DATA_KEY only
+    # Keys being rotated away from: still read, never written (MELDBOT_DATA_KEY_PREVIOUS, comma-separated).
+    data_key_previous: tuple[SecretStr, ...] = Field(default=(), repr=False)
 
     @model_validator(mode="after")
     def _check(self) -> "Config":
@@ -413,7 +421,7 @@ class Config(_Model):
 
 # --- loading -----------------------------------------------------------------------------------------------
 
-_NOT_CONFIG = ("MELDBOT_CONFIG", "MELDBOT_DATA_KEY")  # and MELDBOT_TEST_*: read by others, not config keys
+_NOT_CONFIG = ("MELDBOT_CONFIG", "MELDBOT_DATA_KEY", "MELDBOT_DATA_KEY_PREVIOUS")  # and MELDBOT_TEST_*: read by others, not config keys
 
 _MESSAGES = {kind: text for kinds, text in [  # pydantic error type -> Dutch; anything else: "ongeldige waarde"
     ("missing", "ontbreekt"),
@@ -514,6 +522,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([(str(path), f"kan niet worden gelezen ({error.strerror})")]) from None
 
 
+def _is_data_key(text: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        return len(base64.urlsafe_b64decode(text.encode("ascii"))) == 32
+    except (ValueError, binascii.Error):
+        return False
+
+
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment and validate the configuration; ConfigError lists every problem.
 
@@ -531,8 +549,12 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
             except ValueError as error:
                 problems.append((name, str(error)))
     data_key = environ.get("MELDBOT_DATA_KEY") or None
+    previous = tuple(k.strip() for k in environ.get("MELDBOT_DATA_KEY_PREVIOUS", "").split(",") if k.strip())
+    for name, key in [("MELDBOT_DATA_KEY", data_key)] + [("MELDBOT_DATA_KEY_PREVIOUS", k) for k in previous]:
+        if key is not None and not _is_data_key(key):
+            problems.append((name, "is geen geldige sleutel (32 bytes in base64); maak er een met: meldbot new-key"))
     try:
-        config = Config.model_validate({**raw, "data_key": data_key})
+        config = Config.model_validate({**raw, "data_key": data_key, "data_key_previous": previous})
     except ValidationError as error:
         problems += _problems_from(error)
     else:

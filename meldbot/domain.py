@@ -118,6 +118,10 @@ class Content:
     wanneer_iso: str | None = None     # the understood moment, if any
     wie: str = ""
 
+    def texts(self) -> list[str]:
+        """The free-text answers, where addresses and organisations are looked for."""
+        return [self.wat, self.waar, self.wie]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "wat": self.wat,

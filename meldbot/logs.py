@@ -32,7 +32,7 @@ def setup(level: str = "INFO", json_lines: bool = False, stream=sys.stderr) -> N
     handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    # Third-party libraries log request details; keep them quiet unless asked.
-    for noisy in ("aiohttp.access", "apscheduler", "sqlalchemy", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Libraries log statements with their parameters (aiosqlite, SQLAlchemy) or request details at
+    # DEBUG/INFO; those could hold content. Only meldbot's own loggers follow the chosen level.
+    root.setLevel(logging.WARNING)
+    logging.getLogger("meldbot").setLevel(level)

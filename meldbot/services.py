@@ -6,6 +6,7 @@ import secrets
 from datetime import timedelta
 from dataclasses import dataclass
 
+from meldbot import matching
 from meldbot.clock import Clock
 from meldbot.domain import Content, Context, Form, RefQuery, Signal
 from meldbot.i18n import texts
@@ -60,6 +61,9 @@ async def submit_signal(cmd: SubmitSignal, uow, config, clock: Clock, platforms:
         at=now,
     )
     await uow.signals.add(signal, Melder(cmd.melder, cmd.melder_name))
+    await uow.signals.set_keys(signal, matching.extract(cmd.content.texts()), "auto")
+    await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="melder",
+                           actor=signal.pseudonym or "melder", action="ingediend", at=now)
     key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"
     await notify_afs(uow, config, meldpunt, signal, key, f"new-signal:{reference}", now, platforms,
                      only_handler=False, kind="new_signal")
@@ -100,6 +104,8 @@ async def supplement_signal(cmd: SupplementSignal, uow, config, clock: Clock, pl
     now = clock.now()
     signal.supplement(cmd.text, now)
     await uow.signals.save(signal, now)
+    await uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="melder",
+                           actor=signal.pseudonym or "melder", action="aangevuld", at=now)
     meldpunt = config.meldpunt_by_id(signal.meldpunt_id)
     await notify_afs(uow, config, meldpunt, signal, "notify.supplemented",
                      f"supplement:{signal.reference}:{now.isoformat()}", now, platforms,

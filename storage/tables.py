@@ -117,13 +117,44 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=300)
 
 
+class SignalKeyRow(SQLModel, table=True):
+    """A "reeds bekend" matching key of a signal: a keyed hash of a normalised address, person or organisation."""
+
+    __tablename__ = "signal_key"
+    __table_args__ = (sa.Index("ix_signal_key_digest", "meldpunt_id", "digest"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    signal_id: int = Field(sa_column=sa.Column(sa.ForeignKey("signal.id", ondelete="CASCADE"), index=True, nullable=False))
+    meldpunt_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    digest: str = Field(max_length=128)
+    source: str = Field(max_length=16)          # "auto" (found in the answers) or "kenmerk" (added by an AF)
+
+
+class AuditRow(SQLModel, table=True):
+    """Append-only: every read of and action on a signal, with who and when."""
+
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    meldpunt_id: str = Field(max_length=64)
+    signal_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.ForeignKey("signal.id", ondelete="CASCADE"), index=True, nullable=True)
+    )
+    at: datetime = _dt()
+    actor_kind: str = Field(max_length=16)      # af | melder | cli | other | system
+    actor_sealed: str
+    action: str = Field(max_length=32)
+    detail_sealed: str | None = None
+
+
 class ConversationRow(SQLModel, table=True):
-    """Dialog state per conversation; survives restarts."""
+    """Dialog state per conversation; survives restarts. Keyed by a keyed hash of the conversation."""
 
     __tablename__ = "conversation"
 
-    platform: str = Field(primary_key=True, max_length=16)
-    conversation_id: str = Field(primary_key=True, max_length=255)
+    key: str = Field(primary_key=True, max_length=128)
+    conversation_sealed: str
     meldpunt_id: str | None = Field(default=None, max_length=64)
     state_sealed: str
     updated_at: datetime = _dt(index=True)
@@ -135,5 +166,6 @@ class PersonRow(SQLModel, table=True):
     __tablename__ = "person"
 
     lookup: str = Field(primary_key=True, max_length=128)
+    identity_sealed: str
     language: str | None = Field(default=None, max_length=8)
     meldpunt_id: str | None = Field(default=None, max_length=64)

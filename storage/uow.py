@@ -28,12 +28,14 @@ from meldbot.messaging import Identity, Reply
 from storage.db import Database
 from storage.sealing import Sealer
 from storage.tables import (
+    AuditRow,
     ConversationRow,
     CounterRow,
     EventRow,
     MelderRow,
     OutboxRow,
     PersonRow,
+    SignalKeyRow,
     SignalRow,
 )
 
@@ -187,7 +189,7 @@ class SignalRepository:
         stmt = (
             select(SignalRow)
             .join(MelderRow, MelderRow.signal_id == SignalRow.id)
-            .where(MelderRow.lookup == self._uow.person_lookup(identity))
+            .where(MelderRow.lookup.in_(self._uow.person_lookups(identity)))
             .order_by(SignalRow.id)
         )
         return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
@@ -197,7 +199,7 @@ class SignalRepository:
         stmt = (
             select(SignalRow)
             .join(MelderRow, MelderRow.signal_id == SignalRow.id)
-            .where(MelderRow.lookup == self._uow.person_lookup(identity), SignalRow.ref_number == query.number)
+            .where(MelderRow.lookup.in_(self._uow.person_lookups(identity)), SignalRow.ref_number == query.number)
         )
         if query.year is not None:
             stmt = stmt.where(SignalRow.ref_year == query.year)
@@ -217,6 +219,29 @@ class SignalRepository:
         for e in (await self._s.exec(stmt)).all():
             found.setdefault(e.signal_id, []).append(Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))))
         return found
+
+    async def set_keys(self, signal: Signal, keys, source: str) -> None:
+        """Store matching keys for `signal` as keyed hashes; `auto` keys are replaced as a set."""
+        if source == "auto":
+            await self._s.exec(
+                sa.delete(SignalKeyRow).where(SignalKeyRow.signal_id == signal.id, SignalKeyRow.source == "auto")
+            )
+        for key in sorted(keys):
+            self._s.add(SignalKeyRow(signal_id=signal.id, meldpunt_id=signal.meldpunt_id, kind=key.kind,
+                                     digest=self._uow.sealer.lookup("match", key.value), source=source))
+
+    async def matches(self, signal: Signal) -> list[tuple[Reference, str]]:
+        """Other signals of the meldpunt sharing a key with `signal`: (reference, kind), oldest first."""
+        mine = select(SignalKeyRow.digest).where(SignalKeyRow.signal_id == signal.id)
+        stmt = (
+            select(SignalRow.ref_year, SignalRow.ref_number, SignalKeyRow.kind)
+            .join(SignalKeyRow, SignalKeyRow.signal_id == SignalRow.id)
+            .where(SignalKeyRow.meldpunt_id == signal.meldpunt_id, SignalKeyRow.digest.in_(mine),
+                   SignalKeyRow.signal_id != signal.id)
+            .distinct()
+            .order_by(SignalRow.ref_year, SignalRow.ref_number, SignalKeyRow.kind)
+        )
+        return [(Reference(y, n), kind) for y, n, kind in (await self._s.exec(stmt)).all()]
 
     async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]:
         stmt = (
@@ -310,7 +335,7 @@ class OutboxRepository:
         result = await self._uow.session.exec(
             sa.update(OutboxRow)
             .where(
-                OutboxRow.recipient_lookup == self._uow.person_lookup(recipient),
+                OutboxRow.recipient_lookup.in_(self._uow.person_lookups(recipient)),
                 OutboxRow.delivered_at.is_(None),
                 OutboxRow.parked_at.is_(None),
                 OutboxRow.next_attempt_at > now,
@@ -331,8 +356,15 @@ class ConversationRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
 
+    def _keys(self, platform: str, conversation_id: str) -> list[str]:
+        return self._uow.sealer.lookups("conversation", f"{platform}:{conversation_id}")
+
+    async def _row(self, platform: str, conversation_id: str) -> ConversationRow | None:
+        stmt = select(ConversationRow).where(ConversationRow.key.in_(self._keys(platform, conversation_id)))
+        return (await self._uow.session.exec(stmt)).first()
+
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
-        row = await self._uow.session.get(ConversationRow, (platform, conversation_id))
+        row = await self._row(platform, conversation_id)
         if row is None:
             return None
         return json.loads(self._uow.sealer.open(row.state_sealed)), row.updated_at
@@ -340,26 +372,35 @@ class ConversationRepository:
     async def save(
         self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime, meldpunt_id: str | None = None
     ) -> None:
-        sealed = self._uow.sealer.seal(json.dumps(state, ensure_ascii=False))
-        row = await self._uow.session.get(ConversationRow, (platform, conversation_id))
+        sealer = self._uow.sealer
+        row = await self._row(platform, conversation_id)
+        key = sealer.lookup("conversation", f"{platform}:{conversation_id}")
+        if row is not None and row.key != key:   # written under a key being rotated away
+            meldpunt_id = meldpunt_id or row.meldpunt_id
+            await self._uow.session.delete(row)
+            await self._uow.session.flush()
+            row = None
         if row is None:
-            row = ConversationRow(platform=platform, conversation_id=conversation_id, state_sealed=sealed, updated_at=at)
-        else:
-            row.state_sealed, row.updated_at = sealed, at
+            row = ConversationRow(key=key, conversation_sealed=sealer.seal(json.dumps([platform, conversation_id])),
+                                  state_sealed="", updated_at=at)
+        row.state_sealed = sealer.seal(json.dumps(state, ensure_ascii=False))
+        row.updated_at = at
         row.meldpunt_id = meldpunt_id or row.meldpunt_id
         self._uow.session.add(row)
 
     async def delete(self, platform: str, conversation_id: str) -> None:
         await self._uow.session.exec(
-            sa.delete(ConversationRow).where(
-                ConversationRow.platform == platform, ConversationRow.conversation_id == conversation_id
-            )
+            sa.delete(ConversationRow).where(ConversationRow.key.in_(self._keys(platform, conversation_id)))
         )
 
     async def untouched_since(self, moment: datetime, limit: int = 500) -> list[tuple[str, str, str | None, dict[str, Any]]]:
         stmt = select(ConversationRow).where(ConversationRow.updated_at < moment).order_by(ConversationRow.updated_at).limit(limit)
         rows = (await self._uow.session.exec(stmt)).all()
-        return [(r.platform, r.conversation_id, r.meldpunt_id, json.loads(self._uow.sealer.open(r.state_sealed))) for r in rows]
+        opened = self._uow.sealer.open
+        return [
+            (*json.loads(opened(r.conversation_sealed)), r.meldpunt_id, json.loads(opened(r.state_sealed)))
+            for r in rows
+        ]
 
 
 @dataclass
@@ -372,16 +413,58 @@ class PersonRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
 
+    async def _row(self, identity: Identity) -> PersonRow | None:
+        stmt = select(PersonRow).where(PersonRow.lookup.in_(self._uow.person_lookups(identity)))
+        return (await self._uow.session.exec(stmt)).first()
+
     async def get(self, identity: Identity) -> PersonSettings:
-        row = await self._uow.session.get(PersonRow, self._uow.person_lookup(identity))
+        row = await self._row(identity)
         return PersonSettings(row.language, row.meldpunt_id) if row else PersonSettings()
 
     async def update(self, identity: Identity, **values: Any) -> None:
         key = self._uow.person_lookup(identity)
-        row = await self._uow.session.get(PersonRow, key) or PersonRow(lookup=key)
+        row = await self._row(identity)
+        if row is not None and row.lookup != key:   # written under a key being rotated away
+            values = {"language": row.language, "meldpunt_id": row.meldpunt_id, **values}
+            await self._uow.session.delete(row)
+            await self._uow.session.flush()
+            row = None
+        if row is None:
+            row = PersonRow(lookup=key, identity_sealed=self._uow.sealer.seal(json.dumps([identity.platform, identity.user_id])))
         for name, value in values.items():
             setattr(row, name, value)
         self._uow.session.add(row)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor_kind: str
+    actor: str
+    action: str
+    detail: str | None
+
+
+class AuditRepository:
+    """Append and read; there is deliberately no way to change or remove a single entry."""
+
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    async def append(self, *, meldpunt_id: str, signal_id: int | None, actor_kind: str, actor: str, action: str,
+                     at: datetime, detail: str | None = None) -> None:
+        sealer = self._uow.sealer
+        self._uow.session.add(AuditRow(
+            meldpunt_id=meldpunt_id, signal_id=signal_id, at=at, actor_kind=actor_kind, actor_sealed=sealer.seal(actor),
+            action=action, detail_sealed=sealer.seal(detail) if detail is not None else None,
+        ))
+
+    async def of_signal(self, signal_id: int) -> list[AuditEntry]:
+        rows = (await self._uow.session.exec(
+            select(AuditRow).where(AuditRow.signal_id == signal_id).order_by(AuditRow.id))).all()
+        opened = self._uow.sealer.open
+        return [AuditEntry(r.at, r.actor_kind, opened(r.actor_sealed), r.action,
+                           opened(r.detail_sealed) if r.detail_sealed is not None else None) for r in rows]
 
 
 class SqlUnitOfWork:
@@ -397,9 +480,13 @@ class SqlUnitOfWork:
         self.outbox = OutboxRepository(self)
         self.conversations = ConversationRepository(self)
         self.people = PersonRepository(self)
+        self.audit = AuditRepository(self)
 
     def person_lookup(self, identity: Identity) -> str:
         return self.sealer.lookup("person", f"{identity.platform}:{identity.user_id.casefold()}")
+
+    def person_lookups(self, identity: Identity) -> list[str]:
+        return self.sealer.lookups("person", f"{identity.platform}:{identity.user_id.casefold()}")
 
     async def __aenter__(self) -> "SqlUnitOfWork":
         self.session = self._db.sessions()

@@ -1,0 +1,161 @@
+"""Key rotation: re-seal everything and rebuild the keyed hashes under the current data key.
+
+Batches of one transaction each, in id order, selecting only rows not yet under the current key: an
+interrupted run is resumed by running it again. Every process involved holds both keys (the new one as
+MELDBOT_DATA_KEY, the old one in MELDBOT_DATA_KEY_PREVIOUS), so no row is unreadable at any moment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from meldbot import matching
+from meldbot.domain import Content, EventKind
+from meldbot.messaging import Identity
+from storage.db import Database
+from storage.sealing import PREFIX, KeyringSealer
+from storage.tables import (
+    AuditRow, ConversationRow, EventRow, MelderRow, OutboxRow, PersonRow, SignalKeyRow, SignalRow,
+)
+from storage.uow import SqlUnitOfWork
+
+
+@dataclass
+class RotationProgress:
+    counts: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    done: bool = False
+
+    def add(self, table: str, n: int) -> None:
+        self.counts[table] = self.counts.get(table, 0) + n
+
+
+class Rotation:
+    def __init__(self, db: Database, sealer: KeyringSealer, *, batch_size: int = 200) -> None:
+        self._db = db
+        self._sealer = sealer
+        self._batch = batch_size
+        self._current = f"{PREFIX}{sealer.key_id}.%"
+
+    def _stale(self, column):
+        return sa.not_(column.like(self._current))
+
+    async def run(self, max_batches: int | None = None) -> RotationProgress:
+        progress = RotationProgress()
+        steps = [
+            ("signal", self._signals),
+            ("signal_event", self._events),
+            ("audit", self._audit),
+            ("conversation", self._conversations),
+            ("outbox", self._outbox),
+            ("person", self._people),
+        ]
+        for table, step in steps:
+            while True:
+                if max_batches is not None and progress.batches >= max_batches:
+                    return progress
+                async with SqlUnitOfWork(self._db, self._sealer) as uow:
+                    n = await step(uow)
+                    await uow.commit()
+                if n == 0:
+                    break
+                progress.batches += 1
+                progress.add(table, n)
+        progress.done = True
+        return progress
+
+    async def _signals(self, uow: SqlUnitOfWork) -> int:
+        s, sealer = uow.session, self._sealer
+        rows = (await s.exec(select(SignalRow).where(self._stale(SignalRow.content_sealed))
+                             .order_by(SignalRow.id).limit(self._batch))).all()
+        for row in rows:
+            content = sealer.open(row.content_sealed)
+            row.content_sealed = sealer.seal(content)
+            s.add(row)
+            melder = await s.get(MelderRow, row.id)
+            if melder is not None:
+                data = json.loads(sealer.open(melder.identity_sealed))
+                melder.identity_sealed = sealer.seal(json.dumps(data, ensure_ascii=False))
+                melder.lookup = uow.person_lookup(Identity(data["platform"], data["user_id"]))
+                s.add(melder)
+            await self._rebuild_keys(uow, row, Content.from_dict(json.loads(content)))
+        return len(rows)
+
+    async def _rebuild_keys(self, uow: SqlUnitOfWork, row: SignalRow, content: Content) -> None:
+        s = uow.session
+        await s.exec(sa.delete(SignalKeyRow).where(SignalKeyRow.signal_id == row.id))
+        found = {("auto", k) for k in matching.extract(content.texts())}
+        tags = (await s.exec(select(EventRow).where(EventRow.signal_id == row.id,
+                                                    EventRow.kind == str(EventKind.TAG)))).all()
+        for tag in tags:
+            data = json.loads(self._sealer.open(tag.data_sealed))
+            key = matching.normalise(data.get("kind", ""), data.get("value", ""))
+            if key is not None:
+                found.add(("kenmerk", key))
+        for source, key in sorted(found):
+            s.add(SignalKeyRow(signal_id=row.id, meldpunt_id=row.meldpunt_id, kind=key.kind,
+                               digest=self._sealer.lookup("match", key.value), source=source))
+
+    async def _events(self, uow: SqlUnitOfWork) -> int:
+        rows = (await uow.session.exec(select(EventRow).where(self._stale(EventRow.data_sealed))
+                                       .order_by(EventRow.id).limit(self._batch))).all()
+        for row in rows:
+            row.data_sealed = self._sealer.seal(self._sealer.open(row.data_sealed))
+            uow.session.add(row)
+        return len(rows)
+
+    async def _audit(self, uow: SqlUnitOfWork) -> int:
+        rows = (await uow.session.exec(select(AuditRow).where(self._stale(AuditRow.actor_sealed))
+                                       .order_by(AuditRow.id).limit(self._batch))).all()
+        for row in rows:
+            row.actor_sealed = self._sealer.seal(self._sealer.open(row.actor_sealed))
+            if row.detail_sealed is not None:
+                row.detail_sealed = self._sealer.seal(self._sealer.open(row.detail_sealed))
+            uow.session.add(row)
+        return len(rows)
+
+    async def _conversations(self, uow: SqlUnitOfWork) -> int:
+        s = uow.session
+        rows = (await s.exec(select(ConversationRow).where(self._stale(ConversationRow.state_sealed))
+                             .limit(self._batch))).all()
+        for row in rows:
+            platform, conversation_id = json.loads(self._sealer.open(row.conversation_sealed))
+            fresh = ConversationRow(
+                key=self._sealer.lookup("conversation", f"{platform}:{conversation_id}"),
+                conversation_sealed=self._sealer.seal(json.dumps([platform, conversation_id])),
+                meldpunt_id=row.meldpunt_id,
+                state_sealed=self._sealer.seal(self._sealer.open(row.state_sealed)),
+                updated_at=row.updated_at,
+            )
+            await s.delete(row)
+            await s.flush()
+            s.add(fresh)
+        return len(rows)
+
+    async def _outbox(self, uow: SqlUnitOfWork) -> int:
+        rows = (await uow.session.exec(select(OutboxRow).where(self._stale(OutboxRow.payload_sealed))
+                                       .order_by(OutboxRow.id).limit(self._batch))).all()
+        for row in rows:
+            recipient = json.loads(self._sealer.open(row.recipient_sealed))
+            row.recipient_sealed = self._sealer.seal(json.dumps(recipient))
+            row.recipient_lookup = uow.person_lookup(Identity(*recipient))
+            row.payload_sealed = self._sealer.seal(self._sealer.open(row.payload_sealed))
+            uow.session.add(row)
+        return len(rows)
+
+    async def _people(self, uow: SqlUnitOfWork) -> int:
+        s = uow.session
+        rows = (await s.exec(select(PersonRow).where(self._stale(PersonRow.identity_sealed)).limit(self._batch))).all()
+        for row in rows:
+            identity = Identity(*json.loads(self._sealer.open(row.identity_sealed)))
+            fresh = PersonRow(lookup=uow.person_lookup(identity),
+                              identity_sealed=self._sealer.seal(json.dumps([identity.platform, identity.user_id])),
+                              language=row.language, meldpunt_id=row.meldpunt_id)
+            await s.delete(row)
+            await s.flush()
+            s.add(fresh)
+        return len(rows)
