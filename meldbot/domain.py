@@ -161,6 +161,12 @@ class Signal:
     handler: str | None = None
     outcome: Outcome | None = None
     closed_at: datetime | None = None
+    # Content-free facts kept for monitoring (they survive retention).
+    partners: tuple[str, ...] = ()
+    forwarded_at: datetime | None = None
+    partner_feedback_at: datetime | None = None
+    melder_informed_at: datetime | None = None
+    merged_into: str | None = None
     id: int | None = None
     events: list[Event] = field(default_factory=list)
     new_events: list[Event] = field(default_factory=list)
@@ -219,13 +225,55 @@ class Signal:
         self._record(EventKind.PICKED_UP, at, af, previous=previous)
         return previous
 
-    def forward(self, af: str, partner: str, at: datetime) -> None:
+    def _handle(self, af: str, at: datetime) -> None:
+        """Acting on a signal nobody handles makes you the handler."""
         self._require_open()
-        if self.status is Status.RECEIVED:
+        if self.handler is None:
             self.pick_up(af, at)
+
+    def forward(self, af: str, partner: str, at: datetime) -> None:
+        self._handle(af, at)
         if self.status is Status.IN_PROGRESS:
             self._move(Status.FORWARDED)
+        if partner not in self.partners:
+            self.partners = (*self.partners, partner)
+        self.forwarded_at = self.forwarded_at or at
         self._record(EventKind.FORWARDED, at, af, partner=partner)
+
+    def consult(self, af: str, partner: str, at: datetime) -> None:
+        self._handle(af, at)
+        self._record(EventKind.CONSULTED, at, af, partner=partner)
+
+    def note(self, af: str, text: str, at: datetime) -> None:
+        self._require_open()
+        self._record(EventKind.NOTE, at, af, text=text)
+
+    def tag(self, af: str, kind: str, value: str, at: datetime) -> None:
+        self._require_open()
+        self._record(EventKind.TAG, at, af, kind=kind, value=value)
+
+    def partner_feedback(self, af: str, partner: str, text: str, at: datetime) -> None:
+        self._require_open()
+        self.partner_feedback_at = self.partner_feedback_at or at
+        self._record(EventKind.PARTNER_FEEDBACK, at, af, partner=partner, text=text)
+
+    def hand_over(self, af: str, to: str | None, at: datetime) -> None:
+        """Give the signal to another AF (None: unassigned, e.g. when an AF is removed)."""
+        previous = self.handler
+        self.handler = to
+        self._record(EventKind.HANDED_OVER, at, af, previous=previous, to=to)
+
+    def absorb(self, af: str, duplicate: "Signal", at: datetime) -> None:
+        """Merge `duplicate` into this signal; the duplicate is closed and points here."""
+        self._handle(af, at)
+        if duplicate is self or duplicate.reference == self.reference:
+            raise ValueError("a signal cannot be merged into itself")
+        duplicate._require_open()
+        duplicate._move(Status.CLOSED)
+        duplicate.closed_at = at
+        duplicate.merged_into = str(self.reference)
+        duplicate._record(EventKind.MERGED, at, af, into=str(self.reference))
+        self._record(EventKind.MERGED, at, af, absorbed=str(duplicate.reference))
 
     def close(self, af: str, outcome: Outcome, at: datetime) -> None:
         self._move(Status.CLOSED)
@@ -234,6 +282,8 @@ class Signal:
         self._record(EventKind.CLOSED, at, af, outcome=str(outcome))
 
     def reopen(self, af: str, at: datetime) -> None:
+        if self.merged_into:
+            raise SignalClosed(f"merged into {self.merged_into}")
         self._move(Status.IN_PROGRESS)
         self.outcome = None
         self.closed_at = None
@@ -242,6 +292,7 @@ class Signal:
 
     def inform_melder(self, af: str, text: str, at: datetime) -> None:
         # Allowed after closing: feedback keeps staff reporting.
+        self.melder_informed_at = self.melder_informed_at or at
         self._record(EventKind.MELDER_INFORMED, at, af, text=text)
 
     def supplement(self, text: str, at: datetime) -> None:

@@ -12,8 +12,18 @@ LANGUAGES = ("nl", "en")
 
 @cache
 def _catalogue(language: str) -> dict[str, str]:
-    raw = resources.files("meldbot.locale").joinpath(f"{language}.toml").read_text(encoding="utf-8")
-    return _flatten(tomllib.loads(raw))
+    """`<language>.toml` plus any `<language>-<part>.toml` (one per feature, e.g. nl-rapport.toml)."""
+    folder = resources.files("meldbot.locale")
+    table: dict[str, str] = {}
+    names = sorted(p.name for p in folder.iterdir() if p.name == f"{language}.toml"
+                   or (p.name.startswith(f"{language}-") and p.name.endswith(".toml")))
+    for name in names:
+        part = _flatten(tomllib.loads(folder.joinpath(name).read_text(encoding="utf-8")))
+        clash = set(part) & set(table)
+        if clash:
+            raise ValueError(f"{name} repeats keys: {sorted(clash)[:5]}")
+        table.update(part)
+    return table
 
 
 def _flatten(table: dict, prefix: str = "") -> dict[str, str]:

@@ -120,8 +120,11 @@ class Dispatcher:
                 raise
             except Exception as exc:  # e.g. the database restarting; try again at the next poll
                 log.error("outbox dispatch round failed", extra={"error": type(exc).__name__})
+            # asyncio.timeout, not wait_for: on 3.11 a cancel racing wait_for's timeout can leave the
+            # task stuck in "cancelling" (seen here on shutdown).
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self._poll):
+                    await self._wakeup.wait()
+            except TimeoutError:
                 pass
             self._wakeup.clear()

@@ -104,8 +104,8 @@ class Database:
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
-                await asyncio.wait_for(conn.exec_driver_sql("SELECT 1"), timeout=5)
+            async with asyncio.timeout(5), self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
             return True
         except Exception:
             return False

@@ -58,6 +58,12 @@ class SignalRow(SQLModel, table=True):
     created_at: datetime = _dt()
     updated_at: datetime = _dt()
     closed_at: datetime | None = _dt(nullable=True)
+    # Content-free monitoring facts; they stay when retention erases the content.
+    partners: str = Field(default="", max_length=500)     # comma-separated partner keys
+    forwarded_at: datetime | None = _dt(nullable=True)
+    partner_feedback_at: datetime | None = _dt(nullable=True)
+    melder_informed_at: datetime | None = _dt(nullable=True)
+    merged_into: str | None = Field(default=None, max_length=32)
 
 
 class MelderRow(SQLModel, table=True):

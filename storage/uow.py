@@ -139,6 +139,11 @@ class SignalRepository:
         row.outcome = str(signal.outcome) if signal.outcome else None
         row.closed_at = signal.closed_at
         row.urgent = signal.urgent
+        row.partners = ",".join(signal.partners)
+        row.forwarded_at = signal.forwarded_at
+        row.partner_feedback_at = signal.partner_feedback_at
+        row.melder_informed_at = signal.melder_informed_at
+        row.merged_into = signal.merged_into
         row.content_sealed = self._uow.sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False))
         row.updated_at = at
         self._s.add(row)
@@ -161,6 +166,11 @@ class SignalRepository:
             handler=row.handler,
             outcome=Outcome(row.outcome) if row.outcome else None,
             closed_at=row.closed_at,
+            partners=tuple(p for p in row.partners.split(",") if p),
+            forwarded_at=row.forwarded_at,
+            partner_feedback_at=row.partner_feedback_at,
+            melder_informed_at=row.melder_informed_at,
+            merged_into=row.merged_into,
             events=[
                 Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))) for e in (events or [])
             ],

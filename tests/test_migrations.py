@@ -56,3 +56,28 @@ async def test_downgrade_to_nothing_and_back(database_url):
         assert await db.current_revision() == head_revision()
     finally:
         await db.dispose()
+
+
+async def test_an_upgrade_keeps_existing_signals(database_url, clock):
+    """A database with data at revision 0001 upgrades to head without losing a row."""
+    from tests.test_pipeline import report_as
+    from tests.conftest import FakeNotifier
+
+    db = Database(database_url)
+    await db.migrate()
+    await db.downgrade("0001")
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.text(
+            "INSERT INTO signal (meldpunt_id, ref_year, ref_number, status, form, context, urgent, anonymous, "
+            "content_sealed, created_at, updated_at) VALUES ('bergeijk', 2026, 1, 'ontvangen', 'arbeid', 'balie', "
+            "false, false, '{}', '2026-11-18 09:30:00', '2026-11-18 09:30:00')"))
+        await conn.execute(sa.text("INSERT INTO reference_counter (year, last) VALUES (2026, 1)"))
+    await db.migrate()
+    async with db.engine.connect() as conn:
+        partners = (await conn.execute(sa.text("SELECT partners FROM signal"))).scalar_one()
+    await db.dispose()
+    assert partners == ""
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+    async with app:
+        last = await report_as(app, "piet")
+    assert "MH-2026-0002" in last[-1].text
