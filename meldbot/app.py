@@ -16,7 +16,7 @@ from meldbot.bot import Bot
 from meldbot.clock import Clock, SystemClock
 from meldbot.messaging import Notifier
 from meldbot.outbox import Dispatcher
-from meldbot.services import expire_drafts
+from meldbot.services import expire_drafts, release_removed_afs
 from storage.db import Database
 from storage.sealing import PlainSealer, Sealer, sealer_for
 from storage.uow import UnitOfWorkFactory
@@ -41,6 +41,11 @@ class App:
 
     async def __aenter__(self) -> "App":
         await self.db.check_schema()
+        async with self.uow() as uow:
+            released = await release_removed_afs(uow, self.config, self.clock, tuple(self.notifiers))
+            await uow.commit()
+        if released:
+            log.warning("signals of removed AFs made unassigned", extra={"count": released})
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         # Retries and held messages become due by time; the sweep makes sure they are seen.
         self.scheduler.add_job(self.dispatcher.kick, "interval", seconds=15, id="outbox-sweep", coalesce=True)

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import logging
+import traceback
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from dialogs import report
-from dialogs.commands import ANYONE, parse
+from dialogs.af import Usage, parse_af
+from dialogs.commands import AF_ONLY, ANYONE, parse
 from meldbot.clock import Clock
 from dialogs.melder import OwnSignal, my_reports
 from meldbot.domain import Content, Context, EventKind, Form, RefQuery
 from meldbot.i18n import LANGUAGES, Texts, texts
 from meldbot.messaging import Choice, IncomingMessage, Reply
+from meldbot.desk import Desk, Seat
 from meldbot.services import SubmitSignal, SupplementSignal, submit_signal, supplement_signal
 
 log = logging.getLogger("meldbot.bot")
+
+
+def where(exc: BaseException) -> str:
+    """file:line of the innermost frames of a traceback, without the exception's message."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
 
 
 class Bot:
@@ -33,7 +42,9 @@ class Bot:
         try:
             return await self._handle(msg)
         except Exception as exc:
-            log.error("turn failed", extra={"platform": msg.platform, "error": type(exc).__name__}, exc_info=False)
+            # Type and code location only: exception messages can carry content (e.g. SQL parameters).
+            log.error("turn failed", extra={"platform": msg.platform, "error": type(exc).__name__,
+                                            "where": where(exc)})
             return [Reply(texts(self.config.language)("error.general"))]
         finally:
             self.turn_seconds.append(time.perf_counter() - started)
@@ -56,13 +67,19 @@ class Bot:
             loaded = await uow.conversations.load(msg.platform, msg.conversation_id)
             state, touched = (loaded if loaded else ({}, None))
 
+            draft = report.Draft.from_dict(state.get("draft"))
+            af_command = None if draft.active else parse(msg.text, AF_ONLY)
+            if af_command is not None:
+                replies = await self._af(uow, msg, person, af_command, t)
+                await uow.commit()
+                return replies
+
             meldpunt, replies = await self._meldpunt(uow, msg, person, state, t)
             if meldpunt is None:
                 await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
                 await uow.commit()
                 return replies
 
-            draft = report.Draft.from_dict(state.get("draft"))
             expired = state.pop("draft_expired", False)
             if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
                 draft, expired = report.Draft(), True
@@ -98,6 +115,23 @@ class Bot:
                 await uow.conversations.delete(msg.platform, msg.conversation_id)
             await uow.commit()
         return replies
+
+    async def _af(self, uow, msg: IncomingMessage, person, command, t: Texts) -> list[Reply]:
+        """AF commands: authorised by platform id only; anyone else is refused and the attempt audited."""
+        seats = [Seat(m, a) for m, a in self.config.af_for(msg.platform, msg.sender.user_id)]
+        if not seats:
+            candidates = self.config.meldpunten_for(msg.platform, msg.sender.user_id, msg.tenant)
+            meldpunt_id = candidates[0].id if len(candidates) == 1 else (person.meldpunt_id or "onbekend")
+            await uow.audit.append(meldpunt_id=meldpunt_id, signal_id=None, actor_kind="other",
+                                   actor=str(msg.sender), action=f"geweigerd:{command.word}", at=self._clock.now())
+            log.warning("AF command refused", extra={"platform": msg.platform, "command": command.name})
+            return [Reply(t("af.refused"))]
+        try:
+            parsed = parse_af(command.name, command.args)
+        except Usage as usage:
+            return [Reply(t(usage.key, **usage.params))]
+        desk = Desk(uow, self.config, self._clock, self.platforms, msg.sender, seats, t)
+        return await desk.run(parsed)
 
     async def _meldpunt(self, uow, msg, person, state, t: Texts):
         """The meldpunt this person belongs to; with several candidates, ask once and remember."""

@@ -171,8 +171,8 @@ class Signal:
     events: list[Event] = field(default_factory=list)
     new_events: list[Event] = field(default_factory=list)
 
-    def _record(self, kind: EventKind, at: datetime, actor: str, **data: Any) -> Event:
-        event = Event(kind, at, actor, data)
+    def _record(self, event_kind: EventKind, at: datetime, actor: str, /, **data: Any) -> Event:
+        event = Event(event_kind, at, actor, data)
         self.events.append(event)
         self.new_events.append(event)
         return event

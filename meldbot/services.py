@@ -133,3 +133,30 @@ async def expire_drafts(uow, config, clock: Clock) -> int:
         await uow.conversations.save(platform, conversation_id, {"draft": None, "draft_expired": True}, now)
         erased += 1
     return erased
+
+
+async def release_removed_afs(uow, config, clock: Clock, platforms: tuple[str, ...]) -> int:
+    """An AF removed from the configuration loses their signals at start-up: they become unassigned
+    (access is by configuration, so it is already revoked) and the remaining AFs are told."""
+    now = clock.now()
+    released = 0
+    for meldpunt in config.meldpunten:
+        names = [a.name for a in meldpunt.af]
+        for signal in await uow.signals.handled_by_others(meldpunt.id, names):
+            removed = signal.handler
+            signal.hand_over("systeem", None, now)
+            await uow.signals.save(signal, now)
+            await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="system",
+                                   actor="systeem", action="vrijgegeven", at=now, detail=removed)
+            for af in meldpunt.af:
+                if af.backup:
+                    continue
+                for identity in af_identities(af, platforms):
+                    t = texts(await language_of(uow, config, identity))
+                    reply = Reply(t("af.removed_unassigned", removed=removed, reference=signal.reference,
+                                    number=signal.reference.number))
+                    await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
+                                         key=f"released:{signal.reference}:{removed}:{af.name}:{identity.platform}",
+                                         kind="released", at=now)
+            released += 1
+    return released

@@ -253,10 +253,38 @@ class SignalRepository:
         )
         return [(Reference(y, n), kind) for y, n, kind in (await self._s.exec(stmt)).all()]
 
+    async def merged_into(self, signal: Signal) -> list[Signal]:
+        """Duplicates merged into `signal`: their melders are told too."""
+        stmt = select(SignalRow).where(SignalRow.merged_into == str(signal.reference),
+                                       SignalRow.meldpunt_id == signal.meldpunt_id).order_by(SignalRow.id)
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def facts(self, meldpunt_ids: list[str]):
+        """Content-free monitoring facts; reads no sealed column."""
+        from meldbot.monitoring import SignalFacts
+
+        stmt = select(SignalRow.meldpunt_id, SignalRow.created_at, SignalRow.form, SignalRow.context,
+                      SignalRow.partners, SignalRow.forwarded_at, SignalRow.partner_feedback_at,
+                      SignalRow.melder_informed_at).where(SignalRow.meldpunt_id.in_(meldpunt_ids),
+                                                          SignalRow.merged_into.is_(None))
+        return [
+            SignalFacts(meldpunt_id=m, created_at=c, form=f, context=x,
+                        partners=tuple(p for p in (ps or "").split(",") if p), forwarded_at=fa,
+                        partner_feedback_at=pf, melder_informed_at=mi)
+            for m, c, f, x, ps, fa, pf, mi in (await self._s.exec(stmt)).all()
+        ]
+
+    async def handled_by_others(self, meldpunt_id: str, names: list[str]) -> list[Signal]:
+        """Open signals whose handler is not one of `names` (an AF removed from the configuration)."""
+        stmt = select(SignalRow).where(SignalRow.meldpunt_id == meldpunt_id, SignalRow.status != str(Status.CLOSED),
+                                       SignalRow.handler.is_not(None), SignalRow.handler.not_in(names))
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
     async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]:
         stmt = (
             select(SignalRow)
-            .where(SignalRow.meldpunt_id.in_(meldpunt_ids), SignalRow.status != str(Status.CLOSED))
+            .where(SignalRow.meldpunt_id.in_(meldpunt_ids),
+                   SignalRow.status.in_([str(Status.RECEIVED), str(Status.IN_PROGRESS), str(Status.FORWARDED)]))
             .order_by(SignalRow.id)
         )
         return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]

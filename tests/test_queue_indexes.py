@@ -1,0 +1,56 @@
+"""`lijst` and `toon` use indexes: no sequential scan of the signal table with 10,000 signals (PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from meldbot.app import build_app
+from meldbot.messaging import Identity, IncomingMessage
+from tests.conftest import FakeNotifier, make_config
+from tests.test_pipeline import migrated
+
+SEED = """
+INSERT INTO signal (meldpunt_id, ref_year, ref_number, status, form, context, urgent, anonymous, handler,
+                    content_sealed, created_at, updated_at, partners)
+SELECT CASE WHEN n % 10 = 0 THEN 'elders' ELSE 'bergeijk' END, 2020 + n / 2000, n,
+       CASE WHEN n % 50 = 0 THEN 'ontvangen' WHEN n % 50 = 1 THEN 'in_behandeling' ELSE 'afgesloten' END,
+       'arbeid', 'balie', false, false, NULL, '{"wat": "x"}', now() - (n || ' hours')::interval, now(), ''
+FROM generate_series(1, 10000) AS n
+"""
+
+
+async def test_lijst_and_toon_do_not_scan_the_signal_table(postgres_database, clock):
+    await migrated(postgres_database)
+    app = build_app(make_config(postgres_database), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+    async with app:
+        async with app.db.engine.begin() as conn:
+            await conn.execute(sa.text(SEED))
+            await conn.execute(sa.text(
+                "INSERT INTO melder (signal_id, meldpunt_id, lookup, identity_sealed) "
+                "SELECT id, meldpunt_id, md5(id::text), :identity FROM signal"),
+                {"identity": '{"platform": "console", "user_id": "x"}'})
+            await conn.execute(sa.text("ANALYZE"))
+        captured: list[tuple[str, object]] = []
+
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT") and "FROM signal" in statement:
+                captured.append((statement, parameters))
+
+        event.listen(app.db.engine.sync_engine, "before_cursor_execute", capture)
+        for text in ("lijst", "toon 7001", "toon MH-2023-7001"):
+            replies = await app.bot.handle(IncomingMessage(sender=Identity("console", "af"), conversation_id="af",
+                                                           text=text))
+            assert "iets mis" not in replies[0].text
+        event.remove(app.db.engine.sync_engine, "before_cursor_execute", capture)
+        assert len(captured) >= 3
+        plans = []
+        async with app.db.engine.connect() as conn:
+            for statement, parameters in captured:
+                rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                plans.append("\n".join(r[0] for r in rows))
+    scanned = [plan for plan in plans if re.search(r"Seq Scan on signal\s", plan)]
+    assert scanned == []
+    assert any("Index" in plan for plan in plans)
