@@ -60,60 +60,67 @@ class Bot:
     async def _handle(self, msg: IncomingMessage) -> list[Reply]:
         if not msg.is_private:
             return [Reply(texts(self._language(None, msg))("group_chat"))]
-        now = self._clock.now()
         async with self._uow() as uow:
-            person = await uow.people.get(msg.sender)
-            t = texts(self._language(person.language, msg))
-            loaded = await uow.conversations.load(msg.platform, msg.conversation_id)
-            state, touched = (loaded if loaded else ({}, None))
-
-            draft = report.Draft.from_dict(state.get("draft"))
-            af_command = None if draft.active else parse(msg.text, AF_ONLY)
-            if af_command is not None:
-                replies = await self._af(uow, msg, person, af_command, t)
-                await uow.commit()
-                return replies
-
-            meldpunt, replies = await self._meldpunt(uow, msg, person, state, t)
-            if meldpunt is None:
-                await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
-                await uow.commit()
-                return replies
-
-            expired = state.pop("draft_expired", False)
-            if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
-                draft, expired = report.Draft(), True
-            if expired:
-                replies.append(Reply(t("draft_expired", hours=self._draft_expiry_hours(meldpunt))))
-
-            ctx = self._context(meldpunt, t, now)
-            command = parse(msg.text, ANYONE)
-            name = command.name if command else None
-            if name == "language":
-                t, extra = await self._set_language(uow, msg, command.args, t)
-                replies.extend(extra)
-                ctx = self._context(meldpunt, t, now)
-            elif name == "my_reports" and not command.args:
-                replies.append(await self._my_reports(uow, msg, meldpunt, t))
-            elif name == "supplement" and (not draft.active or RefQuery.parse(command.args.split(" ", 1)[0])):
-                replies.append(await self._supplement(uow, msg, command.args, t))
-            else:
-                step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
-                replies.extend(step.replies)
-                draft = step.draft
-                if step.submit is not None:
-                    signal = await self._submit(uow, msg, meldpunt, step.submit)
-                    replies.append(report.submitted(ctx, str(signal.reference), signal.anonymous, signal.pseudonym))
-                name = None
-            if name and draft.active:
-                replies.append(report.current(ctx, draft))
-
-            state["draft"] = draft.to_dict() if draft.active else None
-            if any(state.values()):
-                await uow.conversations.save(msg.platform, msg.conversation_id, state, now, meldpunt.id)
-            elif loaded:
-                await uow.conversations.delete(msg.platform, msg.conversation_id)
+            if msg.event_id:
+                earlier = await uow.processed.replies_for(msg.platform, msg.event_id)
+                if earlier is not None:   # a redelivered event: same answer, no second handling
+                    return earlier
+            replies = await self._turn(uow, msg, self._clock.now())
+            if msg.event_id:
+                await uow.processed.remember(msg.platform, msg.event_id, replies, self._clock.now())
             await uow.commit()
+        return replies
+
+    async def _turn(self, uow, msg: IncomingMessage, now: datetime) -> list[Reply]:
+        """One message, inside the caller's transaction."""
+        person = await uow.people.get(msg.sender)
+        t = texts(self._language(person.language, msg))
+        loaded = await uow.conversations.load(msg.platform, msg.conversation_id)
+        state, touched = (loaded if loaded else ({}, None))
+
+        draft = report.Draft.from_dict(state.get("draft"))
+        af_command = None if draft.active else parse(msg.text, AF_ONLY)
+        if af_command is not None:
+            return await self._af(uow, msg, person, af_command, t)
+
+        meldpunt, replies = await self._meldpunt(uow, msg, person, state, t)
+        if meldpunt is None:
+            await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
+            return replies
+
+        expired = state.pop("draft_expired", False)
+        if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
+            draft, expired = report.Draft(), True
+        if expired:
+            replies.append(Reply(t("draft_expired", hours=self._draft_expiry_hours(meldpunt))))
+
+        ctx = self._context(meldpunt, t, now)
+        command = parse(msg.text, ANYONE)
+        name = command.name if command else None
+        if name == "language":
+            t, extra = await self._set_language(uow, msg, command.args, t)
+            replies.extend(extra)
+            ctx = self._context(meldpunt, t, now)
+        elif name == "my_reports" and not command.args:
+            replies.append(await self._my_reports(uow, msg, meldpunt, t))
+        elif name == "supplement" and (not draft.active or RefQuery.parse(command.args.split(" ", 1)[0])):
+            replies.append(await self._supplement(uow, msg, command.args, t))
+        else:
+            step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
+            replies.extend(step.replies)
+            draft = step.draft
+            if step.submit is not None:
+                signal = await self._submit(uow, msg, meldpunt, step.submit)
+                replies.append(report.submitted(ctx, str(signal.reference), signal.anonymous, signal.pseudonym))
+            name = None
+        if name and draft.active:
+            replies.append(report.current(ctx, draft))
+
+        state["draft"] = draft.to_dict() if draft.active else None
+        if any(state.values()):
+            await uow.conversations.save(msg.platform, msg.conversation_id, state, now, meldpunt.id)
+        elif loaded:
+            await uow.conversations.delete(msg.platform, msg.conversation_id)
         return replies
 
     async def _af(self, uow, msg: IncomingMessage, person, command, t: Texts) -> list[Reply]:

@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser("rotate-key", help="versleutel alles opnieuw met de nieuwe sleutel")
     rotate.add_argument("--batch-size", type=int, default=200)
     sub.add_parser("new-key", help="maak een nieuwe sleutel voor MELDBOT_DATA_KEY")
+    report = sub.add_parser("report", help="anonieme cijfers voor de regio (ketenregisseur)")
+    report.add_argument("--anonymous", action="store_true", required=True,
+                        help="alleen aantallen, zonder persoonsgegevens of vrije tekst (verplicht)")
+    report.add_argument("--format", choices=("csv", "json"), default="csv")
+    report.add_argument("--period", default="", help="2026, 2026-11 of 2026-Q4; standaard het huidige jaar")
     return parser
 
 
@@ -168,7 +173,32 @@ async def _rotate_key(config, t, args) -> int:
     return 0
 
 
-_COMMANDS = {"migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
+async def _report(config, t, args) -> int:
+    """Regional figures for the ketenregisseur: counts only, small cells suppressed."""
+    from meldbot import monitoring
+    from meldbot.services import work_calendar
+    from storage.sealing import sealer_for
+    from storage.uow import UnitOfWorkFactory
+
+    first = config.meldpunten[0]
+    period = monitoring.parse_period(args.period, _now().astimezone(first.tz).date())
+    if period is None:
+        print(t("af.bad_period", period=args.period), file=sys.stderr)
+        return 1
+
+    db = Database(config.storage.url)
+    try:
+        await db.check_schema()
+        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
+            facts = await uow.signals.facts([m.id for m in config.meldpunten])
+    finally:
+        await db.dispose()
+    by_meldpunt = {m.id: [f for f in facts if f.meldpunt_id == m.id] for m in config.meldpunten}
+    print(monitoring.export_anonymous(by_meldpunt, period, lambda m: work_calendar(config, m), args.format))
+    return 0
+
+
+_COMMANDS = {"report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,7 +11,7 @@ from meldbot.clock import Clock
 from meldbot.domain import InvalidTransition, Outcome, Signal, SignalClosed, Status
 from meldbot.i18n import Texts, texts
 from meldbot.messaging import Action, Identity, Reply
-from meldbot.services import af_identities, language_of
+from meldbot.services import af_identities, language_of, work_calendar
 
 
 @dataclass(frozen=True)
@@ -261,17 +261,10 @@ class Desk:
         if period is None:
             raise Usage("af.bad_period", period=command.word)
         facts = await self.uow.signals.facts(list(self.seats))
-        figures = monitoring.figures(facts, period, self.calendar_for)
+        figures = monitoring.figures(facts, period, lambda m: work_calendar(self.config, m))
         text = monitoring.report_text(figures, self.t)
         png = monitoring.chart_png(figures, self.t)
         for seat in self.seats.values():
             await self.uow.audit.append(meldpunt_id=seat.meldpunt.id, signal_id=None, actor_kind="af",
                                         actor=seat.af.name, action="rapport", at=self.now, detail=period.label)
         return [Reply(text, image=png, image_alt=self.t("af.chart_alt", period=period.label))]
-
-    def calendar_for(self, meldpunt_id: str):
-        from meldbot.calendar import WorkCalendar
-
-        meldpunt = self.config.meldpunt_by_id(meldpunt_id)
-        settings = self.config.reminders_for(meldpunt_id)
-        return WorkCalendar(meldpunt.tz, settings.office_start, settings.office_end, settings.is_closing_day)

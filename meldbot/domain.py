@@ -166,7 +166,9 @@ class Signal:
     forwarded_at: datetime | None = None
     partner_feedback_at: datetime | None = None
     melder_informed_at: datetime | None = None
+    melder_last_informed_at: datetime | None = None
     merged_into: str | None = None
+    erased_at: datetime | None = None
     id: int | None = None
     events: list[Event] = field(default_factory=list)
     new_events: list[Event] = field(default_factory=list)
@@ -293,6 +295,7 @@ class Signal:
     def inform_melder(self, af: str, text: str, at: datetime) -> None:
         # Allowed after closing: feedback keeps staff reporting.
         self.melder_informed_at = self.melder_informed_at or at
+        self.melder_last_informed_at = at
         self._record(EventKind.MELDER_INFORMED, at, af, text=text)
 
     def supplement(self, text: str, at: datetime) -> None:

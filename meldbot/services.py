@@ -28,6 +28,14 @@ class SubmitSignal:
     anonymous: bool
 
 
+def work_calendar(config, meldpunt_id: str):
+    """The working days and office hours of one meldpunt."""
+    from meldbot.calendar import WorkCalendar
+
+    meldpunt, settings = config.meldpunt_by_id(meldpunt_id), config.reminders_for(meldpunt_id)
+    return WorkCalendar(meldpunt.tz, settings.office_start, settings.office_end, settings.is_closing_day)
+
+
 def af_identities(af, platforms: tuple[str, ...]) -> list[Identity]:
     """Where an AF can be reached in this deployment: every active platform they have an id on."""
     found = []

@@ -19,7 +19,7 @@ from meldbot.messaging import Identity
 from storage.db import Database
 from storage.sealing import PREFIX, KeyringSealer
 from storage.tables import (
-    AuditRow, ConversationRow, EventRow, MelderRow, OutboxRow, PersonRow, SignalKeyRow, SignalRow,
+    AuditRow, ConversationRow, EventRow, MelderRow, OutboxRow, PersonRow, ProcessedEventRow, SignalKeyRow, SignalRow,
 )
 from storage.uow import SqlUnitOfWork
 
@@ -53,6 +53,7 @@ class Rotation:
             ("conversation", self._conversations),
             ("outbox", self._outbox),
             ("person", self._people),
+            ("processed_event", self._processed),
         ]
         for table, step in steps:
             while True:
@@ -159,3 +160,9 @@ class Rotation:
             await s.flush()
             s.add(fresh)
         return len(rows)
+
+    async def _processed(self, uow: SqlUnitOfWork) -> int:
+        # Kept only for a few days to recognise redelivered events; re-sealing them is not worth a
+        # key change: they cannot be re-keyed (the event id is not stored), so they are dropped.
+        await uow.session.exec(sa.delete(ProcessedEventRow).where(self._stale(ProcessedEventRow.replies_sealed)))
+        return 0

@@ -63,7 +63,9 @@ class SignalRow(SQLModel, table=True):
     forwarded_at: datetime | None = _dt(nullable=True)
     partner_feedback_at: datetime | None = _dt(nullable=True)
     melder_informed_at: datetime | None = _dt(nullable=True)
+    melder_last_informed_at: datetime | None = _dt(nullable=True)
     merged_into: str | None = Field(default=None, max_length=32)
+    erased_at: datetime | None = _dt(nullable=True)   # retention: content gone, this line stays
 
 
 class MelderRow(SQLModel, table=True):
@@ -175,3 +177,31 @@ class PersonRow(SQLModel, table=True):
     identity_sealed: str
     language: str | None = Field(default=None, max_length=8)
     meldpunt_id: str | None = Field(default=None, max_length=64)
+
+
+class ReminderSentRow(SQLModel, table=True):
+    """One row per reminder slot sent: the unique key makes a reminder go out once, whatever the
+    number of bot processes."""
+
+    __tablename__ = "reminder_sent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)
+    meldpunt_id: str = Field(max_length=64)
+    signal_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.ForeignKey("signal.id", ondelete="CASCADE"), index=True, nullable=True)
+    )
+    kind: str = Field(max_length=32)
+    slot: int
+    due_at: datetime = _dt()
+    sent_at: datetime = _dt()
+
+
+class ProcessedEventRow(SQLModel, table=True):
+    """Platform events already handled, with the replies given: a redelivered event is not handled twice."""
+
+    __tablename__ = "processed_event"
+
+    key: str = Field(primary_key=True, max_length=128)
+    at: datetime = _dt(index=True)
+    replies_sealed: str

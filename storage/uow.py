@@ -35,6 +35,7 @@ from storage.tables import (
     MelderRow,
     OutboxRow,
     PersonRow,
+    ProcessedEventRow,
     SignalKeyRow,
     SignalRow,
 )
@@ -143,6 +144,7 @@ class SignalRepository:
         row.forwarded_at = signal.forwarded_at
         row.partner_feedback_at = signal.partner_feedback_at
         row.melder_informed_at = signal.melder_informed_at
+        row.melder_last_informed_at = signal.melder_last_informed_at
         row.merged_into = signal.merged_into
         row.content_sealed = self._uow.sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False))
         row.updated_at = at
@@ -170,7 +172,9 @@ class SignalRepository:
             forwarded_at=row.forwarded_at,
             partner_feedback_at=row.partner_feedback_at,
             melder_informed_at=row.melder_informed_at,
+            melder_last_informed_at=row.melder_last_informed_at,
             merged_into=row.merged_into,
+            erased_at=row.erased_at,
             events=[
                 Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))) for e in (events or [])
             ],
@@ -505,6 +509,30 @@ class AuditRepository:
                            opened(r.detail_sealed) if r.detail_sealed is not None else None) for r in rows]
 
 
+class ProcessedEventRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    def _key(self, platform: str, event_id: str) -> list[str]:
+        return self._uow.sealer.lookups("event", f"{platform}:{event_id}")
+
+    async def replies_for(self, platform: str, event_id: str) -> list[Reply] | None:
+        stmt = select(ProcessedEventRow).where(ProcessedEventRow.key.in_(self._key(platform, event_id)))
+        row = (await self._uow.session.exec(stmt)).first()
+        if row is None:
+            return None
+        return [Reply.from_json(json.dumps(r)) for r in json.loads(self._uow.sealer.open(row.replies_sealed))]
+
+    async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None:
+        payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
+        self._uow.session.add(ProcessedEventRow(key=self._uow.sealer.lookup("event", f"{platform}:{event_id}"),
+                                                at=at, replies_sealed=self._uow.sealer.seal(payload)))
+
+    async def forget_before(self, moment: datetime) -> int:
+        result = await self._uow.session.exec(sa.delete(ProcessedEventRow).where(ProcessedEventRow.at < moment))
+        return result.rowcount or 0
+
+
 class SqlUnitOfWork:
     """`async with uow:` opens a transaction; it rolls back unless `commit()` was called."""
 
@@ -519,6 +547,7 @@ class SqlUnitOfWork:
         self.conversations = ConversationRepository(self)
         self.people = PersonRepository(self)
         self.audit = AuditRepository(self)
+        self.processed = ProcessedEventRepository(self)
 
     def person_lookup(self, identity: Identity) -> str:
         return self.sealer.lookup("person", f"{identity.platform}:{identity.user_id.casefold()}")

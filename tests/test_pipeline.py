@@ -161,3 +161,23 @@ async def test_the_same_outbox_key_twice_queues_one_message(sqlite_url, clock):
                 await uow.commit()
         await app.dispatcher.deliver_pending()
     assert notifier.calls == 1
+
+
+async def test_a_redelivered_event_is_handled_once_and_answered_the_same(database_url, clock):
+    await migrated(database_url)
+    notifier = FakeNotifier()
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        for i, line in enumerate(SCRIPT[:-1]):
+            await app.bot.handle(IncomingMessage(sender=Identity("console", "piet"), conversation_id="piet",
+                                                 text=line, event_id=f"$e{i}"))
+        send = IncomingMessage(sender=Identity("console", "piet"), conversation_id="piet", text="versturen",
+                               event_id="$send")
+        first = await app.bot.handle(send)
+        again = await app.bot.handle(send)
+        await app.dispatcher.deliver_pending()
+        async with app.uow() as uow:
+            count = await uow.signals.count()
+    assert count == 1
+    assert [r.text for r in again] == [r.text for r in first] and "MH-2026-0001" in first[-1].text
+    assert len(notifier.to("af")) == 1
