@@ -12,7 +12,9 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dialogs.when import warm_up
-from meldbot.bot import Bot
+from meldbot.bot import Bot, where
+from meldbot.reminders import Reminders
+from meldbot.retention import erase_expired
 from meldbot.clock import Clock, SystemClock
 from meldbot.messaging import Notifier
 from meldbot.outbox import Dispatcher
@@ -34,7 +36,9 @@ class App:
     dispatcher: Dispatcher
     notifiers: dict[str, Notifier]
     serve_http: bool
+    reminders: Reminders
     scheduler: AsyncIOScheduler = field(init=False)
+    sweep_seconds: float = 60.0
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _http: web.AppRunner | None = None
     http_port: int | None = None
@@ -50,7 +54,13 @@ class App:
         # Retries and held messages become due by time; the sweep makes sure they are seen.
         self.scheduler.add_job(self.dispatcher.kick, "interval", seconds=15, id="outbox-sweep", coalesce=True)
         self.scheduler.add_job(self.expire_drafts, "interval", minutes=15, id="draft-expiry", coalesce=True)
+        # The database says what is due; the sweep only looks. Run once now: what fell due while the
+        # bot was down goes out once, not once per missed run.
+        self.scheduler.add_job(self.send_reminders, "interval", seconds=self.sweep_seconds, id="reminders",
+                               coalesce=True, max_instances=1)
+        self.scheduler.add_job(self.apply_retention, "cron", hour=3, minute=17, id="retention", coalesce=True)
         self.scheduler.start()
+        self._tasks.append(asyncio.create_task(self._catch_up(), name="catch-up"))
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
         # dateparser loads its language data lazily (~0.3 s); do it now, off the event loop.
         self._tasks.append(asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, warm_up)))
@@ -70,6 +80,35 @@ class App:
         if self._http:
             await self._http.cleanup()
         await self.db.dispose()
+
+    async def _catch_up(self) -> None:
+        await self.send_reminders()
+        await self.apply_retention()
+
+    async def send_reminders(self) -> int:
+        """Scheduled job with its own error boundary (no content in logs)."""
+        try:
+            sent = await self.reminders.sweep()
+        except Exception as exc:
+            log.error("reminder sweep failed", extra={"error": type(exc).__name__, "where": where(exc)})
+            return 0
+        if sent:
+            log.info("reminders queued", extra={"count": sent})
+        return sent
+
+    async def apply_retention(self) -> int:
+        try:
+            async with self.uow() as uow:
+                erased = await erase_expired(uow, self.config, self.clock)
+                await uow.commit()
+            if erased:
+                await self.db.compact_log()
+        except Exception as exc:
+            log.error("retention failed", extra={"error": type(exc).__name__, "where": where(exc)})
+            return 0
+        if erased:
+            log.info("signals erased by retention", extra={"count": erased})
+        return erased
 
     async def expire_drafts(self) -> int:
         """Scheduled job; its own error boundary: log (no content) and try again next run."""
@@ -129,4 +168,6 @@ def build_app(
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval)
     uow.on_outbox = dispatcher.kick
     bot = Bot(config, uow, clock, platforms)
-    return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"))
+    reminders = Reminders(uow, config, clock, platforms)
+    return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
+               sweep_seconds=config.reminders.sweep_seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser("rotate-key", help="versleutel alles opnieuw met de nieuwe sleutel")
     rotate.add_argument("--batch-size", type=int, default=200)
     sub.add_parser("new-key", help="maak een nieuwe sleutel voor MELDBOT_DATA_KEY")
+    sub.add_parser("reminders", help="welke herinneringen aan de beurt zijn, wanneer en voor wie")
     report = sub.add_parser("report", help="anonieme cijfers voor de regio (ketenregisseur)")
     report.add_argument("--anonymous", action="store_true", required=True,
                         help="alleen aantallen, zonder persoonsgegevens of vrije tekst (verplicht)")
@@ -94,7 +96,7 @@ async def _chat(config, t, args) -> int:
     from adapters.console import ConsoleSession
     from meldbot.app import build_app
 
-    async with build_app(config, mode="chat") as app:
+    async with build_app(config, mode="chat", clock=_clock()) as app:
         await ConsoleSession(app).run()
     return 0
 
@@ -106,7 +108,7 @@ async def _run(config, t, args) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_app(config, mode="run") as app:
+    async with build_app(config, mode="run", clock=_clock()) as app:
         if not app.notifiers:
             print(t("cli.no_platforms"), file=sys.stderr)
         print(t("cli.running"), file=sys.stderr)
@@ -148,10 +150,51 @@ async def _audit(config, t, args) -> int:
     return 0
 
 
-def _now():
-    from meldbot.clock import SystemClock
+def _clock():
+    """The system clock; MELDBOT_TEST_CLOCK (an ISO time) freezes it, for tests of real processes only."""
+    from datetime import datetime
 
-    return SystemClock().now()
+    from meldbot.clock import ManualClock, SystemClock
+
+    frozen = os.environ.get("MELDBOT_TEST_CLOCK")
+    if frozen:
+        logging.getLogger("meldbot.cli").warning("clock frozen by MELDBOT_TEST_CLOCK; for tests only")
+        return ManualClock(datetime.fromisoformat(frozen))
+    return SystemClock()
+
+
+def _now():
+    return _clock().now()
+
+
+async def _reminders(config, t, args) -> int:
+    """What is due, when, for whom: read from the database, nothing is sent."""
+    from meldbot.reminders import upcoming
+    from meldbot.services import work_calendar
+    from storage.sealing import sealer_for
+    from storage.uow import UnitOfWorkFactory
+
+    now = _now()
+    db = Database(config.storage.url)
+    rows = []
+    try:
+        await db.check_schema()
+        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
+            for meldpunt in config.meldpunten:
+                cal, settings = work_calendar(config, meldpunt.id), config.reminders_for(meldpunt.id)
+                for signal in await uow.signals.reminder_candidates(meldpunt.id):
+                    for due in upcoming(signal, settings, cal, now):
+                        when = due.due_at if due.slot < 0 else due.next_at
+                        who = signal.handler or t("cli.reminders_all_afs")
+                        state = t("cli.reminders_overdue") if due.slot >= 0 else ""
+                        rows.append((when, f"{when.astimezone(meldpunt.tz):%Y-%m-%d %H:%M}  {signal.reference}  "
+                                           f"{due.kind:9} {who:12} {state}"))
+    finally:
+        await db.dispose()
+    print(t("cli.reminders_header", count=len(rows)))
+    for _, line in sorted(rows):
+        print(line.rstrip())
+    return 0
 
 
 async def _rotate_key(config, t, args) -> int:
@@ -198,7 +241,7 @@ async def _report(config, t, args) -> int:
     return 0
 
 
-_COMMANDS = {"report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
+_COMMANDS = {"reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
 
 if __name__ == "__main__":
     sys.exit(main())

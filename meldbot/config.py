@@ -182,6 +182,7 @@ class RemindersConfig(_Model):
     closing_days: tuple[ClosingDay, ...] = ()
     retention_closed_months: PositiveInt = 24
     draft_expiry_hours: PositiveInt = 24
+    sweep_seconds: float = Field(default=60.0, gt=0, le=3600)  # how often the database is asked what is due
 
     @property
     def weekly_overview_at(self) -> time:

@@ -56,6 +56,9 @@ class Desk:
         signal = await self.uow.signals.find(query, list(self.seats), with_events=events)
         if signal is None:
             raise Usage("af.unknown", reference=str(query.number) if query.year is None else f"MH-{query.year}-{query.number:04d}")
+        if signal.erased_at is not None:
+            raise Usage("af.erased", reference=str(signal.reference),
+                        date=signal.erased_at.astimezone(self._meldpunt(signal).tz).strftime("%d-%m-%Y"))
         return signal
 
     async def _audit(self, signal: Signal, action: str, detail: str | None = None) -> None:

@@ -57,6 +57,7 @@ class EventKind(StrEnum):
     REOPENED = "heropend"
     MERGED = "samengevoegd"
     HANDED_OVER = "overgedragen"
+    ERASED = "gewist"
 
 
 ALLOWED: dict[Status, frozenset[Status]] = {

@@ -36,6 +36,7 @@ from storage.tables import (
     OutboxRow,
     PersonRow,
     ProcessedEventRow,
+    ReminderSentRow,
     SignalKeyRow,
     SignalRow,
 )
@@ -284,6 +285,38 @@ class SignalRepository:
                                        SignalRow.handler.is_not(None), SignalRow.handler.not_in(names))
         return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
 
+    async def reminder_candidates(self, meldpunt_id: str, *, lock: bool = False) -> list[Signal]:
+        """Signals a reminder may be about: open ones, and closed ones whose melder was not told yet.
+
+        With `lock`, rows another bot process is working on are skipped (PostgreSQL)."""
+        closed_untold = sa.and_(
+            SignalRow.status == str(Status.CLOSED), SignalRow.erased_at.is_(None), SignalRow.merged_into.is_(None),
+            sa.or_(SignalRow.melder_last_informed_at.is_(None), SignalRow.melder_last_informed_at < SignalRow.closed_at),
+        )
+        stmt = select(SignalRow).where(SignalRow.meldpunt_id == meldpunt_id,
+                                       sa.or_(SignalRow.status != str(Status.CLOSED), closed_untold)).order_by(SignalRow.id)
+        if lock:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def closed_before(self, meldpunt_id: str, cutoff: datetime) -> list[tuple[int, str]]:
+        stmt = select(SignalRow.id, SignalRow.ref_year, SignalRow.ref_number).where(
+            SignalRow.meldpunt_id == meldpunt_id, SignalRow.status == str(Status.CLOSED),
+            SignalRow.closed_at < cutoff, SignalRow.erased_at.is_(None))
+        return [(i, str(Reference(y, n))) for i, y, n in (await self._s.exec(stmt)).all()]
+
+    async def erase(self, signal_id: int, reference: str, at: datetime) -> None:
+        """Retention: everything personal about one signal goes; its row stays, content-free."""
+        s = self._s
+        for table in (EventRow, MelderRow, SignalKeyRow, AuditRow):
+            await s.exec(sa.delete(table).where(table.signal_id == signal_id))
+        # Messages about it that were delivered (feedback to the melder holds text).
+        await s.exec(sa.delete(OutboxRow).where(OutboxRow.idempotency_key.like(f"%:{reference}:%")))
+        await s.exec(sa.update(SignalRow).where(SignalRow.id == signal_id).values(
+            content_sealed=self._uow.sealer.seal("{}"), pseudonym=None, erased_at=at, updated_at=at))
+        s.add(EventRow(signal_id=signal_id, meldpunt_id=(await s.get(SignalRow, signal_id)).meldpunt_id, at=at,
+                       actor="systeem", kind="gewist", data_sealed=self._uow.sealer.seal("{}")))
+
     async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]:
         stmt = (
             select(SignalRow)
@@ -386,12 +419,23 @@ class OutboxRepository:
         )
         return result.rowcount or 0
 
-    async def stats(self) -> dict[str, int]:
+    async def forget_delivered_before(self, moment: datetime) -> int:
+        result = await self._uow.session.exec(
+            sa.delete(OutboxRow).where(OutboxRow.delivered_at.is_not(None), OutboxRow.delivered_at < moment))
+        return result.rowcount or 0
+
+    async def stats(self, kind: str | None = None) -> dict[str, int]:
         s = self._uow.session
-        pending = (await s.exec(select(sa.func.count()).where(OutboxRow.delivered_at.is_(None), OutboxRow.parked_at.is_(None)))).one()
-        parked = (await s.exec(select(sa.func.count()).where(OutboxRow.parked_at.is_not(None)))).one()
-        delivered = (await s.exec(select(sa.func.count()).where(OutboxRow.delivered_at.is_not(None)))).one()
-        return {"pending": pending, "parked": parked, "delivered": delivered}
+        only = [OutboxRow.kind == kind] if kind else []
+
+        async def count(*where) -> int:
+            return (await s.exec(select(sa.func.count()).select_from(OutboxRow).where(*where, *only))).one()
+
+        return {
+            "pending": await count(OutboxRow.delivered_at.is_(None), OutboxRow.parked_at.is_(None)),
+            "parked": await count(OutboxRow.parked_at.is_not(None)),
+            "delivered": await count(OutboxRow.delivered_at.is_not(None)),
+        }
 
 
 class ConversationRepository:
@@ -434,6 +478,11 @@ class ConversationRepository:
         await self._uow.session.exec(
             sa.delete(ConversationRow).where(ConversationRow.key.in_(self._keys(platform, conversation_id)))
         )
+
+    async def forget_markers_before(self, moment: datetime) -> int:
+        """Drop rows untouched for long (an expired-draft marker nobody came back to)."""
+        result = await self._uow.session.exec(sa.delete(ConversationRow).where(ConversationRow.updated_at < moment))
+        return result.rowcount or 0
 
     async def untouched_since(self, moment: datetime, limit: int = 500) -> list[tuple[str, str, str | None, dict[str, Any]]]:
         stmt = select(ConversationRow).where(ConversationRow.updated_at < moment).order_by(ConversationRow.updated_at).limit(limit)
@@ -509,6 +558,26 @@ class AuditRepository:
                            opened(r.detail_sealed) if r.detail_sealed is not None else None) for r in rows]
 
 
+class ReminderRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    async def claim(self, key: str, meldpunt_id: str, signal_id: int | None, due, now: datetime) -> bool:
+        """True for exactly one caller per key, whatever the number of processes."""
+        insert = _insert(self._uow.dialect)
+        stmt = (
+            insert(ReminderSentRow)
+            .values(key=key, meldpunt_id=meldpunt_id, signal_id=signal_id, kind=due.kind, slot=due.slot,
+                    due_at=due.due_at, sent_at=now)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(ReminderSentRow.id)
+        )
+        return (await self._uow.session.exec(stmt)).first() is not None
+
+    async def count(self) -> int:
+        return (await self._uow.session.exec(select(sa.func.count()).select_from(ReminderSentRow))).one()
+
+
 class ProcessedEventRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
@@ -548,6 +617,7 @@ class SqlUnitOfWork:
         self.people = PersonRepository(self)
         self.audit = AuditRepository(self)
         self.processed = ProcessedEventRepository(self)
+        self.reminders = ReminderRepository(self)
 
     def person_lookup(self, identity: Identity) -> str:
         return self.sealer.lookup("person", f"{identity.platform}:{identity.user_id.casefold()}")

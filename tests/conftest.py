@@ -87,7 +87,10 @@ def clock() -> ManualClock:
 
 
 class FakeNotifier:
-    """Records deliveries; like real platforms, shows a message once per idempotency key."""
+    """Records deliveries; like real platforms, shows a message once per idempotency key.
+
+    Scheduled reminders (the weekly overview goes out at every start after Monday 09:00) are recorded
+    too, but `calls`, `fail_next` and `to()` concern the other messages, so tests of those stay exact."""
 
     def __init__(self, platform: str = "console") -> None:
         self.platform = platform
@@ -98,6 +101,13 @@ class FakeNotifier:
         self._keys: set[str] = set()
 
     async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
+        if idempotency_key.startswith("reminder:"):
+            if idempotency_key not in self._keys and recipient.user_id not in self.away:
+                self._keys.add(idempotency_key)
+                self.shown.append((recipient, reply, idempotency_key))
+            elif recipient.user_id in self.away:
+                raise RecipientAway(recipient.user_id)
+            return
         self.calls += 1
         if recipient.user_id in self.away:
             raise RecipientAway(recipient.user_id)
@@ -112,4 +122,4 @@ class FakeNotifier:
         self.shown.append((recipient, reply, idempotency_key))
 
     def to(self, user_id: str) -> list[Reply]:
-        return [r for who, r, _ in self.shown if who.user_id == user_id]
+        return [r for who, r, key in self.shown if who.user_id == user_id and not key.startswith("reminder:")]

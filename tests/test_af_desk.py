@@ -259,3 +259,46 @@ async def test_a_removed_af_loses_signals_at_the_next_start_and_the_others_are_t
         assert any("bram staat niet meer" in m for m in chat2.inbox("af"))
         assert "alleen voor de aandachtsfunctionaris" in await chat2.say("af2", "toon 1")
         assert "Je behandelt nu" in await chat2.say("af", "toon 1")
+
+
+async def test_rapport_gives_figures_and_a_chart(chat):
+    await chat.report("piet")
+    await chat.report("klaas", ANONYMOUS)
+    await chat.say("af", "doorzetten 1 politie")
+    replies = await chat.replies("af", "rapport 2026-11")
+    assert "Cijfers 2026-11: 2 melding(en)" in replies[0].text and "politie: 1" in replies[0].text
+    assert replies[0].image[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "geen periode" in (await chat.replies("af", "rapport 2026-13"))[0].text
+
+
+@pytest.mark.slow
+def test_the_anonymous_regional_export_holds_no_personal_data(tmp_path):
+    import asyncio
+    import subprocess
+    import sys
+
+    from meldbot.clock import ManualClock
+    from datetime import datetime, timezone
+    from tests.test_cli import env_for
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/meldbot.db"
+
+    async def seed():
+        await migrated(url)
+        clock = ManualClock(datetime.now(timezone.utc))
+        notifier = FakeNotifier()
+        app = build_app(make_config(url), clock=clock, notifiers={"console": notifier}, mode="chat")
+        async with app:
+            chat = Chat(app, notifier)
+            for i in range(6):
+                await chat.report(f"melder{i}", name=f"Naam{i} Achternaam")
+            await chat.say("af", "doorzetten 1 politie")
+    asyncio.run(seed())
+    env = env_for(tmp_path, MELDBOT_STORAGE__URL=url)
+    for fmt in ("csv", "json"):
+        out = subprocess.run([sys.executable, "-m", "meldbot", "report", "--anonymous", "--format", fmt],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "6" in out.stdout
+        for secret in ("Naam", "melder0", "melder5", "paspoorten", "Kerkstraat", "Jansen", "MH-"):
+            assert secret not in out.stdout

@@ -51,7 +51,7 @@ async def test_a_report_is_stored_and_the_af_is_notified(database_url, clock):
         async with app.uow() as uow:
             assert await uow.signals.count() == 1
             signals = await uow.signals.of_melder(Identity("console", "medewerker"))
-            stats = await uow.outbox.stats()
+            stats = await uow.outbox.stats("new_signal")
     assert [str(s.reference) for s in signals] == ["MH-2026-0001"]
     assert signals[0].content.waar == "Kerkstraat 3, Bergeijk"
     to_af = notifier.to("af")
@@ -125,7 +125,7 @@ async def test_a_message_for_someone_away_waits_until_they_are_back(sqlite_url, 
         await app.dispatcher.wake(Identity("console", "af"))
         await app.dispatcher.deliver_pending()
         async with app.uow() as uow:
-            stats = await uow.outbox.stats()
+            stats = await uow.outbox.stats("new_signal")
     assert len(notifier.to("af")) == 1
     assert stats["delivered"] == 1 and stats["parked"] == 0
 
@@ -135,6 +135,8 @@ async def test_a_permanent_refusal_parks_the_row_without_losing_it(sqlite_url, c
 
     class Refusing(FakeNotifier):
         async def send(self, recipient, reply, key):
+            if key.startswith("reminder:"):
+                return await super().send(recipient, reply, key)
             raise DeliveryError("app not installed for user", permanent=True)
 
     await migrated(sqlite_url)
@@ -143,7 +145,7 @@ async def test_a_permanent_refusal_parks_the_row_without_losing_it(sqlite_url, c
         await report_as(app, "medewerker")
         await app.dispatcher.deliver_pending()
         async with app.uow() as uow:
-            stats = await uow.outbox.stats()
+            stats = await uow.outbox.stats("new_signal")
     assert stats == {"pending": 0, "parked": 1, "delivered": 0}
 
 
