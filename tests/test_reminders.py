@@ -297,3 +297,30 @@ async def test_retention_erases_content_and_keeps_the_figures(sqlite_url):
     assert [s for s in secrets if s in rows] == []
     assert "Molenweg" in rows       # the other, still open signal is untouched
     assert [s for s in secrets if s.encode() in raw] == []
+
+
+@pytest.mark.slow
+def test_meldbot_reminders_lists_what_is_due_when_and_for_whom(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/meldbot.db"
+
+    async def seed():
+        await migrated(url)
+        clock = ManualClock(at(2026, 11, 18, 10, 30))
+        app = build_app(make_config(url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+        async with app:
+            office = Office(app, app.notifiers["console"], clock)
+            await office.report("piet")
+            await office.report("klaas")
+            await office.say("af", "doorzetten 2 politie")
+    asyncio.run(seed())
+    env = env_for(tmp_path, MELDBOT_STORAGE__URL=url, MELDBOT_TEST_CLOCK="2026-11-18T12:00:00+01:00")
+    out = subprocess.run([sys.executable, "-m", "meldbot", "reminders"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("Herinneringen (4)")   # pick-up of 1, partner chase of 2, melder silence of both
+    assert any("2026-11-19 10:30  MH-2026-0001  oppakken" in line and "alle AF's" in line for line in lines)
+    assert any("2026-12-02 10:30  MH-2026-0002  partner" in line and "anna" in line for line in lines)
+    assert any("2026-12-30 10:30  MH-2026-0002  melder" in line for line in lines)
+    assert any("2026-12-30 10:30  MH-2026-0001  melder" in line for line in lines)
+    assert [line[:16] for line in lines[1:]] == sorted(line[:16] for line in lines[1:])
