@@ -19,7 +19,7 @@ from meldbot.messaging import Identity
 from storage.db import Database
 from storage.sealing import PREFIX, KeyringSealer
 from storage.tables import (
-    AuditRow, ConversationRow, EventRow, MelderRow, OutboxRow, PersonRow, ProcessedEventRow, SignalKeyRow, SignalRow,
+    AuditRow, ConversationReferenceRow, ConversationRow, EventRow, MelderRow, OutboxRow, PersonRow, ProcessedEventRow, SignalKeyRow, SignalRow,
 )
 from storage.uow import SqlUnitOfWork
 
@@ -54,6 +54,7 @@ class Rotation:
             ("outbox", self._outbox),
             ("person", self._people),
             ("processed_event", self._processed),
+            ("conversation_reference", self._references),
         ]
         for table, step in steps:
             while True:
@@ -166,3 +167,19 @@ class Rotation:
         # key change: they cannot be re-keyed (the event id is not stored), so they are dropped.
         await uow.session.exec(sa.delete(ProcessedEventRow).where(self._stale(ProcessedEventRow.replies_sealed)))
         return 0
+
+    async def _references(self, uow: SqlUnitOfWork) -> int:
+        s = uow.session
+        rows = (await s.exec(select(ConversationReferenceRow)
+                             .where(self._stale(ConversationReferenceRow.reference_sealed)).limit(self._batch))).all()
+        for row in rows:
+            platform, user_id = json.loads(self._sealer.open(row.identity_sealed))
+            fresh = ConversationReferenceRow(
+                key=self._sealer.lookup("reference", f"{platform}:{user_id}"),
+                identity_sealed=self._sealer.seal(json.dumps([platform, user_id])),
+                reference_sealed=self._sealer.seal(self._sealer.open(row.reference_sealed)),
+                updated_at=row.updated_at)
+            await s.delete(row)
+            await s.flush()
+            s.add(fresh)
+        return len(rows)

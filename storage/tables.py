@@ -205,3 +205,15 @@ class ProcessedEventRow(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=128)
     at: datetime = _dt(index=True)
     replies_sealed: str
+
+
+class ConversationReferenceRow(SQLModel, table=True):
+    """How to reach a person later on a platform (e.g. a Teams conversation reference), kept so
+    proactive messages survive restarts. Keyed by a keyed hash of (platform, user id); sealed."""
+
+    __tablename__ = "conversation_reference"
+
+    key: str = Field(primary_key=True, max_length=128)
+    identity_sealed: str
+    reference_sealed: str
+    updated_at: datetime = _dt()

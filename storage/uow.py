@@ -29,6 +29,7 @@ from storage.db import Database
 from storage.sealing import Sealer
 from storage.tables import (
     AuditRow,
+    ConversationReferenceRow,
     ConversationRow,
     CounterRow,
     EventRow,
@@ -578,6 +579,36 @@ class ReminderRepository:
         return (await self._uow.session.exec(select(sa.func.count()).select_from(ReminderSentRow))).one()
 
 
+class ReferenceRepository:
+    """Platform addresses of people (a Teams conversation reference, a Matrix DM room id)."""
+
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    async def _row(self, identity: Identity) -> ConversationReferenceRow | None:
+        keys = self._uow.sealer.lookups("reference", f"{identity.platform}:{identity.user_id}")
+        stmt = select(ConversationReferenceRow).where(ConversationReferenceRow.key.in_(keys))
+        return (await self._uow.session.exec(stmt)).first()
+
+    async def get(self, identity: Identity) -> dict[str, Any] | None:
+        row = await self._row(identity)
+        return json.loads(self._uow.sealer.open(row.reference_sealed)) if row else None
+
+    async def put(self, identity: Identity, reference: dict[str, Any], at: datetime) -> None:
+        sealer = self._uow.sealer
+        key = sealer.lookup("reference", f"{identity.platform}:{identity.user_id}")
+        row = await self._row(identity)
+        if row is not None and row.key != key:
+            await self._uow.session.delete(row)
+            await self._uow.session.flush()
+            row = None
+        row = row or ConversationReferenceRow(key=key, identity_sealed=sealer.seal(
+            json.dumps([identity.platform, identity.user_id])), reference_sealed="", updated_at=at)
+        row.reference_sealed = sealer.seal(json.dumps(reference, ensure_ascii=False))
+        row.updated_at = at
+        self._uow.session.add(row)
+
+
 class ProcessedEventRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
@@ -618,6 +649,7 @@ class SqlUnitOfWork:
         self.audit = AuditRepository(self)
         self.processed = ProcessedEventRepository(self)
         self.reminders = ReminderRepository(self)
+        self.references = ReferenceRepository(self)
 
     def person_lookup(self, identity: Identity) -> str:
         return self.sealer.lookup("person", f"{identity.platform}:{identity.user_id.casefold()}")

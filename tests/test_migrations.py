@@ -81,3 +81,27 @@ async def test_an_upgrade_keeps_existing_signals(database_url, clock):
     async with app:
         last = await report_as(app, "piet")
     assert "MH-2026-0002" in last[-1].text
+
+
+async def test_references_are_kept_sealed_and_found_again(sqlite_url, clock):
+    from meldbot.messaging import Identity
+    from storage.sealing import KeyringSealer, new_key
+    from storage.uow import SqlUnitOfWork
+
+    db = Database(sqlite_url)
+    await db.migrate()
+    sealer = KeyringSealer(new_key())
+    person = Identity("teams", "aad-object-id-123")
+    async with SqlUnitOfWork(db, sealer) as uow:
+        await uow.references.put(person, {"conversation": {"id": "a:1"}, "serviceUrl": "http://x"}, clock.now())
+        await uow.commit()
+    async with SqlUnitOfWork(db, sealer) as uow:
+        await uow.references.put(person, {"conversation": {"id": "a:2"}}, clock.now())
+        await uow.commit()
+    async with SqlUnitOfWork(db, sealer) as uow:
+        found = await uow.references.get(person)
+        missing = await uow.references.get(Identity("teams", "someone-else"))
+        raw = (await uow.session.exec(sa.text("SELECT reference_sealed FROM conversation_reference"))).all()
+    await db.dispose()
+    assert found == {"conversation": {"id": "a:2"}} and missing is None
+    assert len(raw) == 1 and "a:2" not in raw[0][0]
