@@ -17,6 +17,7 @@ from meldbot.reminders import Reminders
 from meldbot.retention import erase_expired
 from meldbot.clock import Clock, SystemClock
 from meldbot.messaging import Notifier
+from meldbot.metrics import CONTENT_TYPE, Metrics
 from meldbot.outbox import Dispatcher
 from meldbot.services import expire_drafts, release_removed_afs
 from storage.db import Database
@@ -39,6 +40,7 @@ class App:
     reminders: Reminders
     scheduler: AsyncIOScheduler = field(init=False)
     sweep_seconds: float = 60.0
+    metrics: Metrics | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _http: web.AppRunner | None = None
     http_port: int | None = None
@@ -126,6 +128,7 @@ class App:
     async def _start_http(self) -> None:
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
+        web_app.router.add_get("/metrics", self._metrics)
         self._http = web.AppRunner(web_app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.config.http.host, self.config.http.port)
@@ -135,8 +138,20 @@ class App:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         database = await self.db.ping()
-        body = {"status": "ok" if database else "error", "database": database, "platforms": sorted(self.notifiers)}
-        return web.json_response(body, status=200 if database else 503)
+        platforms = {}
+        for name, notifier in self.notifiers.items():
+            check = getattr(notifier, "healthy", None)
+            platforms[name] = bool(await check()) if check else True
+        healthy = database and all(platforms.values())
+        body = {"status": "ok" if healthy else "error", "database": database, "platforms": platforms}
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        try:
+            await self.metrics.refresh(self)
+        except Exception as exc:   # still serve the counters when the database is away
+            log.warning("metrics refresh failed", extra={"error": type(exc).__name__})
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def build_app(
@@ -165,9 +180,10 @@ def build_app(
 
             notifiers["console"] = ConsoleNotifier(console_out or sys.stdout, Path("var/afbeeldingen"))
     platforms = tuple(notifiers)
-    dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval)
+    metrics = Metrics()
+    dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics)
     uow.on_outbox = dispatcher.kick
-    bot = Bot(config, uow, clock, platforms)
+    bot = Bot(config, uow, clock, platforms, metrics=metrics)
     reminders = Reminders(uow, config, clock, platforms)
     return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
-               sweep_seconds=config.reminders.sweep_seconds)
+               sweep_seconds=config.reminders.sweep_seconds, metrics=metrics)

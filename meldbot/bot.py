@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 import time
 from collections.abc import Callable
+from collections import deque
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import DBAPIError
 
 from dialogs import report
 from dialogs.af import Usage, parse_af
@@ -15,7 +19,7 @@ from meldbot.clock import Clock
 from dialogs.melder import OwnSignal, my_reports
 from meldbot.domain import Content, Context, EventKind, Form, RefQuery
 from meldbot.i18n import LANGUAGES, Texts, texts
-from meldbot.messaging import Choice, IncomingMessage, Reply
+from meldbot.messaging import Choice, Identity, IncomingMessage, Reply
 from meldbot.desk import Desk, Seat
 from meldbot.services import SubmitSignal, SupplementSignal, submit_signal, supplement_signal
 
@@ -28,27 +32,79 @@ def where(exc: BaseException) -> str:
     return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
 
 
+class FloodGuard:
+    """Per-person message budget: a burst beyond it gets one cool-down message, then silence until
+    the cool-down ends. Dropped messages are not handled at all, so nothing is half-stored."""
+
+    def __init__(self, burst: int = 60, per_seconds: float = 10.0, cool_down: float = 30.0) -> None:
+        self.burst, self.window, self.cool_down = burst, per_seconds, cool_down
+        self._seen: dict[Identity, deque[float]] = {}
+        self._blocked_until: dict[Identity, float] = {}
+
+    def check(self, who: Identity, now: float) -> str:
+        """"ok", "warn" (first message over the budget) or "drop"."""
+        if self._blocked_until.get(who, 0.0) > now:
+            return "drop"
+        recent = self._seen.setdefault(who, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= self.burst:
+            self._blocked_until[who] = now + self.cool_down
+            recent.clear()
+            return "warn"
+        recent.append(now)
+        if len(self._seen) > 10_000:   # forget quiet people
+            for key in [k for k, v in self._seen.items() if not v][:5_000]:
+                del self._seen[key]
+        return "ok"
+
+
 class Bot:
-    def __init__(self, config, uow_factory: Callable, clock: Clock, platforms: tuple[str, ...]) -> None:
+    def __init__(self, config, uow_factory: Callable, clock: Clock, platforms: tuple[str, ...],
+                 metrics=None, flood: FloodGuard | None = None) -> None:
         self.config = config
         self._uow = uow_factory
         self._clock = clock
         self.platforms = platforms
-        self.turn_seconds: list[float] = []
+        self.metrics = metrics
+        self.flood = flood or FloodGuard()
+        # One turn at a time per conversation: two quick messages must not race on the draft.
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def handle(self, msg: IncomingMessage) -> list[Reply]:
         """The error boundary of one message: never a traceback to the user, never content in logs."""
         started = time.perf_counter()
+        outcome = "ok"
+        verdict = self.flood.check(msg.sender, time.monotonic())
+        if verdict != "ok":
+            outcome = "flood"
+            if verdict == "drop":
+                return []
+            log.warning("flood: cool-down", extra={"platform": msg.platform})
+            return [Reply(texts(self.config.language)("flood.cool_down", seconds=int(self.flood.cool_down)))]
+        key = (msg.platform, msg.conversation_id)
+        lock = self._locks.setdefault(key, asyncio.Lock())
         try:
-            return await self._handle(msg)
+            async with lock:
+                return await self._handle(msg)
+        except (DBAPIError, OSError, ConnectionError, TimeoutError) as exc:
+            # The database (or the network to it) failed: nothing of this message was kept.
+            outcome = "database"
+            log.error("turn failed: database", extra={"platform": msg.platform, "error": type(exc).__name__,
+                                                      "where": where(exc)})
+            return [Reply(texts(self.config.language)("error.resend"))]
         except Exception as exc:
+            outcome = "error"
             # Type and code location only: exception messages can carry content (e.g. SQL parameters).
             log.error("turn failed", extra={"platform": msg.platform, "error": type(exc).__name__,
                                             "where": where(exc)})
             return [Reply(texts(self.config.language)("error.general"))]
         finally:
-            self.turn_seconds.append(time.perf_counter() - started)
-            del self.turn_seconds[:-10000]
+            if not lock.locked() and self._locks.get(key) is lock and len(self._locks) > 1000:
+                self._locks.pop(key, None)
+            if self.metrics:
+                self.metrics.turns.labels(msg.platform, outcome).inc()
+                self.metrics.turn_seconds.labels(msg.platform).observe(time.perf_counter() - started)
 
     def _language(self, stored: str | None, msg: IncomingMessage) -> str:
         if stored:
@@ -234,4 +290,7 @@ class Bot:
             urgent=draft.urgent,
             anonymous=answers.get("anoniem") == "ja",
         )
-        return await submit_signal(cmd, uow, self.config, self._clock, self.platforms)
+        signal = await submit_signal(cmd, uow, self.config, self._clock, self.platforms)
+        if self.metrics:
+            self.metrics.signals_received.labels(meldpunt.id).inc()
+        return signal

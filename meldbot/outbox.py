@@ -36,6 +36,7 @@ class Dispatcher:
         policy: RetryPolicy = RetryPolicy(),
         batch_size: int = 100,
         poll_interval: float = 5.0,
+        metrics=None,
     ) -> None:
         self._uow = uow_factory
         self.notifiers = dict(notifiers)
@@ -45,8 +46,7 @@ class Dispatcher:
         self._poll = poll_interval
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.delivered_total = 0
-        self.failed_total = 0
+        self.metrics = metrics
 
     def kick(self) -> None:
         """Something was queued: look at the outbox now instead of at the next poll."""
@@ -83,7 +83,12 @@ class Dispatcher:
                         else:
                             await self._record_failure(uow, item, outcome, now)
                     await uow.commit()
-                self.delivered_total += sum(1 for _, o in outcomes if o is None)
+                if self.metrics:
+                    for item, outcome in outcomes:
+                        if outcome is None:
+                            self.metrics.delivered.labels(item.recipient.platform).inc()
+                        elif outcome != "away":
+                            self.metrics.delivery_failures.labels(item.recipient.platform).inc()
 
     async def _send(self, item) -> str | None | DeliveryError:
         notifier = self.notifiers[item.recipient.platform]
@@ -99,7 +104,6 @@ class Dispatcher:
 
     async def _record_failure(self, uow, item, error: DeliveryError, now) -> None:
         attempts = item.attempts + 1
-        self.failed_total += 1
         if error.permanent or attempts >= self.policy.max_attempts:
             await uow.outbox.park(item.id, attempts=attempts, at=now, error=error.reason)
             log.warning("outbox row parked", extra={"outbox_id": item.id, "kind": item.kind, "reason": error.reason})

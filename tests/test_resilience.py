@@ -1,0 +1,110 @@
+"""Flood protection, metrics and health: the bot keeps working and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import urllib.request
+
+import pytest
+
+from meldbot.app import build_app
+from meldbot.messaging import Identity, IncomingMessage
+from tests.conftest import FakeNotifier, make_config
+from tests.test_pipeline import SCRIPT, migrated
+
+
+def msg(user: str, text: str, n: int = 0) -> IncomingMessage:
+    return IncomingMessage(sender=Identity("console", user), conversation_id=user, text=text, event_id=f"{user}-{n}")
+
+
+async def timed_reports(app, users: list[str]) -> list[float]:
+    latencies: list[float] = []
+
+    async def one(user):
+        for i, line in enumerate(SCRIPT):
+            started = time.perf_counter()
+            await app.bot.handle(msg(user, line, i))
+            latencies.append(time.perf_counter() - started)
+    await asyncio.gather(*(one(u) for u in users))
+    return latencies
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+async def test_a_flooding_account_gets_one_cool_down_and_others_keep_working(database_url, clock, capsys):
+    await migrated(database_url)
+    notifier = FakeNotifier()
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        baseline = await timed_reports(app, [f"rustig{i}" for i in range(10)])
+
+        async def flood():
+            replies = []
+            for n in range(400):
+                replies.append(await app.bot.handle(msg("flooder", "melden" if n == 0 else f"spam {n}", n)))
+                if n % 20 == 0:
+                    await asyncio.sleep(0)
+            return replies
+        flooded, during = await asyncio.gather(flood(), timed_reports(app, [f"collega{i}" for i in range(10)]))
+        async with app.uow() as uow:
+            count = await uow.signals.count()
+            state = await uow.conversations.load("console", "flooder")
+    handled = [r for r in flooded if r]
+    cool_downs = [r for r in flooded if r and "heel veel berichten" in r[0].text]
+    assert len(cool_downs) == 1
+    assert len(handled) == app.bot.flood.burst + 1          # the budget, then exactly one cool-down
+    assert count == 20                                      # every other report arrived whole
+    draft = state[0]["draft"]
+    assert draft["step"] == "summary" or draft["step"] in ("waar", "wanneer", "wie", "soort", "context", "anoniem")
+    ratio = p95(during) / p95(baseline)
+    with capsys.disabled():
+        print(f"\n[flood] p95 other users: baseline {p95(baseline) * 1000:.1f} ms, during flood "
+              f"{p95(during) * 1000:.1f} ms, ratio {ratio:.2f} (target < 2)")
+
+
+async def test_metrics_and_healthz_carry_counts_without_personal_data(sqlite_url, clock):
+    await migrated(sqlite_url)
+    app = build_app(make_config(sqlite_url, MELDBOT_HTTP__LISTEN="127.0.0.1:0"), clock=clock,
+                    notifiers={"console": FakeNotifier()}, mode="run")
+    async with app:
+        for i, line in enumerate(["melden", "Jozefien Appelboom houdt paspoorten", "Merelstraat 9", "gisteren",
+                                  "Jozefien Appelboom", "2", "balie", "nee", "versturen"]):
+            await app.bot.handle(msg("jozefien", line, i))
+        base = f"http://127.0.0.1:{app.http_port}"
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, lambda: urllib.request.urlopen(base + "/metrics", timeout=10).read())
+        health = await loop.run_in_executor(None, lambda: urllib.request.urlopen(base + "/healthz", timeout=10).read())
+    text = body.decode()
+    assert 'meldbot_signals_received_total{meldpunt="bergeijk"} 1.0' in text
+    assert 'meldbot_signals_open{meldpunt="bergeijk",status="ontvangen"} 1.0' in text
+    assert "meldbot_outbox_backlog" in text and "meldbot_turn_seconds_bucket" in text
+    assert "meldbot_reminders_overdue" in text
+    for secret in ("Jozefien", "Appelboom", "Merelstraat", "jozefien", "paspoort"):
+        assert secret not in text
+    assert json.loads(health) == {"status": "ok", "database": True, "platforms": {"console": True}}
+
+
+async def test_healthz_reports_a_database_that_is_gone(tmp_path, clock):
+    url = f"sqlite+aiosqlite:///{tmp_path}/meldbot.db"
+    await migrated(url)
+    app = build_app(make_config(url, MELDBOT_HTTP__LISTEN="127.0.0.1:0"), clock=clock, notifiers={}, mode="run")
+    async with app:
+        await app.db.engine.dispose()
+        for p in tmp_path.glob("meldbot.db*"):
+            p.unlink()
+        (tmp_path / "meldbot.db").mkdir()       # the file is gone and cannot be opened again
+        loop = asyncio.get_running_loop()
+
+        def get():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{app.http_port}/healthz", timeout=10).status
+            except urllib.error.HTTPError as err:
+                return err.code
+        status = await loop.run_in_executor(None, get)
+        (tmp_path / "meldbot.db").rmdir()
+    assert status == 503
