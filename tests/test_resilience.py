@@ -8,7 +8,6 @@ import statistics
 import time
 import urllib.request
 
-import pytest
 
 from meldbot.app import build_app
 from meldbot.messaging import Identity, IncomingMessage
