@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--batch-size", type=int, default=200)
     sub.add_parser("new-key", help="maak een nieuwe sleutel voor MELDBOT_DATA_KEY")
     sub.add_parser("reminders", help="welke herinneringen aan de beurt zijn, wanneer en voor wie")
+    sub.add_parser("doctor", help="controleer configuratie, database, sleutel, platforms en vastgelopen berichten")
     report = sub.add_parser("report", help="anonieme cijfers voor de regio (ketenregisseur)")
     report.add_argument("--anonymous", action="store_true", required=True,
                         help="alleen aantallen, zonder persoonsgegevens of vrije tekst (verplicht)")
@@ -241,7 +242,19 @@ async def _report(config, t, args) -> int:
     return 0
 
 
-_COMMANDS = {"reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
+async def _doctor(config, t, args) -> int:
+    from meldbot.doctor import examine
+
+    findings = await examine(config, t)
+    print(t("doctor.header"))
+    for finding in findings:
+        print((t("doctor.ok_mark") if finding.ok else t("doctor.bad_mark")) + finding.text)
+    healthy = all(f.ok for f in findings)
+    print(t("doctor.all_ok") if healthy else t("doctor.some_bad"))
+    return 0 if healthy else 1
+
+
+_COMMANDS = {"doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
 
 if __name__ == "__main__":
     sys.exit(main())

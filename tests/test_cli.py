@@ -160,3 +160,16 @@ def test_run_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_doctor_says_what_to_do_in_plain_words(tmp_path):
+    first = meldbot(tmp_path, "doctor")
+    assert first.returncode == 1 and "meldbot migrate" in first.stdout and "Traceback" not in first.stderr
+    assert meldbot(tmp_path, "migrate").returncode == 0
+    second = meldbot(tmp_path, "doctor")
+    assert second.returncode == 0, second.stdout
+    assert "ONVERSLEUTELD" in second.stdout and "Geen berichten die stil staan" in second.stdout
+    down = meldbot(tmp_path, "doctor", env=env_for(tmp_path, MELDBOT_MATRIX__ENABLED="true",
+                                                     MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9",
+                                                     MELDBOT_MATRIX__PASSWORD="x"))
+    assert down.returncode == 1 and "niet bereikbaar" in down.stdout

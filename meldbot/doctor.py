@@ -1,0 +1,90 @@
+"""`meldbot doctor`: checks what usually goes wrong, in plain words with what to do."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import sqlalchemy as sa
+
+from meldbot.i18n import Texts
+from storage.db import Database, head_revision
+from storage.sealing import KeyringSealer, PlainSealer, UnknownKey, sealer_for
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    text: str
+
+
+async def examine(config, t: Texts) -> list[Finding]:
+    found = [Finding(True, t("doctor.config_ok", meldpunten=len(config.meldpunten)))]
+    db = Database(config.storage.url)
+    try:
+        try:
+            current = await db.current_revision()
+        except Exception as exc:
+            found.append(Finding(False, t("doctor.db_down", error=type(exc).__name__)))
+            return found
+        head = head_revision()
+        found.append(Finding(current == head, t("doctor.schema_ok", head=head) if current == head
+                             else t("doctor.schema_old", current=current or "leeg", head=head)))
+        sealer = sealer_for(config)
+        if isinstance(sealer, PlainSealer):
+            found.append(Finding(True, t("doctor.plaintext")))
+        if current == head:
+            found += await _data(db, sealer, t)
+    finally:
+        await db.dispose()
+    found += await _platforms(config, t)
+    return found
+
+
+async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
+    out = []
+    async with db.engine.connect() as conn:
+        sample = (await conn.execute(sa.text("SELECT content_sealed FROM signal ORDER BY id DESC LIMIT 1"))).first()
+        parked = (await conn.execute(sa.text(
+            "SELECT last_error, count(*) FROM outbox WHERE parked_at IS NOT NULL GROUP BY last_error"))).all()
+    if sample is not None:
+        try:
+            sealer.open(sample[0])
+            if isinstance(sealer, KeyringSealer) and not sealer.is_current(sample[0]):
+                out.append(Finding(False, t("doctor.key_rotation_pending")))
+            else:
+                out.append(Finding(True, t("doctor.key_ok")))
+        except (UnknownKey, ValueError):
+            out.append(Finding(False, t("doctor.key_wrong")))
+        except Exception:
+            out.append(Finding(False, t("doctor.key_wrong")))
+    total = sum(n for _, n in parked)
+    if total:
+        reasons = "; ".join(f"{reason or '?'} ({n})" for reason, n in parked)
+        out.append(Finding(False, t("doctor.parked", count=total, reasons=reasons)))
+    else:
+        out.append(Finding(True, t("doctor.parked_none")))
+    return out
+
+
+async def _platforms(config, t: Texts) -> list[Finding]:
+    out = []
+    if not config.matrix.enabled and not config.teams.enabled:
+        out.append(Finding(True, t("doctor.no_platform")))
+    if config.matrix.enabled:
+        url = config.matrix.homeserver.rstrip("/") + "/_matrix/client/versions"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+                async with http.get(url) as response:
+                    ok = response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            ok = False
+        out.append(Finding(ok, t("doctor.matrix_ok", url=config.matrix.homeserver) if ok
+                           else t("doctor.matrix_down", url=config.matrix.homeserver)))
+    if config.teams.enabled:
+        if config.teams.anonymous:
+            out.append(Finding(False, t("doctor.teams_anonymous")))
+        else:
+            out.append(Finding(True, t("doctor.teams_ok", app_id=config.teams.app_id)))
+    return out
