@@ -107,3 +107,59 @@ async def test_healthz_reports_a_database_that_is_gone(tmp_path, clock):
         status = await loop.run_in_executor(None, get)
         (tmp_path / "meldbot.db").rmdir()
     assert status == 503
+
+
+def _restart_postgres() -> None:
+    import os
+    import subprocess
+
+    version = os.listdir("/etc/postgresql")[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+                   check=True, timeout=60, capture_output=True)
+
+
+async def test_a_postgresql_restart_mid_traffic_loses_nothing(postgres_database, clock):
+    import shutil
+
+    if not shutil.which("pg_ctlcluster"):
+        import pytest
+
+        pytest.skip("pg_ctlcluster is needed to restart PostgreSQL")
+    await migrated(postgres_database)
+    notifier = FakeNotifier()
+    app = build_app(make_config(postgres_database), clock=clock, notifiers={"console": notifier}, mode="chat")
+    resends = 0
+    async with app:
+        async def reporter(user: str, restart_at: int | None):
+            nonlocal resends
+            for i, line in enumerate(SCRIPT):
+                if i == restart_at:
+                    await asyncio.get_running_loop().run_in_executor(None, _restart_postgres)
+                for attempt in range(30):
+                    replies = await app.bot.handle(msg(user, line, i * 100 + attempt))
+                    if replies and "stuur het nog een keer" in replies[0].text:
+                        resends += 1
+                        await asyncio.sleep(0.2)
+                        continue
+                    break
+                else:
+                    raise AssertionError("the database never came back")
+        await asyncio.gather(*(reporter(f"collega{i}", 4 if i == 0 else None) for i in range(8)))
+        for _ in range(50):
+            await app.dispatcher.deliver_pending()
+            async with app.uow() as uow:
+                stats = await uow.outbox.stats("new_signal")
+            if stats["pending"] == 0:
+                break
+            await asyncio.sleep(0.2)
+        async with app.uow() as uow:
+            from meldbot.domain import RefQuery
+
+            signals = [s for i in range(8) for s in await uow.signals.of_melder(Identity("console", f"collega{i}"))]
+            melders = [await uow.signals.melder_of(s) for s in signals]
+            signals = [await uow.signals.find(RefQuery(s.reference.number, s.reference.year), ["bergeijk"],
+                                              with_events=True) for s in signals]
+    assert len(signals) == 8 and all(m is not None for m in melders)
+    assert all(s.content.wat and s.events for s in signals)              # nothing half-written
+    assert len(notifier.to("af")) == 8 and stats == {"pending": 0, "parked": 0, "delivered": 8}
+    assert resends >= 1                      # the restart was felt, and the melders were asked to resend
