@@ -162,7 +162,7 @@ def summary(ctx: DialogContext, draft: Draft) -> Reply:
         value = draft.answers.get(q, "")
         if not value:
             value = "-"
-        elif q in CHOICES:
+        elif q in CHOICES and t.has(f"choice.{q}.{value}"):
             value = t(f"choice.{q}.{value}")
         elif q == "wanneer":
             value = _when_shown(ctx, draft)

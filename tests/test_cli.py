@@ -173,3 +173,18 @@ def test_doctor_says_what_to_do_in_plain_words(tmp_path):
                                                      MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9",
                                                      MELDBOT_MATRIX__PASSWORD="x"))
     assert down.returncode == 1 and "niet bereikbaar" in down.stdout
+
+
+def test_doctor_notices_a_wrong_data_key(tmp_path):
+    from storage.sealing import new_key
+
+    key = new_key()
+    env = env_for(tmp_path, MELDBOT_DATA_KEY=key, MELDBOT_STORAGE__ALLOW_PLAINTEXT="false")
+    assert meldbot(tmp_path, "migrate", env=env).returncode == 0
+    script = "\n".join(SCRIPT) + "\n:stop\n"
+    assert meldbot(tmp_path, "chat", stdin=script, env=env).returncode == 0
+    good = meldbot(tmp_path, "doctor", env=env)
+    assert good.returncode == 0 and "past bij de gegevens" in good.stdout
+    wrong = meldbot(tmp_path, "doctor", env=env_for(tmp_path, MELDBOT_DATA_KEY=new_key(),
+                                                     MELDBOT_STORAGE__ALLOW_PLAINTEXT="false"))
+    assert wrong.returncode == 1 and "past NIET" in wrong.stdout

@@ -79,6 +79,10 @@ async def test_metrics_and_healthz_carry_counts_without_personal_data(sqlite_url
         body = await loop.run_in_executor(None, lambda: urllib.request.urlopen(base + "/metrics", timeout=10).read())
         health = await loop.run_in_executor(None, lambda: urllib.request.urlopen(base + "/healthz", timeout=10).read())
     text = body.decode()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert {"meldbot_signals_received", "meldbot_outbox_backlog", "meldbot_turn_seconds"} <= families
     assert 'meldbot_signals_received_total{meldpunt="bergeijk"} 1.0' in text
     assert 'meldbot_signals_open{meldpunt="bergeijk",status="ontvangen"} 1.0' in text
     assert "meldbot_outbox_backlog" in text and "meldbot_turn_seconds_bucket" in text
@@ -163,3 +167,42 @@ async def test_a_postgresql_restart_mid_traffic_loses_nothing(postgres_database,
     assert all(s.content.wat and s.events for s in signals)              # nothing half-written
     assert len(notifier.to("af")) == 8 and stats == {"pending": 0, "parked": 0, "delivered": 8}
     assert resends >= 1                      # the restart was felt, and the melders were asked to resend
+
+
+async def test_healthz_follows_postgresql_going_down_and_coming_back(postgres_database, clock):
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("pg_ctlcluster"):
+        import pytest
+
+        pytest.skip("pg_ctlcluster is needed to stop PostgreSQL")
+    await migrated(postgres_database)
+    app = build_app(make_config(postgres_database, MELDBOT_HTTP__LISTEN="127.0.0.1:0"), clock=clock,
+                    notifiers={"console": FakeNotifier()}, mode="run")
+    version = os.listdir("/etc/postgresql")[0]
+    loop = asyncio.get_running_loop()
+
+    def status():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{app.http_port}/healthz", timeout=15).status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def pg(action):
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, *(
+            ["-m", "fast"] if action == "stop" else [])], check=True, timeout=60, capture_output=True)
+    async with app:
+        before = await loop.run_in_executor(None, status)
+        await loop.run_in_executor(None, pg, "stop")
+        try:
+            down = await loop.run_in_executor(None, status)
+        finally:
+            await loop.run_in_executor(None, pg, "start")
+        for _ in range(50):
+            after = await loop.run_in_executor(None, status)
+            if after == 200:
+                break
+            await asyncio.sleep(0.2)
+    assert (before, down, after) == (200, 503, 200)
