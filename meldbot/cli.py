@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -80,6 +81,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+@contextlib.asynccontextmanager
+async def _unit_of_work(config):
+    """One unit of work on a schema-checked database, for the administrator's commands."""
+    from storage.sealing import sealer_for
+    from storage.uow import UnitOfWorkFactory
+
+    db = Database(config.storage.url)
+    try:
+        await db.check_schema()
+        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
+            yield uow
+    finally:
+        await db.dispose()
+
+
 async def _migrate(config, t, args) -> int:
     db = Database(config.storage.url)
     try:
@@ -123,27 +139,20 @@ async def _audit(config, t, args) -> int:
     import getpass
 
     from meldbot.domain import RefQuery
-    from storage.sealing import sealer_for
-    from storage.uow import UnitOfWorkFactory
 
     query = RefQuery.parse(args.reference)
     if query is None:
         print(t("cli.bad_reference", reference=args.reference), file=sys.stderr)
         return 1
-    db = Database(config.storage.url)
-    try:
-        await db.check_schema()
-        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
-            signal = await uow.signals.find(query, [m.id for m in config.meldpunten])
-            if signal is None:
-                print(t("cli.unknown_reference", reference=args.reference), file=sys.stderr)
-                return 1
-            await uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="cli",
-                                   actor=f"cli:{getpass.getuser()}", action="audit-gelezen", at=_now())
-            entries = await uow.audit.of_signal(signal.id)
-            await uow.commit()
-    finally:
-        await db.dispose()
+    async with _unit_of_work(config) as uow:
+        signal = await uow.signals.find(query, [m.id for m in config.meldpunten])
+        if signal is None:
+            print(t("cli.unknown_reference", reference=args.reference), file=sys.stderr)
+            return 1
+        await uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="cli",
+                               actor=f"cli:{getpass.getuser()}", action="audit-gelezen", at=_now())
+        entries = await uow.audit.of_signal(signal.id)
+        await uow.commit()
     print(t("cli.audit_header", reference=signal.reference))
     for e in entries:
         detail = f" ({e.detail})" if e.detail else ""
@@ -172,26 +181,19 @@ async def _reminders(config, t, args) -> int:
     """What is due, when, for whom: read from the database, nothing is sent."""
     from meldbot.reminders import upcoming
     from meldbot.services import work_calendar
-    from storage.sealing import sealer_for
-    from storage.uow import UnitOfWorkFactory
 
     now = _now()
-    db = Database(config.storage.url)
     rows = []
-    try:
-        await db.check_schema()
-        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
-            for meldpunt in config.meldpunten:
-                cal, settings = work_calendar(config, meldpunt.id), config.reminders_for(meldpunt.id)
-                for signal in await uow.signals.reminder_candidates(meldpunt.id):
-                    for due in upcoming(signal, settings, cal, now):
-                        when = due.due_at if due.slot < 0 else due.next_at
-                        who = signal.handler or t("cli.reminders_all_afs")
-                        state = t("cli.reminders_overdue") if due.slot >= 0 else ""
-                        rows.append((when, f"{when.astimezone(meldpunt.tz):%Y-%m-%d %H:%M}  {signal.reference}  "
-                                           f"{due.kind:9} {who:12} {state}"))
-    finally:
-        await db.dispose()
+    async with _unit_of_work(config) as uow:
+        for meldpunt in config.meldpunten:
+            cal, settings = work_calendar(config, meldpunt.id), config.reminders_for(meldpunt.id)
+            for signal in await uow.signals.reminder_candidates(meldpunt.id):
+                for due in upcoming(signal, settings, cal, now):
+                    when = due.due_at if due.slot < 0 else due.next_at
+                    who = signal.handler or t("cli.reminders_all_afs")
+                    state = t("cli.reminders_overdue") if due.slot >= 0 else ""
+                    rows.append((when, f"{when.astimezone(meldpunt.tz):%Y-%m-%d %H:%M}  {signal.reference}  "
+                                       f"{due.kind:9} {who:12} {state}"))
     print(t("cli.reminders_header", count=len(rows)))
     for _, line in sorted(rows):
         print(line.rstrip())
@@ -221,8 +223,6 @@ async def _report(config, t, args) -> int:
     """Regional figures for the ketenregisseur: counts only, small cells suppressed."""
     from meldbot import monitoring
     from meldbot.services import work_calendar
-    from storage.sealing import sealer_for
-    from storage.uow import UnitOfWorkFactory
 
     first = config.meldpunten[0]
     period = monitoring.parse_period(args.period, _now().astimezone(first.tz).date())
@@ -230,13 +230,8 @@ async def _report(config, t, args) -> int:
         print(t("af.bad_period", period=args.period), file=sys.stderr)
         return 1
 
-    db = Database(config.storage.url)
-    try:
-        await db.check_schema()
-        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
-            facts = await uow.signals.facts([m.id for m in config.meldpunten])
-    finally:
-        await db.dispose()
+    async with _unit_of_work(config) as uow:
+        facts = await uow.signals.facts([m.id for m in config.meldpunten])
     by_meldpunt = {m.id: [f for f in facts if f.meldpunt_id == m.id] for m in config.meldpunten}
     print(monitoring.export_anonymous(by_meldpunt, period, lambda m: work_calendar(config, m), args.format))
     return 0
