@@ -41,6 +41,8 @@ class App:
     scheduler: AsyncIOScheduler = field(init=False)
     sweep_seconds: float = 60.0
     metrics: Metrics | None = None
+    # Platform adapters with a life of their own (a Matrix sync loop): started after the dispatcher.
+    adapters: list = field(default_factory=list)
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _http: web.AppRunner | None = None
     http_port: int | None = None
@@ -68,9 +70,14 @@ class App:
         self._tasks.append(asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, warm_up)))
         if self.serve_http:
             await self._start_http()
+        for adapter in self.adapters:
+            await adapter.start(self)
         return self
 
     async def __aexit__(self, *exc) -> None:
+        for adapter in reversed(self.adapters):
+            with contextlib.suppress(Exception):
+                await adapter.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -179,6 +186,13 @@ def build_app(
             from adapters.console import ConsoleNotifier
 
             notifiers["console"] = ConsoleNotifier(console_out or sys.stdout, Path("var/afbeeldingen"))
+    adapters = []
+    if mode == "run" and config.matrix.enabled and "matrix" not in notifiers:
+        from adapters.matrix import MatrixAdapter
+
+        matrix = MatrixAdapter(config)
+        notifiers["matrix"] = matrix.notifier
+        adapters.append(matrix)
     platforms = tuple(notifiers)
     metrics = Metrics()
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics)
@@ -186,4 +200,4 @@ def build_app(
     bot = Bot(config, uow, clock, platforms, metrics=metrics)
     reminders = Reminders(uow, config, clock, platforms)
     return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
-               sweep_seconds=config.reminders.sweep_seconds, metrics=metrics)
+               sweep_seconds=config.reminders.sweep_seconds, metrics=metrics, adapters=adapters)

@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ConnectionError) as exc:
         print(t("cli.db_unreachable", error=type(exc).__name__), file=sys.stderr)
         return EXIT_DATABASE
+    except Exception as exc:
+        if type(exc).__name__ != "MatrixLoginError":
+            raise
+        print(t("cli.matrix_login"), file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 0
 

@@ -183,3 +183,11 @@ async def test_a_redelivered_event_is_handled_once_and_answered_the_same(databas
     assert count == 1
     assert [r.text for r in again] == [r.text for r in first] and "MH-2026-0001" in first[-1].text
     assert len(notifier.to("af")) == 1
+
+
+def test_run_mode_wires_matrix_when_it_is_enabled(sqlite_url):
+    config = make_config(sqlite_url, MELDBOT_MATRIX__ENABLED="true", MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9",
+                         MELDBOT_MATRIX__USER_ID="@meldbot:localhost", MELDBOT_MATRIX__PASSWORD="x")
+    app = build_app(config, mode="run")
+    assert "matrix" in app.notifiers and app.bot.platforms == ("matrix",) and len(app.adapters) == 1
+    assert build_app(config, mode="chat").adapters == []
