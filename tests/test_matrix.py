@@ -1,0 +1,662 @@
+"""The Matrix adapter against a real Synapse, with real end-to-end encryption on every side."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from adapters.matrix import ENCRYPTION_STATE, MatrixAdapter
+from adapters.matrix_render import render
+from meldbot.app import build_app
+from meldbot.clock import ManualClock
+from meldbot.messaging import Choice, DeliveryError, Identity, Reply
+from tests.conftest import EXAMPLE, ROOT, make_config
+from tests.test_pipeline import migrated
+
+HAS_SYNAPSE = find_spec("synapse") is not None
+needs_synapse = pytest.mark.skipif(not HAS_SYNAPSE, reason="matrix-synapse is not installed")
+
+PASSWORD = "test-password-1"
+SCRIPT = ["melden", "Een man houdt de paspoorten van zes vrouwen", "Kerkstraat 12a, Bergeijk", "gisteren",
+          "Piet Jansen, Jansen Uitzend B.V.", "arbeid", "balie", "nee", "versturen"]
+WAIT = 30  # seconds; no single wait in this file may take longer, so a failure never hangs CI
+_names = itertools.count(1)
+
+
+# --- rendering (no homeserver needed) -------------------------------------------------------------------
+
+INJECTION = ('<a href="https://evil.example/x">klik</a> <img src=x onerror="alert(1)"> '
+             '<script>alert(2)</script> <b onclick="x()">vet</b> @room @ROOM')
+
+
+def test_rendering_escapes_markup_and_neutralises_room_pings():
+    content = render(Reply(f"Wat: {INJECTION}\nregel twee", choices=(Choice(1, "nee", "<i>nee</i>"),)))
+    html = content["formatted_body"]
+    for tag in ("<a", "<img", "<script", "<b ", "<i>"):
+        assert tag not in html
+    assert "&lt;script&gt;" in html and "<br>" in html and "<ol" in html
+    assert "@room" not in content["body"].lower() and "@room" not in html.lower()
+    assert content["m.mentions"] == {}
+    assert "1. nee — <i>nee</i>" in content["body"]  # the plain body is plain text: nothing to escape
+
+
+def test_choices_with_gaps_keep_their_numbers():
+    content = render(Reply("Kies", choices=(Choice(1, "a", "A"), Choice(3, "c", "C"))))
+    assert "3. c — C" in content["body"] and "<ol" not in content["formatted_body"]
+    assert "3. <strong>c</strong>" in content["formatted_body"]
+
+
+# --- a Synapse for this module --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synapse(tmp_path_factory):
+    if not HAS_SYNAPSE:
+        pytest.skip("matrix-synapse is not installed")
+    from tests.synapse import Synapse
+
+    server = Synapse(tmp_path_factory.mktemp("synapse"))
+    server.start()
+    yield server
+    server.stop()
+
+
+class Person:
+    """A Matrix user with Element's habits: own device and E2EE store, joins invites, reads everything."""
+
+    def __init__(self, synapse, user_id: str, folder: Path) -> None:
+        from nio import AsyncClient, AsyncClientConfig
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.user_id = user_id
+        self.client = AsyncClient(synapse.url, user_id, store_path=str(folder), config=AsyncClientConfig(
+            encryption_enabled=True, store_sync_tokens=False, max_timeout_retry_wait_time=1, backoff_factor=0.05))
+        self.events: list[tuple[str, object]] = []  # (room id, event) in arrival order
+        self.invites: list[object] = []
+        self._task: asyncio.Task | None = None
+
+    async def start(self, device_name: str = "test") -> "Person":
+        from nio import (BadEvent, InviteMemberEvent, LoginResponse, MegolmEvent, RoomEncryptedImage,
+                         RoomMessageImage, RoomMessageNotice, RoomMessageText)
+
+        response = await self.client.login(PASSWORD, device_name=device_name)
+        assert isinstance(response, LoginResponse), response
+        self.client.add_event_callback(self._on_event, (RoomMessageText, RoomMessageNotice, RoomMessageImage,
+                                                        RoomEncryptedImage, MegolmEvent, BadEvent))
+        self.client.add_event_callback(self._on_invite, InviteMemberEvent)
+        self._task = asyncio.create_task(self.client.sync_forever(timeout=5000, full_state=True))
+        await until(lambda: self.client.next_batch and not self.client.should_upload_keys, "first sync")
+        return self
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.close()
+
+    async def _on_event(self, room, event) -> None:
+        self.events.append((room.room_id, event))
+
+    async def _on_invite(self, room, event) -> None:
+        if event.state_key == self.user_id and event.membership == "invite":
+            self.invites.append(event)
+            await self.client.join(room.room_id)
+
+    async def open_direct(self, bot_id: str) -> str:
+        from nio import RoomPreset
+
+        response = await self.client.room_create(is_direct=True, preset=RoomPreset.trusted_private_chat,
+                                                 invite=[bot_id], initial_state=[ENCRYPTION_STATE])
+        room_id = response.room_id
+        await until(lambda: room_id in self.client.rooms and bot_id in self.client.rooms[room_id].users
+                    and not self.client.rooms[room_id].users[bot_id].invited, "bot joined")
+        return room_id
+
+    async def say(self, room_id: str, body: str) -> str:
+        response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body},
+                                               ignore_unverified_devices=True)
+        assert hasattr(response, "event_id"), response
+        await until(lambda: any(e.event_id == response.event_id for _, e in self.events), "own message synced")
+        return response.event_id
+
+    def after(self, room_id: str, event_id: str | None, sender: str) -> list:
+        """Messages of `sender` in the room after `event_id` (all, when None), in timeline order."""
+        in_room = [e for r, e in self.events if r == room_id]
+        index = next((i for i, e in enumerate(in_room) if e.event_id == event_id), None) if event_id else -1
+        if index is None:
+            return []  # not synced here yet: nothing can be after it
+        return [e for e in in_room[index + 1:] if e.sender == sender]
+
+    async def ask(self, room_id: str, body: str, bot_id: str, count: int = 1) -> list[str]:
+        """Say something, wait for `count` messages of the bot after it, return their bodies."""
+        event_id = await self.say(room_id, body)
+        await until(lambda: len(self.after(room_id, event_id, bot_id)) >= count, f"answer to {body!r}")
+        return [getattr(e, "body", "<undecryptable>") for e in self.after(room_id, event_id, bot_id)]
+
+    async def message_containing(self, part: str, sender: str) -> tuple[str, object]:
+        await until(lambda: self._find(part, sender), f"a message with {part!r}")
+        return self._find(part, sender)
+
+    def _find(self, part: str, sender: str):
+        return next(((r, e) for r, e in self.events if e.sender == sender and part in getattr(e, "body", "")), None)
+
+
+async def until(condition, what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class World:
+    """Fresh accounts per test on the shared homeserver: a bot, an AF, an employee and a colleague."""
+
+    def __init__(self, synapse, folder: Path) -> None:
+        n = next(_names)
+        self.synapse, self.folder = synapse, folder
+        self.bot_id = synapse.register(f"meldbot{n}", PASSWORD)
+        self.af_id = synapse.register(f"af{n}", PASSWORD)
+        self.employee_id = synapse.register(f"medewerker{n}", PASSWORD)
+        self.colleague_id = synapse.register(f"collega{n}", PASSWORD)
+        self.db_url = f"sqlite+aiosqlite:///{folder}/meldbot.db"
+        self.people: list[Person] = []
+
+    def environment(self, homeserver: str | None = None, **env: str) -> dict[str, str]:
+        return {"MELDBOT_STORAGE__URL": self.db_url, "MELDBOT_MELDPUNT__0__AF__0__MATRIX": self.af_id,
+                "MELDBOT_MELDPUNT__0__MATRIX_DOMAINS": "localhost", "MELDBOT_HTTP__LISTEN": "127.0.0.1:0",
+                "MELDBOT_MATRIX__ENABLED": "true", "MELDBOT_MATRIX__HOMESERVER": homeserver or self.synapse.url,
+                "MELDBOT_MATRIX__USER_ID": self.bot_id, "MELDBOT_MATRIX__PASSWORD": PASSWORD,
+                "MELDBOT_MATRIX__STORE_PATH": str(self.folder / "bot-store"), **env}
+
+    def config(self, homeserver: str | None = None, **env: str):
+        return make_config(self.db_url, **self.environment(homeserver, **env))
+
+    async def person(self, user_id: str, device: str = "phone") -> Person:
+        person = Person(self.synapse, user_id, self.folder / f"{user_id[1:].split(':')[0]}-{device}")
+        self.people.append(person)
+        return await person.start(device)
+
+    async def close(self) -> None:
+        for person in self.people:
+            await person.stop()
+
+    async def count(self, table: str) -> int:
+        from storage.db import Database
+
+        db = Database(self.db_url)
+        try:
+            async with db.engine.connect() as conn:
+                return (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        finally:
+            await db.dispose()
+
+
+class Bot:
+    """The bot in this process: build_app plus the adapter, as `meldbot run` wires them."""
+
+    def __init__(self, config, clock=None) -> None:
+        self.adapter = MatrixAdapter(config, retry_cap=1.0)
+        self.app = build_app(config, mode="run", clock=clock, notifiers={"matrix": self.adapter.notifier},
+                             poll_interval=0.5)
+
+    async def __aenter__(self) -> "Bot":
+        await self.app.__aenter__()
+        await self.adapter.start(self.app)
+        await asyncio.wait_for(self.adapter.ready.wait(), WAIT)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.adapter.stop()
+        await self.app.__aexit__(*exc)
+
+
+@pytest.fixture
+async def world(synapse, tmp_path):
+    world = World(synapse, tmp_path)
+    await migrated(world.db_url)
+    yield world
+    await world.close()
+
+
+def wednesday() -> ManualClock:
+    return ManualClock(datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc))
+
+
+async def report(employee: Person, room_id: str, bot_id: str, script=SCRIPT) -> list[str]:
+    answers = []
+    for line in script:
+        answers = await employee.ask(room_id, line, bot_id)
+    await employee.message_containing("MH-2026-", bot_id)
+    return answers
+
+
+# --- the whole route over Matrix -----------------------------------------------------------------------
+
+@needs_synapse
+async def test_an_employee_reports_in_an_encrypted_dm_and_the_af_handles_it(world):
+    from nio import RoomEncryptedImage
+    from nio.crypto import decrypt_attachment
+
+    async with Bot(world.config(), clock=wednesday()) as bot:
+        employee = await world.person(world.employee_id)
+        af = await world.person(world.af_id)
+        room = await employee.open_direct(world.bot_id)
+        await report(employee, room, world.bot_id)
+
+        # The AF is told in a direct chat the bot opened: invited as direct, encrypted from the start.
+        af_room, notice = await af.message_containing("MH-2026-0001", world.bot_id)
+        assert notice.decrypted and "paspoorten" not in notice.body
+        assert af.invites and af.invites[0].content.get("is_direct") is True
+        assert af.client.rooms[af_room].encrypted and set(af.client.rooms[af_room].users) == {world.af_id,
+                                                                                              world.bot_id}
+        direct = await bot.adapter.client.list_direct_rooms()
+        assert af_room in direct.rooms[world.af_id]
+
+        shown = await af.ask(af_room, "toon 1", world.bot_id)
+        assert any("paspoorten" in body for body in shown)
+        forwarded = await af.ask(af_room, "doorzetten 1 politie", world.bot_id)
+        assert any("MH-2026-0001" in body for body in forwarded)
+        await af.ask(af_room, "terugkoppelen 1 Dank je, we hebben het doorgegeven aan de politie.", world.bot_id)
+
+        # The melder hears it privately, decrypted, in the chat they opened themselves.
+        melder_room, feedback = await employee.message_containing("we hebben het doorgegeven", world.bot_id)
+        assert melder_room == room and feedback.decrypted
+
+        # The monitoring chart arrives as an encrypted image the AF's device can open.
+        event_id = await af.say(af_room, "rapport")
+        await until(lambda: any(isinstance(e, RoomEncryptedImage) for e in af.after(af_room, event_id, world.bot_id)),
+                    "the chart")
+        image = next(e for e in af.after(af_room, event_id, world.bot_id) if isinstance(e, RoomEncryptedImage))
+        download = await af.client.download(image.url)
+        png = decrypt_attachment(download.body, image.key["k"], image.hashes["sha256"], image.iv)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_synapse
+async def test_in_a_group_room_the_bot_only_points_to_a_dm_and_stores_nothing(world):
+    from nio import RoomPreset
+
+    async with Bot(world.config(), clock=wednesday()):
+        employee = await world.person(world.employee_id)
+        colleague = await world.person(world.colleague_id)
+        response = await employee.client.room_create(preset=RoomPreset.private_chat, name="Team toezicht",
+                                                     invite=[world.bot_id, world.colleague_id],
+                                                     initial_state=[ENCRYPTION_STATE])
+        room = response.room_id
+        await until(lambda: room in employee.client.rooms and all(
+            u in employee.client.rooms[room].users and not employee.client.rooms[room].users[u].invited
+            for u in (world.bot_id, world.colleague_id)), "everyone joined")
+        answers = await employee.ask(room, "melden", world.bot_id)
+        assert "privégesprek" in answers[0]
+        last = await employee.say(room, "Een man houdt de paspoorten van zes vrouwen")
+        await colleague.say(room, "Zullen we dat niet hier bespreken?")
+        await asyncio.sleep(2)
+        assert employee.after(room, last, world.bot_id) == []  # one pointer, not one per line
+    for table in ("conversation", "processed_event", "person", "signal", "melder", "audit"):
+        assert await world.count(table) == 0, table
+    assert await world.count("outbox WHERE kind != 'overview'") == 0  # the weekly overview goes out at start
+
+
+@needs_synapse
+async def test_a_restart_between_two_questions_continues_the_dialog_and_replays_nothing(world):
+    config = world.config()
+    async with Bot(config, clock=wednesday()) as bot:
+        employee = await world.person(world.employee_id)
+        room = await employee.open_direct(world.bot_id)
+        await employee.ask(room, "melden", world.bot_id)
+        await employee.ask(room, SCRIPT[1], world.bot_id)
+        device = bot.adapter.device_id
+    # Written while the bot is away: must be answered once after the restart, and nothing before it.
+    waar = await employee.say(room, SCRIPT[2])
+    before = len(employee.after(room, None, world.bot_id))
+    async with Bot(config, clock=wednesday()) as bot:
+        assert bot.adapter.device_id == device  # the same device, from the store
+        await until(lambda: len(employee.after(room, waar, world.bot_id)) >= 1, "answer after restart")
+        assert "Wanneer" in employee.after(room, waar, world.bot_id)[0].body
+        answers = await employee.ask(room, SCRIPT[3], world.bot_id)
+        assert "Wie" in answers[0]
+        await asyncio.sleep(1)
+    assert len(employee.after(room, None, world.bot_id)) == before + 2
+    async with Bot(config, clock=wednesday()) as bot:
+        async with bot.app.uow() as uow:
+            state, _ = await uow.conversations.load("matrix", room)
+    assert state["draft"]["answers"]["waar"] == SCRIPT[2]
+
+
+@needs_synapse
+async def test_markup_in_a_report_arrives_at_the_af_inert(world):
+    async with Bot(world.config(), clock=wednesday()):
+        employee = await world.person(world.employee_id)
+        af = await world.person(world.af_id)
+        room = await employee.open_direct(world.bot_id)
+        script = list(SCRIPT)
+        script[1] = f"Zag dit: {INJECTION}"
+        script[4] = "<img src=x onerror=alert(3)> @room"
+        await report(employee, room, world.bot_id, script)
+        af_room, _ = await af.message_containing("MH-2026-0001", world.bot_id)
+        event_id = await af.say(af_room, "toon 1")
+        await until(lambda: any("evil.example" in e.body for e in af.after(af_room, event_id, world.bot_id)),
+                    "the signal")
+        shown = next(e for e in af.after(af_room, event_id, world.bot_id) if "evil.example" in e.body)
+    content = shown.source["content"]
+    html = content["formatted_body"]
+    for tag in ("<a", "<img", "<script", "<b "):
+        assert tag not in html
+    assert "&lt;script&gt;" in html and "&lt;img" in html
+    assert "@room" not in content["body"].lower() and "@room" not in html.lower()
+    assert content["m.mentions"] == {}
+
+
+@needs_synapse
+async def test_an_undecryptable_message_asks_to_resend_and_is_logged_without_content(world, caplog):
+    caplog.set_level(logging.INFO, logger="meldbot.matrix")
+    async with Bot(world.config(), clock=wednesday()) as bot:
+        employee = await world.person(world.employee_id)
+        room = await employee.open_direct(world.bot_id)
+        await employee.ask(room, "help", world.bot_id)
+        # The employee's device stops sharing keys with the bot: the next message is unreadable for it.
+        bot_device = employee.client.device_store[world.bot_id][bot.adapter.device_id]
+        employee.client.blacklist_device(bot_device)
+        employee.client.olm.outbound_group_sessions.pop(room, None)
+        answers = await employee.ask(room, "Geheim: Kerkstraat 12a", world.bot_id)
+        assert "niet lezen" in answers[0] and "nog een keer" in answers[0]
+        employee.client.unblacklist_device(bot_device)
+        employee.client.olm.outbound_group_sessions.pop(room, None)
+        event_id = await employee.say(room, "melden")
+        await until(lambda: any("Wat zag of hoorde je?" in e.body
+                                for e in employee.after(room, event_id, world.bot_id)), "the first question")
+        # A picture is never stored: the bot asks to describe it in words. Also when the message is
+        # malformed (an E2EE client must send `file`, not `url`).
+        for photo in ({"msgtype": "m.image", "body": "foto.jpg", "file": {
+                           "url": "mxc://localhost/nietbewaard", "v": "v2", "iv": "AAAAAAAAAAAAAAAAAAAAAA",
+                           "hashes": {"sha256": "x"}, "key": {"kty": "oct", "alg": "A256CTR", "ext": True,
+                                                              "k": "x", "key_ops": ["decrypt"]}}},
+                      {"msgtype": "m.image", "body": "foto.jpg", "url": "mxc://localhost/nietbewaard"}):
+            sent = await employee.client.room_send(room, "m.room.message", photo, ignore_unverified_devices=True)
+            await until(lambda sent=sent: employee.after(room, sent.event_id, world.bot_id), "the answer to the photo")
+            assert "bewaar ik niet" in employee.after(room, sent.event_id, world.bot_id)[0].body
+    records = [r for r in caplog.records if r.name == "meldbot.matrix" and "decrypted" in r.getMessage()]
+    assert records and records[0].event_id and records[0].session_id
+    assert "Kerkstraat" not in caplog.text and "Geheim" not in caplog.text
+
+
+@needs_synapse
+async def test_a_new_device_on_the_af_account_alerts_the_af(world, caplog):
+    caplog.set_level(logging.INFO, logger="meldbot.matrix")
+    async with Bot(world.config(), clock=wednesday()) as bot:
+        af = await world.person(world.af_id)
+        await bot.adapter.notifier.send(Identity("matrix", world.af_id), Reply("Goedemorgen"), "hello-1")
+        await af.message_containing("Goedemorgen", world.bot_id)
+        assert "alert" not in caplog.text
+        laptop = await world.person(world.af_id, device="laptop")
+        _, alert = await af.message_containing(laptop.client.device_id, world.bot_id)
+        assert "nieuw apparaat" in alert.body
+        # A fresh room key after the device list changed: the new device reads what comes next.
+        await laptop.message_containing(laptop.client.device_id, world.bot_id)
+        await asyncio.sleep(1)
+        alerts = [e for _, e in af.events if laptop.client.device_id in getattr(e, "body", "")]
+        assert len(alerts) == 1
+    assert any(getattr(r, "device_id", None) == laptop.client.device_id and r.levelno == logging.WARNING
+               for r in caplog.records)
+    known = json.loads((world.folder / "bot-store" / "af-devices.json").read_text())[world.af_id]
+    assert sorted(known) == sorted([af.client.device_id, laptop.client.device_id])
+
+
+@needs_synapse
+async def test_with_the_verified_policy_only_verified_af_devices_can_read(world):
+    from nio import MegolmEvent
+
+    phone = await world.person(world.af_id)
+    async with Bot(world.config(MELDBOT_MATRIX__AF_DEVICE_POLICY="verified"), clock=wednesday()) as bot:
+        notifier, to_af = bot.adapter.notifier, Identity("matrix", world.af_id)
+        with pytest.raises(DeliveryError) as caught:  # no verified device yet: the outbox keeps it
+            await notifier.send(to_af, Reply("Nog niet"), "early")
+        assert not caught.value.permanent and "verified" in caught.value.reason
+        device = bot.adapter.client.device_store[world.af_id][phone.client.device_id]
+        assert bot.adapter.verify_device(world.af_id, phone.client.device_id, device.ed25519)
+        await notifier.send(to_af, Reply("Nog niet"), "early")
+        await phone.message_containing("Nog niet", world.bot_id)
+
+        laptop = await world.person(world.af_id, device="laptop")
+        await until(lambda: bot.adapter.client.olm.is_device_blacklisted(
+            bot.adapter.client.device_store[world.af_id].get(laptop.client.device_id)) if
+            laptop.client.device_id in bot.adapter.client.device_store[world.af_id] else False, "the laptop seen")
+        await notifier.send(to_af, Reply("Alleen voor de telefoon"), "later")
+        await phone.message_containing("Alleen voor de telefoon", world.bot_id)
+        room = phone._find("Alleen voor de telefoon", world.bot_id)[0]
+        await until(lambda: laptop.after(room, None, world.bot_id), "the message at the laptop")
+        assert isinstance(laptop.after(room, None, world.bot_id)[-1], MegolmEvent)  # unreadable there
+
+
+@needs_synapse
+async def test_invites_from_other_servers_are_declined(world):
+    config = world.config(MELDBOT_MELDPUNT__0__MATRIX_DOMAINS="bergeijk.nl")
+    async with Bot(config, clock=wednesday()):
+        employee = await world.person(world.employee_id)
+        response = await employee.client.room_create(is_direct=True, invite=[world.bot_id],
+                                                     initial_state=[ENCRYPTION_STATE])
+        room = response.room_id
+        await until(lambda: room in employee.client.rooms and world.bot_id not in employee.client.rooms[room].users,
+                    "invite declined")
+        # The AF is always welcome, whatever server they are on.
+        af = await world.person(world.af_id)
+        af_room = await af.open_direct(world.bot_id)
+        assert af_room
+
+
+# --- delivery: rate limits, unknown users, a homeserver that goes away ---------------------------------
+
+class LimitingProxy:
+    """Between the bot and Synapse: answers the next message sends with 429 M_LIMIT_EXCEEDED."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.limit_next = 0
+        self.retry_after_ms = 0
+        self.limited = 0
+
+    async def start(self) -> str:
+        import aiohttp
+        from aiohttp import web
+
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=50 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # long polls may hang
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+    async def _forward(self, request):
+        from aiohttp import web
+
+        if request.method == "PUT" and "/send/" in request.path and self.limit_next:
+            self.limit_next -= 1
+            self.limited += 1
+            return web.json_response({"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests",
+                                      "retry_after_ms": self.retry_after_ms}, status=429)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                         data=await request.read()) as upstream:
+            body = await upstream.read()
+            return web.Response(body=body, status=upstream.status,
+                                headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")})
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+        await self._session.close()
+
+
+@needs_synapse
+async def test_rate_limits_are_waited_out_or_handed_back_and_unknown_users_are_permanent(world):
+    proxy = LimitingProxy(world.synapse.url)
+    url = await proxy.start()
+    try:
+        async with Bot(world.config(homeserver=url), clock=wednesday()) as bot:
+            af = await world.person(world.af_id)
+            notifier, to_af = bot.adapter.notifier, Identity("matrix", world.af_id)
+            await notifier.send(to_af, Reply("Eerste bericht"), "first")
+            await af.message_containing("Eerste bericht", world.bot_id)
+
+            proxy.limit_next, proxy.retry_after_ms = 1, 400  # short: waited out inside the send
+            started = time.monotonic()
+            await notifier.send(to_af, Reply("Tweede bericht"), "second")
+            assert time.monotonic() - started >= 0.4 and proxy.limited == 1
+
+            proxy.limit_next, proxy.retry_after_ms = 1, 60_000  # long: back to the outbox, which retries
+            started = time.monotonic()
+            with pytest.raises(DeliveryError) as caught:
+                await notifier.send(to_af, Reply("Derde bericht"), "third")
+            assert not caught.value.permanent and "60000" in caught.value.reason
+            assert time.monotonic() - started < 5
+            await notifier.send(to_af, Reply("Derde bericht"), "third")
+            await notifier.send(to_af, Reply("Derde bericht"), "third")  # a redelivery: shown once
+
+            with pytest.raises(DeliveryError) as caught:
+                await notifier.send(Identity("matrix", "@niemand:localhost"), Reply("x"), "nobody")
+            assert caught.value.permanent
+
+            await af.message_containing("Derde bericht", world.bot_id)
+            await asyncio.sleep(1)
+            bodies = [getattr(e, "body", "") for _, e in af.events if e.sender == world.bot_id]
+            assert [b for b in bodies if "bericht" in b] == ["Eerste bericht", "Tweede bericht", "Derde bericht"]
+    finally:
+        await proxy.stop()
+
+
+# --- kill -9 in the middle of a turn ----------------------------------------------------------------------
+
+def _bot_process() -> None:
+    """The bot in its own process, so the test can kill -9 it. MELDBOT_TEST_PAUSE_* make it hang mid-turn."""
+    from meldbot.config import load_config
+
+    config = load_config(EXAMPLE, os.environ)
+    pause_text, pause_when = os.environ.get("MELDBOT_TEST_PAUSE_TEXT"), os.environ.get("MELDBOT_TEST_PAUSE_WHEN")
+    marker = Path(os.environ["MELDBOT_TEST_MARKER"])
+    logging.basicConfig(level=logging.INFO)
+
+    async def main() -> None:
+        adapter = MatrixAdapter(config, retry_cap=1.0)
+        app = build_app(config, mode="run", notifiers={"matrix": adapter.notifier}, poll_interval=0.5)
+        handle = app.bot.handle
+
+        async def paused(msg):
+            if msg.text == pause_text and pause_when == "before-commit":
+                marker.write_text("paused")
+                await asyncio.Event().wait()
+            replies = await handle(msg)
+            if msg.text == pause_text and pause_when == "after-commit":
+                marker.write_text("paused")  # committed, nothing sent yet
+                await asyncio.Event().wait()
+            return replies
+
+        app.bot.handle = paused
+        async with app:
+            await adapter.start(app)
+            await adapter.ready.wait()
+            marker.with_suffix(".ready").write_text("ready")
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+class BotProcess:
+    def __init__(self, world: World, **env: str) -> None:
+        self.world, self.env = world, env
+        self.marker = world.folder / "marker"
+
+    def __enter__(self) -> "BotProcess":
+        ready = self.marker.with_suffix(".ready")
+        ready.unlink(missing_ok=True)
+        self.marker.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MELDBOT_")}
+        env.update(self.world.environment(), PYTHONPATH=str(ROOT), MELDBOT_TEST_MARKER=str(self.marker), **self.env)
+        self.log = open(self.world.folder / "bot-process.log", "ab")
+        self.process = subprocess.Popen([sys.executable, "-c", "from tests.test_matrix import _bot_process; "
+                                         "_bot_process()"], cwd=ROOT, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + WAIT
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError("the bot process did not start; see bot-process.log")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.log.close()
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+
+@needs_synapse
+@pytest.mark.parametrize("when", ["before-commit", "after-commit"])
+async def test_a_bot_killed_mid_turn_handles_the_message_exactly_once_after_restart(world, when):
+    employee = await world.person(world.employee_id)
+    wat = SCRIPT[1]
+    with BotProcess(world, MELDBOT_TEST_PAUSE_TEXT=wat, MELDBOT_TEST_PAUSE_WHEN=when) as bot:
+        room = await employee.open_direct(world.bot_id)
+        await employee.ask(room, "melden", world.bot_id)
+        event_id = await employee.say(room, wat)
+        before = len(employee.after(room, None, world.bot_id))
+        await until(bot.marker.exists, "the bot to reach the kill point")
+        bot.kill()
+    assert employee.after(room, event_id, world.bot_id) == []
+    with BotProcess(world):
+        await until(lambda: employee.after(room, event_id, world.bot_id), "the answer after the restart")
+        answers = await employee.ask(room, SCRIPT[2], world.bot_id)
+        assert "Wanneer" in answers[0]
+        await asyncio.sleep(1)
+    after_wat = [e.body for e in employee.after(room, event_id, world.bot_id)]
+    assert len(after_wat) == 2 and "Waar" in after_wat[0], after_wat  # once for wat, once for waar
+    assert len(employee.after(room, None, world.bot_id)) == before + 2  # `melden` was not answered again
+    assert await world.count("signal") == 0 and await world.count("processed_event") == 3
+
+
+# --- last: stops the module's homeserver -----------------------------------------------------------------
+
+@needs_synapse
+async def test_a_notification_due_while_the_homeserver_is_down_is_delivered_once_when_it_returns(world):
+    clock = wednesday()
+    employee = await world.person(world.employee_id)
+    af = await world.person(world.af_id)
+    async with Bot(world.config(), clock=clock) as bot:
+        room = await employee.open_direct(world.bot_id)
+        await report(employee, room, world.bot_id)
+        af_room, _ = await af.message_containing("MH-2026-0001", world.bot_id)
+        world.synapse.stop()
+        try:
+            clock.advance(timedelta(days=1, minutes=5))  # Thursday: nobody picked it up, a reminder is due
+            assert await bot.app.send_reminders() == 1
+            await bot.app.dispatcher.deliver_pending()
+            async with bot.app.uow() as uow:
+                stats = await uow.outbox.stats()
+            assert stats.get("pending", 0) + stats.get("retry", 0) >= 1, stats
+        finally:
+            world.synapse.start()
+        clock.advance(timedelta(minutes=1))
+        await until(lambda: len([e for e in af.after(af_room, None, world.bot_id)
+                                 if "MH-2026-0001" in getattr(e, "body", "")]) >= 2, "the reminder")
+        await asyncio.sleep(2)
+        await bot.app.dispatcher.deliver_pending()
+        await asyncio.sleep(1)
+        bodies = [getattr(e, "body", "") for e in af.after(af_room, None, world.bot_id)]
+        assert len([b for b in bodies if "MH-2026-0001" in b]) == 2, bodies  # the notification, the reminder
