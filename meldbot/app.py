@@ -136,6 +136,9 @@ class App:
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
         web_app.router.add_get("/metrics", self._metrics)
+        for adapter in self.adapters:       # platforms that receive over HTTP (Teams: /api/messages)
+            if hasattr(adapter, "routes"):
+                web_app.add_routes(adapter.routes())
         self._http = web.AppRunner(web_app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.config.http.host, self.config.http.port)
@@ -193,6 +196,12 @@ def build_app(
         matrix = MatrixAdapter(config)
         notifiers["matrix"] = matrix.notifier
         adapters.append(matrix)
+    if mode == "run" and config.teams.enabled and "teams" not in notifiers:
+        from adapters.teams import TeamsAdapter
+
+        teams = TeamsAdapter(config)
+        notifiers["teams"] = teams.notifier
+        adapters.append(teams)
     platforms = tuple(notifiers)
     metrics = Metrics()
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics)

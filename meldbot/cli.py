@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="alleen aantallen, zonder persoonsgegevens of vrije tekst (verplicht)")
     report.add_argument("--format", choices=("csv", "json"), default="csv")
     report.add_argument("--period", default="", help="2026, 2026-11 of 2026-Q4; standaard het huidige jaar")
+    from meldbot.teams_manifest import add_command as add_teams_manifest
+
+    add_teams_manifest(sub)
     return parser
 
 
@@ -254,7 +257,13 @@ async def _doctor(config, t, args) -> int:
     return 0 if healthy else 1
 
 
-_COMMANDS = {"doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
+async def _teams_manifest(config, t, args) -> int:
+    from meldbot.teams_manifest import run_command
+
+    return await run_command(config, t, args)
+
+
+_COMMANDS = {"teams-manifest": _teams_manifest, "doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,651 @@
+"""Teams on the real Agents SDK HTTP stack, offline: a loopback Bot Connector that records what the bot
+sends and refuses chats with people who did not install the app, and tokens signed by a loopback key."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import shutil
+import time
+import zipfile
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+
+from adapters.teams import TeamsAdapter, retry_after_seconds
+from adapters.teams_auth import EntraToken, TokenUnavailable, service_url_allowed
+from adapters.teams_render import render
+from meldbot.app import build_app
+from meldbot.clock import ManualClock
+from meldbot.i18n import texts
+from meldbot.messaging import Action, Choice, Identity, Reply
+from tests.conftest import EXAMPLE, make_config, run_sync
+from tests.teams_fakes import (
+    ANNA,
+    APP_ID,
+    OTHER_TENANT,
+    OUTBOUND_TOKEN,
+    PIET,
+    TENANT,
+    FakeMicrosoft,
+    activity,
+    buttons,
+    card_of,
+    new_key,
+    press,
+)
+from tests.test_pipeline import SCRIPT, migrated
+
+AMS = ZoneInfo("Europe/Amsterdam")
+NL = texts("nl")
+DEFAULT = object()
+
+
+# --- fixtures: one RSA key pair and one migrated database per session, copied per test ----------------
+
+@pytest.fixture(scope="session")
+def rsa_keys():
+    return new_key(), new_key()     # the loopback signing key, and a stranger's
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teams-db") / "template.db"
+    run_sync(migrated(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def db_url(template_db, tmp_path) -> str:
+    target = tmp_path / "meldbot.db"
+    shutil.copy(template_db, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+@pytest.fixture
+def early() -> ManualClock:
+    # Wednesday 18 November 2026, 07:00 in Amsterdam: before office hours, so no reminder or weekly
+    # overview joins the conversation unasked.
+    return ManualClock(datetime(2026, 11, 18, 7, 0, tzinfo=AMS))
+
+
+@pytest.fixture
+async def microsoft(rsa_keys):
+    fake = FakeMicrosoft(rsa_keys[0], installed={ANNA.aad})
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def teams_env(fake: FakeMicrosoft, *, af: bool = True, anonymous: bool = False) -> dict[str, str]:
+    env = {
+        "MELDBOT_TEAMS__ENABLED": "true",
+        "MELDBOT_TEAMS__OPENID_METADATA_URL": fake.url + "/openid",
+        "MELDBOT_TEAMS__ALLOWED_SERVICE_URLS": fake.service_url,
+        "MELDBOT_MELDPUNT__0__TEAMS_TENANTS": TENANT,
+        "MELDBOT_MELDPUNT__0__AF__0__TEAMS": ANNA.aad.upper() if af else "",   # case differs from Teams'
+    }
+    if anonymous:
+        env["MELDBOT_TEAMS__ANONYMOUS"] = "true"
+    else:
+        env.update({"MELDBOT_TEAMS__APP_ID": APP_ID, "MELDBOT_TEAMS__APP_PASSWORD": "never-sent",
+                    "MELDBOT_TEAMS__TENANT_ID": TENANT, "MELDBOT_TEAMS__OUTBOUND_TOKEN": OUTBOUND_TOKEN})
+    return env
+
+
+@dataclass
+class TeamsBot:
+    app: object
+    adapter: TeamsAdapter
+    url: str
+    fake: FakeMicrosoft
+    http: aiohttp.ClientSession
+    sleeps: list[float] = field(default_factory=list)
+
+    async def post(self, body: dict, auth=DEFAULT, path: str = "/api/messages") -> int:
+        headers = {}
+        if auth is DEFAULT:
+            auth = "Bearer " + self.fake.token()
+        if auth is not None:
+            headers["Authorization"] = auth
+        async with self.http.post(self.url + path, json=body, headers=headers) as response:
+            await response.read()
+            return response.status
+
+    async def say(self, user, text: str | None = None, *, value: dict | None = None, **kw) -> list[dict]:
+        """Send like Teams does; the replies the bot posted to this message."""
+        body = activity(self.fake, user, text, value=value, **kw)
+        status = await self.post(body)
+        assert status in (200, 202), status
+        return self.fake.replies_to(body["id"])
+
+
+async def _healthz(request):
+    return web.json_response({"status": "ok"})
+
+
+@asynccontextmanager
+async def running(db_url: str, fake: FakeMicrosoft, clock, env: dict | None = None, **options):
+    env = {**teams_env(fake, **options), **(env or {})}
+    config = make_config(db_url, **env)
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:   # a 429's wait is recorded, not slept
+        sleeps.append(seconds)
+
+    adapter = TeamsAdapter(config, sleep=sleep, connector_timeout=5)
+    app = build_app(config, clock=clock, notifiers={"teams": adapter.notifier}, mode="chat")
+    adapter.bind(app)
+    web_app = web.Application()
+    web_app.router.add_get("/healthz", _healthz)
+    adapter.attach(web_app)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    try:
+        async with asyncio.timeout(60):     # a failure must never hang CI
+            async with app, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+                yield TeamsBot(app, adapter, url, fake, http, sleeps)
+    finally:
+        await runner.cleanup()
+
+
+async def stored_rows(app) -> dict[str, int]:
+    counts = {}
+    async with app.db.engine.connect() as conn:
+        for table in ("conversation", "conversation_reference", "processed_event", "person", "signal", "audit",
+                      "outbox"):
+            counts[table] = (await conn.execute(sa.text(f"SELECT count(*) FROM {table}"))).scalar()
+    return counts
+
+
+def texts_of(posted: list[dict]) -> list[str]:
+    return [p.get("text", "") for p in posted]
+
+
+def with_text(fake: FakeMicrosoft, conversation: str, part: str):
+    return lambda: [p for p in fake.posts(conversation) if part in p.get("text", "")]
+
+
+# --- a report, typed and by buttons -------------------------------------------------------------------
+
+async def test_a_report_typed_in_a_personal_chat_reaches_the_af_in_a_new_one_to_one_chat(db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        first = await bot.say(PIET, SCRIPT[0])
+        for line in SCRIPT[1:]:
+            last = await bot.say(PIET, line)
+        created = f"a:created-{ANNA.aad}"
+        notice = await microsoft.wait_for(with_text(microsoft, created, "MH-2026-0001"))
+        async with bot.app.uow() as uow:
+            reference = await uow.references.get(Identity("teams", PIET.aad))
+            signals = await uow.signals.of_melder(Identity("teams", PIET.aad))
+    assert NL("question.wat") in "\n".join(texts_of(first)) and first[0]["textFormat"] == "plain"
+    assert "MH-2026-0001" in last[-1]["text"]
+    assert signals[0].content.waar == "Kerkstraat 3, Bergeijk"
+    assert reference["reference"]["conversation"]["id"] == PIET.conversation and reference["tenant"] == TENANT
+    # Teams needs the tenant and the person to create a 1:1 chat; the bot is the app.
+    [create] = microsoft.creates()
+    assert create.body["tenantId"] == TENANT and create.body["isGroup"] is False
+    assert create.body["members"] == [{"id": ANNA.aad}] and create.body["bot"]["id"] == f"28:{APP_ID}"
+    # The notification shows on locked screens: reference and command, no content; a button to read it.
+    [message] = notice
+    assert "toon 1" in message["text"] and "paspoort" not in message["text"] and "Kerkstraat" not in message["text"]
+    assert press(message, "toon 1") == {"meldbot": "toon 1"}
+    # Every connector call carried the bot's token.
+    assert {r.authorization for r in microsoft.requests} == {f"Bearer {OUTBOUND_TOKEN}"}
+
+
+async def test_a_report_by_card_buttons_is_handled_like_typing_and_the_af_reads_it_with_a_button(
+        db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        for line in SCRIPT[:4]:
+            await bot.say(PIET, line)
+        [question] = await bot.say(PIET, "onbekend")              # who -> which form: a choice
+        assert "2. arbeid — arbeidsuitbuiting" in question["text"]     # the plain-text fallback
+        assert "2. arbeidsuitbuiting" in buttons(question)
+        [question] = await bot.say(PIET, value=press(question, "arbeid"))
+        [question] = await bot.say(PIET, value=press(question, "toezicht"))
+        [summary] = await bot.say(PIET, value=press(question, "nee"))
+        assert "arbeidsuitbuiting" in summary["text"] and "controle of toezicht" in summary["text"]
+        done = await bot.say(PIET, value={"meldbot": "versturen"})
+        assert "MH-2026-0001" in done[-1]["text"]
+        [notice] = await microsoft.wait_for(with_text(microsoft, f"a:created-{ANNA.aad}", "MH-2026-0001"))
+        shown = await bot.say(ANNA, value=press(notice, "toon 1"))
+        async with bot.app.uow() as uow:
+            [signal] = await uow.signals.of_melder(Identity("teams", PIET.aad))
+    assert str(signal.form) == "arbeid" and str(signal.context) == "toezicht"
+    text = "\n".join(texts_of(shown))
+    assert "paspoorten" in text and "Kerkstraat 3" in text
+
+
+async def test_a_teams_retry_of_the_same_activity_is_handled_once_and_answered_the_same(db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        body = activity(microsoft, PIET, "melden", activity_id="1700000000001")
+        assert await bot.post(body) in (200, 202)
+        assert await bot.post(body) in (200, 202)
+        async with bot.app.uow() as uow:
+            state = await uow.conversations.load("teams", PIET.conversation)
+    replies = texts_of(microsoft.replies_to("1700000000001"))
+    half = len(replies) // 2
+    assert half and replies[:half] == replies[half:]
+    assert state[0]["draft"]["step"] == "wat"    # asked once, not advanced by the retry
+
+
+async def test_a_reply_that_fails_in_the_turn_is_not_swallowed_and_a_teams_retry_gets_it(db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        body = activity(microsoft, PIET, "melden", activity_id="1700000000002")
+        microsoft.fail(f"/v3/conversations/{PIET.conversation}/activities/1700000000002", (500, {}))
+        assert await bot.post(body) == 503            # Teams sees the failure and delivers again
+        assert await bot.post(body) in (200, 202)
+    posted = texts_of(microsoft.posts(PIET.conversation, accepted=False))
+    assert not [t for t in posted if "Exception" in t]     # the SDK's default handler would post one
+    assert NL("question.wat") in "\n".join(texts_of(microsoft.replies_to("1700000000002")))
+
+
+async def test_installing_the_app_keeps_the_address_so_the_af_is_reached_without_a_new_chat(db_url, microsoft, early):
+    installed = {
+        "type": "conversationUpdate", "id": "f:install-1", "channelId": "msteams", "serviceUrl": microsoft.service_url,
+        "from": {"id": ANNA.teams_id, "aadObjectId": ANNA.aad},
+        "recipient": {"id": f"28:{APP_ID}", "name": "meldbot"},
+        "conversation": {"id": ANNA.conversation, "conversationType": "personal", "tenantId": TENANT},
+        "membersAdded": [{"id": f"28:{APP_ID}"}],
+        "channelData": {"tenant": {"id": TENANT}, "eventType": "teamMemberAdded"},
+    }
+    async with running(db_url, microsoft, early) as bot:
+        assert await bot.post(installed) in (200, 202)
+        for line in SCRIPT:
+            await bot.say(PIET, line)
+        [notice] = await microsoft.wait_for(
+            lambda: [p for p in microsoft.proactive(ANNA.conversation) if "MH-2026-0001" in p["text"]])
+    assert microsoft.creates() == [] and "toon 1" in notice["text"]
+
+
+async def test_an_unreachable_connector_is_retried_not_parked(db_url, microsoft, early):
+    from meldbot.messaging import DeliveryError
+
+    dead = "http://127.0.0.1:9/"      # the discard port: nothing listens
+    async with running(db_url, microsoft, early, env={"MELDBOT_TEAMS__ALLOWED_SERVICE_URLS":
+                                                     f"{microsoft.service_url},{dead}"}) as bot:
+        async with bot.app.uow() as uow:
+            reference = {"conversation": {"id": ANNA.conversation, "conversationType": "personal"},
+                         "serviceUrl": dead, "channelId": "msteams", "bot": {"id": f"28:{APP_ID}"},
+                         "user": {"id": ANNA.teams_id}}
+            await uow.references.put(Identity("teams", ANNA.aad), {"reference": reference, "tenant": TENANT},
+                                     early.now())
+            await uow.commit()
+        with pytest.raises(DeliveryError) as caught:
+            await bot.adapter.notifier.send(Identity("teams", ANNA.aad.upper()), Reply("Herinnering"), "k-1")
+    assert not caught.value.permanent and "unreachable" in caught.value.reason
+
+
+# --- proactive messages after a restart ---------------------------------------------------------------
+
+async def test_a_reminder_and_feedback_reach_people_after_a_restart_through_stored_references(
+        db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        await bot.say(ANNA, "lijst")                   # the AF has written before: her chat is known
+        for line in SCRIPT:
+            await bot.say(PIET, line)
+        await microsoft.wait_for(with_text(microsoft, ANNA.conversation, "MH-2026-0001"))
+    before = len(microsoft.requests)
+    early.set(datetime(2026, 11, 19, 10, 31, tzinfo=AMS))    # one working day later: pick-up reminder due
+    async with running(db_url, microsoft, early) as bot:     # a new process: nothing in memory
+        [reminder] = await microsoft.wait_for(
+            lambda: [p for p in microsoft.proactive(ANNA.conversation) if p["text"].startswith("Herinnering")])
+        await bot.say(ANNA, value=press(reminder, "toon 1"))
+        await bot.say(ANNA, "terugkoppelen 1 Dank je wel. We hebben het doorgezet naar de politie.")
+        [feedback] = await microsoft.wait_for(
+            lambda: [p for p in microsoft.proactive(PIET.conversation) if "doorgezet naar de politie" in p["text"]])
+    after = microsoft.requests[before:]
+    assert not [r for r in after if r.path == "/v3/conversations"]     # no new chats: references from the db
+    assert "MH-2026-0001" in reminder["text"]
+    assert feedback["recipient"]["id"] == PIET.teams_id and feedback["conversation"]["id"] == PIET.conversation
+    assert "replyToId" not in feedback
+
+
+# --- authentication -----------------------------------------------------------------------------------
+
+async def test_every_bad_or_missing_token_gets_401_and_nothing_is_processed(db_url, microsoft, early, rsa_keys):
+    stranger = rsa_keys[1]
+    now = int(time.time())
+    fake = microsoft
+    body = activity(fake, PIET, "melden")
+    cases = {
+        "no header": None,
+        "garbage": "Bearer garbage",
+        "not bearer": "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+        "two tokens": f"Bearer {fake.token()} {fake.token()}",
+        "wrong audience": "Bearer " + fake.token(aud="11111111-0000-0000-0000-000000000000"),
+        "wrong issuer": "Bearer " + fake.token(iss="https://sts.example.org/"),
+        "expired": "Bearer " + fake.token(exp=now - 3600, nbf=now - 7200, iat=now - 7200),
+        "no expiry": "Bearer " + fake.token(exp=None),
+        "wrong key": "Bearer " + fake.token(key=stranger),
+        "unknown key id": "Bearer " + fake.token(key=stranger, kid="elsewhere"),
+        "other tenant": "Bearer " + fake.token(tid=OTHER_TENANT),
+        "other serviceUrl in token": "Bearer " + fake.token(serviceurl="https://smba.trafficmanager.net/emea/"),
+    }
+    async with running(db_url, fake, early, af=False) as bot:
+        async with bot.http.get(bot.url + "/healthz") as response:     # /healthz needs no token
+            assert response.status == 200
+        statuses = {name: await bot.post(body, auth=header) for name, header in cases.items()}
+        # A serviceUrl outside Microsoft's hosts and teams.allowed_service_urls, with a matching token.
+        rogue = activity(fake, PIET, "melden", service_url="http://127.0.0.2:9/")
+        statuses["serviceUrl not allowed"] = await bot.post(
+            rogue, auth="Bearer " + fake.token(serviceurl="http://127.0.0.2:9/"))
+        stored = await stored_rows(bot.app)
+        requests = list(fake.requests)
+        assert await bot.post(body) in (200, 202)            # the same message with a good token
+    assert statuses == {name: 401 for name in statuses}
+    assert requests == []
+    assert stored == {t: 0 for t in stored}
+    assert fake.key_fetches <= 2      # one at the first token, at most one refresh for the unknown key id
+    assert fake.replies_to(body["id"])
+
+
+async def test_anonymous_mode_is_for_local_testing_warns_and_still_refuses_foreign_service_urls(
+        db_url, microsoft, early, caplog):
+    caplog.set_level(logging.WARNING, logger="meldbot.teams")
+    async with running(db_url, microsoft, early, anonymous=True, af=False) as bot:
+        body = activity(microsoft, PIET, "melden")
+        assert await bot.post(body, auth=None) in (200, 202)
+        rogue = activity(microsoft, PIET, "melden", service_url="https://evil.example/")
+        assert await bot.post(rogue, auth=None) == 401
+    assert any("NOT authenticated" in r.getMessage() for r in caplog.records)
+    replies = microsoft.replies_to(body["id"])
+    assert NL("question.wat") in replies[-1]["text"]
+    assert all(r.authorization is None for r in microsoft.requests)     # no token to send, none sent
+
+
+# --- who may use it -----------------------------------------------------------------------------------
+
+async def test_a_group_chat_gets_a_pointer_to_the_private_chat_and_nothing_is_stored(db_url, microsoft, early):
+    async with running(db_url, microsoft, early, af=False) as bot:
+        group = await bot.say(PIET, "melden Er werken daar mensen zonder papieren", conversation_type="groupChat")
+        channel = await bot.say(PIET, "melden", conversation_type="channel")
+        stored = await stored_rows(bot.app)
+    assert texts_of(group) == [NL("group_chat")] and texts_of(channel) == [NL("group_chat")]
+    assert stored == {t: 0 for t in stored}
+    assert microsoft.creates() == []
+
+
+async def test_users_of_a_tenant_of_no_meldpunt_are_refused_in_dutch_and_nothing_is_stored(db_url, microsoft, early):
+    async with running(db_url, microsoft, early, af=False) as bot:
+        refused = await bot.say(PIET, "melden", tenant=OTHER_TENANT)
+        stored = await stored_rows(bot.app)
+    assert texts_of(refused) == [NL("teams.tenant_refused")]
+    assert stored == {t: 0 for t in stored}
+
+
+# --- delivery: rate limits, outages, refusals ---------------------------------------------------------
+
+async def _report_with_known_af(bot: TeamsBot) -> None:
+    await bot.say(ANNA, "lijst")
+    for line in SCRIPT[:-1]:
+        await bot.say(PIET, line)
+
+
+async def test_a_short_429_is_waited_out_and_the_message_is_sent_once(db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        await _report_with_known_af(bot)
+        microsoft.fail(f"/v3/conversations/{ANNA.conversation}/activities", (429, {"Retry-After": "1"}))
+        await bot.say(PIET, SCRIPT[-1])
+        await microsoft.wait_for(with_text(microsoft, ANNA.conversation, "MH-2026-0001"))
+        await bot.app.dispatcher.deliver_pending()
+        async with bot.app.uow() as uow:
+            stats = await uow.outbox.stats("new_signal")
+    attempts = [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in b["text"]]
+    assert len(attempts) == 2 and len(microsoft.posts(ANNA.conversation)) == 2   # "lijst" answer + notice
+    assert bot.sleeps == [1.0]
+    assert stats == {"pending": 0, "parked": 0, "delivered": 1}
+
+
+async def test_a_long_429_is_honoured_before_trying_again_and_the_message_is_sent_once(db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        await _report_with_known_af(bot)
+        microsoft.fail(f"/v3/conversations/{ANNA.conversation}/activities", (429, {"Retry-After": "120"}))
+        await bot.say(PIET, SCRIPT[-1])
+        def notice_attempts():
+            return [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in b["text"]]
+        await microsoft.wait_for(notice_attempts)
+        early.advance(timedelta(seconds=30))            # due again for the outbox, but Teams asked for 120 s
+        await bot.app.dispatcher.deliver_pending()
+        assert len(notice_attempts()) == 1
+        early.advance(timedelta(seconds=120))
+        await bot.app.dispatcher.deliver_pending()
+        async with bot.app.uow() as uow:
+            stats = await uow.outbox.stats("new_signal")
+    assert len(notice_attempts()) == 2 and bot.sleeps == []
+    assert len(with_text(microsoft, ANNA.conversation, "MH-2026-0001")()) == 1
+    assert stats == {"pending": 0, "parked": 0, "delivered": 1}
+
+
+async def test_a_connector_failing_with_500_for_a_while_loses_nothing_and_sends_once(db_url, microsoft, early):
+    async with running(db_url, microsoft, early) as bot:
+        await _report_with_known_af(bot)
+        microsoft.fail(f"/v3/conversations/{ANNA.conversation}/activities", (500, {}), (503, {}), (502, {}))
+        await bot.say(PIET, SCRIPT[-1])
+        for _ in range(6):
+            early.advance(timedelta(minutes=1))
+            await bot.app.dispatcher.deliver_pending()
+        async with bot.app.uow() as uow:
+            stats = await uow.outbox.stats("new_signal")
+    failed = [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in b["text"]]
+    assert len(failed) == 4                                      # three refusals, then taken
+    assert len(with_text(microsoft, ANNA.conversation, "MH-2026-0001")()) == 1
+    assert stats == {"pending": 0, "parked": 0, "delivered": 1}
+
+
+async def test_when_teams_refuses_a_new_chat_the_message_is_parked_and_the_reason_reported(
+        db_url, microsoft, early, caplog):
+    from meldbot.doctor import examine
+
+    microsoft.installed.clear()                          # the AF has not installed the app
+    caplog.set_level(logging.INFO, logger="meldbot.outbox")
+    async with running(db_url, microsoft, early) as bot:
+        for line in SCRIPT:
+            await bot.say(PIET, line)
+        await microsoft.wait_for(lambda: microsoft.creates())
+        await bot.app.dispatcher.deliver_pending()
+        async with bot.app.uow() as uow:
+            stats = await uow.outbox.stats("new_signal")
+        findings = await examine(bot.app.config, NL)
+    assert stats == {"pending": 0, "parked": 1, "delivered": 0}
+    assert [r.status for r in microsoft.creates()] == [403]       # not retried: retrying will not help
+    parked = [r for r in caplog.records if r.getMessage() == "outbox row parked"]
+    assert parked and "403" in parked[0].reason and "Kerkstraat" not in parked[0].reason
+    assert any("403" in f.text and not f.ok for f in findings)
+
+
+# --- `meldbot run` and `meldbot teams-manifest` (active once the wiring is in app.py and cli.py) ---------
+
+async def test_meldbot_run_serves_api_messages_with_tokens_beside_an_open_healthz(db_url, microsoft, early):
+    config = make_config(db_url, MELDBOT_HTTP__LISTEN="127.0.0.1:0", **teams_env(microsoft))
+    app = build_app(config, clock=early, mode="run")
+    if "teams" not in app.notifiers:
+        pytest.skip("meldbot.app does not create the Teams adapter yet (see the wiring in the Teams issue)")
+    async with asyncio.timeout(60), app, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        base = f"http://127.0.0.1:{app.http_port}"
+        body = activity(microsoft, PIET, "melden")
+        async with http.post(base + "/api/messages", json=body) as response:
+            no_token = response.status
+        async with http.post(base + "/api/messages", json=body,
+                             headers={"Authorization": "Bearer " + microsoft.token()}) as response:
+            accepted = response.status
+        async with http.get(base + "/healthz") as response:
+            health = (response.status, await response.json())
+    assert no_token == 401 and accepted in (200, 202)
+    assert NL("question.wat") in "\n".join(texts_of(microsoft.replies_to(body["id"])))
+    assert health[0] == 200 and health[1]["platforms"]["teams"] is True
+
+
+def test_the_cli_writes_the_app_package(tmp_path, sqlite_url, monkeypatch):
+    from meldbot import cli
+
+    try:
+        cli._parser().parse_args(["teams-manifest", "--website", "https://www.bergeijk.nl"])
+    except SystemExit:
+        pytest.skip("meldbot.cli has no teams-manifest command yet (see the wiring in the Teams issue)")
+    monkeypatch.setenv("MELDBOT_STORAGE__URL", sqlite_url)
+    monkeypatch.setenv("MELDBOT_TEAMS__APP_ID", APP_ID)
+    output = tmp_path / "app.zip"
+    code = cli.main(["--config", str(EXAMPLE), "teams-manifest", "--output", str(output),
+                     "--website", "https://www.bergeijk.nl"])
+    assert code == 0 and "manifest.json" in zipfile.ZipFile(output).namelist()
+
+
+# --- rendering, tokens, addresses, the app package ---------------------------------------------------
+
+def test_a_reply_with_choices_becomes_plain_text_plus_a_card_whose_buttons_send_the_word():
+    reply = Reply("Welke soort?", choices=(Choice(1, "seksueel", "seksuele uitbuiting"),
+                                           Choice(2, "arbeid", "arbeidsuitbuiting")))
+    out = render(reply, NL).model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert out["textFormat"] == "plain"
+    assert out["text"] == "Welke soort?\n1. seksueel — seksuele uitbuiting\n2. arbeid — arbeidsuitbuiting"
+    card = card_of(out)
+    assert card["type"] == "AdaptiveCard" and card["fallbackText"] == out["text"]
+    assert [(a["type"], a["title"], a["data"]) for a in card["actions"]] == [
+        ("Action.Submit", "1. seksuele uitbuiting", {"meldbot": "seksueel"}),
+        ("Action.Submit", "2. arbeidsuitbuiting", {"meldbot": "arbeid"})]
+    # The words a melder typed never go into the card, where Teams would read them as markdown.
+    assert "Welke soort" not in json.dumps(card["body"])
+
+
+def test_many_choices_become_a_drop_down_and_an_action_without_its_command_in_the_text_is_spelled_out():
+    many = tuple(Choice(i, f"gemeente{i}", f"Gemeente {i}") for i in range(1, 10))
+    card = card_of(render(Reply("Welke gemeente?", choices=many), NL).model_dump(by_alias=True, mode="json"))
+    [choice_set] = [b for b in card["body"] if b["type"] == "Input.ChoiceSet"]
+    assert choice_set["id"] == "meldbot" and len(choice_set["choices"]) == 9
+    assert len(card["actions"]) == 1
+    out = render(Reply("Weekoverzicht.", actions=(Action("Toon de lijst", "lijst"),)), NL)
+    assert out.text.endswith(NL("teams.action_line", label="Toon de lijst", command="lijst"))
+
+
+def test_an_image_goes_inline_as_a_data_url_and_urgent_replies_raise_an_alert():
+    png = b"\x89PNG\r\n\x1a\nfake"
+    out = render(Reply("Cijfers 2026", image=png, urgent=True), NL).model_dump(by_alias=True, exclude_none=True,
+                                                                               mode="json")
+    [attachment] = out["attachments"]
+    assert attachment["contentType"] == "image/png"
+    assert attachment["contentUrl"] == "data:image/png;base64," + base64.b64encode(png).decode()
+    assert out["channelData"] == {"notification": {"alert": True}}
+    card = card_of(render(Reply("x", image=png, actions=(Action("Toon", "toon 1"),)), NL).model_dump(
+        by_alias=True, mode="json"))
+    assert any(b["type"] == "Image" and b["url"].startswith("data:image/png;base64,") for b in card["body"])
+
+
+def test_service_urls_must_match_scheme_host_port_and_path_prefix():
+    extra = ["http://127.0.0.1:8081/"]
+    assert service_url_allowed("https://smba.trafficmanager.net/emea/", extra)
+    assert service_url_allowed("http://127.0.0.1:8081/", extra)
+    assert not service_url_allowed("https://smba.trafficmanager.net.evil.example/emea/", extra)
+    assert not service_url_allowed("http://127.0.0.1:80811/", extra)
+    assert not service_url_allowed("http://smba.trafficmanager.net/emea/", extra)     # not https
+    assert not service_url_allowed("", extra) and not service_url_allowed(None, extra)
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date():
+    now = datetime(2026, 11, 18, 9, 0, tzinfo=timezone.utc)
+    assert retry_after_seconds({"Retry-After": "7"}, now) == 7.0
+    assert retry_after_seconds({"Retry-After": "Wed, 18 Nov 2026 09:01:00 GMT"}, now) == 60.0
+    assert retry_after_seconds({}, now) is None
+
+
+async def test_the_bots_own_token_comes_from_entra_once_and_is_cached():
+    calls = []
+
+    async def token_endpoint(request):
+        form = await request.post()
+        calls.append(dict(form))
+        if form["client_secret"] != "geheim":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        return web.json_response({"access_token": "abc", "expires_in": 3599, "token_type": "Bearer"})
+
+    web_app = web.Application()
+    web_app.router.add_post("/token", token_endpoint)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/token"
+    try:
+        async with asyncio.timeout(20), aiohttp.ClientSession() as http:
+            good = EntraToken(APP_ID, "geheim", TENANT, lambda: http, token_url=url)
+            assert [await good.token(), await good.token()] == ["abc", "abc"]
+            bad = EntraToken(APP_ID, "fout", TENANT, lambda: http, token_url=url)
+            with pytest.raises(TokenUnavailable, match="invalid_client"):
+                await bad.token()
+    finally:
+        await runner.cleanup()
+    assert len(calls) == 2 and calls[0]["scope"] == "https://api.botframework.com/.default"
+    assert calls[0]["grant_type"] == "client_credentials"
+
+
+def test_the_app_package_has_a_valid_manifest_for_a_personal_bot_and_icons_of_the_required_sizes(sqlite_url):
+    from PIL import Image
+
+    from meldbot.teams_manifest import MANIFEST_VERSION, package_for
+
+    config = make_config(sqlite_url, MELDBOT_TEAMS__APP_ID=APP_ID)
+    data = package_for(config, website_url="https://www.bergeijk.nl")
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert sorted(archive.namelist()) == ["color.png", "manifest.json", "outline.png"]
+    manifest = json.loads(archive.read("manifest.json"))
+    for key in ("$schema", "manifestVersion", "version", "id", "developer", "name", "description", "icons",
+                "accentColor"):
+        assert manifest[key], key
+    assert manifest["manifestVersion"] == MANIFEST_VERSION
+    assert f"/v{MANIFEST_VERSION}/MicrosoftTeams.schema.json" in manifest["$schema"]
+    assert manifest["id"] == APP_ID and manifest["version"].count(".") == 2
+    assert {k: manifest["developer"][k].startswith("https://") for k in ("websiteUrl", "privacyUrl", "termsOfUseUrl")} \
+        == {"websiteUrl": True, "privacyUrl": True, "termsOfUseUrl": True}
+    assert manifest["developer"]["name"] == "Gemeente Bergeijk"
+    assert len(manifest["name"]["short"]) <= 30 and len(manifest["description"]["short"]) <= 80
+    [bot] = manifest["bots"]
+    assert bot["botId"] == APP_ID and bot["scopes"] == ["personal"]
+    assert bot["commandLists"][0]["commands"][0]["title"] == "melden"
+    color = Image.open(io.BytesIO(archive.read(manifest["icons"]["color"])))
+    outline = Image.open(io.BytesIO(archive.read(manifest["icons"]["outline"])))
+    assert color.size == (192, 192) and outline.size == (32, 32)
+    # The outline icon is white on transparent, nothing else.
+    raw = outline.convert("RGBA").tobytes()
+    pixels = [tuple(raw[i:i + 4]) for i in range(0, len(raw), 4)]
+    assert {p[:3] for p in pixels if p[3]} == {(255, 255, 255)}
+    assert any(p[3] == 0 for p in pixels)
+    assert package_for(config, website_url="https://www.bergeijk.nl") == data       # reproducible
+
+
+async def test_the_teams_manifest_command_writes_the_zip_and_names_a_wrong_input(sqlite_url, tmp_path, capsys):
+    import argparse
+
+    from meldbot.teams_manifest import add_command, run_command
+
+    parser = argparse.ArgumentParser()
+    add_command(parser.add_subparsers(dest="command"))
+    config = make_config(sqlite_url, MELDBOT_TEAMS__APP_ID=APP_ID)
+    output = tmp_path / "app.zip"
+    args = parser.parse_args(["teams-manifest", "--output", str(output), "--website", "https://www.bergeijk.nl"])
+    assert await run_command(config, NL, args) == 0
+    assert zipfile.ZipFile(output).namelist()
+    wrong = parser.parse_args(["teams-manifest", "--output", str(tmp_path / "x.zip"), "--website", "www.bergeijk.nl"])
+    assert await run_command(config, NL, wrong) == 2
+    assert "--website" in capsys.readouterr().err and not (tmp_path / "x.zip").exists()
+
+
+def test_the_app_package_refuses_a_missing_app_id_or_a_plain_http_address(sqlite_url):
+    from meldbot.teams_manifest import ManifestError, package_for
+
+    with pytest.raises(ManifestError, match="app_id"):
+        package_for(make_config(sqlite_url), website_url="https://www.bergeijk.nl")
+    with pytest.raises(ManifestError, match="https"):
+        package_for(make_config(sqlite_url, MELDBOT_TEAMS__APP_ID=APP_ID), website_url="http://www.bergeijk.nl")
