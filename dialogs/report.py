@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from dialogs.commands import DIALOG, ANYONE, exact, normalise
 from dialogs.when import parse_when
 from meldbot.i18n import Texts
-from meldbot.messaging import Choice, Reply
+from meldbot.messaging import Action, Choice, Reply
 
 QUESTIONS = ("wat", "waar", "wanneer", "wie", "soort", "context", "anoniem")
 EDIT_ALIASES = {
@@ -170,7 +170,10 @@ def summary(ctx: DialogContext, draft: Draft) -> Reply:
     if draft.urgent:
         lines.append(t("summary.urgent"))
     lines.append(t("summary.footer"))
-    return Reply("\n".join(lines), urgent=draft.urgent)
+    # Buttons where the platform has them (the same words typed work everywhere).
+    actions = (Action(t("button.send"), "versturen"), Action(t("button.edit"), "wijzig"),
+               Action(t("button.cancel"), "stop"))
+    return Reply("\n".join(lines), actions=actions, urgent=draft.urgent)
 
 
 def submitted(ctx: DialogContext, reference: str, anonymous: bool, pseudonym: str | None) -> Reply:
@@ -307,6 +310,11 @@ def _at_summary(draft: Draft, text: str, ctx: DialogContext, has_attachment: boo
     if DIALOG.get(first) == "edit":
         target = norm.split(" ", 1)[1].strip() if " " in norm else ""
         target = EDIT_ALIASES.get(target, target)
+        if not target:
+            return Step(draft, (Reply(t("edit.which", names=", ".join(QUESTIONS)),
+                                      actions=tuple(Action(t(f"label.{q}"), f"wijzig {q}") for q in QUESTIONS)),))
+        if target.isdigit() and 1 <= int(target) <= len(QUESTIONS):
+            target = QUESTIONS[int(target) - 1]
         if target not in QUESTIONS:
             return Step(draft, (Reply(t("error.edit", names=", ".join(QUESTIONS))),))
         editing = replace(draft, step=target, editing=True)

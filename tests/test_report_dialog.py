@@ -253,3 +253,13 @@ def test_the_draft_survives_a_round_trip_through_its_stored_form():
 
 def test_a_corrupt_stored_step_starts_over_instead_of_crashing():
     assert Draft.from_dict({"step": "bestaat-niet", "answers": {}}).active is False
+
+
+def test_the_summary_offers_send_edit_and_cancel_buttons_that_type_the_words():
+    result = step(at_summary(), "terug", ctx())
+    summary = step(result.draft, "1", ctx()).replies[-1]
+    assert [a.command for a in summary.actions] == ["versturen", "wijzig", "stop"]
+    which = step(at_summary(), "wijzig", ctx())
+    assert which.draft.step == "summary" and "Welke vraag" in which.replies[0].text
+    assert [a.command for a in which.replies[0].actions] == [f"wijzig {q}" for q in QUESTIONS]
+    assert step(which.draft, "wijzig 2", ctx()).draft.step == "waar"
