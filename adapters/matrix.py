@@ -56,11 +56,6 @@ PLATFORM = "matrix"
 log = logging.getLogger("meldbot.matrix")
 
 ENCRYPTION_STATE = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
-SYNC_FILTER = {
-    # A generous timeline, so a short outage does not leave a gap to fetch; gaps are fetched anyway.
-    "room": {"timeline": {"limit": 50}, "state": {"lazy_load_members": False}},
-    "presence": {"not_types": ["*"]},
-}
 MEDIA = (RoomMessageMedia, RoomEncryptedMedia, StickerEvent)
 MEDIA_TYPES = {"m.image", "m.file", "m.audio", "m.video", "m.location"}
 # Errors about the message itself, which no retry mends. A bad token or a lost room is the bot's
@@ -129,6 +124,10 @@ class MatrixNotifier:
     async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
         await self._adapter.deliver(recipient.user_id, reply, idempotency_key)
 
+    async def healthy(self) -> bool:
+        """For /healthz: the sync loop runs and the homeserver answered lately."""
+        return self._adapter.healthy()
+
 
 class MatrixAdapter:
     """One bot account, one device, one sync stream.
@@ -152,6 +151,8 @@ class MatrixAdapter:
         self._poll_ms = poll_ms
         self._inline_rate_limit_ms = inline_rate_limit_ms
         self._pointer_interval = pointer_interval
+        # A generous timeline, so a short outage leaves no gap to fetch; a gap is fetched all the same.
+        self.timeline_limit = 50
         self.client: AsyncClient | None = None
         self._app = None
         self._runner: asyncio.Task | None = None
@@ -160,6 +161,7 @@ class MatrixAdapter:
         self._token_tail: asyncio.Task | None = None
         self.ready = asyncio.Event()
         self._synced = asyncio.Event()
+        self._last_sync: float | None = None
         self._af_ids = {af.matrix.casefold(): af.matrix for m in config.meldpunten for af in m.af if af.matrix}
         # m.direct as stored in the account data (the direct chats the bot opened), and every direct
         # chat known in this run (also those others opened with the bot).
@@ -197,6 +199,9 @@ class MatrixAdapter:
         try:
             await self._login()
             logged_in = True
+        except MatrixLoginError:
+            await self.client.close()
+            raise
         except NETWORK_ERRORS as exc:
             log.warning("matrix homeserver unreachable at start; will retry", extra={"error": type(exc).__name__})
             logged_in = False
@@ -219,6 +224,11 @@ class MatrixAdapter:
         if self.client:
             await self.client.close()
         self.ready.clear()
+
+    def healthy(self) -> bool:
+        running = self._runner is not None and not self._runner.done()
+        recent = self._last_sync is not None and time.monotonic() - self._last_sync < self._poll_ms / 1000 + 60
+        return running and recent
 
     async def _login(self) -> None:
         client = self.client
@@ -270,7 +280,7 @@ class MatrixAdapter:
         while True:
             try:
                 response = await self.client.sync(
-                    timeout=0 if first else self._poll_ms, sync_filter=SYNC_FILTER, since=position,
+                    timeout=0 if first else self._poll_ms, sync_filter=self._sync_filter(), since=position,
                     # After a restart nio knows no rooms: the first sync brings their whole state.
                     full_state=True if first else None,
                 )
@@ -303,9 +313,14 @@ class MatrixAdapter:
                 log.warning("matrix key maintenance failed, will retry", extra={"error": type(exc).__name__})
             except Exception as exc:
                 log.error("matrix key maintenance failed", extra={"error": type(exc).__name__})
+            self._last_sync = time.monotonic()
             self.ready.set()
             self._synced.set()
             self._synced = asyncio.Event()
+
+    def _sync_filter(self) -> dict:
+        return {"room": {"timeline": {"limit": self.timeline_limit}, "state": {"lazy_load_members": False}},
+                "presence": {"not_types": ["*"]}}
 
     async def _housekeeping(self) -> None:
         """What sync_forever does between syncs: to-device messages and the key dance of E2EE."""
@@ -485,17 +500,9 @@ class MatrixAdapter:
         if isinstance(event, MegolmEvent):
             await self._undecryptable(room_id, event)
             return
-        if room.encrypted and not getattr(event, "decrypted", False):
-            # Plain text in an encrypted room did not come from a client: only a server could put it there.
-            log.warning("matrix unencrypted event in an encrypted room ignored", extra={"room_id": room_id,
-                                                                                       "event_id": event.event_id})
-            return
         content = event.source.get("content", {})
         relation = content.get("m.relates_to") or {}
         if isinstance(event, (RoomMessageText, RoomMessageEmote)):
-            if relation.get("rel_type") == "m.replace":
-                await self._send_reply(room_id, Reply(self._t("matrix.edit_ignored")), f"edit:{event.event_id}")
-                return
             text, attachment = _without_reply_fallback(event.body, relation), False
         elif (isinstance(event, MEDIA) or (isinstance(event, RoomMessageUnknown) and event.msgtype in MEDIA_TYPES)
               or (isinstance(event, BadEvent) and event.type == "m.room.message"
@@ -510,6 +517,15 @@ class MatrixAdapter:
             text, attachment = content["body"], False
         else:
             return  # notices of other bots, reactions, state, calls: nothing to answer
+        if room.encrypted and not getattr(event, "decrypted", False):
+            # Plain text in an encrypted room did not come from a client: only a server could put it there.
+            log.warning("matrix unencrypted message in an encrypted room ignored",
+                        extra={"room_id": room_id, "event_id": event.event_id})
+            return
+        if relation.get("rel_type") == "m.replace":
+            # An edit would answer a question already passed; say so instead of guessing.
+            await self._send_reply(room_id, Reply(self._t("matrix.edit_ignored")), f"edit:{event.event_id}")
+            return
         others = set(room.users) - {self.user_id}
         private = others == {event.sender}
         if not private:
@@ -647,7 +663,9 @@ class MatrixAdapter:
             if room_id is None:
                 room_id = self._created.get(user_id) or await self._create_direct(user_id)
             deadline = time.monotonic() + 20
-            while room_id not in self.client.rooms:  # a room can be sent to only after it was synced
+            # A room can be sent to only after it was synced, and only with the invite in it: the room
+            # key goes to the members nio knows, and a sync can come between createRoom's events.
+            while room_id not in self.client.rooms or user_id not in self.client.rooms[room_id].users:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DeliveryError("new direct chat not synced yet")

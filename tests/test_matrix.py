@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,24 @@ from meldbot.messaging import Choice, DeliveryError, Identity, Reply
 from tests.conftest import EXAMPLE, ROOT, make_config
 from tests.test_pipeline import migrated
 
-HAS_SYNAPSE = find_spec("synapse") is not None
-needs_synapse = pytest.mark.skipif(not HAS_SYNAPSE, reason="matrix-synapse is not installed")
+
+def _installed(distribution: str) -> bool:
+    # Not find_spec("synapse"): pytest puts tests/ on sys.path, where tests/synapse.py would answer.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(distribution)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+HAS_SYNAPSE = _installed("matrix-synapse")
+
+
+def needs_synapse(test):
+    """A real homeserver (and for some tests a bot process): slow, and skipped without matrix-synapse."""
+    return pytest.mark.slow(pytest.mark.skipif(not HAS_SYNAPSE, reason="matrix-synapse is not installed")(test))
 
 PASSWORD = "test-password-1"
 SCRIPT = ["melden", "Een man houdt de paspoorten van zes vrouwen", "Kerkstraat 12a, Bergeijk", "gisteren",
@@ -57,6 +72,14 @@ def test_choices_with_gaps_keep_their_numbers():
     content = render(Reply("Kies", choices=(Choice(1, "a", "A"), Choice(3, "c", "C"))))
     assert "3. c — C" in content["body"] and "<ol" not in content["formatted_body"]
     assert "3. <strong>c</strong>" in content["formatted_body"]
+
+
+def test_a_reply_counts_only_its_new_text():
+    from adapters.matrix import _without_reply_fallback
+
+    quoted = "> <@af:localhost> Wat zag of hoorde je?\n> (vraag 1)\n\nDrie mannen in een busje"
+    assert _without_reply_fallback(quoted, {"m.in_reply_to": {"event_id": "$x"}}) == "Drie mannen in een busje"
+    assert _without_reply_fallback("> geen citaat", {}) == "> geen citaat"
 
 
 # --- a Synapse for this module --------------------------------------------------------------------------
@@ -205,21 +228,20 @@ class World:
 
 
 class Bot:
-    """The bot in this process: build_app plus the adapter, as `meldbot run` wires them."""
+    """The bot in this process, wired by build_app exactly as `meldbot run` does it."""
 
     def __init__(self, config, clock=None) -> None:
-        self.adapter = MatrixAdapter(config, retry_cap=1.0)
-        self.app = build_app(config, mode="run", clock=clock, notifiers={"matrix": self.adapter.notifier},
-                             poll_interval=0.5)
+        self.app = build_app(config, mode="run", clock=clock, poll_interval=0.5)
+        [self.adapter] = self.app.adapters
+        assert isinstance(self.adapter, MatrixAdapter) and self.app.notifiers == {"matrix": self.adapter.notifier}
 
     async def __aenter__(self) -> "Bot":
         await self.app.__aenter__()
-        await self.adapter.start(self.app)
         await asyncio.wait_for(self.adapter.ready.wait(), WAIT)
+        assert await self.adapter.notifier.healthy()
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self.adapter.stop()
         await self.app.__aexit__(*exc)
 
 
@@ -311,6 +333,28 @@ async def test_in_a_group_room_the_bot_only_points_to_a_dm_and_stores_nothing(wo
 
 
 @needs_synapse
+async def test_a_slow_turn_does_not_hold_up_anyone_else(world):
+    employee = await world.person(world.employee_id)
+    colleague = await world.person(world.colleague_id)
+    async with Bot(world.config(), clock=wednesday()) as bot:
+        handle, release = bot.app.bot.handle, asyncio.Event()
+
+        async def slow(msg):
+            if msg.text == "traag":
+                await asyncio.wait_for(release.wait(), WAIT)
+            return await handle(msg)
+
+        bot.app.bot.handle = slow
+        slow_room = await employee.open_direct(world.bot_id)
+        quick_room = await colleague.open_direct(world.bot_id)
+        stuck = await employee.say(slow_room, "traag")
+        answers = await colleague.ask(quick_room, "help", world.bot_id)  # answered while the other turn hangs
+        assert "Dit kan ik" in answers[0] and employee.after(slow_room, stuck, world.bot_id) == []
+        release.set()
+        await until(lambda: employee.after(slow_room, stuck, world.bot_id), "the slow answer")
+
+
+@needs_synapse
 async def test_a_restart_between_two_questions_continues_the_dialog_and_replays_nothing(world):
     config = world.config()
     async with Bot(config, clock=wednesday()) as bot:
@@ -334,6 +378,30 @@ async def test_a_restart_between_two_questions_continues_the_dialog_and_replays_
         async with bot.app.uow() as uow:
             state, _ = await uow.conversations.load("matrix", room)
     assert state["draft"]["answers"]["waar"] == SCRIPT[2]
+
+
+@needs_synapse
+async def test_more_messages_than_a_sync_shows_while_the_bot_is_away_are_all_answered_in_order(world, caplog):
+    caplog.set_level(logging.INFO, logger="meldbot.matrix")
+    employee = await world.person(world.employee_id)
+    async with Bot(world.config(), clock=wednesday()):
+        room = await employee.open_direct(world.bot_id)
+        await employee.ask(room, "help", world.bot_id)
+    lines = ["melden", "Een busje met twaalf mensen", "Molenweg 8", "vanochtend", "onbekend", "help", "arbeid"]
+    sent = [await employee.say(room, line) for line in lines]
+    bot = Bot(world.config(), clock=wednesday())
+    bot.adapter.timeline_limit = 3  # the restart sync shows the last 3: the first 4 must come from the gap
+    async with bot:
+        # All replies come after the last line (nothing was answered while the bot was away).
+        await until(lambda: any("Waar kwam je het tegen" in e.body
+                                for e in employee.after(room, sent[-1], world.bot_id)), "the last question")
+        async with bot.app.uow() as uow:
+            state, _ = await uow.conversations.load("matrix", room)
+    assert state["draft"]["answers"]["wat"] == lines[1] and state["draft"]["answers"]["soort"] == "arbeid"
+    assert state["draft"]["answers"]["wie"] == "onbekend"
+    assert any(r.getMessage() == "matrix timeline gap fetched" and r.events >= 4 for r in caplog.records)
+    questions = [e.body for e in employee.after(room, sent[-1], world.bot_id) if e.body.startswith("Vraag")]
+    assert [q.split("\n")[0] for q in questions] == [f"Vraag {n} van 7" for n in (1, 2, 3, 4, 5, 5, 6)]
 
 
 @needs_synapse
@@ -388,6 +456,13 @@ async def test_an_undecryptable_message_asks_to_resend_and_is_logged_without_con
             sent = await employee.client.room_send(room, "m.room.message", photo, ignore_unverified_devices=True)
             await until(lambda sent=sent: employee.after(room, sent.event_id, world.bot_id), "the answer to the photo")
             assert "bewaar ik niet" in employee.after(room, sent.event_id, world.bot_id)[0].body
+        # An edit is not taken as the answer to whatever question comes next.
+        edit = await employee.client.room_send(room, "m.room.message", {
+            "msgtype": "m.text", "body": "* Kerkstraat 14",
+            "m.new_content": {"msgtype": "m.text", "body": "Kerkstraat 14"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}}, ignore_unverified_devices=True)
+        await until(lambda: employee.after(room, edit.event_id, world.bot_id), "the answer to the edit")
+        assert "aangepast" in employee.after(room, edit.event_id, world.bot_id)[0].body
     records = [r for r in caplog.records if r.name == "meldbot.matrix" and "decrypted" in r.getMessage()]
     assert records and records[0].event_id and records[0].session_id
     assert "Kerkstraat" not in caplog.text and "Geheim" not in caplog.text
@@ -439,6 +514,32 @@ async def test_with_the_verified_policy_only_verified_af_devices_can_read(world)
         room = phone._find("Alleen voor de telefoon", world.bot_id)[0]
         await until(lambda: laptop.after(room, None, world.bot_id), "the message at the laptop")
         assert isinstance(laptop.after(room, None, world.bot_id)[-1], MegolmEvent)  # unreadable there
+
+
+@needs_synapse
+async def test_first_login_by_access_token_keeps_that_device_and_a_wrong_password_is_refused(world):
+    from nio import AsyncClient
+
+    from adapters.matrix import MatrixLoginError
+
+    wrong = MatrixAdapter(world.config(MELDBOT_MATRIX__PASSWORD="fout", MELDBOT_MATRIX__STORE_PATH=str(
+        world.folder / "wrong-store")))
+    with pytest.raises(MatrixLoginError):
+        await wrong.start(app=None)
+    await wrong.stop()
+
+    login = AsyncClient(world.synapse.url, world.bot_id)
+    token = await login.login(PASSWORD, device_name="meldbot-token")
+    await login.close()
+    config = world.config(MELDBOT_MATRIX__PASSWORD="", MELDBOT_MATRIX__ACCESS_TOKEN=token.access_token)
+    async with Bot(config, clock=wednesday()) as bot:
+        assert bot.adapter.device_id == token.device_id
+    saved = json.loads((world.folder / "bot-store" / "credentials.json").read_text())
+    assert saved["device_id"] == token.device_id
+    assert (world.folder / "bot-store" / "credentials.json").stat().st_mode & 0o077 == 0
+    async with Bot(world.config(MELDBOT_MATRIX__ACCESS_TOKEN="", MELDBOT_MATRIX__PASSWORD="x"),
+                   clock=wednesday()) as bot:
+        assert bot.adapter.device_id == token.device_id  # the store, not the configured secret, is the device
 
 
 @needs_synapse
@@ -550,8 +651,8 @@ def _bot_process() -> None:
     logging.basicConfig(level=logging.INFO)
 
     async def main() -> None:
-        adapter = MatrixAdapter(config, retry_cap=1.0)
-        app = build_app(config, mode="run", notifiers={"matrix": adapter.notifier}, poll_interval=0.5)
+        app = build_app(config, mode="run", poll_interval=0.5)
+        [adapter] = app.adapters
         handle = app.bot.handle
 
         async def paused(msg):
@@ -566,7 +667,6 @@ def _bot_process() -> None:
 
         app.bot.handle = paused
         async with app:
-            await adapter.start(app)
             await adapter.ready.wait()
             marker.with_suffix(".ready").write_text("ready")
             await asyncio.Event().wait()
@@ -575,26 +675,33 @@ def _bot_process() -> None:
 
 
 class BotProcess:
-    def __init__(self, world: World, **env: str) -> None:
-        self.world, self.env = world, env
-        self.marker = world.folder / "marker"
+    """The bot as its own process: the test hook above (paused=True), or the real `meldbot run`."""
 
-    def __enter__(self) -> "BotProcess":
+    def __init__(self, world: World, paused: bool = False, **env: str) -> None:
+        self.world, self.paused, self.env = world, paused, env
+        self.marker = world.folder / "marker"
+        self.log_path = world.folder / "bot-process.log"
+
+    async def __aenter__(self) -> "BotProcess":
         ready = self.marker.with_suffix(".ready")
         ready.unlink(missing_ok=True)
         self.marker.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MELDBOT_")}
-        env.update(self.world.environment(), PYTHONPATH=str(ROOT), MELDBOT_TEST_MARKER=str(self.marker), **self.env)
-        self.log = open(self.world.folder / "bot-process.log", "ab")
-        self.process = subprocess.Popen([sys.executable, "-c", "from tests.test_matrix import _bot_process; "
-                                         "_bot_process()"], cwd=ROOT, env=env, stdout=self.log,
+        env.update(self.world.environment(), PYTHONPATH=str(ROOT), MELDBOT_CONFIG=str(EXAMPLE),
+                   MELDBOT_TEST_MARKER=str(self.marker), **self.env)
+        command = (["-c", "from tests.test_matrix import _bot_process; _bot_process()"] if self.paused
+                   else ["-m", "meldbot", "run"])
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, *command], cwd=self.world.folder, env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + WAIT
-        while not ready.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError("the bot process did not start; see bot-process.log")
-            time.sleep(0.05)
+
+        def started() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the bot process ended: {self.log_path.read_text()[-2000:]}")
+            return ready.exists() if self.paused else "meldbot draait" in self.log_path.read_text()
+
+        await until(started, "the bot process to start")
         return self
 
     def kill(self) -> None:
@@ -603,8 +710,16 @@ class BotProcess:
         self.process.wait(timeout=10)
         self.log.close()
 
-    def __exit__(self, *exc) -> None:
-        self.kill()
+    async def stop(self) -> int:
+        """SIGTERM, as systemd stops it; returns the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        await until(lambda: self.process.poll() is not None, "the bot process to stop")
+        self.log.close()
+        return self.process.returncode
+
+    async def __aexit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.kill()
 
 
 @needs_synapse
@@ -612,7 +727,7 @@ class BotProcess:
 async def test_a_bot_killed_mid_turn_handles_the_message_exactly_once_after_restart(world, when):
     employee = await world.person(world.employee_id)
     wat = SCRIPT[1]
-    with BotProcess(world, MELDBOT_TEST_PAUSE_TEXT=wat, MELDBOT_TEST_PAUSE_WHEN=when) as bot:
+    async with BotProcess(world, paused=True, MELDBOT_TEST_PAUSE_TEXT=wat, MELDBOT_TEST_PAUSE_WHEN=when) as bot:
         room = await employee.open_direct(world.bot_id)
         await employee.ask(room, "melden", world.bot_id)
         event_id = await employee.say(room, wat)
@@ -620,11 +735,12 @@ async def test_a_bot_killed_mid_turn_handles_the_message_exactly_once_after_rest
         await until(bot.marker.exists, "the bot to reach the kill point")
         bot.kill()
     assert employee.after(room, event_id, world.bot_id) == []
-    with BotProcess(world):
+    async with BotProcess(world) as bot:  # restarted as in production: `meldbot run`
         await until(lambda: employee.after(room, event_id, world.bot_id), "the answer after the restart")
         answers = await employee.ask(room, SCRIPT[2], world.bot_id)
         assert "Wanneer" in answers[0]
         await asyncio.sleep(1)
+        assert await bot.stop() == 0 and "meldbot is gestopt" in bot.log_path.read_text()
     after_wat = [e.body for e in employee.after(room, event_id, world.bot_id)]
     assert len(after_wat) == 2 and "Waar" in after_wat[0], after_wat  # once for wat, once for waar
     assert len(employee.after(room, None, world.bot_id)) == before + 2  # `melden` was not answered again
