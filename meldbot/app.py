@@ -70,8 +70,12 @@ class App:
         self._tasks.append(asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, warm_up)))
         if self.serve_http:
             await self._start_http()
-        for adapter in self.adapters:
-            await adapter.start(self)
+        try:
+            for adapter in self.adapters:
+                await adapter.start(self)
+        except BaseException:   # e.g. a refused Matrix login: stop what already runs, then report it
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
