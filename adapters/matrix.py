@@ -50,7 +50,7 @@ from nio.api import Api
 
 from adapters.matrix_render import image_content, render
 from meldbot.i18n import texts
-from meldbot.messaging import DeliveryError, Identity, IncomingMessage, Reply
+from meldbot.messaging import DeliveryError, Identity, IncomingMessage, RecipientAway, Reply
 
 PLATFORM = "matrix"
 log = logging.getLogger("meldbot.matrix")
@@ -174,6 +174,7 @@ class MatrixAdapter:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._known_devices: dict[str, list[str]] = {}
         self._alerting: set[tuple[str, str]] = set()
+        self._away: set[str] = set()  # recipients without any device; the outbox holds their messages
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -585,16 +586,21 @@ class MatrixAdapter:
                 raise DeliveryError("matrix not connected") from None
         room_id = await self._direct_room(user_id)
         try:
-            await self._send_to_room(room_id, reply, key)
+            await self._send_to_room(room_id, reply, key, recipient=user_id)
         except RoomGone as exc:
             self._forget_room(room_id)  # the next attempt opens a new direct chat
             raise DeliveryError(exc.reason) from None
 
-    async def _send_to_room(self, room_id: str, reply: Reply, key: str) -> None:
+    async def _send_to_room(self, room_id: str, reply: Reply, key: str, recipient: str | None = None) -> None:
         room = self.client.rooms.get(room_id)
         if room is None:
             raise RoomGone("room not known")
         await self._prepare(room)
+        if recipient and room.encrypted and not self._devices_of(recipient):
+            # Sent now, it could never be read: the room key would go to no device of theirs. The outbox
+            # holds it until they sign in somewhere (see _after_keys_query).
+            self._away.add(recipient)
+            raise RecipientAway(recipient)
         await self._room_send(room_id, render(reply), transaction_id(key, 0))
         if reply.image:
             name = self._t("matrix.image_name")
@@ -761,6 +767,9 @@ class MatrixAdapter:
         for user_id in changed:
             if user_id.casefold() in self._af_ids:
                 self._apply_device_policy(user_id)
+            if user_id in self._away and self._devices_of(user_id) and self._app is not None:
+                self._away.discard(user_id)
+                self._spawn(self._app.dispatcher.wake(Identity(PLATFORM, user_id)))
 
     async def _prepare(self, room) -> None:
         """Before encrypting for a room: fresh member and device lists, then the AF device policy."""
@@ -769,6 +778,10 @@ class MatrixAdapter:
         try:
             if not room.members_synced:
                 await self.client.joined_members(room.room_id)
+            # No known device may just mean the news of a new login is still on its way: ask now.
+            unknown = {u for u in room.users if u != self.user_id and not self._devices_of(u)}
+            if unknown:
+                self.client.olm.add_changed_users(unknown)
             if self.client.should_query_keys:
                 self._after_keys_query(await self.client.keys_query())
         except LocalProtocolError:
@@ -779,6 +792,9 @@ class MatrixAdapter:
             if user_id != self.user_id and user_id.casefold() in self._af_ids:
                 if self._apply_device_policy(user_id) == 0 and self._settings.af_device_policy == "verified":
                     raise DeliveryError("the AF has no verified device")
+
+    def _devices_of(self, user_id: str) -> list:
+        return list(self.client.device_store.active_user_devices(user_id))
 
     def _apply_device_policy(self, user_id: str) -> int:
         """Returns how many of the AF's devices may read what the bot sends."""
