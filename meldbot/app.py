@@ -94,6 +94,13 @@ class App:
             await self._http.cleanup()
         await self.db.dispose()
 
+    async def settled(self) -> None:
+        """Wait until the start-up work (catch-up sweep, language data warm-up) is done."""
+        for task in self._tasks:
+            if getattr(task, "get_name", lambda: "")() != "outbox-dispatcher":
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+
     async def _catch_up(self) -> None:
         await self.send_reminders()
         await self.apply_retention()

@@ -1,5 +1,6 @@
 """Configuration: the TOML file's shape (shared/config.md), its validation, environment overrides and lookups."""
 
+import functools
 import os
 import re
 import tomllib
@@ -89,6 +90,7 @@ _DAYS = ("ma", "di", "wo", "do", "vr", "za", "zo")
 _HOURS = re.compile(r"(?:(ma|di|wo|do|vr|za|zo)(?:-(ma|di|wo|do|vr|za|zo))?\s+)?(\S+)")
 
 
+@functools.lru_cache(maxsize=256)   # read at every turn (which contact is open now); the text never changes
 def _parse_hours(text: str) -> tuple[frozenset[int], time, time]:
     """'ma-vr 08:00-16:30' -> ({0..4}, 08:00, 16:30); a day range may wrap (za-ma)."""
     match = _HOURS.fullmatch(text.strip())

@@ -442,13 +442,19 @@ class OutboxRepository:
 class ConversationRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
+        # Rows read in this unit of work: a turn loads its conversation and saves it again, one SELECT.
+        self._rows: dict[tuple[str, str], ConversationRow | None] = {}
 
     def _keys(self, platform: str, conversation_id: str) -> list[str]:
         return self._uow.sealer.lookups("conversation", f"{platform}:{conversation_id}")
 
     async def _row(self, platform: str, conversation_id: str) -> ConversationRow | None:
+        if (platform, conversation_id) in self._rows:
+            return self._rows[(platform, conversation_id)]
         stmt = select(ConversationRow).where(ConversationRow.key.in_(self._keys(platform, conversation_id)))
-        return (await self._uow.session.exec(stmt)).first()
+        row = (await self._uow.session.exec(stmt)).first()
+        self._rows[(platform, conversation_id)] = row
+        return row
 
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
         row = await self._row(platform, conversation_id)
@@ -474,14 +480,17 @@ class ConversationRepository:
         row.updated_at = at
         row.meldpunt_id = meldpunt_id or row.meldpunt_id
         self._uow.session.add(row)
+        self._rows[(platform, conversation_id)] = row
 
     async def delete(self, platform: str, conversation_id: str) -> None:
+        self._rows.pop((platform, conversation_id), None)
         await self._uow.session.exec(
             sa.delete(ConversationRow).where(ConversationRow.key.in_(self._keys(platform, conversation_id)))
         )
 
     async def forget_markers_before(self, moment: datetime) -> int:
         """Drop rows untouched for long (an expired-draft marker nobody came back to)."""
+        self._rows.clear()
         result = await self._uow.session.exec(sa.delete(ConversationRow).where(ConversationRow.updated_at < moment))
         return result.rowcount or 0
 

@@ -1,0 +1,134 @@
+"""Benchmark 6: memory and start.
+
+- Start: `meldbot chat` as a new process (real interpreter start, imports, schema check, scheduler),
+  "melden" already waiting on its input; time from spawn until the first question is printed.
+- Memory: a separate process that loads everything a production process loads (both platform
+  adapters' libraries, the app with real encryption on SQLite), RSS when idle and with 1,000 open
+  dialogs (each employee halfway through a report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT, Figure, bench_config, main
+
+FIRST_QUESTION = "Wat zag of hoorde je?"
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB, from /proc."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+async def _child(url: str, dialogs: int) -> None:
+    import adapters.matrix  # noqa: F401  what `meldbot run` loads for its platforms
+    import adapters.teams  # noqa: F401
+    from benchmarks.burst import CountingNotifier, message, script, wednesday
+    import sqlalchemy as sa
+
+    from meldbot.app import build_app
+    from storage.tables import ConversationRow
+
+    app = build_app(bench_config(url), mode="chat", clock=wednesday(), notifiers={"console": CountingNotifier()})
+    async with app:
+        await app.settled()
+        gc.collect()
+        idle = rss_mb()
+        rng = random.Random(5)
+        scripts = [script(n, rng) for n in range(dialogs)]
+
+        async def halfway(n: int) -> None:
+            for line in scripts[n][:4]:         # melden, wat, waar, wanneer: the draft stays open
+                await app.bot.handle(message(f"medewerker{n:04d}", line))
+
+        for start in range(0, dialogs, 100):
+            await asyncio.gather(*(halfway(n) for n in range(start, min(dialogs, start + 100))))
+        async with app.uow() as uow:
+            open_drafts = (await uow.session.exec(sa.select(sa.func.count()).select_from(ConversationRow))).one()[0]
+        gc.collect()
+        busy = rss_mb()
+    print(json.dumps({"idle": idle, "busy": busy, "open": open_drafts}))
+
+
+async def _migrated(url: str) -> None:
+    from storage.db import Database
+
+    db = Database(url)
+    await db.migrate()
+    await db.dispose()
+
+
+def _environment(url: str) -> dict[str, str]:
+    config = bench_config(url)
+    return {**os.environ, "MELDBOT_STORAGE__URL": url, "MELDBOT_STORAGE__ALLOW_PLAINTEXT": "false",
+            "MELDBOT_DATA_KEY": config.data_key.get_secret_value(), "PYTHONPATH": str(ROOT)}
+
+
+def start_to_first_answer(url: str, workdir: Path) -> float:
+    executable = Path(sys.executable).with_name("meldbot")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "meldbot.cli"]
+    command += ["--config", str(ROOT / "config.example.toml"), "chat"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=workdir, env=_environment(url), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        proc.stdin.write("melden\n")
+        proc.stdin.flush()
+        for line in proc.stdout:
+            if FIRST_QUESTION in line:
+                return time.perf_counter() - started
+        raise AssertionError("meldbot chat ended without asking the first question")
+    finally:
+        proc.stdin.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def measure(quick: bool) -> list[Figure]:
+    dialogs = 100 if quick else 1000
+    with tempfile.TemporaryDirectory(prefix="meldbot-bench-") as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/meldbot.db"
+        await _migrated(url)
+        runs = 2 if quick else 7
+        starts = [start_to_first_answer(url, Path(tmp)) for _ in range(runs)]
+        child_url = f"sqlite+aiosqlite:///{tmp}/memory.db"
+        await _migrated(child_url)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.footprint", "--child", child_url, str(dialogs)],
+                             cwd=ROOT, env=_environment(child_url), capture_output=True, text=True, timeout=600)
+        if out.returncode:
+            raise RuntimeError(f"memory child failed: {out.stderr[-2000:]}")
+        memory = json.loads(out.stdout.strip().splitlines()[-1])
+    idle_rss, idle_peak = memory["idle"]
+    busy_rss, busy_peak = memory["busy"]
+    return [
+        Figure("6 Memory and start", "RSS idle", idle_rss, "MB", target=200.0,
+               detail=f"peak so far {idle_peak:.0f} MB; Matrix and Teams libraries loaded, SQLite, encryption on"),
+        Figure("6 Memory and start", f"RSS with {dialogs} open dialogs", busy_rss, "MB", target=200.0,
+               detail=f"peak {busy_peak:.0f} MB; {memory['open']} open drafts in the database"),
+        Figure("6 Memory and start", "start to first answered message (median)", statistics.median(starts), "s",
+               target=3.0, detail=f"`meldbot chat` spawned with 'melden' waiting; {runs} runs: "
+               + ", ".join(f"{s:.2f}" for s in starts) + " s"),
+    ]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        asyncio.run(_child(sys.argv[2], int(sys.argv[3])))
+    else:
+        main(measure)
