@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -49,6 +51,8 @@ log = logging.getLogger("meldbot.teams")
 GLOBAL_SERVICE_URL = "https://smba.trafficmanager.net/teams/"
 # A tenant's connector address, learned from its users' messages, is kept beside the people's references.
 SERVICE_URL_KEY = "service-url:"
+# A stored conversation reference is rewritten at least this often, even when unchanged.
+REFERENCE_REFRESH_SECONDS = 3600.0
 # A 429 asking for at most this many seconds is waited out in place; longer ones go back to the outbox.
 INLINE_RETRY_AFTER = 10.0
 SCOPE = AuthenticationConstants.AGENTS_SDK_SCOPE
@@ -183,6 +187,7 @@ class TeamsAdapter:
         self._cloud.on_turn_error = self._turn_failed
         self._agent = _Turns(self)
         self._service_urls: dict[str, str] = {}
+        self._stored_references: dict[Identity, tuple[tuple[str, str | None], float]] = {}
         self.app = None
         self.notifier = TeamsNotifier(self)
         self._blocked_until: datetime | None = None
@@ -348,6 +353,12 @@ class TeamsAdapter:
         data = {"reference": reference.model_dump(mode="json", by_alias=True, exclude_none=True), "tenant": tenant}
         service_url = activity.service_url
         now = self.app.clock.now()
+        # Unchanged since this process stored it (within the hour): no write. The same chat sends the
+        # same reference on every message; rewriting it cost a transaction per turn.
+        fingerprint = (json.dumps(data, sort_keys=True), service_url)
+        stored = self._stored_references.get(identity)
+        if stored and stored[0] == fingerprint and time.monotonic() - stored[1] < REFERENCE_REFRESH_SECONDS:
+            return
         async with self.app.uow() as uow:
             await uow.references.put(identity, data, now)
             if service_url and self._service_urls.get(tenant) != service_url:
@@ -355,6 +366,9 @@ class TeamsAdapter:
             await uow.commit()
         if service_url:
             self._service_urls[tenant] = service_url
+        if len(self._stored_references) >= 10_000:
+            self._stored_references.clear()
+        self._stored_references[identity] = (fingerprint, time.monotonic())
 
     async def _answer(self, context: TurnContext, replies: list[Reply], lang: str) -> None:
         t = texts(lang)

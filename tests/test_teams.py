@@ -4,6 +4,7 @@ sends and refuses chats with people who did not install the app, and tokens sign
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import io
 import json
@@ -649,3 +650,23 @@ def test_the_app_package_refuses_a_missing_app_id_or_a_plain_http_address(sqlite
         package_for(make_config(sqlite_url), website_url="https://www.bergeijk.nl")
     with pytest.raises(ManifestError, match="https"):
         package_for(make_config(sqlite_url, MELDBOT_TEAMS__APP_ID=APP_ID), website_url="http://www.bergeijk.nl")
+
+
+async def test_the_address_is_written_when_it_changes_not_on_every_message(db_url, microsoft, early):
+    async def written_at(app):
+        async with app.db.engine.connect() as conn:
+            return sorted((await conn.execute(sa.text("SELECT updated_at FROM conversation_reference"))).scalars())
+
+    async with running(db_url, microsoft, early) as bot:
+        await bot.say(PIET, "help")
+        first = await written_at(bot.app)
+        early.advance(timedelta(minutes=5))
+        await bot.say(PIET, "help")
+        unchanged = await written_at(bot.app)
+        # Something in the address changed (here the name Teams sends along): kept at once.
+        early.advance(timedelta(minutes=5))
+        await bot.say(dataclasses.replace(PIET, name="Piet Jansen-de Boer"), "help")
+        moved = await written_at(bot.app)
+    assert len(first) == 2                  # the person's reference and the tenant's connector address
+    assert unchanged == first
+    assert len(moved) == 2 and max(moved) > max(first)
