@@ -4,7 +4,7 @@ VENV ?= .venv
 CONFIG ?= config.example.toml
 BIN := $(VENV)/bin
 
-.PHONY: chat test install clean
+.PHONY: chat test bench install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ chat: $(BIN)/.installed
 ## Run the whole test suite. PostgreSQL tests run when MELDBOT_TEST_POSTGRES_URL is set.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+## Run every benchmark (about 20 minutes) and write benchmarks/RESULTS.md. PostgreSQL at
+## MELDBOT_BENCH_POSTGRES_URL (default: the local server, database test).
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
