@@ -104,6 +104,7 @@ class Reminders:
         self.config = config
         self.clock = clock
         self.platforms = platforms
+        self._languages: dict = {}
 
     async def sweep(self) -> int:
         sent = 0
@@ -120,15 +121,25 @@ class Reminders:
             return 0
         settings = self.config.reminders_for(meldpunt.id)
         sent = 0
-        for signal in await uow.signals.reminder_candidates(meldpunt.id, lock=True):
-            for due in due_now(signal, settings, cal, now):
-                key = f"{due.kind}:{signal.reference}:{due.slot}"
-                if not await uow.reminders.claim(key, meldpunt.id, signal.id, due, now):
-                    continue
-                await self._queue(uow, meldpunt, signal, due, key, now)
+        self._languages: dict = {}      # per sweep: the same few AFs get most reminders
+        due_items = [(f"{due.kind}:{signal.reference}:{due.slot}", signal, due)
+                     for signal in await uow.signals.reminder_candidates(meldpunt.id, lock=True)
+                     for due in due_now(signal, settings, cal, now)]
+        # One statement claims them all; a key another process (or an earlier sweep) has is skipped.
+        claimed = await uow.reminders.claim_many([(k, meldpunt.id, s.id, d) for k, s, d in due_items], now)
+        messages = []
+        for key, signal, due in due_items:
+            if key in claimed:
+                messages.extend(await self._messages(meldpunt, signal, due, key, uow))
                 sent += 1
+        await uow.outbox.add_many(messages, now)
         sent += await self._overview(uow, meldpunt, cal, settings, now)
         return sent
+
+    async def _language(self, uow, identity) -> str:
+        if identity not in self._languages:
+            self._languages[identity] = await language_of(uow, self.config, identity)
+        return self._languages[identity]
 
     def _recipients(self, meldpunt, signal: Signal, due: Due):
         if due.kind in ("oppakken", "spoed"):
@@ -137,10 +148,11 @@ class Reminders:
         handler = meldpunt.af_by_name(signal.handler) if signal.handler else None
         return [handler] if handler else [a for a in meldpunt.af if not a.backup]
 
-    async def _queue(self, uow, meldpunt, signal: Signal, due: Due, key: str, now: datetime) -> None:
+    async def _messages(self, meldpunt, signal: Signal, due: Due, key: str, uow) -> list[dict]:
+        messages = []
         for af in self._recipients(meldpunt, signal, due):
             for identity in af_identities(af, self.platforms):
-                t = texts(await language_of(uow, self.config, identity))
+                t = texts(await self._language(uow, identity))
                 since = due.since.astimezone(meldpunt.tz).strftime("%d-%m-%Y")
                 name = f"reminder.melder_{due.reason}" if due.kind == "melder" else f"reminder.{due.kind}"
                 text = t(name, reference=signal.reference, number=signal.reference.number, since=since,
@@ -148,8 +160,9 @@ class Reminders:
                 show = f"toon {signal.reference.number}"
                 reply = Reply(text, actions=(Action(t("action.show", reference=signal.reference), show),),
                               urgent=due.kind == "spoed")
-                await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
-                                     key=f"reminder:{key}:{af.name}:{identity.platform}", kind="reminder", at=now)
+                messages.append(dict(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
+                                     key=f"reminder:{key}:{af.name}:{identity.platform}", kind="reminder"))
+        return messages
 
     async def _overview(self, uow, meldpunt, cal, settings, now: datetime) -> int:
         local = now.astimezone(meldpunt.tz)
@@ -169,7 +182,7 @@ class Reminders:
             if not await uow.reminders.claim(key, meldpunt.id, None, dummy, now):
                 continue
             for identity in af_identities(af, self.platforms):
-                t = texts(await language_of(uow, self.config, identity))
+                t = texts(await self._language(uow, identity))
                 mine = sum(1 for s in signals if s.handler == af.name)
                 unassigned = sum(1 for s in signals if s.handler is None)
                 reply = Reply(t("reminder.overview", week=iso.week, open=len(signals), mine=mine,

@@ -34,12 +34,23 @@ def _dt(**kw) -> object:
     return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index), **kw)
 
 
+# Open signals, and closed ones whose melder has not been told the outcome (see reminder_candidates).
+# The status is a literal so that the query planner can match the query to the partial index.
+REMINDER_CANDIDATE_SQL = (
+    "status <> 'afgesloten' OR (erased_at IS NULL AND merged_into IS NULL AND "
+    "(melder_last_informed_at IS NULL OR melder_last_informed_at < closed_at))"
+)
+
+
 class SignalRow(SQLModel, table=True):
     __tablename__ = "signal"
     __table_args__ = (
         sa.UniqueConstraint("ref_year", "ref_number", name="uq_signal_reference"),
         sa.Index("ix_signal_meldpunt_status", "meldpunt_id", "status"),
         sa.Index("ix_signal_ref_number", "ref_number"),
+        # The reminder sweep's candidates: a few dozen rows among millions of closed ones.
+        sa.Index("ix_signal_reminder_candidates", "meldpunt_id", "id",
+                 postgresql_where=sa.text(REMINDER_CANDIDATE_SQL), sqlite_where=sa.text(REMINDER_CANDIDATE_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

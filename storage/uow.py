@@ -28,6 +28,7 @@ from meldbot.messaging import Identity, Reply
 from storage.db import Database
 from storage.sealing import Sealer
 from storage.tables import (
+    REMINDER_CANDIDATE_SQL,
     AuditRow,
     ConversationReferenceRow,
     ConversationRow,
@@ -62,6 +63,12 @@ class OutboxItem:
     recipient: Identity
     reply: Reply
     attempts: int
+
+
+def _chunks(rows: list, size: int = 500):
+    """Multi-row statements in slices that stay below the drivers' bound-parameter limits."""
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
 
 
 class SignalRepository:
@@ -290,12 +297,10 @@ class SignalRepository:
         """Signals a reminder may be about: open ones, and closed ones whose melder was not told yet.
 
         With `lock`, rows another bot process is working on are skipped (PostgreSQL)."""
-        closed_untold = sa.and_(
-            SignalRow.status == str(Status.CLOSED), SignalRow.erased_at.is_(None), SignalRow.merged_into.is_(None),
-            sa.or_(SignalRow.melder_last_informed_at.is_(None), SignalRow.melder_last_informed_at < SignalRow.closed_at),
-        )
+        # The same condition as the partial index ix_signal_reminder_candidates, with the status as a
+        # literal (a bound parameter would hide from the planner that the index applies).
         stmt = select(SignalRow).where(SignalRow.meldpunt_id == meldpunt_id,
-                                       sa.or_(SignalRow.status != str(Status.CLOSED), closed_untold)).order_by(SignalRow.id)
+                                       sa.text(f"({REMINDER_CANDIDATE_SQL})")).order_by(SignalRow.id)
         if lock:
             stmt = stmt.with_for_update(skip_locked=True)
         return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
@@ -337,22 +342,32 @@ class OutboxRepository:
 
     async def add(self, *, meldpunt_id: str, recipient: Identity, reply: Reply, key: str, kind: str, at: datetime) -> None:
         """Queue a message in this transaction. The same key twice queues it once."""
+        await self.add_many([dict(meldpunt_id=meldpunt_id, recipient=recipient, reply=reply, key=key, kind=kind)], at)
+
+    async def add_many(self, messages: list[dict[str, Any]], at: datetime) -> None:
+        """Queue several messages (each with the arguments of `add` but `at`) in few statements."""
         sealer = self._uow.sealer
         insert = _insert(self._uow.dialect)
-        stmt = insert(OutboxRow).values(
-            meldpunt_id=meldpunt_id,
-            idempotency_key=key,
-            kind=kind,
-            recipient_platform=recipient.platform,
-            recipient_sealed=sealer.seal(json.dumps([recipient.platform, recipient.user_id])),
-            recipient_lookup=self._uow.person_lookup(recipient),
-            payload_sealed=sealer.seal(reply.to_json()),
-            created_at=at,
-            next_attempt_at=at,
-            attempts=0,
-        )
-        await self._uow.session.exec(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]))
-        self._uow.outbox_written = True
+        rows = [
+            dict(
+                meldpunt_id=m["meldpunt_id"],
+                idempotency_key=m["key"],
+                kind=m["kind"],
+                recipient_platform=m["recipient"].platform,
+                recipient_sealed=sealer.seal(json.dumps([m["recipient"].platform, m["recipient"].user_id])),
+                recipient_lookup=self._uow.person_lookup(m["recipient"]),
+                payload_sealed=sealer.seal(m["reply"].to_json()),
+                created_at=at,
+                next_attempt_at=at,
+                attempts=0,
+            )
+            for m in messages
+        ]
+        for chunk in _chunks(rows):
+            stmt = insert(OutboxRow).values(chunk).on_conflict_do_nothing(index_elements=["idempotency_key"])
+            await self._uow.session.exec(stmt)
+        if rows:
+            self._uow.outbox_written = True
 
     async def claim_due(self, now: datetime, *, limit: int, lease: timedelta, platforms: list[str]) -> list[OutboxItem]:
         """Claim due rows for this process. Rows claimed by another live process are skipped."""
@@ -574,15 +589,19 @@ class ReminderRepository:
 
     async def claim(self, key: str, meldpunt_id: str, signal_id: int | None, due, now: datetime) -> bool:
         """True for exactly one caller per key, whatever the number of processes."""
+        return key in await self.claim_many([(key, meldpunt_id, signal_id, due)], now)
+
+    async def claim_many(self, items: list[tuple[str, str, int | None, Any]], now: datetime) -> set[str]:
+        """The keys of (key, meldpunt_id, signal_id, due) this caller got; others were claimed before."""
         insert = _insert(self._uow.dialect)
-        stmt = (
-            insert(ReminderSentRow)
-            .values(key=key, meldpunt_id=meldpunt_id, signal_id=signal_id, kind=due.kind, slot=due.slot,
-                    due_at=due.due_at, sent_at=now)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(ReminderSentRow.id)
-        )
-        return (await self._uow.session.exec(stmt)).first() is not None
+        claimed: set[str] = set()
+        rows = [dict(key=key, meldpunt_id=meldpunt_id, signal_id=signal_id, kind=due.kind, slot=due.slot,
+                     due_at=due.due_at, sent_at=now) for key, meldpunt_id, signal_id, due in items]
+        for chunk in _chunks(rows):
+            stmt = (insert(ReminderSentRow).values(chunk).on_conflict_do_nothing(index_elements=["key"])
+                    .returning(ReminderSentRow.key))
+            claimed.update((await self._uow.session.exec(stmt)).scalars())
+        return claimed
 
     async def count(self) -> int:
         return (await self._uow.session.exec(select(sa.func.count()).select_from(ReminderSentRow))).one()

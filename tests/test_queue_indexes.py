@@ -1,4 +1,5 @@
-"""`lijst` and `toon` use indexes: no sequential scan of the signal table with 10,000 signals (PostgreSQL)."""
+"""`lijst`, `toon` and the reminder sweep use indexes: no sequential scan of the signal table with
+10,000 signals (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from tests.test_pipeline import migrated
 
 SEED = """
 INSERT INTO signal (meldpunt_id, ref_year, ref_number, status, form, context, urgent, anonymous, handler,
-                    content_sealed, created_at, updated_at, partners)
+                    content_sealed, created_at, updated_at, partners, closed_at, melder_last_informed_at)
 SELECT CASE WHEN n % 10 = 0 THEN 'elders' ELSE 'bergeijk' END, 2020 + n / 2000, n,
        CASE WHEN n % 50 = 0 THEN 'ontvangen' WHEN n % 50 = 1 THEN 'in_behandeling' ELSE 'afgesloten' END,
-       'arbeid', 'balie', false, false, NULL, '{"wat": "x"}', now() - (n || ' hours')::interval, now(), ''
+       'arbeid', 'balie', false, false, NULL, '{"wat": "x"}', now() - (n || ' hours')::interval, now(), '',
+       -- closed signals were closed after a day and the melder told the outcome the day after
+       CASE WHEN n % 50 > 1 THEN now() - (n || ' hours')::interval + interval '1 day' END,
+       CASE WHEN n % 50 > 1 THEN now() - (n || ' hours')::interval + interval '2 days' END
 FROM generate_series(1, 10000) AS n
 """
 
 
-async def test_lijst_and_toon_do_not_scan_the_signal_table(postgres_database, clock):
+async def test_lijst_toon_and_the_reminder_sweep_do_not_scan_the_signal_table(postgres_database, clock):
     await migrated(postgres_database)
     app = build_app(make_config(postgres_database), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
     async with app:
@@ -44,8 +48,10 @@ async def test_lijst_and_toon_do_not_scan_the_signal_table(postgres_database, cl
             replies = await app.bot.handle(IncomingMessage(sender=Identity("console", "af"), conversation_id="af",
                                                            text=text))
             assert "iets mis" not in replies[0].text
+        await app.reminders.sweep()
         event.remove(app.db.engine.sync_engine, "before_cursor_execute", capture)
-        assert len(captured) >= 3
+        assert len(captured) >= 4
+        assert any("melder_last_informed_at" in statement for statement, _ in captured)   # the sweep's query
         plans = []
         async with app.db.engine.connect() as conn:
             for statement, parameters in captured:
@@ -54,3 +60,6 @@ async def test_lijst_and_toon_do_not_scan_the_signal_table(postgres_database, cl
     scanned = [plan for plan in plans if re.search(r"Seq Scan on signal\s", plan)]
     assert scanned == []
     assert any("Index" in plan for plan in plans)
+    # The sweep reads only open signals and closed ones not yet told: the partial index, not the table.
+    [sweep] = [plan for (statement, _), plan in zip(captured, plans) if "melder_last_informed_at <" in statement]
+    assert "ix_signal_reminder_candidates" in sweep, sweep
