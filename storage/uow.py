@@ -454,20 +454,45 @@ class OutboxRepository:
         }
 
 
+# The statements of every turn, built once: constructing a statement costs more than running it.
+_CONVERSATION = ConversationRow.__table__
+_CONVERSATION_BY_KEYS = sa.select(
+    _CONVERSATION.c.key, _CONVERSATION.c.updated_at, _CONVERSATION.c.meldpunt_id, _CONVERSATION.c.state_sealed,
+).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
+_CONVERSATION_UPDATE = sa.update(_CONVERSATION).where(_CONVERSATION.c.key == sa.bindparam("k"))
+_CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
+_PROCESSED = ProcessedEventRow.__table__
+_PROCESSED_BY_KEYS = sa.select(_PROCESSED.c.replies_sealed).where(
+    _PROCESSED.c.key.in_(sa.bindparam("keys", expanding=True)))
+_PERSON = PersonRow.__table__
+_PERSON_BY_LOOKUPS = sa.select(_PERSON.c.language, _PERSON.c.meldpunt_id).where(
+    _PERSON.c.lookup.in_(sa.bindparam("keys", expanding=True)))
+
+
+@dataclass(frozen=True)
+class _Conversation:
+    key: str
+    updated_at: datetime
+    meldpunt_id: str | None
+    state_sealed: str
+
+
 class ConversationRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
         # Rows read in this unit of work: a turn loads its conversation and saves it again, one SELECT.
-        self._rows: dict[tuple[str, str], ConversationRow | None] = {}
+        self._rows: dict[tuple[str, str], _Conversation | None] = {}
 
     def _keys(self, platform: str, conversation_id: str) -> list[str]:
         return self._uow.sealer.lookups("conversation", f"{platform}:{conversation_id}")
 
-    async def _row(self, platform: str, conversation_id: str) -> ConversationRow | None:
+    async def _row(self, platform: str, conversation_id: str) -> _Conversation | None:
         if (platform, conversation_id) in self._rows:
             return self._rows[(platform, conversation_id)]
-        stmt = select(ConversationRow).where(ConversationRow.key.in_(self._keys(platform, conversation_id)))
-        row = (await self._uow.session.exec(stmt)).first()
+        result = await self._uow.session.exec(_CONVERSATION_BY_KEYS,
+                                              params={"keys": self._keys(platform, conversation_id)})
+        found = result.first()
+        row = _Conversation(*found) if found else None
         self._rows[(platform, conversation_id)] = row
         return row
 
@@ -481,27 +506,25 @@ class ConversationRepository:
         self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime, meldpunt_id: str | None = None
     ) -> None:
         sealer = self._uow.sealer
+        session = self._uow.session
         row = await self._row(platform, conversation_id)
         key = sealer.lookup("conversation", f"{platform}:{conversation_id}")
-        if row is not None and row.key != key:   # written under a key being rotated away
-            meldpunt_id = meldpunt_id or row.meldpunt_id
-            await self._uow.session.delete(row)
-            await self._uow.session.flush()
-            row = None
-        if row is None:
-            row = ConversationRow(key=key, conversation_sealed=sealer.seal(json.dumps([platform, conversation_id])),
-                                  state_sealed="", updated_at=at)
-        row.state_sealed = sealer.seal(json.dumps(state, ensure_ascii=False))
-        row.updated_at = at
-        row.meldpunt_id = meldpunt_id or row.meldpunt_id
-        self._uow.session.add(row)
-        self._rows[(platform, conversation_id)] = row
+        state_sealed = sealer.seal(json.dumps(state, ensure_ascii=False))
+        meldpunt_id = meldpunt_id or (row.meldpunt_id if row else None)
+        if row is not None and row.key == key:
+            await session.exec(_CONVERSATION_UPDATE.values(state_sealed=state_sealed, updated_at=at,
+                                                           meldpunt_id=meldpunt_id), params={"k": key})
+        else:
+            if row is not None:   # written under a key being rotated away
+                await session.exec(_CONVERSATION_DELETE, params={"keys": [row.key]})
+            await session.exec(sa.insert(_CONVERSATION).values(
+                key=key, conversation_sealed=sealer.seal(json.dumps([platform, conversation_id])),
+                state_sealed=state_sealed, updated_at=at, meldpunt_id=meldpunt_id))
+        self._rows[(platform, conversation_id)] = _Conversation(key, at, meldpunt_id, state_sealed)
 
     async def delete(self, platform: str, conversation_id: str) -> None:
         self._rows.pop((platform, conversation_id), None)
-        await self._uow.session.exec(
-            sa.delete(ConversationRow).where(ConversationRow.key.in_(self._keys(platform, conversation_id)))
-        )
+        await self._uow.session.exec(_CONVERSATION_DELETE, params={"keys": self._keys(platform, conversation_id)})
 
     async def forget_markers_before(self, moment: datetime) -> int:
         """Drop rows untouched for long (an expired-draft marker nobody came back to)."""
@@ -534,8 +557,9 @@ class PersonRepository:
         return (await self._uow.session.exec(stmt)).first()
 
     async def get(self, identity: Identity) -> PersonSettings:
-        row = await self._row(identity)
-        return PersonSettings(row.language, row.meldpunt_id) if row else PersonSettings()
+        result = await self._uow.session.exec(_PERSON_BY_LOOKUPS, params={"keys": self._uow.person_lookups(identity)})
+        row = result.first()
+        return PersonSettings(row[0], row[1]) if row else PersonSettings()
 
     async def update(self, identity: Identity, **values: Any) -> None:
         key = self._uow.person_lookup(identity)
@@ -645,16 +669,17 @@ class ProcessedEventRepository:
         return self._uow.sealer.lookups("event", f"{platform}:{event_id}")
 
     async def replies_for(self, platform: str, event_id: str) -> list[Reply] | None:
-        stmt = select(ProcessedEventRow).where(ProcessedEventRow.key.in_(self._key(platform, event_id)))
-        row = (await self._uow.session.exec(stmt)).first()
+        result = await self._uow.session.exec(_PROCESSED_BY_KEYS, params={"keys": self._key(platform, event_id)})
+        row = result.first()
         if row is None:
             return None
-        return [Reply.from_json(json.dumps(r)) for r in json.loads(self._uow.sealer.open(row.replies_sealed))]
+        return [Reply.from_json(json.dumps(r)) for r in json.loads(self._uow.sealer.open(row[0]))]
 
     async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None:
         payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
-        self._uow.session.add(ProcessedEventRow(key=self._uow.sealer.lookup("event", f"{platform}:{event_id}"),
-                                                at=at, replies_sealed=self._uow.sealer.seal(payload)))
+        await self._uow.session.exec(sa.insert(_PROCESSED).values(
+            key=self._uow.sealer.lookup("event", f"{platform}:{event_id}"), at=at,
+            replies_sealed=self._uow.sealer.seal(payload)))
 
     async def forget_before(self, moment: datetime) -> int:
         result = await self._uow.session.exec(sa.delete(ProcessedEventRow).where(ProcessedEventRow.at < moment))
