@@ -459,7 +459,9 @@ _CONVERSATION = ConversationRow.__table__
 _CONVERSATION_BY_KEYS = sa.select(
     _CONVERSATION.c.key, _CONVERSATION.c.updated_at, _CONVERSATION.c.meldpunt_id, _CONVERSATION.c.state_sealed,
 ).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
-_CONVERSATION_UPDATE = sa.update(_CONVERSATION).where(_CONVERSATION.c.key == sa.bindparam("k"))
+_CONVERSATION_UPDATE = sa.update(_CONVERSATION).where(_CONVERSATION.c.key == sa.bindparam("k")).values(
+    state_sealed=sa.bindparam("state"), updated_at=sa.bindparam("at", type_=_CONVERSATION.c.updated_at.type),
+    meldpunt_id=sa.bindparam("meldpunt"))
 _CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
 _PROCESSED = ProcessedEventRow.__table__
 _PROCESSED_BY_KEYS = sa.select(_PROCESSED.c.replies_sealed).where(
@@ -512,8 +514,8 @@ class ConversationRepository:
         state_sealed = sealer.seal(json.dumps(state, ensure_ascii=False))
         meldpunt_id = meldpunt_id or (row.meldpunt_id if row else None)
         if row is not None and row.key == key:
-            await session.exec(_CONVERSATION_UPDATE.values(state_sealed=state_sealed, updated_at=at,
-                                                           meldpunt_id=meldpunt_id), params={"k": key})
+            await session.exec(_CONVERSATION_UPDATE,
+                               params={"k": key, "state": state_sealed, "at": at, "meldpunt": meldpunt_id})
         else:
             if row is not None:   # written under a key being rotated away
                 await session.exec(_CONVERSATION_DELETE, params={"keys": [row.key]})
