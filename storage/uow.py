@@ -86,10 +86,9 @@ class SignalRepository:
         submitters queue here for the rest of their short transaction.
         """
         insert = _insert(self._uow.dialect)
-        await self._s.exec(insert(CounterRow).values(year=year, last=0).on_conflict_do_nothing())
-        result = await self._s.exec(
-            sa.update(CounterRow).where(CounterRow.year == year).values(last=CounterRow.last + 1).returning(CounterRow.last)
-        )
+        stmt = insert(CounterRow).values(year=year, last=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[CounterRow.year], set_={"last": CounterRow.last + 1})
+        result = await self._s.exec(stmt.returning(CounterRow.last))
         return Reference(year, result.scalar_one())
 
     async def add(self, signal: Signal, melder: Melder) -> Signal:
@@ -243,9 +242,9 @@ class SignalRepository:
             found.setdefault(e.signal_id, []).append(Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))))
         return found
 
-    async def set_keys(self, signal: Signal, keys, source: str) -> None:
+    async def set_keys(self, signal: Signal, keys, source: str, *, new: bool = False) -> None:
         """Store matching keys for `signal` as keyed hashes; `auto` keys are replaced as a set."""
-        if source == "auto":
+        if source == "auto" and not new:
             await self._s.exec(
                 sa.delete(SignalKeyRow).where(SignalKeyRow.signal_id == signal.id, SignalKeyRow.source == "auto")
             )
