@@ -74,10 +74,13 @@ class Dispatcher:
                 outcomes = [(item, await self._send(item)) for item in items]
                 async with self._uow() as uow:
                     now = self._clock.now()
+                    done = [item.id for item, outcome in outcomes if outcome is None]
+                    if done:
+                        await uow.outbox.mark_delivered_many(done, now)
+                        delivered += len(done)
                     for item, outcome in outcomes:
                         if outcome is None:
-                            await uow.outbox.mark_delivered(item.id, now)
-                            delivered += 1
+                            continue
                         elif outcome == "away":
                             await uow.outbox.hold(item.id, now + self.policy.away_hold)
                         else:

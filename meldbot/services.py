@@ -53,6 +53,10 @@ async def language_of(uow, config, identity: Identity) -> str:
 async def submit_signal(cmd: SubmitSignal, uow, config, clock: Clock, platforms: tuple[str, ...]) -> Signal:
     meldpunt = config.meldpunt_by_id(cmd.meldpunt_id)
     now = clock.now()
+    # Reads first: from next_reference to commit the counter row is locked for every other submitter.
+    for af in meldpunt.af:
+        for identity in af_identities(af, platforms) if not af.backup else ():
+            await language_of(uow, config, identity)
     reference = await uow.signals.next_reference(now.astimezone(meldpunt.tz).year)
     pseudonym = None
     if cmd.anonymous:

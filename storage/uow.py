@@ -408,7 +408,12 @@ class OutboxRepository:
         await self._uow.session.exec(sa.update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
 
     async def mark_delivered(self, row_id: int, at: datetime) -> None:
-        await self._update(row_id, delivered_at=at, claimed_until=None, last_error=None)
+        await self.mark_delivered_many([row_id], at)
+
+    async def mark_delivered_many(self, row_ids: list[int], at: datetime) -> None:
+        for chunk in _chunks(row_ids):
+            await self._uow.session.exec(sa.update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
+                delivered_at=at, claimed_until=None, last_error=None))
 
     async def hold(self, row_id: int, until: datetime) -> None:
         """The recipient is away: wait without counting an attempt."""
@@ -552,17 +557,22 @@ class PersonSettings:
 class PersonRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
+        self._read: dict[Identity, PersonSettings] = {}   # within this unit of work
 
     async def _row(self, identity: Identity) -> PersonRow | None:
         stmt = select(PersonRow).where(PersonRow.lookup.in_(self._uow.person_lookups(identity)))
         return (await self._uow.session.exec(stmt)).first()
 
     async def get(self, identity: Identity) -> PersonSettings:
+        if identity in self._read:
+            return self._read[identity]
         result = await self._uow.session.exec(_PERSON_BY_LOOKUPS, params={"keys": self._uow.person_lookups(identity)})
         row = result.first()
-        return PersonSettings(row[0], row[1]) if row else PersonSettings()
+        self._read[identity] = settings = PersonSettings(row[0], row[1]) if row else PersonSettings()
+        return settings
 
     async def update(self, identity: Identity, **values: Any) -> None:
+        self._read.pop(identity, None)
         key = self._uow.person_lookup(identity)
         row = await self._row(identity)
         if row is not None and row.lookup != key:   # written under a key being rotated away
