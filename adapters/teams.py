@@ -325,8 +325,7 @@ class TeamsAdapter:
             locale=activity.locale,
         )
         replies = await self.app.bot.handle(msg)
-        if private and any(r.choices or r.actions for r in replies):
-            lang = await self._language(identity, activity.locale)
+        lang = next((r.language for r in replies if r.language), lang)
         await self._answer(context, replies, lang)
 
     async def _on_conversation_update(self, context: TurnContext) -> None:
@@ -339,11 +338,6 @@ class TeamsAdapter:
         if (bot_id in added and is_personal(activity) and tenant in self.allowed_tenants
                 and sender is not None and sender.aad_object_id):
             await self._remember(identity_of(sender.aad_object_id), activity, tenant)
-
-    async def _language(self, identity: Identity, locale: str | None) -> str:
-        async with self.app.uow() as uow:
-            chosen = (await uow.people.get(identity)).language
-        return chosen or self._locale_language(locale)
 
     async def _remember(self, identity: Identity, activity: Activity, tenant: str) -> None:
         """Refresh the conversation reference on every personal message (a sealed row, no content)."""

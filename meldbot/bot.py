@@ -8,6 +8,7 @@ import traceback
 import time
 from collections.abc import Callable
 from collections import deque
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
@@ -122,6 +123,9 @@ class Bot:
                 if earlier is not None:   # a redelivered event: same answer, no second handling
                     return earlier
             replies = await self._turn(uow, msg, self._clock.now())
+            # Which language the answers are in (read in this turn already; again only after `taal`).
+            language = self._language((await uow.people.get(msg.sender)).language, msg)
+            replies = [replace(r, language=language) for r in replies]
             if msg.event_id:
                 await uow.processed.remember(msg.platform, msg.event_id, replies, self._clock.now())
             await uow.commit()

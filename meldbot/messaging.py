@@ -81,6 +81,8 @@ class Reply:
     image: bytes | None = None
     image_alt: str = ""
     urgent: bool = False
+    # The language the text is in (set by the bot on direct answers), for the labels adapters add.
+    language: str | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -96,6 +98,7 @@ class Reply:
             actions=tuple(Action(**a) for a in data.get("actions", ())),
             image_alt=data.get("image_alt", ""),
             urgent=data.get("urgent", False),
+            language=data.get("language"),
         )
 
 

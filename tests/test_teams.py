@@ -670,3 +670,15 @@ async def test_the_address_is_written_when_it_changes_not_on_every_message(db_ur
     assert len(first) == 2                  # the person's reference and the tenant's connector address
     assert unchanged == first
     assert len(moved) == 2 and max(moved) > max(first)
+
+
+async def test_buttons_speak_the_language_the_person_chose_even_from_a_dutch_teams(db_url, microsoft, early):
+    english = texts("en")
+    async with running(db_url, microsoft, early) as bot:
+        await bot.say(PIET, "taal en")                 # stored for Piet; his Teams stays nl-NL
+        for line in SCRIPT[:4]:
+            await bot.say(PIET, line)
+        [question] = [p for p in await bot.say(PIET, SCRIPT[4]) if card_of(p)]
+    card = card_of(question)
+    assert card["body"][0]["text"] == english("teams.card.choose") != NL("teams.card.choose")
+    assert english("question.soort") in question["text"]
