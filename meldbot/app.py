@@ -217,7 +217,7 @@ def build_app(
     metrics = Metrics()
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics)
     uow.on_outbox = dispatcher.kick
-    bot = Bot(config, uow, clock, platforms, metrics=metrics)
+    bot = Bot(config, uow, clock, platforms, metrics=metrics, slots=db.turn_slots)
     reminders = Reminders(uow, config, clock, platforms)
     return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
                sweep_seconds=config.reminders.sweep_seconds, metrics=metrics, adapters=adapters)

@@ -34,6 +34,9 @@ def head_revision() -> str:
     return head
 
 
+POOL_SIZE = 10   # PostgreSQL connections kept open; up to 20 more under load
+
+
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -63,7 +66,7 @@ def make_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=20, pool_pre_ping=True)
 
 
 class Database:
@@ -71,6 +74,11 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+
+    @property
+    def turn_slots(self) -> int:
+        """How many chat turns may hold a connection at once; more wait in line (see Bot)."""
+        return POOL_SIZE if self.engine.dialect.name == "postgresql" else 1
 
     @property
     def is_postgres(self) -> bool:

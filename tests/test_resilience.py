@@ -206,3 +206,28 @@ async def test_healthz_follows_postgresql_going_down_and_coming_back(postgres_da
                 break
             await asyncio.sleep(0.2)
     assert (before, down, after) == (200, 503, 200)
+
+
+async def test_under_a_burst_turns_get_a_database_slot_in_the_order_they_came(sqlite_url, clock):
+    """First come, first served: no message waits behind ones that arrived after it."""
+    await migrated(sqlite_url)
+    app = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+    bot = app.bot
+    bot._slots = asyncio.Semaphore(3)
+    inside, most, finished = 0, 0, []
+
+    async def handle(msg):            # stands in for one turn's database work
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await asyncio.sleep(0.002)
+        inside -= 1
+        finished.append(msg.sender.user_id)
+        return []
+
+    bot._handle = handle
+    users = [f"medewerker{n:02d}" for n in range(40)]
+    await asyncio.gather(*(bot.handle(IncomingMessage(sender=Identity("console", u), conversation_id=u, text="melden"))
+                           for u in users))
+    assert most == 3
+    assert finished == users
