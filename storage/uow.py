@@ -407,9 +407,6 @@ class OutboxRepository:
     async def _update(self, row_id: int, **values: Any) -> None:
         await self._uow.session.exec(sa.update(OutboxRow).where(OutboxRow.id == row_id).values(**values))
 
-    async def mark_delivered(self, row_id: int, at: datetime) -> None:
-        await self.mark_delivered_many([row_id], at)
-
     async def mark_delivered_many(self, row_ids: list[int], at: datetime) -> None:
         for chunk in _chunks(row_ids):
             await self._uow.session.exec(sa.update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
