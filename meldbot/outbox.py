@@ -79,11 +79,9 @@ class Dispatcher:
                         await uow.outbox.mark_delivered_many(done, now)
                         delivered += len(done)
                     for item, outcome in outcomes:
-                        if outcome is None:
-                            continue
-                        elif outcome == "away":
+                        if outcome == "away":
                             await uow.outbox.hold(item.id, now + self.policy.away_hold)
-                        else:
+                        elif outcome is not None:
                             await self._record_failure(uow, item, outcome, now)
                     await uow.commit()
                 if self.metrics:
