@@ -104,7 +104,6 @@ class Reminders:
         self.config = config
         self.clock = clock
         self.platforms = platforms
-        self._languages: dict = {}
 
     async def sweep(self) -> int:
         sent = 0
@@ -121,7 +120,6 @@ class Reminders:
             return 0
         settings = self.config.reminders_for(meldpunt.id)
         sent = 0
-        self._languages: dict = {}      # per sweep: the same few AFs get most reminders
         due_items = [(f"{due.kind}:{signal.reference}:{due.slot}", signal, due)
                      for signal in await uow.signals.reminder_candidates(meldpunt.id, lock=True)
                      for due in due_now(signal, settings, cal, now)]
@@ -136,11 +134,6 @@ class Reminders:
         sent += await self._overview(uow, meldpunt, cal, settings, now)
         return sent
 
-    async def _language(self, uow, identity) -> str:
-        if identity not in self._languages:
-            self._languages[identity] = await language_of(uow, self.config, identity)
-        return self._languages[identity]
-
     def _recipients(self, meldpunt, signal: Signal, due: Due):
         if due.kind in ("oppakken", "spoed"):
             # Escalation: from the third reminder on, the backup AF is told as well.
@@ -152,7 +145,8 @@ class Reminders:
         messages = []
         for af in self._recipients(meldpunt, signal, due):
             for identity in af_identities(af, self.platforms):
-                t = texts(await self._language(uow, identity))
+                # The unit of work reads each AF's settings once, however many reminders they get.
+                t = texts(await language_of(uow, self.config, identity))
                 since = due.since.astimezone(meldpunt.tz).strftime("%d-%m-%Y")
                 name = f"reminder.melder_{due.reason}" if due.kind == "melder" else f"reminder.{due.kind}"
                 text = t(name, reference=signal.reference, number=signal.reference.number, since=since,
@@ -182,7 +176,7 @@ class Reminders:
             if not await uow.reminders.claim(key, meldpunt.id, None, dummy, now):
                 continue
             for identity in af_identities(af, self.platforms):
-                t = texts(await self._language(uow, identity))
+                t = texts(await language_of(uow, self.config, identity))
                 mine = sum(1 for s in signals if s.handler == af.name)
                 unassigned = sum(1 for s in signals if s.handler is None)
                 reply = Reply(t("reminder.overview", week=iso.week, open=len(signals), mine=mine,
