@@ -63,3 +63,11 @@ async def test_lijst_toon_and_the_reminder_sweep_do_not_scan_the_signal_table(po
     # The sweep reads only open signals and closed ones not yet told: the partial index, not the table.
     [sweep] = [plan for (statement, _), plan in zip(captured, plans) if "melder_last_informed_at <" in statement]
     assert "ix_signal_reminder_candidates" in sweep, sweep
+
+
+def test_the_reminder_index_condition_names_the_closed_status_the_domain_uses():
+    """The condition is SQL text (the planner needs the literal): a renamed status must not slip past it."""
+    from meldbot.domain import Status
+    from storage.tables import REMINDER_CANDIDATE_SQL
+
+    assert f"status <> '{Status.CLOSED}'" in REMINDER_CANDIDATE_SQL
