@@ -65,6 +65,7 @@ class App:
         self.scheduler.add_job(self.apply_retention, "cron", hour=3, minute=17, id="retention", coalesce=True)
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._catch_up(), name="catch-up"))
+        self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
         # dateparser loads its language data lazily (~0.3 s); do it now, off the event loop.
         self._tasks.append(asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, warm_up)))
@@ -79,6 +80,11 @@ class App:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        # The dispatcher ends its round while the platforms are still up, so what it sent is recorded.
+        self.dispatcher.stop()
+        running = [t for t in self._tasks if isinstance(t, asyncio.Task) and t.get_name() == "outbox-dispatcher"]
+        if running:
+            await asyncio.wait(running, timeout=10)
         for adapter in reversed(self.adapters):
             with contextlib.suppress(Exception):
                 await adapter.stop()

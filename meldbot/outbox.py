@@ -46,7 +46,17 @@ class Dispatcher:
         self._poll = poll_interval
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._stopping = False
         self.metrics = metrics
+
+    def start(self) -> None:
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the round under way (its sends recorded), then leave `run`. Cancelling it instead
+        could cut a database statement in half and leave the transaction, and SQLite's lock, open."""
+        self._stopping = True
+        self._wakeup.set()
 
     def kick(self) -> None:
         """Something was queued: look at the outbox now instead of at the next poll."""
@@ -63,7 +73,7 @@ class Dispatcher:
         """Deliver everything due now; returns how many messages were delivered."""
         delivered = 0
         async with self._lock:
-            while True:
+            while not self._stopping:
                 async with self._uow() as uow:
                     items = await uow.outbox.claim_due(
                         self._clock.now(), limit=self._batch, lease=self.policy.lease, platforms=list(self.notifiers)
@@ -90,6 +100,7 @@ class Dispatcher:
                             self.metrics.delivered.labels(item.recipient.platform).inc()
                         elif outcome != "away":
                             self.metrics.delivery_failures.labels(item.recipient.platform).inc()
+            return delivered
 
     async def _send(self, item) -> str | None | DeliveryError:
         notifier = self.notifiers[item.recipient.platform]
@@ -117,8 +128,8 @@ class Dispatcher:
             )
 
     async def run(self) -> None:
-        """Deliver until cancelled: at every kick, and at least every poll interval."""
-        while True:
+        """Deliver until stopped: at every kick, and at least every poll interval."""
+        while not self._stopping:
             try:
                 await self.deliver_pending()
             except asyncio.CancelledError:

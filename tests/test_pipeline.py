@@ -191,3 +191,29 @@ def test_run_mode_wires_matrix_when_it_is_enabled(sqlite_url):
     app = build_app(config, mode="run")
     assert "matrix" in app.notifiers and app.bot.platforms == ("matrix",) and len(app.adapters) == 1
     assert build_app(config, mode="chat").adapters == []
+
+
+async def test_stopping_lets_a_delivery_under_way_finish_and_records_it(sqlite_url, clock):
+    await migrated(sqlite_url)
+    sending, release = asyncio.Event(), asyncio.Event()
+
+    class Slow(FakeNotifier):
+        async def send(self, recipient, reply, key):
+            if not key.startswith("reminder:"):
+                sending.set()
+                await release.wait()
+            await super().send(recipient, reply, key)
+
+    notifier = Slow()
+    app = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        await report_as(app, "medewerker")
+        await asyncio.wait_for(sending.wait(), 10)
+        asyncio.get_running_loop().call_later(0.2, release.set)
+    # The app stopped while the AF's notification was on its way: it arrived, and the outbox knows.
+    again = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+    async with again:
+        async with again.uow() as uow:
+            stats = await uow.outbox.stats("new_signal")
+    assert len(notifier.to("af")) == 1
+    assert stats["delivered"] == 1 and stats["pending"] == 0
