@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from adapters.matrix import ENCRYPTION_STATE, MatrixAdapter
-from adapters.matrix_render import render
+from adapters.matrix.render import render
 from meldbot.app import build_app
 from meldbot.clock import ManualClock
 from meldbot.messaging import Choice, DeliveryError, Identity, RecipientAway, Reply

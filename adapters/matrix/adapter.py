@@ -48,7 +48,7 @@ from nio import (
 )
 from nio.api import Api
 
-from adapters.matrix_render import image_content, render
+from adapters.matrix.render import image_content, render
 from meldbot.i18n import texts
 from meldbot.messaging import DeliveryError, Identity, IncomingMessage, RecipientAway, Reply
 
