@@ -14,13 +14,20 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Element's crypto stack (matrix-js-sdk) for the tests' Element client; the stamp lives inside node_modules,
+# so removing node_modules installs it again.
+ELEMENT := tests/element
+$(ELEMENT)/node_modules/.installed: $(ELEMENT)/package.json $(ELEMENT)/package-lock.json
+	npm ci --prefix $(ELEMENT) --no-audit --no-fund --loglevel=error >/dev/null
+	touch $@
+
 ## Start meldbot locally: SQLite in var/, the terminal as chat platform, no accounts.
 chat: $(BIN)/.installed
 	$(BIN)/meldbot --config $(CONFIG) migrate
 	$(BIN)/meldbot --config $(CONFIG) chat
 
 ## Run the whole test suite. PostgreSQL tests run when MELDBOT_TEST_POSTGRES_URL is set.
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(ELEMENT)/node_modules/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 $(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
