@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="alleen aantallen, zonder persoonsgegevens of vrije tekst (verplicht)")
     report.add_argument("--format", choices=("csv", "json"), default="csv")
     report.add_argument("--period", default="", help="2026, 2026-11 of 2026-Q4; standaard het huidige jaar")
+    reset = sub.add_parser("matrix-reset-identity",
+                           help="maak bewust een nieuwe Matrix-identiteit (cross-signing) voor de bot")
+    reset.add_argument("--yes", action="store_true", help="niet om bevestiging vragen")
     from meldbot.teams_manifest import add_command as add_teams_manifest
 
     add_teams_manifest(sub)
@@ -257,13 +260,134 @@ async def _doctor(config, t, args) -> int:
     return 0 if healthy else 1
 
 
+async def _matrix_reset_identity(config, t, args) -> int:
+    """A new cross-signing identity for the bot account, on purpose (ensure_identity never makes one over
+    an existing identity). Every failure is a Dutch sentence and a non-zero exit, never a traceback."""
+    import getpass
+
+    from adapters.matrix.cross_signing import (
+        CrossSigningError, HomeserverError, PasswordRefused, PasswordRequired, SecretIdentityStore, UnsupportedAuth,
+        reset_identity,
+    )
+    from storage.matrix import MatrixIdentitySecrets
+    from storage.sealing import sealer_for
+    from storage.uow import UnitOfWorkFactory
+
+    settings = config.matrix
+    if not settings.homeserver or not settings.user_id:
+        print(t("cli.identity.not_configured"), file=sys.stderr)
+        return EXIT_CONFIG
+    print(t("cli.identity.explain", user_id=settings.user_id))
+    interactive = sys.stdin.isatty()
+    if not args.yes:
+        if not interactive:
+            print(t("cli.identity.needs_yes"), file=sys.stderr)
+            return 1
+        if input(t("cli.identity.confirm")).strip().casefold() not in ("ja", "j", "yes", "y"):
+            print(t("cli.identity.cancelled"))
+            return 1
+    password = settings.password.get_secret_value()
+    if not password and interactive:
+        password = getpass.getpass(t("cli.identity.password_prompt", user_id=settings.user_id))
+    if not password:
+        print(t("cli.identity.no_password"), file=sys.stderr)
+        return EXIT_CONFIG
+    db = Database(config.storage.url)
+    try:
+        await db.check_schema()
+        store = SecretIdentityStore(MatrixIdentitySecrets(UnitOfWorkFactory(db, sealer_for(config)),
+                                                          settings.user_id, now=_now))
+        async with _matrix_admin_client(settings, password) as client:
+            status = await reset_identity(client, store, password)
+    except _MatrixAdminLoginError as exc:
+        print(t("cli.identity.login_refused", error=str(exc)), file=sys.stderr)
+        return 1
+    except (PasswordRequired, PasswordRefused) as exc:
+        key = "cli.identity.no_password" if isinstance(exc, PasswordRequired) else "cli.identity.password_refused"
+        print(t(key, user_id=settings.user_id), file=sys.stderr)
+        return 1
+    except UnsupportedAuth as exc:
+        print(t("cli.identity.unsupported_auth", stages=", ".join(exc.stages) or "?",
+                url=f" ({exc.url})" if exc.url else ""), file=sys.stderr)
+        return 1
+    except HomeserverError as exc:
+        print(t("cli.identity.homeserver", homeserver=settings.homeserver, error=str(exc)), file=sys.stderr)
+        return 1
+    except CrossSigningError as exc:
+        print(t("cli.identity.failed", error=str(exc)), file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(t("cli.identity.done", master=status.master_public))
+    return 0
+
+
+class _MatrixAdminLoginError(Exception):
+    pass
+
+
+@contextlib.asynccontextmanager
+async def _matrix_admin_client(settings, password: str):
+    """A client for the bot account without E2EE (the bot's crypto store is left alone): the bot's saved
+    device (store_path/credentials.json), else the configured access token, else a password login that is
+    logged out again afterwards."""
+    import json
+    from pathlib import Path
+
+    from nio import AsyncClient, AsyncClientConfig, LoginResponse, WhoamiResponse
+
+    from adapters.matrix.cross_signing import NETWORK_ERRORS, HomeserverError
+
+    client = AsyncClient(settings.homeserver, settings.user_id,
+                         config=AsyncClientConfig(encryption_enabled=False, request_timeout=30, max_timeouts=2,
+                                                  max_timeout_retry_wait_time=2))
+    temporary = False
+
+    async def usable(user_id: str, device_id: str | None, token: str) -> bool:
+        client.access_token = token
+        who = await client.whoami()
+        if not isinstance(who, WhoamiResponse) or who.user_id != settings.user_id:
+            return False
+        client.restore_login(who.user_id, device_id or who.device_id, token)
+        return True
+
+    try:
+        try:
+            try:
+                saved = json.loads((Path(settings.store_path) / "credentials.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                saved = None
+            token = settings.access_token.get_secret_value()
+            if (isinstance(saved, dict) and saved.get("user_id") == settings.user_id
+                    and saved.get("homeserver") == client.homeserver
+                    and await usable(saved["user_id"], saved.get("device_id"), saved.get("access_token", ""))):
+                pass
+            elif token and await usable(settings.user_id, None, token):
+                pass
+            else:
+                client.access_token = ""
+                response = await client.login(password, device_name="meldbot-beheer")
+                if not isinstance(response, LoginResponse):
+                    raise _MatrixAdminLoginError(getattr(response, "status_code", None) or "?")
+                temporary = True
+        except NETWORK_ERRORS as exc:
+            raise HomeserverError(f"homeserver unreachable: {type(exc).__name__}") from exc
+        yield client
+    finally:
+        if temporary:
+            with contextlib.suppress(*NETWORK_ERRORS):
+                await client.logout()
+        await client.close()
+
+
 async def _teams_manifest(config, t, args) -> int:
     from meldbot.teams_manifest import run_command
 
     return await run_command(config, t, args)
 
 
-_COMMANDS = {"teams-manifest": _teams_manifest, "doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key}
+_COMMANDS = {"teams-manifest": _teams_manifest, "doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key,
+             "matrix-reset-identity": _matrix_reset_identity}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,8 @@ from meldbot.messaging import Identity
 from storage.db import Database
 from storage.sealing import PREFIX, KeyringSealer
 from storage.tables import (
-    AuditRow, ConversationReferenceRow, ConversationRow, EventRow, MelderRow, OutboxRow, PersonRow, ProcessedEventRow, SignalKeyRow, SignalRow,
+    AuditRow, ConversationReferenceRow, ConversationRow, EventRow, MatrixIdentityRow, MatrixTrustRow, MelderRow,
+    OutboxRow, PersonRow, ProcessedEventRow, SignalKeyRow, SignalRow,
 )
 from storage.uow import SqlUnitOfWork
 
@@ -55,6 +56,8 @@ class Rotation:
             ("person", self._people),
             ("processed_event", self._processed),
             ("conversation_reference", self._references),
+            ("matrix_identity", self._matrix_identities),
+            ("matrix_trust", self._matrix_trust),
         ]
         for table, step in steps:
             while True:
@@ -178,6 +181,39 @@ class Rotation:
                 key=self._sealer.lookup("reference", f"{platform}:{user_id}"),
                 identity_sealed=self._sealer.seal(json.dumps([platform, user_id])),
                 reference_sealed=self._sealer.seal(self._sealer.open(row.reference_sealed)),
+                updated_at=row.updated_at)
+            await s.delete(row)
+            await s.flush()
+            s.add(fresh)
+        return len(rows)
+
+    async def _matrix_identities(self, uow: SqlUnitOfWork) -> int:
+        s = uow.session
+        rows = (await s.exec(select(MatrixIdentityRow)
+                             .where(self._stale(MatrixIdentityRow.keys_sealed)).limit(self._batch))).all()
+        for row in rows:
+            bot_user_id = self._sealer.open(row.account_sealed)
+            fresh = MatrixIdentityRow(
+                account_lookup=uow.person_lookup(Identity("matrix", bot_user_id)),
+                account_sealed=self._sealer.seal(bot_user_id),
+                keys_sealed=self._sealer.seal(self._sealer.open(row.keys_sealed)),
+                created_at=row.created_at, updated_at=row.updated_at)
+            await s.delete(row)
+            await s.flush()
+            s.add(fresh)
+        return len(rows)
+
+    async def _matrix_trust(self, uow: SqlUnitOfWork) -> int:
+        s = uow.session
+        rows = (await s.exec(select(MatrixTrustRow)
+                             .where(self._stale(MatrixTrustRow.state_sealed)).limit(self._batch))).all()
+        for row in rows:
+            bot_user_id, af_id = json.loads(self._sealer.open(row.identity_sealed))
+            fresh = MatrixTrustRow(
+                account_lookup=uow.person_lookup(Identity("matrix", bot_user_id)),
+                person_lookup=uow.person_lookup(Identity("matrix", af_id)),
+                identity_sealed=self._sealer.seal(json.dumps([bot_user_id, af_id])),
+                state_sealed=self._sealer.seal(self._sealer.open(row.state_sealed)),
                 updated_at=row.updated_at)
             await s.delete(row)
             await s.flush()

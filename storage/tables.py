@@ -228,3 +228,27 @@ class ConversationReferenceRow(SQLModel, table=True):
     identity_sealed: str
     reference_sealed: str
     updated_at: datetime = _dt()
+
+
+class MatrixIdentityRow(SQLModel, table=True):
+    """The Matrix bot account's cross-signing private keys, sealed; one row per bot account."""
+
+    __tablename__ = "matrix_identity"
+
+    account_lookup: str = Field(primary_key=True, max_length=128)   # keyed hash of the bot's Matrix id
+    account_sealed: str        # the bot's Matrix id, to rebuild the keyed hash at key rotation
+    keys_sealed: str
+    created_at: datetime = _dt()
+    updated_at: datetime = _dt()
+
+
+class MatrixTrustRow(SQLModel, table=True):
+    """What the Matrix bot account trusts of one AF (pinned identity, known devices...), sealed."""
+
+    __tablename__ = "matrix_trust"
+
+    account_lookup: str = Field(primary_key=True, max_length=128)   # keyed hash of the bot's Matrix id
+    person_lookup: str = Field(primary_key=True, max_length=128)    # the AF, as person.lookup
+    identity_sealed: str       # [bot id, AF id], to rebuild both keyed hashes at key rotation
+    state_sealed: str
+    updated_at: datetime = _dt()

@@ -26,6 +26,7 @@ from meldbot.domain import (
 )
 from meldbot.messaging import Identity, Reply
 from storage.db import Database
+from storage.matrix import MatrixIdentityRepository, MatrixTrustRepository
 from storage.sealing import Sealer
 from storage.tables import (
     REMINDER_CANDIDATE_SQL,
@@ -711,6 +712,8 @@ class SqlUnitOfWork:
         self.processed = ProcessedEventRepository(self)
         self.reminders = ReminderRepository(self)
         self.references = ReferenceRepository(self)
+        self.matrix_identity = MatrixIdentityRepository(self)
+        self.matrix_trust = MatrixTrustRepository(self)
 
     def person_lookup(self, identity: Identity) -> str:
         return self.sealer.lookup("person", f"{identity.platform}:{identity.user_id.casefold()}")
