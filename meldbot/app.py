@@ -181,6 +181,43 @@ class App:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
+def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later):
+    """The Matrix adapter with narrow dependencies: the turn, the outbox's wake and alert, two stores.
+    `later()` gives the bot and the dispatcher, which are made after the notifiers they need."""
+    from adapters.matrix import MatrixAdapter
+    from adapters.matrix.cross_signing import SecretIdentityStore
+    from meldbot.messaging import Identity
+    from meldbot.services import alert_person
+    from storage.matrix import MatrixIdentitySecrets
+
+    async def handle(message):
+        return await later()[0].handle(message)
+
+    async def wake(identity):
+        await later()[1].wake(identity)
+
+    async def alert(af_id: str, text_key: str, params: dict, key: str, unguarded: bool) -> None:
+        async with uow() as work:
+            await alert_person(work, config, Identity("matrix", af_id), text_key, params, key, clock.now())
+            await work.commit()
+
+    bot_id = config.matrix.user_id
+
+    class TrustStore:
+        async def get(self, af_id: str) -> dict | None:
+            async with uow() as work:
+                return await work.matrix_trust.get(bot_id, af_id)
+
+        async def put(self, af_id: str, state: dict) -> None:
+            async with uow() as work:
+                await work.matrix_trust.put(bot_id, af_id, state, clock.now())
+                await work.commit()
+
+    return MatrixAdapter(config, handle=handle, wake=wake, alert=alert,
+                         identity_store=SecretIdentityStore(MatrixIdentitySecrets(uow, bot_id, clock.now)),
+                         trust_store=TrustStore())
+
+
 def build_app(
     config,
     *,
@@ -208,9 +245,7 @@ def build_app(
             notifiers["console"] = ConsoleNotifier(console_out or sys.stdout, Path("var/afbeeldingen"))
     adapters = []
     if mode == "run" and config.matrix.enabled and "matrix" not in notifiers:
-        from adapters.matrix import MatrixAdapter
-
-        matrix = MatrixAdapter(config)
+        matrix = _matrix_adapter(config, uow, clock, lambda: (bot, dispatcher))
         notifiers["matrix"] = matrix.notifier
         adapters.append(matrix)
     if mode == "run" and config.teams.enabled and "teams" not in notifiers:
@@ -221,6 +256,9 @@ def build_app(
         adapters.append(teams)
     platforms = tuple(notifiers)
     metrics = Metrics()
+    for adapter in adapters:
+        if hasattr(adapter, "on_counts"):
+            adapter.on_counts.append(metrics.matrix_counts_hook())
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics)
     uow.on_outbox = dispatcher.kick
     bot = Bot(config, uow, clock, platforms, metrics=metrics, slots=db.turn_slots)

@@ -172,3 +172,15 @@ async def release_removed_afs(uow, config, clock: Clock, platforms: tuple[str, .
                                          kind="released", at=now)
             released += 1
     return released
+
+
+async def alert_person(uow, config, identity: Identity, text_key: str, params: dict, key: str, now,
+                       *, kind: str = "platform_alert") -> None:
+    """Queue a content-free alert from a platform adapter (e.g. a new device on an AF's account) in the
+    person's language, through the outbox like every other message. The same key twice queues it once."""
+    meldpunten = [m for m, _ in config.af_for(identity.platform, identity.user_id)] or \
+        config.meldpunten_for(identity.platform, identity.user_id)
+    meldpunt_id = meldpunten[0].id if meldpunten else config.meldpunten[0].id
+    t = texts(await language_of(uow, config, identity))
+    await uow.outbox.add(meldpunt_id=meldpunt_id, recipient=identity, reply=Reply(t(text_key, **params), urgent=True),
+                         key=key, kind=kind, at=now)

@@ -10,5 +10,5 @@ from adapters.matrix.adapter import (  # noqa: F401
     MatrixAdapter,
     MatrixLoginError,
     MatrixNotifier,
-    _without_reply_fallback,
+    without_reply_fallback,
 )

@@ -1,0 +1,253 @@
+"""Devices and trust: who gets the room key of what the bot sends.
+
+Employees: every device they have (their own messages, their own risk). AFs read signal content, so
+their devices are trusted by their cross-signing identity, not one by one:
+
+- `tofu` (the default): the AF's identity (master key) is pinned the first time the bot sees it.
+  Devices signed by it read what the bot sends; a new unsigned device gets nothing and the AF is
+  alerted (they verify it in Element, which signs it). A changed identity holds all AF content for
+  that AF until an administrator confirms it (`meldbot matrix-trust`); the AF is alerted. An AF who
+  never set up cross-signing (an old client) is trusted device by device, alerted on every new one.
+- `signed`: nothing goes to an AF until an administrator confirmed their identity with
+  `meldbot matrix-trust`; then only devices signed by it read.
+
+The state per AF (pinned key, key waiting for confirmation, devices already seen) lives in the
+database, so every process and every new device of the bot agrees on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nio import AsyncClient, KeysQueryResponse, LocalProtocolError
+
+from adapters.matrix import cross_signing
+from adapters.matrix.common import NETWORK_ERRORS, AddressBook, log
+from meldbot.messaging import DeliveryError, RecipientAway
+
+
+class TrustStore(Protocol):
+    async def get(self, af_id: str) -> dict | None: ...
+
+    async def put(self, af_id: str, state: dict) -> None: ...
+
+
+# alert(af_id, text_key, params, key, unguarded): queue a content-free message for the AF (the outbox).
+Alert = Callable[[str, str, dict, str, bool], Awaitable[None]]
+
+
+@dataclass
+class Verdict:
+    held: bool
+    readers: set[str] = field(default_factory=set)
+    ed25519: dict[str, str | None] = field(default_factory=dict)  # the device keys the readers were checked with
+    at: float = field(default_factory=time.monotonic)
+
+
+UNGUARDED_KINDS = ("identity", "unconfirmed")
+
+
+def is_unguarded_key(key: str) -> bool:
+    """Alerts about the AF's identity go to every device of theirs: the held ones are the ones to warn."""
+    return key.startswith("matrix-trust:") and key.split(":")[1] in UNGUARDED_KINDS
+
+
+def alert_key(kind: str, *parts: str) -> str:
+    """An outbox key without ids in it: the same alert twice (another process, a restart) is queued once."""
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+    return f"matrix-trust:{kind}:{digest}"
+
+
+class AfTrust:
+    def __init__(self, client: AsyncClient, policy: str, book: AddressBook, store: TrustStore, alert: Alert,
+                 query=cross_signing.query_keys) -> None:
+        self.client = client
+        self.policy = policy
+        self._book = book
+        self._store = store
+        self._alert = alert
+        self._query = query
+        self._verdicts: dict[str, Verdict] = {}
+
+    def stale(self, user_id: str) -> None:
+        """The AF's devices or keys changed: look again before the next send."""
+        self._verdicts.pop(user_id, None)
+
+    async def verdict(self, af_id: str) -> Verdict:
+        known = self._verdicts.get(af_id)
+        if known and not known.held:
+            return known  # a held AF is looked at every time: an administrator may have confirmed them
+        verdict = await self._evaluate(af_id)
+        self._verdicts[af_id] = verdict
+        return verdict
+
+    async def _evaluate(self, af_id: str) -> Verdict:
+        try:
+            answer = await self._query(self.client, [af_id])
+        except cross_signing.CrossSigningError as exc:
+            raise DeliveryError(f"keys of the AF not readable ({exc})") from None
+        master = cross_signing.master_public_of(answer, af_id)
+        devices = (answer.get("device_keys") or {}).get(af_id) or {}
+        state = dict(await self._store.get(af_id) or {})
+        before = dict(state)
+        name = self._book.af_name(af_id)
+        pinned = state.get("master")
+        if master and pinned is None and self.policy == "tofu":
+            state.update(master=master, pending=None, devices=sorted(set(state.get("devices", [])) | set(devices)))
+            pinned = master
+            log.info("AF identity trusted on first use", extra={"af": name})
+        reason = None
+        if (master or pinned) and master != pinned:
+            reason = "identity" if pinned else "unconfirmed"
+        elif self.policy == "signed" and not state.get("confirmed"):
+            reason = "unconfirmed"
+        if reason and state.get("alerted") != [reason, master]:
+            state.update(pending=master, alerted=[reason, master])
+            log.warning("AF identity not confirmed; AF content held until an administrator confirms it",
+                        extra={"af": name, "policy": self.policy, "reason": reason})
+            text = "matrix.identity_changed" if reason == "identity" else "matrix.identity_unconfirmed"
+            await self._alert(af_id, text, {}, alert_key(reason, af_id, master or "none"), True)
+        held = reason is not None
+        readers: set[str] = set()
+        seen = set(state.get("devices", []))
+        if not held and master is None and self.policy == "tofu":
+            # An AF without cross-signing: every device reads, every new one is announced.
+            new = sorted(set(devices) - seen)
+            if not seen:
+                log.info("AF devices trusted on first use", extra={"af": name, "count": len(devices)})
+            else:
+                for device_id in new:
+                    label = _label(devices[device_id])
+                    log.warning("new device on an AF account; AF alerted", extra={"af": name})
+                    await self._alert(af_id, "matrix.new_device", {"device": label, "device_id": device_id},
+                                      alert_key("device", af_id, device_id), False)
+            readers = set(devices)
+            state["devices"] = sorted(seen | set(devices))
+        elif not held:
+            for device_id, keys in devices.items():
+                if cross_signing.device_trust(answer, af_id, device_id).signed_by_owner:
+                    readers.add(device_id)
+                elif device_id not in seen:
+                    log.warning("unsigned device on an AF account gets nothing; AF alerted", extra={"af": name})
+                    await self._alert(af_id, "matrix.unsigned_device",
+                                      {"device": _label(keys), "device_id": device_id},
+                                      alert_key("unsigned", af_id, device_id), False)
+            state["devices"] = sorted(seen | set(devices))
+        if state != before:
+            await self._store.put(af_id, state)
+        return Verdict(held=held, readers=readers,
+                       ed25519={d: (k.get("keys") or {}).get(f"ed25519:{d}") for d, k in devices.items()})
+
+    def apply(self, af_id: str, verdict: Verdict, *, everyone: bool = False) -> bool:
+        """Blacklist in nio every AF device that may not read; returns True if a reader was taken away."""
+        olm = self.client.olm
+        taken_away = False
+        for device in self.client.device_store.active_user_devices(af_id):
+            expected = verdict.ed25519.get(device.id)
+            may_read = everyone or (device.id in verdict.readers and expected == device.ed25519)
+            blacklisted = olm.is_device_blacklisted(device)
+            if may_read and blacklisted:
+                self.client.unblacklist_device(device)
+            elif not may_read and not blacklisted:
+                self.client.blacklist_device(device)
+                taken_away = True
+        return taken_away
+
+
+def _label(device_keys: dict) -> str:
+    unsigned = device_keys.get("unsigned") or {}
+    return str(unsigned.get("device_display_name") or device_keys.get("device_id") or "?")
+
+
+class Devices:
+    """Device lists before each send, and what a change in them means."""
+
+    def __init__(self, client: AsyncClient, book: AddressBook, trust: AfTrust,
+                 wake: Callable[[str], None], spawn: Callable[[Awaitable], object]) -> None:
+        self.client = client
+        self._book = book
+        self.trust = trust
+        self._wake = wake
+        self._spawn = spawn
+        self._away: set[str] = set()  # recipients without any device; the outbox holds their messages
+
+    def devices_of(self, user_id: str) -> list:
+        return list(self.client.device_store.active_user_devices(user_id))
+
+    def after_keys_query(self, response) -> None:
+        """Someone's devices changed: a fresh room key for their rooms, so a new device can read what
+        comes next and a removed one cannot; the AF trust is looked at again; someone away is back."""
+        if not isinstance(response, KeysQueryResponse):
+            return
+        changed = {user for user, devices in (response.changed or {}).items() if devices}
+        # Cross-signing keys change without a device change: every AF that was asked about is looked at.
+        for user_id in response.device_keys or {}:
+            if self._book.is_af(user_id):
+                self.trust.stale(user_id)
+                if user_id in changed:  # a new device is announced now, not at the next message
+                    self._spawn(self._look_again(user_id))
+        if not changed:
+            return
+        for room in self.client.rooms.values():
+            if room.encrypted and not changed.isdisjoint(room.users):
+                self.client.invalidate_outbound_session(room.room_id)
+        for user_id in changed:
+            if user_id in self._away and self.devices_of(user_id):
+                self._away.discard(user_id)
+                self._wake(user_id)
+
+    async def _look_again(self, af_id: str) -> None:
+        try:
+            self.trust.apply(af_id, await self.trust.verdict(af_id))
+        except DeliveryError as exc:
+            log.info("AF keys not checked now; again before the next message", extra={"reason": exc.reason})
+
+    async def refresh(self, room) -> None:
+        try:
+            if not room.members_synced:
+                await self.client.joined_members(room.room_id)
+            # No known device may just mean the news of a new login is still on its way: ask now.
+            unknown = {u for u in room.users if u != self.client.user_id and not self.devices_of(u)}
+            if unknown:
+                self.client.olm.add_changed_users(unknown)
+            if self.client.should_query_keys:
+                self.after_keys_query(await self.client.keys_query())
+        except LocalProtocolError:
+            pass
+        except NETWORK_ERRORS as exc:
+            raise DeliveryError(f"homeserver unreachable ({type(exc).__name__})") from None
+
+    async def prepare(self, room, recipient: str | None, unguarded: bool) -> None:
+        """Before encrypting for a room: fresh lists, then only the devices that may read get the key."""
+        if not room.encrypted:
+            return
+        await self.refresh(room)
+        taken_away = False
+        for user_id in room.users:
+            if user_id == self.client.user_id or not self._book.is_af(user_id):
+                continue
+            verdict = await self.trust.verdict(user_id)
+            taken_away |= self.trust.apply(user_id, verdict, everyone=unguarded)
+            if not unguarded and (verdict.held or not verdict.readers):
+                # Held: the outbox keeps it until an administrator confirms the AF's identity (or the AF
+                # verifies a device); a direct answer is dropped by the caller, which says why. A device
+                # that shows up wakes what waits.
+                self._away.add(user_id)
+                raise RecipientAway(user_id)
+        if taken_away or unguarded:
+            self.client.invalidate_outbound_session(room.room_id)
+        if recipient and not self.devices_of(recipient):
+            # Sent now, it could never be read: the room key would go to no device of theirs. The outbox
+            # holds it until they sign in somewhere (see after_keys_query).
+            self._away.add(recipient)
+            raise RecipientAway(recipient)
+
+    def has_af(self, room) -> bool:
+        return any(self._book.is_af(u) for u in room.users if u != self.client.user_id)
+
+    async def is_held(self, af_id: str) -> bool:
+        return (await self.trust.verdict(af_id)).held
