@@ -36,3 +36,35 @@ def setup(level: str = "INFO", json_lines: bool = False, stream=sys.stderr) -> N
     # DEBUG/INFO; those could hold content. Only meldbot's own loggers follow the chosen level.
     root.setLevel(logging.WARNING)
     logging.getLogger("meldbot").setLevel(level)
+    quiet_libraries()
+
+
+# Libraries whose messages name users, devices and rooms (matrix-nio warns "Error decrypting megolm
+# event from @x:y, device ABC, room !r:y"). Their records are counted, never written.
+QUIET_LIBRARIES = ("nio", "peewee")
+library_counts: dict[tuple[str, str], int] = {}
+_relay = logging.getLogger("meldbot.libraries")
+
+
+class CountingHandler(logging.Handler):
+    """Counts a library's records by logger and level; says in meldbot's own log, without the message,
+    that a warning came (the first one of a kind, then every hundredth)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = (record.name, record.levelname)
+        count = library_counts[key] = library_counts.get(key, 0) + 1
+        if record.levelno >= logging.WARNING and (count == 1 or count % 100 == 0):
+            _relay.warning("a library reported a problem; its message is not logged because it can hold ids",
+                           extra={"library_logger": record.name, "library_level": record.levelname, "count": count})
+
+
+_counting = CountingHandler(level=logging.DEBUG)
+
+
+def quiet_libraries() -> None:
+    """Route the libraries in QUIET_LIBRARIES to the counter only (idempotent)."""
+    for name in QUIET_LIBRARIES:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [_counting]
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)

@@ -25,6 +25,14 @@ class Metrics:
         self.open_signals = Gauge("meldbot_signals_open", "Open signals", ["meldpunt", "status"], registry=r)
         self.backlog = Gauge("meldbot_outbox_backlog", "Outbox messages not yet delivered", registry=r)
         self.parked = Gauge("meldbot_outbox_parked", "Outbox messages parked (need the administrator)", registry=r)
+        self.matrix_undecryptable = Counter(
+            "meldbot_matrix_undecryptable", "Matrix messages whose key never came (the sender was asked to resend)",
+            registry=r)
+        self.matrix_decrypted_late = Counter(
+            "meldbot_matrix_decrypted_late", "Matrix messages decrypted after their key arrived late", registry=r)
+        self.library_log_records = Gauge(
+            "meldbot_library_log_records", "Records of libraries whose messages are not logged (they can hold ids)",
+            ["logger", "level"], registry=r)
         self.overdue = Gauge("meldbot_reminders_overdue", "Reminder series currently overdue", ["meldpunt"], registry=r)
 
     async def refresh(self, app) -> None:
@@ -44,5 +52,22 @@ class Metrics:
                 cal, settings = work_calendar(app.config, meldpunt.id), app.config.reminders_for(meldpunt.id)
                 self.overdue.labels(meldpunt.id).set(sum(len(due_now(s, settings, cal, now)) for s in signals))
 
+    def matrix_counts_hook(self):
+        """A callback for the Matrix adapter's counts: the counters follow them."""
+        last = {"unreadable": 0, "late": 0}
+
+        def hook(counts) -> None:
+            for name, counter in (("unreadable", self.matrix_undecryptable), ("late", self.matrix_decrypted_late)):
+                value = getattr(counts, name)
+                if value > last[name]:
+                    counter.inc(value - last[name])
+                    last[name] = value
+
+        return hook
+
     def render(self) -> bytes:
+        from meldbot.logs import library_counts
+
+        for (logger, level), count in list(library_counts.items()):
+            self.library_log_records.labels(logger, level).set(count)
         return generate_latest(self.registry)
