@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import sqlalchemy as sa
@@ -68,6 +70,26 @@ async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
     return out
 
 
+def _matrix_status(config, t: Texts) -> list[Finding]:
+    """What the running bot wrote in its store folder: its cross-signing identity, unreadable messages."""
+    path = Path(config.matrix.store_path) / "status.json"
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        status = {}
+    identity = status.get("identity")
+    if identity in ("created", "present"):
+        found = [Finding(True, t("doctor.matrix_identity_ok"))]
+    elif identity == "mismatch":
+        found = [Finding(False, t("doctor.matrix_identity_mismatch"))]
+    else:
+        found = [Finding(True, t("doctor.matrix_identity_unknown"))]
+    count = int(status.get("undecryptable") or 0)
+    found.append(Finding(count == 0, t("doctor.matrix_undecryptable", count=count) if count
+                         else t("doctor.matrix_undecryptable_none")))
+    return found
+
+
 async def _platforms(config, t: Texts) -> list[Finding]:
     out = []
     if not config.matrix.enabled and not config.teams.enabled:
@@ -82,6 +104,7 @@ async def _platforms(config, t: Texts) -> list[Finding]:
             ok = False
         out.append(Finding(ok, t("doctor.matrix_ok", url=config.matrix.homeserver) if ok
                            else t("doctor.matrix_down", url=config.matrix.homeserver)))
+        out += _matrix_status(config, t)
     if config.teams.enabled:
         if config.teams.anonymous:
             out.append(Finding(False, t("doctor.teams_anonymous")))
