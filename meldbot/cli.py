@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     reset = sub.add_parser("matrix-reset-identity",
                            help="maak bewust een nieuwe Matrix-identiteit (cross-signing) voor de bot")
     reset.add_argument("--yes", action="store_true", help="niet om bevestiging vragen")
+    from meldbot.matrix_trust import add_command as add_matrix_trust
     from meldbot.teams_manifest import add_command as add_teams_manifest
+
+    add_matrix_trust(sub)
 
     add_teams_manifest(sub)
     return parser
@@ -380,6 +383,12 @@ async def _matrix_admin_client(settings, password: str):
         await client.close()
 
 
+async def _matrix_trust(config, t, args) -> int:
+    from meldbot.matrix_trust import run_command
+
+    return await run_command(config, t, args)
+
+
 async def _teams_manifest(config, t, args) -> int:
     from meldbot.teams_manifest import run_command
 
@@ -387,7 +396,7 @@ async def _teams_manifest(config, t, args) -> int:
 
 
 _COMMANDS = {"teams-manifest": _teams_manifest, "doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key,
-             "matrix-reset-identity": _matrix_reset_identity}
+             "matrix-reset-identity": _matrix_reset_identity, "matrix-trust": _matrix_trust}
 
 if __name__ == "__main__":
     sys.exit(main())
