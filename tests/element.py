@@ -169,7 +169,8 @@ class ElementClient:
     # --- commands --------------------------------------------------------------------------------
 
     async def start(self, homeserver: str, user: str, password: str, device_name: str = "Element",
-                    isolation: str = "signed", cross_signing: bool = True, timeout: float = WAIT) -> "ElementClient":
+                    isolation: str = "signed", cross_signing: bool = True, reset_cross_signing: bool = False,
+                    timeout: float = WAIT) -> "ElementClient":
         """Log in as a new device, set up crypto like Element at first login; returns once keys are uploaded.
 
         isolation: "signed" is Element's "exclude insecure devices" (OnlySignedDevicesIsolationMode),
@@ -177,7 +178,8 @@ class ElementClient:
         """
         await self.launch()
         answer = await self.command("start", timeout, homeserver=homeserver, user=user, password=password,
-                                    device_name=device_name, isolation=isolation, cross_signing=cross_signing)
+                                    device_name=device_name, isolation=isolation, cross_signing=cross_signing,
+                                    reset_cross_signing=reset_cross_signing)
         self.user_id, self.device_id = answer["user_id"], answer["device_id"]
         return self
 

@@ -221,8 +221,8 @@ async function authUploadDeviceSigningKeys(makeRequest) {
 }
 
 const commands = {
-    async start({ homeserver, user, password, device_name = "Element test", isolation = "signed", cross_signing = true },
-        deadline) {
+    async start({ homeserver, user, password, device_name = "Element test", isolation = "signed", cross_signing = true,
+        reset_cross_signing = false }, deadline) {
         if (client) throw new Error("already started");
         const mode = isolationMode(isolation);
         const anonymous = sdk.createClient({ baseUrl: homeserver });
@@ -247,9 +247,12 @@ const commands = {
         await until("our device keys and one-time keys on the server", deadline, keysUploaded);
         if (cross_signing) {
             deadline.step = "bootstrapCrossSigning";
-            await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys });
+            // reset_cross_signing: Element's "reset your identity" (new keys replace the account's identity).
+            await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys, setupNewCrossSigning: reset_cross_signing });
             await until("our device signed by our self-signing key on the server", deadline, async () => {
-                if (!(await crypto.isCrossSigningReady())) return false;
+                // After a reset without secret storage the new identity is not "ready" in the SDK's sense
+                // (no backup of its keys); signed devices are what this test client needs.
+                if (!reset_cross_signing && !(await crypto.isCrossSigningReady())) return false;
                 const device = await keysUploaded();
                 return device && Object.keys(device.signatures?.[me.user_id] ?? {}).length > 1;
             });
