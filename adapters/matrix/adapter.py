@@ -22,6 +22,8 @@ from meldbot.i18n import texts
 from meldbot.logs import quiet_libraries
 from meldbot.messaging import DeliveryError, Identity, IncomingMessage, Reply
 
+IDENTITY_RETRY_SECONDS = 300.0
+
 __all__ = ["ENCRYPTION_STATE", "MatrixAdapter", "MatrixLoginError", "MatrixNotifier", "without_reply_fallback"]
 
 
@@ -96,6 +98,7 @@ class MatrixAdapter:
         self.book = AddressBook(config)
         self.status_file = JsonFile(self.folder / "status.json")
         self.identity_status: str | None = None
+        self._identity_retry_at = 0.0  # after a failure: not at every sync, but every few minutes
         # A generous timeline, so a short outage leaves no gap to fetch; a gap is fetched all the same.
         self.timeline_limit = 50
         self.client = None
@@ -203,7 +206,8 @@ class MatrixAdapter:
                 await client.keys_claim(client.get_users_for_key_claiming())
         except LocalProtocolError:
             pass  # another task did it a moment ago
-        if self.identity_status is None and not client.should_upload_keys:
+        if (self.identity_status is None and not client.should_upload_keys
+                and time.monotonic() >= self._identity_retry_at):
             await self._ensure_identity()
 
     async def _ensure_identity(self) -> None:
@@ -224,6 +228,8 @@ class MatrixAdapter:
             else:
                 log.info("matrix cross-signing identity ready", extra={"status": status})
         self.identity_status = status if status != "error" else None
+        if status == "error":
+            self._identity_retry_at = time.monotonic() + IDENTITY_RETRY_SECONDS
         self._save_status(identity=status)
 
     def _save_status(self, **values) -> None:
