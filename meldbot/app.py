@@ -208,8 +208,11 @@ def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later):
             async with uow() as work:
                 return await work.matrix_trust.get(bot_id, af_id)
 
-        async def put(self, af_id: str, state: dict) -> None:
+        async def put(self, af_id: str, state: dict, expected: dict | None = None) -> None:
             async with uow() as work:
+                # An administrator's `meldbot matrix-trust` in between wins over what this process saw.
+                if (await work.matrix_trust.get(bot_id, af_id) or {}) != (expected or {}):
+                    return
                 await work.matrix_trust.put(bot_id, af_id, state, clock.now())
                 await work.commit()
 

@@ -315,7 +315,7 @@ class MatrixConfig(_Model):
     access_token: SecretStr = SecretStr("")
     device_name: Text = "meldbot"
     store_path: Text = "var/matrix"
-    af_device_policy: Literal["tofu", "signed"] = "tofu"
+    af_device_policy: Literal["tofu", "signed"] = "tofu"  # "verified" (wave 1) never worked: now "signed"
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> "MatrixConfig":

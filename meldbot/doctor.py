@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +83,17 @@ def _matrix_status(config, t: Texts) -> list[Finding]:
         found = [Finding(True, t("doctor.matrix_identity_ok"))]
     elif identity == "mismatch":
         found = [Finding(False, t("doctor.matrix_identity_mismatch"))]
+    elif identity == "error":
+        found = [Finding(False, t("doctor.matrix_identity_error"))]
     else:
         found = [Finding(True, t("doctor.matrix_identity_unknown"))]
-    count = int(status.get("undecryptable") or 0)
-    found.append(Finding(count == 0, t("doctor.matrix_undecryptable", count=count) if count
-                         else t("doctor.matrix_undecryptable_none")))
+    # Only the last week counts as a problem: one failure long ago is not a reason to alarm now.
+    week_ago = time.time() - 7 * 86400
+    recent = sum(1 for moment in status.get("undecryptable_times", []) if isinstance(moment, (int, float))
+                 and moment >= week_ago)
+    total = int(status.get("undecryptable") or 0)
+    found.append(Finding(recent == 0, t("doctor.matrix_undecryptable", count=recent, total=total) if recent
+                         else t("doctor.matrix_undecryptable_none", total=total)))
     return found
 
 

@@ -20,7 +20,7 @@ from adapters.matrix.sync import Inbound, without_reply_fallback
 from adapters.matrix.trust import AfTrust, Alert, Devices, TrustStore, is_unguarded_key
 from meldbot.i18n import texts
 from meldbot.logs import quiet_libraries
-from meldbot.messaging import DeliveryError, Identity, IncomingMessage, Reply
+from meldbot.messaging import DeliveryError, Identity, IncomingMessage, RecipientAway, Reply
 
 IDENTITY_RETRY_SECONDS = 300.0
 
@@ -52,7 +52,7 @@ class _NoStore:
     async def get(self, key):
         return self.data.get(key)
 
-    async def put(self, key, value):
+    async def put(self, key, value, expected=None):
         self.data[key] = value
 
     async def load(self):
@@ -123,9 +123,10 @@ class MatrixAdapter:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         client = self.client = self._client_factory(self._settings, self.folder, self._send_timeout)
         session = Session(self._settings, self.folder)
-        self.trust = AfTrust(client, self._settings.af_device_policy, self.book, self._trust_store, self._queue_alert)
+        self.trust = AfTrust(client, self._settings.af_device_policy, self.book, self._trust_store, self._queue_alert,
+                             recheck=lambda af_id, delay: self.devices.recheck(af_id, delay))
         self.devices = Devices(client, self.book, self.trust, self._person_back, self._spawn)
-        self.direct = DirectRooms(client, self._wait_synced)
+        self.direct = DirectRooms(client, self.wait_synced)
         self.sender = Sender(client, self.devices.prepare, self._t("matrix.image_name"), send_timeout=self._send_timeout,
                              inline_rate_limit_ms=self._inline_rate_limit_ms, shared=self.devices.has_af)
         self.inbound = Inbound(client, handle=self._handle_message, sender=self.sender, direct=self.direct,
@@ -136,6 +137,7 @@ class MatrixAdapter:
         self.inbound.counts.on_change.append(self._counts_changed)
         saved = self.status_file.load({}) or {}  # the counts of earlier runs, for `meldbot doctor`
         self._counted_before = (int(saved.get("undecryptable") or 0), int(saved.get("decrypted_late") or 0))
+        self._unreadable_seen = 0
         self.ready = self.inbound.ready
         try:
             await session.login(client)
@@ -245,10 +247,12 @@ class MatrixAdapter:
         for hook in self.on_counts:
             hook(counts)
         before_unreadable, before_late = self._counted_before
-        self._save_status(undecryptable=before_unreadable + counts.unreadable, decrypted_late=before_late + counts.late)
-
-    async def _wait_synced(self, timeout: float) -> None:
-        await self.inbound.wait_synced(timeout)
+        recent = [t for t in (self.status_file.load({}) or {}).get("undecryptable_times", []) if isinstance(t, (int, float))]
+        if counts.unreadable > self._unreadable_seen:
+            recent = (recent + [time.time()] * (counts.unreadable - self._unreadable_seen))[-100:]
+            self._unreadable_seen = counts.unreadable
+        self._save_status(undecryptable=before_unreadable + counts.unreadable, decrypted_late=before_late + counts.late,
+                          undecryptable_times=recent)
 
     async def wait_synced(self, timeout: float) -> None:
         await self.inbound.wait_synced(timeout)
@@ -268,8 +272,14 @@ class MatrixAdapter:
         if self._alert is not None:
             await self._alert(af_id, text_key, params, key, unguarded)
             return
-        # Without an outbox (the adapter alone): send it now.
-        self._spawn(self.deliver(af_id, Reply(self._t(text_key, **params), urgent=True), key))
+        # Without an outbox (the adapter alone): send it now, once; a failure is logged without ids.
+        self._spawn(self._deliver_quietly(af_id, Reply(self._t(text_key, **params), urgent=True), key))
+
+    async def _deliver_quietly(self, user_id: str, reply: Reply, key: str) -> None:
+        try:
+            await self.deliver(user_id, reply, key)
+        except (DeliveryError, RecipientAway) as exc:
+            log.warning("matrix alert not delivered", extra={"error": type(exc).__name__})
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)

@@ -69,6 +69,9 @@ class JsonFile:
             return json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return default
+        except ValueError:  # cut short or damaged: as if absent, and said so
+            log.warning("matrix store file unreadable; ignored", extra={"file": self.path.name})
+            return default
 
     def save(self, data) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")

@@ -26,6 +26,7 @@ from nio import (
     RoomMessageUnknown,
     StickerEvent,
     SyncError,
+    ToDeviceMessage,
     UnknownToDeviceEvent,
 )
 
@@ -83,7 +84,8 @@ class Inbound:
         self.token_tail: asyncio.Task | None = None
         self._pointer_at: dict[str, float] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._withheld: dict[str, str] = {}  # megolm session id -> the code the sender gave for withholding it
+        # (sender key, megolm session id) -> the code the sender's device gave for withholding the key
+        self._withheld: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -144,8 +146,11 @@ class Inbound:
         for event in response.to_device_events:
             if isinstance(event, UnknownToDeviceEvent) and event.type == "m.room_key.withheld":
                 content = event.source.get("content") or {}
-                if isinstance(content.get("session_id"), str):
-                    self._withheld[content["session_id"]] = str(content.get("code") or "m.unavailable")
+                if isinstance(content.get("session_id"), str) and isinstance(content.get("sender_key"), str):
+                    key = (content["sender_key"], content["session_id"])
+                    self._withheld[key] = str(content.get("code") or "m.unavailable")
+                    while len(self._withheld) > 1000:
+                        self._withheld.popitem(last=False)
         batch: list[asyncio.Task] = []
         for room_id, info in response.rooms.invite.items():
             batch.append(self._queue(room_id, lambda r=room_id, i=info: self._answer_invite(r, i)))
@@ -333,11 +338,12 @@ class Inbound:
             if now - self._pointer_at.get(room_id, -1e9) < self._pointer_interval:
                 return
             self._pointer_at[room_id] = now
-        elif self._book.is_af(event.sender) and await self._held(event.sender):
-            # The AF's identity waits for an administrator: nothing with content goes to their devices.
-            await self._send(room_id, Reply(self._t("matrix.identity_held")), f"held:{event.event_id}",
-                             unguarded=True)
-            return
+        elif self._book.is_af(event.sender):
+            refusal = await self._af_refusal(event)
+            if refusal:
+                # Content-free, so every device of the AF may read why nothing else comes.
+                await self._send(room_id, Reply(self._t(refusal)), f"refused:{event.event_id}", unguarded=True)
+                return
         member = room.users.get(event.sender)
         message = IncomingMessage(
             sender=Identity(PLATFORM, event.sender), conversation_id=room_id, text=text, event_id=event.event_id,
@@ -347,22 +353,26 @@ class Inbound:
         for index, reply in enumerate(replies):
             await self._send(room_id, reply, f"{event.event_id}:{index}")
 
-    async def _held(self, af_id: str) -> bool:
+    async def _af_refusal(self, event) -> str | None:
+        """Why a message from an AF's account is not taken as the AF's, or None when it is: the AF's identity
+        waits for an administrator, or the device that sent it is not confirmed by the AF (someone with the
+        password on a new device may not act as the AF), or the keys cannot be checked now (fail closed)."""
         try:
-            return await self._devices.is_held(af_id)
-        except DeliveryError:
-            return False  # the keys could not be fetched now; the send itself checks again
+            if await self._devices.is_held(event.sender):
+                return "matrix.identity_held"
+            if not await self._devices.may_speak(event.sender, getattr(event, "sender_key", None)):
+                log.warning("message from an AF device that is not confirmed: not handled")
+                return "matrix.device_unconfirmed"
+        except DeliveryError as exc:
+            log.warning("AF keys not checkable; message not handled", extra={"reason": exc.reason})
+            return "matrix.keys_unavailable"
+        return None
 
     async def _await_key(self, room_id: str, event: MegolmEvent):
         """A message the bot cannot read yet: ask for its key and wait for it (a late to-device message,
         an answered key request) while this room's later messages wait behind it, in order. Only when
         the key cannot come (withheld, or not within `key_wait`) is the sender asked to send again."""
-        try:
-            await self.client.request_room_key(event)
-        except LocalProtocolError:
-            pass  # already requested for this session
-        except NETWORK_ERRORS as exc:
-            log.warning("matrix room key request failed", extra={"error": type(exc).__name__})
+        await self._request_key(event)
         self.counts.waiting += 1
         self.counts.changed()
         deadline = time.monotonic() + self.key_wait
@@ -373,7 +383,7 @@ class Inbound:
                     self.counts.late += 1
                     log.info("matrix message decrypted after its key arrived late")
                     return decrypted
-                withheld = self._withheld.get(event.session_id)
+                withheld = self._withheld.get((event.sender_key, event.session_id))
                 remaining = deadline - time.monotonic()
                 if withheld or remaining <= 0:
                     break
@@ -390,6 +400,24 @@ class Inbound:
                     extra={"reason": withheld or "no key in time"})
         await self._send(room_id, Reply(self._t("matrix.undecryptable")), f"undecryptable:{event.event_id}")
         return None
+
+    async def _request_key(self, event: MegolmEvent) -> None:
+        """nio asks only the bot's own devices; the spec's key request also goes to the sender's device,
+        which may share the key again (e.g. once it trusts the bot)."""
+        try:
+            await self.client.request_room_key(event)
+        except LocalProtocolError:
+            pass  # already requested for this session
+        except NETWORK_ERRORS as exc:
+            log.warning("matrix room key request failed", extra={"error": type(exc).__name__})
+        request = {"action": "request", "requesting_device_id": self.client.device_id,
+                   "request_id": f"mb{event.session_id[:16]}",
+                   "body": {"algorithm": event.algorithm, "room_id": event.room_id,
+                            "sender_key": event.sender_key, "session_id": event.session_id}}
+        try:
+            await self.client.to_device(ToDeviceMessage("m.room_key_request", event.sender, event.device_id, request))
+        except NETWORK_ERRORS as exc:
+            log.warning("matrix room key request to the sender failed", extra={"error": type(exc).__name__})
 
     def _try_decrypt(self, event: MegolmEvent):
         try:
