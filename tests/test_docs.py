@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import re
 import tomllib
 
@@ -56,10 +57,16 @@ def test_the_doctor_lines_in_docs_matrix_are_what_doctor_prints(tmp_path):
     for line in printed:
         assert line in doc, line
     # And a lost identity is a problem doctor names, with the command that mends it.
-    (tmp_path / "status.json").write_text(json.dumps({"identity": "mismatch", "undecryptable": 3}))
+    (tmp_path / "status.json").write_text(json.dumps({"identity": "mismatch", "undecryptable": 5,
+                                                      "undecryptable_times": [time.time() - 30 * 86400] * 2
+                                                      + [time.time() - 60] * 3}))
     findings = _matrix_status(config, t)
     assert [f.ok for f in findings] == [False, False]
-    assert "meldbot matrix-reset-identity" in findings[0].text and "3" in findings[1].text
+    assert "meldbot matrix-reset-identity" in findings[0].text and "3 Matrix" in findings[1].text
+    # Failures older than a week are history, not a problem now; a failed set-up is one.
+    (tmp_path / "status.json").write_text(json.dumps({"identity": "error", "undecryptable": 2,
+                                                      "undecryptable_times": [time.time() - 30 * 86400] * 2}))
+    assert [f.ok for f in _matrix_status(config, t)] == [False, True]
 
 
 def test_every_af_device_policy_is_explained_in_the_example_configuration():
