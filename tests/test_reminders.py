@@ -215,8 +215,22 @@ def _seed_many(url: str, count: int) -> None:
     run_sync(seed())
 
 
+async def _claimed(url: str) -> int:
+    from storage.db import Database
+
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            return (await conn.execute(sa.text(
+                "SELECT count(*) FROM reminder_sent WHERE key LIKE 'oppakken:%' OR key LIKE 'overzicht:%'"))).scalar_one()
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.slow
 def test_two_bot_processes_on_postgresql_send_each_reminder_once(postgres_database, tmp_path):
+    from tests.conftest import run_sync
+
     _seed_many(postgres_database, 40)
     env = env_for(tmp_path, MELDBOT_STORAGE__URL=postgres_database, MELDBOT_TEST_CLOCK="2026-11-19T11:00:00+01:00",
                   MELDBOT_REMINDERS__SWEEP_SECONDS="0.2", MELDBOT_HTTP__LISTEN="127.0.0.1:0")
@@ -225,7 +239,14 @@ def test_two_bot_processes_on_postgresql_send_each_reminder_once(postgres_databa
     procs = [subprocess.Popen([sys.executable, "-m", "meldbot", "chat"], env=env, cwd=tmp_path, stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
-        time.sleep(6)
+        # Both run until every reminder is claimed (a deadline, not a fixed wait: a loaded machine is slower).
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            for p in procs:
+                assert p.poll() is None, p.stderr.read()
+            if run_sync(_claimed(postgres_database)) >= 42:
+                break
+            time.sleep(0.2)
         for p in procs:
             assert p.poll() is None, p.stderr.read()
     finally:
