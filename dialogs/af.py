@@ -130,7 +130,7 @@ def queue_view(signals: list[Signal], now: datetime, t: Texts) -> str:
     return "\n".join(lines)
 
 
-def _event_line(kind: EventKind, data: dict, t: Texts) -> str:
+def _event_line(kind: EventKind, data: dict, t: Texts, delivery: str | None = None) -> str:
     detail = data.get("text") or data.get("partner") or data.get("outcome") or data.get("value") or ""
     if kind is EventKind.FORWARDED or kind is EventKind.CONSULTED:
         detail = data.get("partner", "")
@@ -143,11 +143,14 @@ def _event_line(kind: EventKind, data: dict, t: Texts) -> str:
     if kind is EventKind.MERGED:
         detail = data.get("into") or data.get("absorbed") or ""
     label = t(f"af.event.{kind.name.lower()}")
+    if delivery:
+        label = f"{label} ({delivery})"
     return f"{label}: {detail}" if detail else label
 
 
 def signal_view(signal: Signal, melder: str, matches: list[tuple[str, str]], tz: ZoneInfo, t: Texts,
-                summary_when: str) -> str:
+                summary_when: str, deliveries: dict[int, str] | None = None) -> str:
+    """`deliveries`: per event (its place in `signal.events`) how its message to the melder fared."""
     c = signal.content
     lines = [
         t("af.show.title", reference=signal.reference, status=t(f"af.status.{signal.status}"),
@@ -175,9 +178,9 @@ def signal_view(signal: Signal, melder: str, matches: list[tuple[str, str]], tz:
     lines.append(t("af.show.known") if matches else t("af.show.known_none"))
     lines += [t("af.show.match", reference=ref, kind=t(f"af.kind.{kind}")) for ref, kind in matches]
     lines.append(t("af.show.history"))
-    for e in signal.events:
+    for index, e in enumerate(signal.events):
         actor = t("af.actor.melder") if e.actor == "melder" else e.actor
-        lines.append(f"- {_when(e.at, tz)} {actor}: {_event_line(e.kind, e.data, t)}")
+        lines.append(f"- {_when(e.at, tz)} {actor}: {_event_line(e.kind, e.data, t, (deliveries or {}).get(index))}")
     return "\n".join(lines)
 
 

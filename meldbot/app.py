@@ -262,7 +262,10 @@ def build_app(
     for adapter in adapters:
         if hasattr(adapter, "on_counts"):
             adapter.on_counts.append(metrics.matrix_counts_hook())
-    dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics)
+    from meldbot.deliveries import DeliveryTrouble
+
+    dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics,
+                            on_trouble=DeliveryTrouble(config, platforms))
     uow.on_outbox = dispatcher.kick
     bot = Bot(config, uow, clock, platforms, metrics=metrics, slots=db.turn_slots)
     reminders = Reminders(uow, config, clock, platforms)

@@ -44,9 +44,11 @@ def _parser() -> argparse.ArgumentParser:
                            help="maak bewust een nieuwe Matrix-identiteit (cross-signing) voor de bot")
     reset.add_argument("--yes", action="store_true", help="niet om bevestiging vragen")
     from meldbot.matrix_trust import add_command as add_matrix_trust
+    from meldbot.outbox_cli import add_command as add_outbox
     from meldbot.teams_manifest import add_command as add_teams_manifest
 
     add_matrix_trust(sub)
+    add_outbox(sub)
 
     add_teams_manifest(sub)
     return parser
@@ -389,6 +391,12 @@ async def _matrix_trust(config, t, args) -> int:
     return await run_command(config, t, args)
 
 
+async def _outbox(config, t, args) -> int:
+    from meldbot.outbox_cli import run_command
+
+    return await run_command(config, t, args)
+
+
 async def _teams_manifest(config, t, args) -> int:
     from meldbot.teams_manifest import run_command
 
@@ -396,7 +404,7 @@ async def _teams_manifest(config, t, args) -> int:
 
 
 _COMMANDS = {"teams-manifest": _teams_manifest, "doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key,
-             "matrix-reset-identity": _matrix_reset_identity, "matrix-trust": _matrix_trust}
+             "matrix-reset-identity": _matrix_reset_identity, "matrix-trust": _matrix_trust, "outbox": _outbox}
 
 if __name__ == "__main__":
     sys.exit(main())

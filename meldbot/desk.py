@@ -8,7 +8,7 @@ from datetime import datetime
 from dialogs.af import OUTCOMES, AfCommand, Usage, melder_label, partner_text, queue_view, signal_view
 from meldbot import matching
 from meldbot.clock import Clock
-from meldbot.domain import InvalidTransition, Outcome, Signal, SignalClosed, Status
+from meldbot.domain import EventKind, InvalidTransition, Outcome, Signal, SignalClosed, Status
 from meldbot.i18n import Texts, texts
 from meldbot.messaging import Action, Identity, Reply
 from meldbot.services import af_identities, language_of, work_calendar
@@ -118,8 +118,29 @@ class Desk:
         label = melder_label(signal, melder.display_name, str(melder.identity), self.t)
         matches = [(str(ref), kind) for ref, kind in await self.uow.signals.matches(signal)]
         await self._audit(signal, "gelezen")
-        view = signal_view(signal, label, matches, self._meldpunt(signal).tz, self.t, self._when(signal))
+        view = signal_view(signal, label, matches, self._meldpunt(signal).tz, self.t, self._when(signal),
+                           deliveries=await self._deliveries(signal))
         return [Reply(view), *replies]
+
+    async def _deliveries(self, signal: Signal) -> dict[int, str]:
+        """Per `terugkoppelen` event (by its place in the history): whether the melder got it, and when."""
+        from meldbot.deliveries import status_text
+
+        informed = [(i, e) for i, e in enumerate(signal.events)
+                    if e.kind is EventKind.MELDER_INFORMED and e.data.get("outbox")]
+        if not informed:
+            return {}
+        states = await self.uow.outbox.states([key for _, e in informed for key in e.data["outbox"]])
+        tz = self._meldpunt(signal).tz
+        found = {}
+        for index, event in informed:
+            keys = event.data["outbox"]
+            if len(keys) == 1:
+                found[index] = status_text(self.t, states.get(keys[0]), tz, event.at)
+            else:   # merged signals: one message per melder
+                found[index] = "; ".join(f"{key.split(':')[1]}: {status_text(self.t, states.get(key), tz, event.at)}"
+                                         for key in keys)
+        return found
 
     async def take(self, command: AfCommand) -> list[Reply]:
         signal = await self._signal(command)
@@ -179,17 +200,21 @@ class Desk:
 
     async def inform(self, command: AfCommand) -> list[Reply]:
         signal = await self._signal(command)
-        signal.inform_melder(self._name(signal), command.text, self.now)
-        await self._save(signal, "teruggekoppeld")
+        me = self._name(signal)
         recipients = [signal] + await self.uow.signals.merged_into(signal)
-        for own in recipients:
+        # The key names the AF who sent it: if it cannot be delivered, they are the one to hear of it.
+        keys = [f"inform:{own.reference}:{me}:{self.now.isoformat()}" for own in recipients]
+        signal.inform_melder(me, command.text, self.now, outbox=keys)
+        await self._save(signal, "teruggekoppeld")
+        for own, key in zip(recipients, keys):
             melder = await self.uow.signals.melder_of(own)
             t = texts(await language_of(self.uow, self.config, melder.identity))
             await self.uow.outbox.add(
                 meldpunt_id=own.meldpunt_id, recipient=melder.identity,
                 reply=Reply(t("af.to_melder", reference=own.reference, text=command.text)),
-                key=f"inform:{own.reference}:{self.now.isoformat()}", kind="inform", at=self.now)
+                key=key, kind="inform", at=self.now)
         who = signal.pseudonym if signal.anonymous else self.t("af.the_melder")
+        # Queued, not yet delivered: `toon` shows when it arrived, and a failure is told in this chat.
         return self._ok("af.informed", signal, melder=who, count=len(recipients))
 
     async def close(self, command: AfCommand) -> list[Reply]:

@@ -11,9 +11,14 @@ from pathlib import Path
 import aiohttp
 import sqlalchemy as sa
 
+from meldbot.deliveries import plain_reason, reference_in
 from meldbot.i18n import Texts
 from storage.db import Database, head_revision
+from storage.tables import OutboxRow
 from storage.sealing import KeyringSealer, PlainSealer, UnknownKey, sealer_for
+
+
+PARKED_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,13 @@ async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
     out = []
     async with db.engine.connect() as conn:
         sample = (await conn.execute(sa.text("SELECT content_sealed FROM signal ORDER BY id DESC LIMIT 1"))).first()
-        parked = (await conn.execute(sa.text(
-            "SELECT last_error, count(*) FROM outbox WHERE parked_at IS NOT NULL GROUP BY last_error"))).all()
+    outbox = OutboxRow.__table__.c
+    async with db.engine.connect() as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).where(outbox.parked_at.is_not(None)))).scalar_one()
+        parked = (await conn.execute(
+            sa.select(outbox.id, outbox.kind, outbox.idempotency_key, outbox.attempts, outbox.parked_at,
+                      outbox.last_error).where(outbox.parked_at.is_not(None)).order_by(outbox.id).limit(PARKED_SHOWN)
+        )).all()
     if sample is not None:
         try:
             sealer.open(sample[0])
@@ -62,10 +72,19 @@ async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
             out.append(Finding(False, t("doctor.key_wrong")))
         except Exception:
             out.append(Finding(False, t("doctor.key_wrong")))
-    total = sum(n for _, n in parked)
     if total:
-        reasons = "; ".join(f"{reason or '?'} ({n})" for reason, n in parked)
-        out.append(Finding(False, t("doctor.parked", count=total, reasons=reasons)))
+        # Each parked row by its number (for `meldbot outbox resend`), never its recipient or content.
+        lines = [t("doctor.parked", count=total)]
+        for row_id, kind, key, attempts, parked_at, error in parked:
+            reference = reference_in(key)
+            lines.append(t("doctor.parked_row", id=row_id, kind=kind, attempts=attempts,
+                           about=t("delivery.about", reference=reference) if reference else "",
+                           since=parked_at.astimezone().strftime("%d-%m-%Y %H:%M"),
+                           reason=plain_reason(t, error), error=error or "?"))
+        if total > len(parked):
+            lines.append(t("doctor.parked_more", count=total - len(parked)))
+        lines.append(t("doctor.parked_todo"))
+        out.append(Finding(False, "\n".join(lines)))
     else:
         out.append(Finding(True, t("doctor.parked_none")))
     return out

@@ -293,11 +293,13 @@ class Signal:
         self.handler = self.handler or af
         self._record(EventKind.REOPENED, at, af)
 
-    def inform_melder(self, af: str, text: str, at: datetime) -> None:
-        # Allowed after closing: feedback keeps staff reporting.
+    def inform_melder(self, af: str, text: str, at: datetime, outbox: list[str] | None = None) -> None:
+        # Allowed after closing: feedback keeps staff reporting. `outbox`: the keys of the messages that carry
+        # it, so the history can say whether (and when) each was delivered.
         self.melder_informed_at = self.melder_informed_at or at
         self.melder_last_informed_at = at
-        self._record(EventKind.MELDER_INFORMED, at, af, text=text)
+        extra = {"outbox": list(outbox)} if outbox else {}
+        self._record(EventKind.MELDER_INFORMED, at, af, text=text, **extra)
 
     def supplement(self, text: str, at: datetime) -> None:
         """The melder adds information later; allowed in every status, the AF decides what follows."""

@@ -25,6 +25,8 @@ class Metrics:
         self.open_signals = Gauge("meldbot_signals_open", "Open signals", ["meldpunt", "status"], registry=r)
         self.backlog = Gauge("meldbot_outbox_backlog", "Outbox messages not yet delivered", registry=r)
         self.parked = Gauge("meldbot_outbox_parked", "Outbox messages parked (need the administrator)", registry=r)
+        self.parked_by_kind = Gauge("meldbot_outbox_parked_by_kind", "Parked outbox messages per kind of message",
+                                    ["kind"], registry=r)
         self.matrix_undecryptable = Counter(
             "meldbot_matrix_undecryptable", "Matrix messages whose key never came (the sender was asked to resend)",
             registry=r)
@@ -44,6 +46,9 @@ class Metrics:
             stats = await uow.outbox.stats()
             self.backlog.set(stats["pending"])
             self.parked.set(stats["parked"])
+            self.parked_by_kind.clear()
+            for kind, count in (await uow.outbox.parked_by_kind()).items():
+                self.parked_by_kind.labels(kind).set(count)
             for meldpunt in app.config.meldpunten:
                 signals = await uow.signals.reminder_candidates(meldpunt.id)
                 for status in (Status.RECEIVED, Status.IN_PROGRESS, Status.FORWARDED):

@@ -21,6 +21,8 @@ class RetryPolicy:
     max_attempts: int = 20          # about three hours of trying before a row is parked
     away_hold: timedelta = timedelta(hours=1)
     lease: timedelta = timedelta(seconds=120)
+    # After this many failed attempts (about four minutes) a message to a melder is told to the AF as late.
+    warn_after: int = 8
 
     def next_delay(self, attempts: int) -> timedelta:
         return min(self.base * (2 ** max(attempts - 1, 0)), self.maximum)
@@ -37,6 +39,7 @@ class Dispatcher:
         batch_size: int = 100,
         poll_interval: float = 5.0,
         metrics=None,
+        on_trouble=None,
     ) -> None:
         self._uow = uow_factory
         self.notifiers = dict(notifiers)
@@ -48,6 +51,9 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._stopping = False
         self.metrics = metrics
+        # async (uow, item, reason, now, *, parked) -> int: tells the people a failing row concerns
+        # (meldbot.deliveries.DeliveryTrouble), in the transaction that records the failure.
+        self.on_trouble = on_trouble
 
     def start(self) -> None:
         self._stopping = False
@@ -119,6 +125,7 @@ class Dispatcher:
         if error.permanent or attempts >= self.policy.max_attempts:
             await uow.outbox.park(item.id, attempts=attempts, at=now, error=error.reason)
             log.warning("outbox row parked", extra={"outbox_id": item.id, "kind": item.kind, "reason": error.reason})
+            await self._tell(uow, item, error.reason, now, parked=True)
         else:
             delay = self.policy.next_delay(attempts)
             await uow.outbox.retry(item.id, attempts=attempts, at=now + delay, error=error.reason)
@@ -126,6 +133,17 @@ class Dispatcher:
                 "outbox delivery failed, will retry",
                 extra={"outbox_id": item.id, "attempt": attempts, "retry_in_s": delay.total_seconds(), "reason": error.reason},
             )
+            if attempts == self.policy.warn_after:
+                await self._tell(uow, item, error.reason, now, parked=False)
+
+    async def _tell(self, uow, item, reason: str, now, *, parked: bool) -> None:
+        if self.on_trouble is None:
+            return
+        try:
+            await self.on_trouble(uow, item, reason, now, parked=parked)
+        except Exception as exc:  # the failure itself is recorded anyway; doctor and the metric show it
+            log.error("telling about an undelivered message failed",
+                      extra={"outbox_id": item.id, "error": type(exc).__name__})
 
     async def run(self) -> None:
         """Deliver until stopped: at every kick, and at least every poll interval."""

@@ -455,6 +455,69 @@ class OutboxRepository:
             "delivered": await count(OutboxRow.delivered_at.is_not(None)),
         }
 
+    async def parked_by_kind(self) -> dict[str, int]:
+        rows = await self._uow.session.exec(
+            select(OutboxRow.kind, sa.func.count()).where(OutboxRow.parked_at.is_not(None)).group_by(OutboxRow.kind))
+        return {kind: n for kind, n in rows.all()}
+
+    async def count_keyed(self, prefix: str) -> int:
+        """How many rows have an idempotency key that starts with `prefix` (no LIKE wildcards in it)."""
+        return (await self._uow.session.exec(select(sa.func.count()).select_from(OutboxRow).where(
+            OutboxRow.idempotency_key.startswith(prefix, autoescape=True)))).one()
+
+    async def troubled(self, *, every: bool = False, limit: int = 1000) -> list["OutboxState"]:
+        """Undelivered rows that are parked or failed at least once (`every`: all undelivered rows),
+        oldest first. Never the sealed recipient or payload: this is what the administrator sees."""
+        where = [OutboxRow.delivered_at.is_(None)]
+        if not every:
+            where.append(sa.or_(OutboxRow.parked_at.is_not(None), OutboxRow.attempts > 0))
+        rows = await self._uow.session.exec(select(*_STATE_COLUMNS).where(*where).order_by(OutboxRow.id).limit(limit))
+        return [OutboxState(*r) for r in rows.all()]
+
+    async def states(self, keys: list[str]) -> dict[str, "OutboxState"]:
+        """The delivery state of the rows with these idempotency keys (rows forgotten after delivery are absent)."""
+        found: dict[str, OutboxState] = {}
+        for chunk in _chunks(keys):
+            rows = await self._uow.session.exec(select(*_STATE_COLUMNS).where(OutboxRow.idempotency_key.in_(chunk)))
+            found.update((state.key, state) for state in (OutboxState(*r) for r in rows.all()))
+        return found
+
+    async def resend(self, row_ids: list[int] | None, now: datetime) -> list[int]:
+        """Un-park rows (`None`: every parked row) and make them due at once, with a fresh series of attempts.
+        Rows delivered, or claimed right now by a running dispatcher, are left alone. Returns the ids."""
+        where = [OutboxRow.delivered_at.is_(None),
+                 sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now)]
+        where.append(OutboxRow.parked_at.is_not(None) if row_ids is None else OutboxRow.id.in_(row_ids))
+        ids = list((await self._uow.session.exec(select(OutboxRow.id).where(*where).order_by(OutboxRow.id))).all())
+        for chunk in _chunks(ids):
+            # Due at once also for a bot whose clock is behind this machine's: the moment it was queued.
+            await self._uow.session.exec(sa.update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
+                parked_at=None, next_attempt_at=OutboxRow.created_at, attempts=0, claimed_until=None))
+        if ids:
+            self._uow.outbox_written = True
+        return ids
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    """One outbox row as the administrator and the AF's history may see it: no recipient, no content."""
+
+    id: int
+    meldpunt_id: str
+    key: str
+    kind: str
+    attempts: int
+    created_at: datetime
+    delivered_at: datetime | None
+    parked_at: datetime | None
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+_STATE_COLUMNS = (OutboxRow.id, OutboxRow.meldpunt_id, OutboxRow.idempotency_key, OutboxRow.kind, OutboxRow.attempts,
+                  OutboxRow.created_at, OutboxRow.delivered_at, OutboxRow.parked_at, OutboxRow.next_attempt_at,
+                  OutboxRow.last_error)
+
 
 # The statements of every turn, built once: constructing a statement costs more than running it.
 _CONVERSATION = ConversationRow.__table__

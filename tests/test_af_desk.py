@@ -151,7 +151,7 @@ async def test_feedback_and_terugkoppelen_reach_the_melder_privately(chat):
     await chat.report("piet")
     await chat.say("af", "doorzetten 1 politie")
     assert "opgeslagen" in await chat.say("af", "feedback 1 politie Onderzoek loopt, geen details")
-    assert "verstuurd" in await chat.say("af", "terugkoppelen 1 Je signaal is opgepakt door de politie.")
+    assert "wordt bezorgd" in await chat.say("af", "terugkoppelen 1 Je signaal is opgepakt door de politie.")
     assert chat.inbox("piet") == ["Terugkoppeling over je melding MH-2026-0001: Je signaal is opgepakt door de politie."]
     mine = await chat.say("piet", "mijn meldingen")
     assert "Je signaal is opgepakt" in mine and "Onderzoek loopt" not in mine
@@ -164,7 +164,7 @@ async def test_sluiten_makes_the_signal_read_only_except_terugkoppelen_and_herop
     assert "afgesloten" in await chat.say("af", "notitie 1 nog iets")
     assert "afgesloten" in await chat.say("af", "doorzetten 1 politie")
     assert "afgesloten" in await chat.say("af", "sluiten 1 afgerond")
-    assert "verstuurd" in await chat.say("af", "terugkoppelen 1 Bedankt, we hebben ernaar gekeken.")
+    assert "wordt bezorgd" in await chat.say("af", "terugkoppelen 1 Bedankt, we hebben ernaar gekeken.")
     assert len(chat.inbox("piet")) == 1
     assert "heropend" in await chat.say("af", "heropenen 1")
     assert "niet afgesloten" in await chat.say("af", "heropenen 1")
