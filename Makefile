@@ -23,6 +23,7 @@ $(ELEMENT)/node_modules/.installed: $(ELEMENT)/package.json $(ELEMENT)/package-l
 
 ## Start meldbot locally: SQLite in var/, the terminal as chat platform, no accounts.
 chat: $(BIN)/.installed
+	mkdir -p var   # the example's SQLite folder; `meldbot migrate` makes no folders (a typo would go unseen)
 	$(BIN)/meldbot --config $(CONFIG) migrate
 	$(BIN)/meldbot --config $(CONFIG) chat
 

@@ -46,6 +46,8 @@ class App:
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _http: web.AppRunner | None = None
     http_port: int | None = None
+    _metrics_http: web.AppRunner | None = None
+    metrics_port: int | None = None     # the port of `http.metrics_listen`, when set
 
     async def __aenter__(self) -> "App":
         await self.db.check_schema()
@@ -98,6 +100,8 @@ class App:
             self.scheduler.shutdown(wait=False)
         if self._http:
             await self._http.cleanup()
+        if self._metrics_http:
+            await self._metrics_http.cleanup()
         await self.db.dispose()
 
     async def settled(self) -> None:
@@ -152,7 +156,9 @@ class App:
     async def _start_http(self) -> None:
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
-        web_app.router.add_get("/metrics", self._metrics)
+        metrics_address = self.config.http.metrics_address
+        if metrics_address is None:
+            web_app.router.add_get("/metrics", self._metrics)
         for adapter in self.adapters:       # platforms that receive over HTTP (Teams: /api/messages)
             if hasattr(adapter, "routes"):
                 web_app.add_routes(adapter.routes())
@@ -162,6 +168,16 @@ class App:
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         log.info("http server listening", extra={"port": self.http_port})
+        if metrics_address is not None:
+            # Its own listener, so /metrics need not be reachable where Teams reaches /api/messages.
+            metrics_app = web.Application()
+            metrics_app.router.add_get("/metrics", self._metrics)
+            self._metrics_http = web.AppRunner(metrics_app, access_log=None)
+            await self._metrics_http.setup()
+            site = web.TCPSite(self._metrics_http, *metrics_address)
+            await site.start()
+            self.metrics_port = site._server.sockets[0].getsockname()[1]
+            log.info("metrics server listening", extra={"port": self.metrics_port})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         database = await self.db.ping()

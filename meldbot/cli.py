@@ -13,7 +13,7 @@ import sys
 from meldbot import logs
 from meldbot.config import ConfigError, load_config
 from meldbot.i18n import texts
-from storage.db import Database, SchemaOutdated
+from storage.db import Database, DatabaseUnavailable, SchemaOutdated, probe, unavailable
 
 EXIT_CONFIG, EXIT_DATABASE = 2, 3
 
@@ -81,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         print(t("cli.config_ok", path=path, meldpunten=len(config.meldpunten), afs=afs, platforms=", ".join(platforms)))
         return 0
     try:
-        return asyncio.run(_COMMANDS[args.command](config, t, args))
+        return asyncio.run(_start(config, t, args))
     except SchemaOutdated as exc:
         print(t("cli.schema_outdated", current=exc.current or "leeg", head=exc.head), file=sys.stderr)
+        return EXIT_DATABASE
+    except DatabaseUnavailable as exc:
+        print(t(f"cli.database.{exc.reason}", **exc.place), file=sys.stderr)
         return EXIT_DATABASE
     except (OSError, ConnectionError) as exc:
         print(t("cli.db_unreachable", error=type(exc).__name__), file=sys.stderr)
@@ -95,6 +98,27 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 0
+
+
+# Commands that do not need the database (doctor reports a missing one among its findings).
+_WITHOUT_DATABASE = {"doctor", "teams-manifest"}
+
+
+async def _start(config, t, args) -> int:
+    """Run the command; first make sure its database is there (a missing one is one Dutch line, not a
+    traceback, and nothing is created where it was not found; `migrate` makes a new SQLite file)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if args.command not in _WITHOUT_DATABASE:
+        await probe(config.storage.url, create=args.command == "migrate")
+    try:
+        return await _COMMANDS[args.command](config, t, args)
+    except DBAPIError as exc:
+        # E.g. the database was dropped just now: the same one line as at the start.
+        problem = unavailable(exc, config.storage.url)
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 @contextlib.asynccontextmanager

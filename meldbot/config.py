@@ -158,6 +158,8 @@ class StorageConfig(_Model):
 
 class HttpConfig(_Model):
     listen: Annotated[str, _valid(_split_listen)] = "127.0.0.1:8080"  # port 0: any free port
+    # Empty: /metrics on `listen`. Set: /metrics only here, so it need not be reachable where Teams is.
+    metrics_listen: Annotated[str, _valid(lambda v: v == "" or _split_listen(v))] = ""
 
     @property
     def host(self) -> str:
@@ -166,6 +168,16 @@ class HttpConfig(_Model):
     @property
     def port(self) -> int:
         return _split_listen(self.listen)[1]
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return _split_listen(self.metrics_listen) if self.metrics_listen else None
+
+    @model_validator(mode="after")
+    def _check(self) -> "HttpConfig":
+        if self.metrics_listen and self.port and _split_listen(self.metrics_listen) == (self.host, self.port):
+            raise ValueError("metrics_listen moet een andere poort zijn dan listen (of leeg)")
+        return self
 
 
 class ConsoleConfig(_Model):

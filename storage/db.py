@@ -11,8 +11,99 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+class DatabaseUnavailable(Exception):
+    """The configured database is missing or cannot be reached, found before anything else is done.
+
+    `reason`: no_folder | no_file | unreadable (SQLite), no_database | login_refused | refused |
+    unknown_host | timeout | unreachable (PostgreSQL). `place` names the database for a message (file,
+    or server, database and user) and never holds a password."""
+
+    def __init__(self, reason: str, url: str, error: str = "") -> None:
+        self.reason = reason
+        self.place = {**where(url), "error": error, "seconds": str(CONNECT_SECONDS)}
+        super().__init__(f"database {reason}: {self.place}")
+
+
+def where(url: str) -> dict[str, str]:
+    """The database of `url` for people: SQLite file and folder, or PostgreSQL server, database and user."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "").absolute() if parsed.database not in (None, "", ":memory:") else None
+        return {"database": str(path or ":memory:"), "folder": str(path.parent) if path else "", "server": ""}
+    host = parsed.host or str(parsed.query.get("host") or "") or "localhost"
+    return {"database": parsed.database or "?", "host": host, "server": f"{host}:{parsed.port or 5432}",
+            "user": parsed.username or "?", "folder": ""}
+
+
+CONNECT_SECONDS = 30   # a server that drops packets: say so after this long
+
+
+def unavailable(exc: BaseException, url: str) -> DatabaseUnavailable | None:
+    """What `exc`, raised while connecting, says about the database; None when it is something else."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or any(item is s for s in seen) or len(seen) > 20:
+            continue
+        seen.append(item)
+        todo += [item.__cause__, item.__context__, getattr(item, "orig", None)]
+    names = {base.__name__ for e in seen for base in type(e).__mro__}
+    if "DatabaseUnavailable" in names:
+        return next(e for e in seen if isinstance(e, DatabaseUnavailable))
+    if "InvalidCatalogNameError" in names:
+        return DatabaseUnavailable("no_database", url)
+    if "InvalidAuthorizationSpecificationError" in names or "InvalidPasswordError" in names:
+        return DatabaseUnavailable("login_refused", url)
+    if "gaierror" in names:
+        return DatabaseUnavailable("unknown_host", url)
+    if "ConnectionRefusedError" in names:
+        return DatabaseUnavailable("refused", url)
+    if "TimeoutError" in names:
+        return DatabaseUnavailable("timeout", url)
+    sqlite = make_url(url).get_backend_name() == "sqlite"
+    for name in ("CannotConnectNowError", "TooManyConnectionsError", "ConnectionError", "OSError"):
+        found = next((e for e in reversed(seen) if name in {b.__name__ for b in type(e).__mro__}), None)
+        if found is not None:
+            return DatabaseUnavailable("unreadable" if sqlite else "unreachable", url, type(found).__name__)
+    sqlite_failure = next((e for e in seen if type(e).__module__ == "sqlite3"), None)
+    if sqlite_failure is not None and "unable to open" in str(sqlite_failure):
+        return DatabaseUnavailable("unreadable", url, type(sqlite_failure).__name__)
+    return None
+
+
+async def probe(url: str, *, create: bool = False) -> None:
+    """Make sure the database is there before a command starts; raises DatabaseUnavailable.
+
+    SQLite: the folder must exist, and the file too unless `create` (`meldbot migrate` makes it); nothing
+    is created here. PostgreSQL: one connection, within CONNECT_SECONDS."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return
+        path = Path(parsed.database)
+        if not path.parent.is_dir():
+            raise DatabaseUnavailable("no_folder", url)
+        if not create and not path.exists():
+            raise DatabaseUnavailable("no_file", url)
+        return
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(CONNECT_SECONDS), engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        problem = unavailable(exc, url)
+        if problem is None:
+            raise
+        raise problem from exc
+    finally:
+        await engine.dispose()
 
 
 class SchemaOutdated(Exception):
