@@ -10,6 +10,7 @@ from typing import TextIO
 
 from meldbot.i18n import texts
 from meldbot.messaging import Identity, IncomingMessage, RecipientAway, Reply
+from meldbot.text import clean_incoming
 
 PLATFORM = "console"
 
@@ -94,7 +95,8 @@ class ConsoleSession:
             line = await loop.run_in_executor(None, self._in.readline)
             if not line:
                 break
-            line = line.rstrip("\n")
+            # Also `:als <id>`: an id with a terminal escape or bytes that are not UTF-8 must not be stored.
+            line = clean_incoming(line.rstrip("\r\n"))
             if not self._tty:
                 self._out.write(f"[{self._notifier.active}]> {line}\n")
             stripped = line.strip()

@@ -42,6 +42,7 @@ from adapters.teams_render import render, submitted_text
 from meldbot.bot import where
 from meldbot.i18n import LANGUAGES, texts
 from meldbot.messaging import DeliveryError, Identity, IncomingMessage, Reply
+from meldbot.text import clean_name
 
 PLATFORM = "teams"
 CHANNEL = "msteams"
@@ -285,6 +286,10 @@ class TeamsAdapter:
         if base_channel(activity.channel_id) != CHANNEL:
             log.info("activity of another channel ignored", extra={"channel": str(activity.channel_id)})
             return
+        if activity.from_property is not None:
+            # The display name is stored with the conversation reference, not only in the IncomingMessage:
+            # cleaned here, first (a lone surrogate in it made every message of this person fail at sealing).
+            activity.from_property.name = clean_name(activity.from_property.name)
         if activity.type == "message":
             await self._on_message(context)
         elif activity.type == "conversationUpdate":

@@ -1,4 +1,4 @@
-"""How a Reply looks in Teams: plain text that always works, plus an Adaptive Card with buttons."""
+"""How a Reply looks in Teams: escaped text that always works, plus an Adaptive Card with buttons."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from microsoft_agents.activity import Activity, Attachment
 
 from meldbot.i18n import Texts
 from meldbot.messaging import Reply
+from meldbot.text import escape_markup
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.5"
@@ -48,8 +49,8 @@ def _submit(title: str, command: str) -> dict:
 
 
 def card(reply: Reply, t: Texts, fallback: str) -> dict:
-    """Buttons only; the words stay in the message text, which Teams shows as plain text (no markup
-    from a melder's answer can become a link or formatting in a card)."""
+    """Buttons only; the words stay in the message text, escaped (no markup from a melder's answer can
+    become a link or formatting in a card, whose text blocks read Markdown)."""
     body: list[dict] = [{"type": "TextBlock", "wrap": True, "isSubtle": True,
                          "text": t("teams.card.choose" if reply.choices else "teams.card.act")}]
     if reply.image:
@@ -69,15 +70,19 @@ def card(reply: Reply, t: Texts, fallback: str) -> dict:
 
 
 def render(reply: Reply, t: Texts) -> Activity:
-    """One message activity per Reply, so a retry can never show half of it."""
-    text = plain_text(reply, t)
+    """One message activity per Reply, so a retry can never show half of it.
+
+    Not every Teams client honours textFormat "plain": some read the text as Markdown or HTML, so a
+    melder's `<img onerror=...>` or `**...**` would become markup. The text is escaped for both and sent
+    as Markdown (Teams' default), so every client shows the same characters and keeps the line breaks."""
+    text = escape_markup(plain_text(reply, t))
     attachments: list[Attachment] = []
     if reply.choices or reply.actions:
         attachments.append(Attachment(content_type=CARD_TYPE, content=card(reply, t, text)))
     elif reply.image:
         attachments.append(Attachment(content_type="image/png", content_url=_data_url(reply.image),
                                       name=t("teams.image_name")))
-    activity = Activity(type="message", text=text, text_format="plain")
+    activity = Activity(type="message", text=text, text_format="markdown")
     if attachments:
         activity.attachments = attachments
     if reply.urgent:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from dialogs.commands import normalise
 from meldbot.domain import EventKind, Outcome, RefQuery, Signal, Status
 from meldbot.i18n import Texts
+from meldbot.text import quote_user_text as quoted
 
 OUTCOMES = {o.value: o for o in Outcome} | {
     "done": Outcome.DONE, "no-trafficking": Outcome.NO_TRAFFICKING, "other-phenomenon": Outcome.OTHER_PHENOMENON,
@@ -46,7 +47,8 @@ class Usage(Exception):
     def __init__(self, key: str, **params: str) -> None:
         super().__init__(key)
         self.key = key
-        self.params = params
+        # Parameters repeat what was typed (a reference, a partner's name): shown as the typist's words.
+        self.params = {name: quoted(value) if isinstance(value, str) else value for name, value in params.items()}
 
 
 def parse_af(name: str, args: str) -> AfCommand:
@@ -62,7 +64,8 @@ def parse_af(name: str, args: str) -> AfCommand:
             found["text"] = rest
             rest = ""
             continue
-        token, _, rest = rest.partition(" ")
+        # Any white space ends a word: "notitie 7" and the note on the next line is a note on 7.
+        token, rest = (rest.split(None, 1) + ["", ""])[:2] if rest else ("", "")
         rest = rest.strip()
         if not token:
             if shape.endswith("?"):
@@ -95,7 +98,7 @@ def melder_label(signal: Signal, melder_name: str | None, melder_id: str, t: Tex
     """Who reported, as the AF may see it: a pseudonym only, for an anonymous melder."""
     if signal.anonymous:
         return t("af.melder_anonymous", pseudonym=signal.pseudonym or "?")
-    return t("af.melder_named", name=melder_name or melder_id, id=melder_id)
+    return t("af.melder_named", name=quoted(melder_name or melder_id), id=quoted(melder_id))
 
 
 def next_step(signal: Signal) -> str:
@@ -131,13 +134,14 @@ def queue_view(signals: list[Signal], now: datetime, t: Texts) -> str:
 
 
 def _event_line(kind: EventKind, data: dict, t: Texts, delivery: str | None = None) -> str:
-    detail = data.get("text") or data.get("partner") or data.get("outcome") or data.get("value") or ""
+    # Notes, feedback, tags and supplements are someone's words; the rest comes from the configuration.
+    detail = quoted(data.get("text")) or data.get("partner") or data.get("outcome") or quoted(data.get("value")) or ""
     if kind is EventKind.FORWARDED or kind is EventKind.CONSULTED:
         detail = data.get("partner", "")
     if kind is EventKind.PARTNER_FEEDBACK:
-        detail = f"{data.get('partner', '')}: {data.get('text', '')}"
+        detail = f"{data.get('partner', '')}: {quoted(data.get('text'))}"
     if kind is EventKind.TAG:
-        detail = f"{data.get('kind', '')} {data.get('value', '')}"
+        detail = f"{data.get('kind', '')} {quoted(data.get('value'))}"
     if kind is EventKind.HANDED_OVER:
         detail = f"{data.get('previous') or '-'} -> {data.get('to') or t('af.nobody')}"
     if kind is EventKind.MERGED:
@@ -166,15 +170,15 @@ def signal_view(signal: Signal, melder: str, matches: list[tuple[str, str]], tz:
         lines.append(t("af.show.merged_into", reference=signal.merged_into))
     lines += [
         "",
-        t("summary.line", label=t("label.wat"), value=c.wat),
-        t("summary.line", label=t("label.waar"), value=c.waar),
+        t("summary.line", label=t("label.wat"), value=quoted(c.wat)),
+        t("summary.line", label=t("label.waar"), value=quoted(c.waar)),
         t("summary.line", label=t("label.wanneer"), value=summary_when),
-        t("summary.line", label=t("label.wie"), value=c.wie),
+        t("summary.line", label=t("label.wie"), value=quoted(c.wie)),
     ]
     supplements = [e for e in signal.events if e.kind is EventKind.SUPPLEMENTED]
     if supplements:
         lines.append(t("af.show.supplements"))
-        lines += [f"- {_when(e.at, tz)}: {e.data.get('text', '')}" for e in supplements]
+        lines += [f"- {_when(e.at, tz)}: {quoted(e.data.get('text'))}" for e in supplements]
     lines.append(t("af.show.known") if matches else t("af.show.known_none"))
     lines += [t("af.show.match", reference=ref, kind=t(f"af.kind.{kind}")) for ref, kind in matches]
     lines.append(t("af.show.history"))
@@ -194,12 +198,12 @@ def partner_text(signal: Signal, partner_name: str, partner_contact: str, meldpu
         t("af.partner.subject", reference=signal.reference, meldpunt=meldpunt_name),
         t("af.partner.meta", created=_when(signal.created_at, tz), form=t(f"choice.soort.{signal.form}"),
           context=t(f"choice.context.{signal.context}")),
-        t("summary.line", label=t("label.wat"), value=c.wat),
-        t("summary.line", label=t("label.waar"), value=c.waar),
+        t("summary.line", label=t("label.wat"), value=quoted(c.wat)),
+        t("summary.line", label=t("label.waar"), value=quoted(c.waar)),
         t("summary.line", label=t("label.wanneer"), value=summary_when),
-        t("summary.line", label=t("label.wie"), value=c.wie),
+        t("summary.line", label=t("label.wie"), value=quoted(c.wie)),
     ]
     supplements = [e for e in signal.events if e.kind is EventKind.SUPPLEMENTED]
-    lines += [t("af.partner.supplement", when=_when(e.at, tz), text=e.data.get("text", "")) for e in supplements]
+    lines += [t("af.partner.supplement", when=_when(e.at, tz), text=quoted(e.data.get("text"))) for e in supplements]
     lines += [t("af.partner.closing", af=af_name), "-----"]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from meldbot.i18n import Texts
 from meldbot.messaging import Reply
+from meldbot.text import quote_user_text
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def my_reports(signals: list[OwnSignal], t: Texts, tz: ZoneInfo) -> Reply:
         lines.append(t("mine.line", reference=s.reference, date=s.created_at.astimezone(tz).strftime("%d-%m-%Y"),
                        status=t(f"status.{s.status}")))
         for at, text in s.feedback:
-            lines.append(t("mine.feedback", date=at.astimezone(tz).strftime("%d-%m-%Y"), text=text))
+            lines.append(t("mine.feedback", date=at.astimezone(tz).strftime("%d-%m-%Y"), text=quote_user_text(text)))
         if not s.feedback:
             lines.append(t("mine.no_feedback"))
     return Reply("\n".join(lines))

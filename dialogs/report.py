@@ -23,7 +23,6 @@ State table (one row per situation; every move is an ordinary transition):
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,6 +32,7 @@ from dialogs.commands import DIALOG, ANYONE, exact, normalise
 from dialogs.when import parse_when
 from meldbot.i18n import Texts
 from meldbot.messaging import Action, Choice, Reply
+from meldbot.text import clean_incoming, quote_user_text
 
 QUESTIONS = ("wat", "waar", "wanneer", "wie", "soort", "context", "anoniem")
 EDIT_ALIASES = {
@@ -145,9 +145,9 @@ def _when_shown(ctx: DialogContext, draft: Draft) -> str:
     """The raw answer, with how it was understood so the melder can check it."""
     raw = draft.answers.get("wanneer", "")
     if not draft.when_iso or draft.when_precision not in WHEN_FORMATS:
-        return raw
+        return quote_user_text(raw)
     moment = datetime.fromisoformat(draft.when_iso).astimezone(ctx.tz)
-    return ctx.texts("summary.when_understood", raw=raw, date=moment.strftime(WHEN_FORMATS[draft.when_precision]))
+    return ctx.texts("summary.when_understood", raw=quote_user_text(raw), date=moment.strftime(WHEN_FORMATS[draft.when_precision]))
 
 
 def current(ctx: DialogContext, draft: Draft) -> Reply:
@@ -166,6 +166,8 @@ def summary(ctx: DialogContext, draft: Draft) -> Reply:
             value = t(f"choice.{q}.{value}")
         elif q == "wanneer":
             value = _when_shown(ctx, draft)
+        elif q not in CHOICES:
+            value = quote_user_text(value)
         lines.append(t("summary.line", label=t(f"label.{q}"), value=value))
     if draft.urgent:
         lines.append(t("summary.urgent"))
@@ -283,11 +285,9 @@ def _validate(q: str, text: str, ctx: DialogContext) -> tuple[str, str | None]:
 
 
 def clean(text: str) -> str:
-    """Drop control characters and lone surrogates (keep new lines, tabs, emoji joiners and the rest:
-    the melder's own words stay theirs; adapters escape for display)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    kept = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs"))
-    return kept.strip()
+    """The answer as stored: cleaned like everything that comes in (adapters did so already; drafts
+    saved before they did were not), without surrounding white space. Adapters escape for display."""
+    return clean_incoming(text).strip()
 
 
 def _choice(q: str, text: str) -> str | None:

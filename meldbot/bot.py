@@ -23,6 +23,7 @@ from meldbot.i18n import LANGUAGES, Texts, texts
 from meldbot.messaging import Choice, Identity, IncomingMessage, Reply
 from meldbot.desk import Desk, Seat
 from meldbot.services import SubmitSignal, SupplementSignal, submit_signal, supplement_signal
+from meldbot.text import quote_user_text
 
 log = logging.getLogger("meldbot.bot")
 
@@ -167,7 +168,7 @@ class Bot:
             ctx = self._context(meldpunt, t, now)
         elif name == "my_reports" and not command.args:
             replies.append(await self._my_reports(uow, msg, meldpunt, t))
-        elif name == "supplement" and (not draft.active or RefQuery.parse(command.args.split(" ", 1)[0])):
+        elif name == "supplement" and (not draft.active or RefQuery.parse((command.args.split() or [""])[0])):
             replies.append(await self._supplement(uow, msg, command.args, t))
         else:
             step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
@@ -236,7 +237,8 @@ class Bot:
         return my_reports(own, t, meldpunt.tz)
 
     async def _supplement(self, uow, msg, args: str, t: Texts) -> Reply:
-        ref_text, _, text = args.partition(" ")
+        # Any white space ends the reference: the text may start on the next line.
+        ref_text, text = (args.split(None, 1) + ["", ""])[:2] if args.strip() else ("", "")
         query = RefQuery.parse(ref_text)
         text = report.clean(text)
         if query is None or not text:
@@ -246,7 +248,7 @@ class Bot:
         cmd = SupplementSignal(msg.sender, query, text)
         signal = await supplement_signal(cmd, uow, self.config, self._clock, self.platforms)
         if signal is None:
-            return Reply(t("supplement.unknown", reference=ref_text))
+            return Reply(t("supplement.unknown", reference=quote_user_text(ref_text)))
         return Reply(t("supplement.done", reference=signal.reference))
 
     async def _set_language(self, uow, msg, args: str, t: Texts):

@@ -411,9 +411,15 @@ class Config(_Model):
         return meldpunt.reminder_settings(self.reminders)
 
     def af_for(self, platform: Platform, user_id: str) -> list[tuple[MeldpuntConfig, AFConfig]]:
-        """Every (meldpunt, AF) where this platform id is configured as AF; ids compare case-insensitively."""
+        """Every (meldpunt, AF) where this platform id is configured as AF.
+
+        Matrix ids compare exactly: `@Anna:bergeijk.nl` is another account than `@anna:bergeijk.nl`
+        (the spec makes ids case-sensitive, and some servers allow both). Teams ids are Entra object
+        ids, GUIDs that Teams and configuration files write in either case; console ids are typed."""
         if platform not in ("matrix", "teams", "console"):
             raise ValueError(f"unknown platform {platform!r}")
+        if platform == "matrix":
+            return [(m, af) for m in self.meldpunt for af in m.af if af.matrix and af.matrix == user_id]
         wanted = user_id.casefold()
         return [(m, af) for m in self.meldpunt for af in m.af if getattr(af, platform) and
                 getattr(af, platform).casefold() == wanted]

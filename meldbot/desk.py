@@ -12,6 +12,7 @@ from meldbot.domain import EventKind, InvalidTransition, Outcome, Signal, Signal
 from meldbot.i18n import Texts, texts
 from meldbot.messaging import Action, Identity, Reply
 from meldbot.services import af_identities, language_of, work_calendar
+from meldbot.text import quote_user_text
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ class Desk:
     def _when(self, signal: Signal) -> str:
         c = signal.content
         if not c.wanneer_iso:
-            return c.wanneer
+            return quote_user_text(c.wanneer)
         moment = datetime.fromisoformat(c.wanneer_iso).astimezone(self._meldpunt(signal).tz)
-        return self.t("summary.when_understood", raw=c.wanneer, date=moment.strftime("%d-%m-%Y"))
+        return self.t("summary.when_understood", raw=quote_user_text(c.wanneer), date=moment.strftime("%d-%m-%Y"))
 
     def _partner(self, signal: Signal, name: str):
         partner = self._meldpunt(signal).partner(name)
@@ -211,7 +212,7 @@ class Desk:
             t = texts(await language_of(self.uow, self.config, melder.identity))
             await self.uow.outbox.add(
                 meldpunt_id=own.meldpunt_id, recipient=melder.identity,
-                reply=Reply(t("af.to_melder", reference=own.reference, text=command.text)),
+                reply=Reply(t("af.to_melder", reference=own.reference, text=quote_user_text(command.text))),
                 key=key, kind="inform", at=self.now)
         who = signal.pseudonym if signal.anonymous else self.t("af.the_melder")
         # Queued, not yet delivered: `toon` shows when it arrived, and a failure is told in this chat.

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timezone
 
 from meldbot.messaging import Identity
+from meldbot.text import clean_name
 
 EXIT_CONFIG = 2
 
@@ -58,7 +59,8 @@ async def run_command(config, t, args) -> int:
     devices = (answer.get("device_keys") or {}).get(af_id) or {}
     print(t("cli.trust.explain", user_id=af_id, master=fingerprint(master)))
     for device_id, keys in sorted(devices.items()):
-        name = (keys.get("unsigned") or {}).get("device_display_name") or "?"
+        # Named by whoever holds the account: no terminal escapes, no bidi tricks, one line.
+        name = clean_name(str((keys.get("unsigned") or {}).get("device_display_name") or "")) or "?"
         signed = device_trust(answer, af_id, device_id).signed_by_owner
         print(t("cli.trust.device_signed" if signed else "cli.trust.device_unsigned", name=name, device_id=device_id))
     if not args.yes:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field, asdict
 from typing import Any, Protocol
 
+from meldbot.text import clean_incoming, clean_name
+
 PLATFORMS = ("console", "matrix", "teams")
 
 
@@ -45,6 +47,13 @@ class IncomingMessage:
     # Platform hints for the meldpunt mapping and the default language.
     tenant: str | None = None
     locale: str | None = None
+
+    def __post_init__(self) -> None:
+        # The edge of every platform: what a person typed and the name they chose are cleaned here,
+        # once, so nothing behind it (dialogs, database, sealing, the AF's views) meets a lone surrogate,
+        # a bidi override or a zero-width character.
+        object.__setattr__(self, "text", clean_incoming(self.text))
+        object.__setattr__(self, "sender_name", clean_name(self.sender_name))
 
     @property
     def platform(self) -> str:

@@ -301,7 +301,7 @@ matrix_domains = ["eersel.nl"]
 teams_tenants = ["tenant-e"]
   [[meldpunt.af]]
   name = "anna"
-  matrix = "@Anna:Bergeijk.nl"
+  matrix = "@anna:bergeijk.nl"
   console = "af"
   [[meldpunt.af]]
   name = "erik"
@@ -334,10 +334,15 @@ def test_with_two_meldpunten_the_domain_tenant_or_af_role_decides(tmp_path):
     assert ids("console", "medewerker") == ["bergeijk", "eersel"]
 
 
-def test_af_for_compares_matrix_ids_case_insensitively(tmp_path):
+def test_af_for_compares_matrix_ids_exactly_and_teams_object_ids_in_any_case(tmp_path):
     config = load(tmp_path, TWO)
-    assert [(m.id, af.name) for m, af in config.af_for("matrix", "@ANNA:bergeijk.nl")] == [
+    assert [(m.id, af.name) for m, af in config.af_for("matrix", "@anna:bergeijk.nl")] == [
         ("bergeijk", "anna"), ("eersel", "anna")]
+    # Another account on a server that allows capitals (the spec's ids are case-sensitive): no AF.
+    assert config.af_for("matrix", "@ANNA:bergeijk.nl") == [] and config.af_for("matrix", "@Anna:bergeijk.nl") == []
+    assert config.meldpunten_for("matrix", "@Anna:bergeijk.nl")[0].id == "bergeijk"   # staff by its server still
+    # Entra object ids are GUIDs, written in either case by Teams and by administrators.
+    assert [af.name for _, af in config.af_for("teams", "AAD-ERIK")] == ["erik"]
     assert config.af_for("teams", "aad-nobody") == []
 
 

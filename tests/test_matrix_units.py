@@ -243,7 +243,7 @@ def _book() -> AddressBook:
     meldpunt = SimpleNamespace(af=[af], matrix_domains=["bergeijk.nl"])
     config = SimpleNamespace(
         meldpunten=[meldpunt],
-        af_for=lambda platform, user_id: [(meldpunt, af)] if user_id.casefold() == AF.casefold() else [])
+        af_for=lambda platform, user_id: [(meldpunt, af)] if user_id == AF else [])
     return AddressBook(config)
 
 
@@ -703,6 +703,40 @@ class Receiving:
         await asyncio.wait_for(synced.wait(), 1)
         for _ in range(20):  # let whoever waited on the sync look again
             await asyncio.sleep(0)
+
+
+def test_af_ids_compare_exactly_and_staff_servers_in_any_case():
+    book = _book()
+    assert book.is_af(AF) and book.af_ids == {AF}
+    # Matrix ids are case-sensitive: a server that allows capitals gives @Anna to someone else.
+    assert not book.is_af("@Anna:bergeijk.nl") and not book.is_af("@ANNA:BERGEIJK.NL")
+    # Server names are DNS names: staff of the meldpunt's server may still invite the bot.
+    assert book.may_invite("@Anna:Bergeijk.NL") and not book.may_invite("@anna:elders.nl")
+
+
+async def test_text_and_display_name_from_matrix_are_cleaned_before_anything_handles_them(tmp_path):
+    client = FakeClient()
+    client.add_room(EMPLOYEE_ROOM, EMPLOYEE, encrypted=False)
+    client.rooms[EMPLOYEE_ROOM].users[EMPLOYEE].display_name = "Piet \u202eJansen\u202c \ud800"
+    seen = []
+
+    async def handle(message):
+        seen.append(message)
+        return []
+
+    inbound = Inbound(client, handle=handle, sender=FakeSender(), direct=SimpleNamespace(forget=lambda r: None),
+                      devices=None, book=_book(), texts=texts("nl"), token_file=JsonFile(tmp_path / "sync-token.json"),
+                      retry_cap=0.01, poll_ms=0, pointer_interval=600.0, key_wait=1.0)
+    # Valid JSON from a homeserver: "\ud800" is an escape any client may send.
+    event = RoomMessageText.from_dict(json.loads(
+        '{"type": "m.room.message", "event_id": "$x", "sender": "%s", "origin_server_ts": 1700000000000, '
+        '"content": {"msgtype": "m.text", "body": "Kerk\\u200bstraat 3\\ud800\\r\\nMelder: \\u2066x\\u2069"}}'
+        % EMPLOYEE))
+    await inbound._on_event(EMPLOYEE_ROOM, event)
+    [message] = seen
+    assert message.text == "Kerkstraat 3\ufffd\nMelder: x"
+    assert message.sender_name == "Piet Jansen \ufffd"
+    message.text.encode("utf-8")
 
 
 async def test_a_message_whose_key_arrives_with_a_later_sync_is_decrypted_and_counted_late(tmp_path):

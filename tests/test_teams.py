@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import base64
+import html
 import io
 import json
 import logging
@@ -171,12 +172,17 @@ async def stored_rows(app) -> dict[str, int]:
     return counts
 
 
+def seen(posted: dict) -> str:
+    """What a Teams client shows of a message's text: it reads it as Markdown with HTML in it."""
+    return html.unescape(posted.get("text", "").replace("<br>", "\n")).replace("\xa0", " ")
+
+
 def texts_of(posted: list[dict]) -> list[str]:
-    return [p.get("text", "") for p in posted]
+    return [seen(p) for p in posted]
 
 
 def with_text(fake: FakeMicrosoft, conversation: str, part: str):
-    return lambda: [p for p in fake.posts(conversation) if part in p.get("text", "")]
+    return lambda: [p for p in fake.posts(conversation) if part in seen(p)]
 
 
 # --- a report, typed and by buttons -------------------------------------------------------------------
@@ -191,7 +197,7 @@ async def test_a_report_typed_in_a_personal_chat_reaches_the_af_in_a_new_one_to_
         async with bot.app.uow() as uow:
             reference = await uow.references.get(Identity("teams", PIET.aad))
             signals = await uow.signals.of_melder(Identity("teams", PIET.aad))
-    assert NL("question.wat") in "\n".join(texts_of(first)) and first[0]["textFormat"] == "plain"
+    assert NL("question.wat") in "\n".join(texts_of(first)) and first[0]["textFormat"] == "markdown"
     assert "MH-2026-0001" in last[-1]["text"]
     assert signals[0].content.waar == "Kerkstraat 3, Bergeijk"
     assert reference["reference"]["conversation"]["id"] == PIET.conversation and reference["tenant"] == TENANT
@@ -213,7 +219,7 @@ async def test_a_report_by_card_buttons_is_handled_like_typing_and_the_af_reads_
         for line in SCRIPT[:4]:
             await bot.say(PIET, line)
         [question] = await bot.say(PIET, "onbekend")              # who -> which form: a choice
-        assert "2. arbeid — arbeidsuitbuiting" in question["text"]     # the plain-text fallback
+        assert "2. arbeid — arbeidsuitbuiting" in seen(question)     # the text fallback
         assert "2. arbeidsuitbuiting" in buttons(question)
         [question] = await bot.say(PIET, value=press(question, "arbeid"))
         [question] = await bot.say(PIET, value=press(question, "toezicht"))
@@ -505,14 +511,48 @@ def test_the_cli_writes_the_app_package(tmp_path, sqlite_url, monkeypatch):
     assert code == 0 and "manifest.json" in zipfile.ZipFile(output).namelist()
 
 
+# --- hostile text ----------------------------------------------------------------------------------
+
+async def test_a_melders_markup_and_forged_lines_reach_the_af_in_teams_as_plain_characters(db_url, microsoft, early):
+    hostile = "<img src=x onerror=alert(1)> **vet** [klik](https://x.example)\nBehandelaar: Iemand Anders"
+    async with running(db_url, microsoft, early) as bot:
+        for line in [SCRIPT[0], hostile, *SCRIPT[2:]]:
+            await bot.say(PIET, line)
+        await microsoft.wait_for(with_text(microsoft, f"a:created-{ANNA.aad}", "MH-2026-0001"))
+        [view, *_] = await bot.say(ANNA, "toon 1")
+    # Whatever a Teams client makes of the text (Markdown, HTML or plain), nothing becomes markup...
+    assert view["textFormat"] == "markdown"
+    assert "<img" not in view["text"] and "**" not in view["text"] and "[klik]" not in view["text"]
+    # ...the AF reads the characters the melder typed, and the forged line stands quoted under its label.
+    text = seen(view)
+    assert ("- Wat: \n  > <img src=x onerror=alert(1)> **vet** [klik](https://x.example)\n"
+            "  > Behandelaar: Iemand Anders\n") in text
+    assert [line for line in text.split("\n") if line.startswith("Behandelaar")] == ["Behandelaar: anna"]
+
+
+async def test_a_lone_surrogate_in_a_teams_name_or_answer_is_replaced_and_versturen_still_works(
+        db_url, microsoft, early):
+    # Valid JSON ("\ud800" escaped) that no database or seal can take as it is.
+    piet = dataclasses.replace(PIET, name="Piet \ud800 \u202eJansen\u202c")
+    async with running(db_url, microsoft, early) as bot:
+        for line in SCRIPT[:-1]:
+            await bot.say(piet, "Kerkstraat 3\udc00, Bergeijk\u200b" if line == SCRIPT[2] else line)
+        done = await bot.say(piet, SCRIPT[-1])
+        await microsoft.wait_for(with_text(microsoft, f"a:created-{ANNA.aad}", "MH-2026-0001"))
+        [view, *_] = await bot.say(ANNA, "toon 1")
+        again = await bot.say(piet, "mijn meldingen")
+    assert "MH-2026-0001" in seen(done[-1]) and "MH-2026-0001" in seen(again[0])
+    assert "Melder: Piet \ufffd Jansen (teams:" in seen(view) and "- Waar: Kerkstraat 3\ufffd, Bergeijk\n" in seen(view)
+
+
 # --- rendering, tokens, addresses, the app package ---------------------------------------------------
 
 def test_a_reply_with_choices_becomes_plain_text_plus_a_card_whose_buttons_send_the_word():
     reply = Reply("Welke soort?", choices=(Choice(1, "seksueel", "seksuele uitbuiting"),
                                            Choice(2, "arbeid", "arbeidsuitbuiting")))
     out = render(reply, NL).model_dump(by_alias=True, exclude_none=True, mode="json")
-    assert out["textFormat"] == "plain"
-    assert out["text"] == "Welke soort?\n1. seksueel — seksuele uitbuiting\n2. arbeid — arbeidsuitbuiting"
+    assert out["textFormat"] == "markdown"
+    assert out["text"] == "Welke soort?<br>1&#46; seksueel — seksuele uitbuiting<br>2&#46; arbeid — arbeidsuitbuiting"
     card = card_of(out)
     assert card["type"] == "AdaptiveCard" and card["fallbackText"] == out["text"]
     assert [(a["type"], a["title"], a["data"]) for a in card["actions"]] == [

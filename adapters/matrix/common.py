@@ -88,11 +88,13 @@ class AddressBook:
 
     def __init__(self, config) -> None:
         self._config = config
-        self.af_ids = {af.matrix.casefold(): af.matrix for m in config.meldpunten for af in m.af if af.matrix}
+        # Exactly as configured: Matrix ids are case-sensitive, so `@Anna:...` is not the AF `@anna:...`.
+        self.af_ids = frozenset(af.matrix for m in config.meldpunten for af in m.af if af.matrix)
+        # Server names are DNS names, which are not case-sensitive.
         self._domains = {d.casefold() for m in config.meldpunten for d in m.matrix_domains}
 
     def is_af(self, user_id: str) -> bool:
-        return user_id.casefold() in self.af_ids
+        return user_id in self.af_ids
 
     def af_name(self, user_id: str) -> str:
         """The AF's short name from the configuration, for the administrator's log."""

@@ -29,6 +29,7 @@ from nio import AsyncClient, KeysQueryResponse, LocalProtocolError
 from adapters.matrix import cross_signing
 from adapters.matrix.common import NETWORK_ERRORS, AddressBook, log
 from meldbot.messaging import DeliveryError, RecipientAway
+from meldbot.text import clean_name
 
 
 class TrustStore(Protocol):
@@ -221,8 +222,9 @@ def _domain(user_id: str) -> str:
 
 
 def _label(device_keys: dict) -> str:
+    # Whoever holds the account names the device: shown to the AF as their words, on one line.
     unsigned = device_keys.get("unsigned") or {}
-    return str(unsigned.get("device_display_name") or device_keys.get("device_id") or "?")
+    return clean_name(str(unsigned.get("device_display_name") or device_keys.get("device_id") or "")) or "?"
 
 
 class Devices:
