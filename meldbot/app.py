@@ -20,6 +20,7 @@ from meldbot.messaging import Notifier
 from meldbot.metrics import CONTENT_TYPE, Metrics
 from meldbot.outbox import Dispatcher
 from meldbot.services import expire_drafts, release_removed_afs
+from storage import canary
 from storage.db import Database
 from storage.sealing import PlainSealer, Sealer, sealer_for
 from storage.uow import UnitOfWorkFactory
@@ -51,6 +52,8 @@ class App:
 
     async def __aenter__(self) -> "App":
         await self.db.check_schema()
+        # A missing or wrong data key is refused here, before anything is read or written in clear.
+        await canary.ensure(self.db, self.uow.sealer)
         async with self.uow() as uow:
             released = await release_removed_afs(uow, self.config, self.clock, tuple(self.notifiers))
             await uow.commit()
@@ -253,6 +256,9 @@ def build_app(
     sealer = sealer or sealer_for(config)
     if isinstance(sealer, PlainSealer):
         log.warning("storing data WITHOUT encryption (storage.allow_plaintext = true); use only for local testing")
+        if mode == "run" and (config.matrix.enabled or config.teams.enabled):
+            log.warning("Matrix or Teams enabled with UNENCRYPTED storage "
+                        "(storage.allow_plaintext_with_platforms = true); for tests only")
     uow = UnitOfWorkFactory(db, sealer)
     if notifiers is None:
         notifiers = {}

@@ -13,6 +13,7 @@ import sys
 from meldbot import logs
 from meldbot.config import ConfigError, load_config
 from meldbot.i18n import texts
+from storage.canary import DataKeyRefused
 from storage.db import Database, DatabaseUnavailable, SchemaOutdated, probe, unavailable
 
 EXIT_CONFIG, EXIT_DATABASE = 2, 3
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("reference", help="het nummer, bijvoorbeeld MH-2026-0007 of 7")
     rotate = sub.add_parser("rotate-key", help="versleutel alles opnieuw met de nieuwe sleutel")
     rotate.add_argument("--batch-size", type=int, default=200)
+    seal = sub.add_parser("seal-plaintext", help="versleutel gegevens die onversleuteld in de database staan")
+    seal.add_argument("--batch-size", type=int, default=200)
     sub.add_parser("new-key", help="maak een nieuwe sleutel voor MELDBOT_DATA_KEY")
     sub.add_parser("reminders", help="welke herinneringen aan de beurt zijn, wanneer en voor wie")
     sub.add_parser("doctor", help="controleer configuratie, database, sleutel, platforms en vastgelopen berichten")
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except SchemaOutdated as exc:
         print(t("cli.schema_outdated", current=exc.current or "leeg", head=exc.head), file=sys.stderr)
         return EXIT_DATABASE
+    except DataKeyRefused as exc:
+        print(t(exc.text_key, **exc.params), file=sys.stderr)
+        return EXIT_CONFIG
     except DatabaseUnavailable as exc:
         print(t(f"cli.database.{exc.reason}", **exc.place), file=sys.stderr)
         return EXIT_DATABASE
@@ -124,22 +130,30 @@ async def _start(config, t, args) -> int:
 @contextlib.asynccontextmanager
 async def _unit_of_work(config):
     """One unit of work on a schema-checked database, for the administrator's commands."""
+    from storage import canary
     from storage.sealing import sealer_for
     from storage.uow import UnitOfWorkFactory
 
     db = Database(config.storage.url)
     try:
         await db.check_schema()
-        async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
+        sealer = sealer_for(config)
+        await canary.ensure(db, sealer)
+        async with UnitOfWorkFactory(db, sealer)() as uow:
             yield uow
     finally:
         await db.dispose()
 
 
 async def _migrate(config, t, args) -> int:
+    from storage import canary
+    from storage.sealing import sealer_for
+
     db = Database(config.storage.url)
     try:
         before, after = await db.migrate()
+        # Marks a new database as sealed with this key (or as plaintext); refuses a key that does not fit.
+        await canary.ensure(db, sealer_for(config))
     finally:
         await db.dispose()
     if before == after:
@@ -248,14 +262,48 @@ async def _rotate_key(config, t, args) -> int:
     if not isinstance(sealer, KeyringSealer):
         print(t("cli.rotate_needs_key"), file=sys.stderr)
         return EXIT_CONFIG
+    from storage import canary
+
     db = Database(config.storage.url)
     try:
         await db.check_schema()
+        await canary.ensure(db, sealer)
         progress = await Rotation(db, sealer, batch_size=args.batch_size).run()
     finally:
         await db.dispose()
     counts = ", ".join(f"{table}: {n}" for table, n in progress.counts.items()) or "-"
     print(t("cli.rotated", counts=counts, key_id=sealer.key_id))
+    return 0
+
+
+async def _seal_plaintext(config, t, args) -> int:
+    """Repair a database that holds plaintext beside sealed values (a start without the key, before the
+    canary existed): seal every row not under the current key, then mark the database as sealed."""
+    from storage import canary
+    from storage.canary import KeyState
+    from storage.rotation import RepairSealer, Rotation
+    from storage.sealing import KeyringSealer, sealer_for
+
+    if not isinstance(sealer_for(config), KeyringSealer):
+        print(t("cli.key.seal_needs_key"), file=sys.stderr)
+        return EXIT_CONFIG
+    sealer = RepairSealer(config.data_key.get_secret_value(),
+                          [k.get_secret_value() for k in config.data_key_previous])
+    db = Database(config.storage.url)
+    try:
+        await db.check_schema()
+        verdict = await canary.examine(db, sealer_for(config), thorough=True)
+        if verdict.state is KeyState.WRONG_KEY:   # sealing with a wrong key would make a second mix
+            raise verdict.refusal()
+        if verdict.state is not KeyState.NEEDS_SEALING:
+            await canary.ensure(db, sealer_for(config))
+            print(t("cli.key.nothing_to_seal", key_id=sealer.key_id))
+            return 0
+        progress = await Rotation(db, sealer, batch_size=args.batch_size).run()
+    finally:
+        await db.dispose()
+    counts = ", ".join(f"{table}: {n}" for table, n in progress.counts.items()) or "-"
+    print(t("cli.key.sealed", counts=counts, key_id=sealer.key_id))
     return 0
 
 
@@ -283,9 +331,11 @@ async def _doctor(config, t, args) -> int:
     findings = await examine(config, t)
     print(t("doctor.header"))
     for finding in findings:
-        print((t("doctor.ok_mark") if finding.ok else t("doctor.bad_mark")) + finding.text)
+        mark = "doctor.warn_mark" if finding.ok and finding.warning else "doctor.ok_mark" if finding.ok else "doctor.bad_mark"
+        print(t(mark) + finding.text)
     healthy = all(f.ok for f in findings)
-    print(t("doctor.all_ok") if healthy else t("doctor.some_bad"))
+    warned = any(f.warning for f in findings)
+    print(t("doctor.all_ok") if healthy and not warned else t("doctor.only_warnings") if healthy else t("doctor.some_bad"))
     return 0 if healthy else 1
 
 
@@ -324,6 +374,9 @@ async def _matrix_reset_identity(config, t, args) -> int:
     db = Database(config.storage.url)
     try:
         await db.check_schema()
+        from storage import canary
+
+        await canary.ensure(db, sealer_for(config))
         store = SecretIdentityStore(MatrixIdentitySecrets(UnitOfWorkFactory(db, sealer_for(config)),
                                                           settings.user_id, now=_now))
         async with _matrix_admin_client(settings, password) as client:
@@ -428,6 +481,7 @@ async def _teams_manifest(config, t, args) -> int:
 
 
 _COMMANDS = {"teams-manifest": _teams_manifest, "doctor": _doctor, "reminders": _reminders, "report": _report, "migrate": _migrate, "chat": _chat, "run": _run, "audit": _audit, "rotate-key": _rotate_key,
+             "seal-plaintext": _seal_plaintext,
              "matrix-reset-identity": _matrix_reset_identity, "matrix-trust": _matrix_trust, "outbox": _outbox}
 
 if __name__ == "__main__":

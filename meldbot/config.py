@@ -154,6 +154,8 @@ class StorageConfig(_Model):
     url: Annotated[str, _pattern(r"(sqlite\+aiosqlite|postgresql\+asyncpg)://.*", "moet beginnen met "
                                  "sqlite+aiosqlite:// of postgresql+asyncpg://")] = "sqlite+aiosqlite:///var/meldbot.db"
     allow_plaintext: bool = False  # false: refuse to start without MELDBOT_DATA_KEY
+    # Matrix or Teams with plaintext storage is refused unless this is true: for tests only.
+    allow_plaintext_with_platforms: bool = False
 
 
 class HttpConfig(_Model):
@@ -582,6 +584,11 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         if not config.storage.allow_plaintext and data_key is None:
             problems.append(("storage.allow_plaintext", "staat op false, maar MELDBOT_DATA_KEY ontbreekt in de "
                              "omgeving; zet die sleutel, of (alleen lokaal) allow_plaintext = true"))
+        if data_key is None and not config.storage.allow_plaintext_with_platforms:
+            problems += [(f"{name}.enabled", "staat aan, maar de gegevens worden dan onversleuteld opgeslagen "
+                          "(geen MELDBOT_DATA_KEY). Zet MELDBOT_DATA_KEY (maak er een met: meldbot new-key). "
+                          "Alleen om te testen: storage.allow_plaintext_with_platforms = true")
+                         for name in ("matrix", "teams") if getattr(config, name).enabled]
     if problems:
         raise ConfigError(problems)
     return config

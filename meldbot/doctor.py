@@ -15,7 +15,9 @@ from meldbot.deliveries import plain_reason, reference_in
 from meldbot.i18n import Texts
 from storage.db import Database, head_revision
 from storage.tables import OutboxRow
-from storage.sealing import KeyringSealer, PlainSealer, UnknownKey, sealer_for
+from storage import canary
+from storage.canary import KeyState
+from storage.sealing import KeyringSealer, PlainSealer, sealer_for
 
 
 PARKED_SHOWN = 20
@@ -25,6 +27,7 @@ PARKED_SHOWN = 20
 class Finding:
     ok: bool
     text: str
+    warning: bool = False   # not wrong, but not [ok] either: printed with its own mark, exit code stays 0
 
 
 async def examine(config, t: Texts) -> list[Finding]:
@@ -40,8 +43,13 @@ async def examine(config, t: Texts) -> list[Finding]:
         found.append(Finding(current == head, t("doctor.schema_ok", head=head) if current == head
                              else t("doctor.schema_old", current=current or "leeg", head=head)))
         sealer = sealer_for(config)
-        if isinstance(sealer, PlainSealer):
-            found.append(Finding(True, t("doctor.plaintext")))
+        key = await _key(db, sealer, t) if current == head else []
+        # "Stored in clear" only where it is true: not when a sealed database is refused for want of a key.
+        if isinstance(sealer, PlainSealer) and all(f.ok for f in key):
+            platforms = config.matrix.enabled or config.teams.enabled
+            found.append(Finding(not platforms, t("doctor.plaintext_platforms" if platforms else "doctor.plaintext"),
+                                 warning=True))
+        found += key
         if current == head:
             found += await _data(db, sealer, t)
     finally:
@@ -50,10 +58,27 @@ async def examine(config, t: Texts) -> list[Finding]:
     return found
 
 
+async def _key(db: Database, sealer, t: Texts) -> list[Finding]:
+    """The key against the canary (and, thoroughly, the rows): "past" only when a key opens it."""
+    verdict = await canary.examine(db, sealer, thorough=True)
+    state, params = verdict.state, verdict.refusal().params
+    if state is KeyState.SEALED:
+        async with db.engine.connect() as conn:
+            sample = (await conn.execute(sa.text("SELECT content_sealed FROM signal ORDER BY id DESC LIMIT 1"))).first()
+        if sample is not None and isinstance(sealer, KeyringSealer) and not sealer.is_current(sample[0]):
+            return [Finding(False, t("doctor.key_rotation_pending"))]
+        return [Finding(True, t("doctor.key_ok"))]
+    if state is KeyState.NEW:
+        return [Finding(True, t("doctor.key_new"))] if isinstance(sealer, KeyringSealer) else []
+    if state is KeyState.PLAINTEXT:
+        return []   # said above: stored in clear
+    text = {KeyState.NO_KEY: "doctor.key_missing", KeyState.WRONG_KEY: "doctor.key_wrong"}.get(
+        state, "doctor.key_needs_sealing")
+    return [Finding(False, t(text, **params))]
+
+
 async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
     out = []
-    async with db.engine.connect() as conn:
-        sample = (await conn.execute(sa.text("SELECT content_sealed FROM signal ORDER BY id DESC LIMIT 1"))).first()
     outbox = OutboxRow.__table__.c
     async with db.engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.count()).where(outbox.parked_at.is_not(None)))).scalar_one()
@@ -61,17 +86,6 @@ async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
             sa.select(outbox.id, outbox.kind, outbox.idempotency_key, outbox.attempts, outbox.parked_at,
                       outbox.last_error).where(outbox.parked_at.is_not(None)).order_by(outbox.id).limit(PARKED_SHOWN)
         )).all()
-    if sample is not None:
-        try:
-            sealer.open(sample[0])
-            if isinstance(sealer, KeyringSealer) and not sealer.is_current(sample[0]):
-                out.append(Finding(False, t("doctor.key_rotation_pending")))
-            else:
-                out.append(Finding(True, t("doctor.key_ok")))
-        except (UnknownKey, ValueError):
-            out.append(Finding(False, t("doctor.key_wrong")))
-        except Exception:
-            out.append(Finding(False, t("doctor.key_wrong")))
     if total:
         # Each parked row by its number (for `meldbot outbox resend`), never its recipient or content.
         lines = [t("doctor.parked", count=total)]
@@ -136,4 +150,6 @@ async def _platforms(config, t: Texts) -> list[Finding]:
             out.append(Finding(False, t("doctor.teams_anonymous")))
         else:
             out.append(Finding(True, t("doctor.teams_ok", app_id=config.teams.app_id)))
+        if not any(m.teams_tenants for m in config.meldpunten):
+            out.append(Finding(True, t("doctor.teams_no_tenants"), warning=True))
     return out

@@ -73,6 +73,9 @@ async def run_command(config, t, args) -> int:
     db = Database(config.storage.url)
     try:
         await db.check_schema()
+        from storage import canary
+
+        await canary.ensure(db, sealer_for(config))
         now = datetime.now(timezone.utc)
         async with UnitOfWorkFactory(db, sealer_for(config))() as uow:
             state = dict(await uow.matrix_trust.get(settings.user_id, af_id) or {})

@@ -16,6 +16,7 @@ from sqlmodel import select
 from meldbot import matching
 from meldbot.domain import Content, EventKind
 from meldbot.messaging import Identity
+from storage import canary
 from storage.db import Database
 from storage.sealing import PREFIX, KeyringSealer
 from storage.tables import (
@@ -23,6 +24,15 @@ from storage.tables import (
     OutboxRow, PersonRow, ProcessedEventRow, SignalKeyRow, SignalRow,
 )
 from storage.uow import SqlUnitOfWork
+
+
+class RepairSealer(KeyringSealer):
+    """For `meldbot seal-plaintext`: also reads values stored in clear, so that the rotation seals them.
+
+    Only a database started without a key by a version before the key canary holds such a mix."""
+
+    def open(self, sealed: str) -> str:
+        return super().open(sealed) if sealed.startswith(PREFIX) else sealed
 
 
 @dataclass
@@ -70,8 +80,28 @@ class Rotation:
                     break
                 progress.batches += 1
                 progress.add(table, n)
+        # Last: only once every row is under the current key may the canary say so.
+        await canary.write(self._db, self._sealer)
         progress.done = True
         return progress
+
+    async def _replace(self, s, stale, fresh, key) -> None:
+        """Put `fresh` in place of `stale`. A database that held plaintext beside sealed values can hold the
+        same conversation or person under both keys: the newer row stays (a person's settings are merged)."""
+        await s.delete(stale)
+        await s.flush()
+        existing = await s.get(type(fresh), key)
+        if existing is not None:
+            if isinstance(existing, PersonRow):
+                existing.language = existing.language or fresh.language
+                existing.meldpunt_id = existing.meldpunt_id or fresh.meldpunt_id
+                s.add(existing)
+                return
+            if fresh.updated_at <= existing.updated_at:
+                return
+            await s.delete(existing)
+            await s.flush()
+        s.add(fresh)
 
     async def _signals(self, uow: SqlUnitOfWork) -> int:
         s, sealer = uow.session, self._sealer
@@ -136,9 +166,7 @@ class Rotation:
                 state_sealed=self._sealer.seal(self._sealer.open(row.state_sealed)),
                 updated_at=row.updated_at,
             )
-            await s.delete(row)
-            await s.flush()
-            s.add(fresh)
+            await self._replace(s, row, fresh, fresh.key)
         return len(rows)
 
     async def _outbox(self, uow: SqlUnitOfWork) -> int:
@@ -160,9 +188,7 @@ class Rotation:
             fresh = PersonRow(lookup=uow.person_lookup(identity),
                               identity_sealed=self._sealer.seal(json.dumps([identity.platform, identity.user_id])),
                               language=row.language, meldpunt_id=row.meldpunt_id)
-            await s.delete(row)
-            await s.flush()
-            s.add(fresh)
+            await self._replace(s, row, fresh, fresh.lookup)
         return len(rows)
 
     async def _processed(self, uow: SqlUnitOfWork) -> int:
@@ -182,9 +208,7 @@ class Rotation:
                 identity_sealed=self._sealer.seal(json.dumps([platform, user_id])),
                 reference_sealed=self._sealer.seal(self._sealer.open(row.reference_sealed)),
                 updated_at=row.updated_at)
-            await s.delete(row)
-            await s.flush()
-            s.add(fresh)
+            await self._replace(s, row, fresh, fresh.key)
         return len(rows)
 
     async def _matrix_identities(self, uow: SqlUnitOfWork) -> int:
@@ -198,9 +222,7 @@ class Rotation:
                 account_sealed=self._sealer.seal(bot_user_id),
                 keys_sealed=self._sealer.seal(self._sealer.open(row.keys_sealed)),
                 created_at=row.created_at, updated_at=row.updated_at)
-            await s.delete(row)
-            await s.flush()
-            s.add(fresh)
+            await self._replace(s, row, fresh, fresh.account_lookup)
         return len(rows)
 
     async def _matrix_trust(self, uow: SqlUnitOfWork) -> int:
@@ -215,7 +237,5 @@ class Rotation:
                 identity_sealed=self._sealer.seal(json.dumps([bot_user_id, af_id])),
                 state_sealed=self._sealer.seal(self._sealer.open(row.state_sealed)),
                 updated_at=row.updated_at)
-            await s.delete(row)
-            await s.flush()
-            s.add(fresh)
+            await self._replace(s, row, fresh, (fresh.account_lookup, fresh.person_lookup))
         return len(rows)

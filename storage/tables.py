@@ -252,3 +252,13 @@ class MatrixTrustRow(SQLModel, table=True):
     identity_sealed: str       # [bot id, AF id], to rebuild both keyed hashes at key rotation
     state_sealed: str
     updated_at: datetime = _dt()
+
+
+class KeyCanaryRow(SQLModel, table=True):
+    """One row: a known text sealed with the data key, or "plaintext"; see storage/canary.py."""
+
+    __tablename__ = "key_canary"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    value: str
+    updated_at: datetime = _dt()

@@ -170,6 +170,7 @@ def test_doctor_says_what_to_do_in_plain_words(tmp_path):
     assert second.returncode == 0, second.stdout
     assert "ONVERSLEUTELD" in second.stdout and "Geen berichten die stil staan" in second.stdout
     down = meldbot(tmp_path, "doctor", env=env_for(tmp_path, MELDBOT_MATRIX__ENABLED="true",
+                                                     MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS="true",
                                                      MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9",
                                                      MELDBOT_MATRIX__PASSWORD="x"))
     assert down.returncode == 1 and "niet bereikbaar" in down.stdout

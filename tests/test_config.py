@@ -238,13 +238,28 @@ def test_an_empty_list_of_meldpunten_is_refused(tmp_path):
 
 def test_a_secret_from_the_environment_completes_the_matrix_section(tmp_path):
     text = MINIMAL + '[matrix]\nenabled = true\nhomeserver = "https://m.example"\nuser_id = "@bot:m.example"\n'
-    config = load(tmp_path, text, MELDBOT_MATRIX__PASSWORD="geheim")
+    config = load(tmp_path, text, MELDBOT_MATRIX__PASSWORD="geheim", MELDBOT_DATA_KEY=KEY)
     assert config.matrix.password.get_secret_value() == "geheim"
     assert "geheim" not in repr(config)
 
 
 def test_teams_without_credentials_is_fine_when_anonymous(tmp_path):
-    assert load(tmp_path, MINIMAL + "[teams]\nenabled = true\nanonymous = true\n").teams.enabled
+    assert load(tmp_path, MINIMAL + "[teams]\nenabled = true\nanonymous = true\n", MELDBOT_DATA_KEY=KEY).teams.enabled
+
+
+KEY = "q8Ue0RDIK8Cw-E6CrQzGSJcCymfN8aa1Z9CCmIDxW3A="   # a valid data key, for tests only
+
+
+@pytest.mark.parametrize("platform", ["matrix", "teams"])
+def test_a_platform_with_plaintext_storage_is_refused_unless_overridden_for_tests(tmp_path, platform):
+    text = MINIMAL + ('[matrix]\nenabled = true\nhomeserver = "https://m.example"\nuser_id = "@bot:m.example"\n'
+                      'password = "x"\n' if platform == "matrix" else "[teams]\nenabled = true\nanonymous = true\n")
+    [(key, message)] = problems(tmp_path, text)
+    assert key == f"{platform}.enabled" and "MELDBOT_DATA_KEY" in message
+    assert "allow_plaintext_with_platforms" in message
+    assert getattr(load(tmp_path, text, MELDBOT_DATA_KEY=KEY), platform).enabled
+    overridden = load(tmp_path, text, MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS="true")
+    assert overridden.storage.allow_plaintext_with_platforms and getattr(overridden, platform).enabled
 
 
 # --- reminders ---------------------------------------------------------------------------------------------

@@ -207,7 +207,8 @@ class World:
                 "MELDBOT_MELDPUNT__0__MATRIX_DOMAINS": "localhost", "MELDBOT_HTTP__LISTEN": "127.0.0.1:0",
                 "MELDBOT_MATRIX__ENABLED": "true", "MELDBOT_MATRIX__HOMESERVER": homeserver or self.synapse.url,
                 "MELDBOT_MATRIX__USER_ID": self.bot_id, "MELDBOT_MATRIX__PASSWORD": PASSWORD,
-                "MELDBOT_MATRIX__STORE_PATH": str(self.folder / "bot-store"), **env}
+                "MELDBOT_MATRIX__STORE_PATH": str(self.folder / "bot-store"),
+                "MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS": "true", **env}
 
     def config(self, homeserver: str | None = None, **env: str):
         return make_config(self.db_url, **self.environment(homeserver, **env))

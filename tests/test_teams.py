@@ -91,6 +91,7 @@ async def microsoft(rsa_keys):
 def teams_env(fake: FakeMicrosoft, *, af: bool = True, anonymous: bool = False) -> dict[str, str]:
     env = {
         "MELDBOT_TEAMS__ENABLED": "true",
+        "MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS": "true",
         "MELDBOT_TEAMS__OPENID_METADATA_URL": fake.url + "/openid",
         "MELDBOT_TEAMS__ALLOWED_SERVICE_URLS": fake.service_url,
         "MELDBOT_MELDPUNT__0__TEAMS_TENANTS": TENANT,
