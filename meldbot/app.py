@@ -14,7 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from dialogs.when import warm_up
 from meldbot.bot import Bot, where
 from meldbot.reminders import Reminders
-from meldbot.retention import erase_expired
+from meldbot.retention import PROCESSED_REPLIES_KEPT, erase_expired
 from meldbot.clock import Clock, SystemClock
 from meldbot.messaging import Notifier
 from meldbot.metrics import CONTENT_TYPE, Metrics
@@ -148,6 +148,8 @@ class App:
         try:
             async with self.uow() as uow:
                 erased = await expire_drafts(uow, self.config, self.clock)
+                # Answers to platform events are kept only for redeliveries within a short window.
+                await uow.processed.forget_replies_before(self.clock.now() - PROCESSED_REPLIES_KEPT)
                 await uow.commit()
         except Exception as exc:
             log.error("draft expiry failed", extra={"error": type(exc).__name__})

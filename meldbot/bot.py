@@ -22,6 +22,7 @@ from meldbot.domain import Content, Context, EventKind, Form, RefQuery
 from meldbot.i18n import LANGUAGES, Texts, texts
 from meldbot.messaging import Choice, Identity, IncomingMessage, Reply
 from meldbot.desk import Desk, Seat
+from meldbot.retention import PROCESSED_REPLIES_KEPT
 from meldbot.services import SubmitSignal, SupplementSignal, submit_signal, supplement_signal
 from meldbot.text import quote_user_text
 
@@ -124,9 +125,14 @@ class Bot:
             return [Reply(texts(self._language(None, msg))("group_chat"))]
         async with self._uow() as uow:
             if msg.event_id:
-                earlier = await uow.processed.replies_for(msg.platform, msg.event_id)
+                earlier = await uow.processed.replies_for(msg.platform, msg.event_id,
+                                                          since=self._clock.now() - PROCESSED_REPLIES_KEPT)
                 if earlier is not None:   # a redelivered event: same answer, no second handling
-                    return earlier
+                    if earlier.replies is not None:
+                        return earlier.replies
+                    # The answer is no longer kept: say so rather than handle the message twice.
+                    language = self._language((await uow.people.get(msg.sender)).language, msg)
+                    return [Reply(texts(language)("processed.replies_gone"), language=language)]
             replies = await self._turn(uow, msg, self._clock.now())
             # Which language the answers are in (read in this turn already; again only after `taal`).
             language = self._language((await uow.people.get(msg.sender)).language, msg)

@@ -9,6 +9,8 @@ from meldbot.clock import Clock
 
 log = logging.getLogger("meldbot.retention")
 PROCESSED_EVENTS_KEPT = timedelta(days=7)
+# A redelivered event gets the same answer within this window; later only a note (never a second handling).
+PROCESSED_REPLIES_KEPT = timedelta(hours=1)
 DELIVERED_MESSAGES_KEPT = timedelta(days=30)
 DRAFT_MARKERS_KEPT = timedelta(days=30)
 
@@ -39,6 +41,7 @@ async def erase_expired(uow, config, clock: Clock) -> int:
             await uow.signals.erase(signal_id, reference, now)
             erased += 1
     await uow.processed.forget_before(now - PROCESSED_EVENTS_KEPT)
+    await uow.processed.forget_replies_before(now - PROCESSED_REPLIES_KEPT)
     await uow.outbox.forget_delivered_before(now - DELIVERED_MESSAGES_KEPT)
     await uow.conversations.forget_markers_before(now - DRAFT_MARKERS_KEPT)
     return erased

@@ -209,13 +209,27 @@ class ReminderSentRow(SQLModel, table=True):
 
 
 class ProcessedEventRow(SQLModel, table=True):
-    """Platform events already handled, with the replies given: a redelivered event is not handled twice."""
+    """Platform events already handled, with the replies given: a redelivered event is not handled twice.
+
+    The replies are kept only for a short while (retention.PROCESSED_REPLIES_KEPT; then NULL), the row
+    itself a few days; both go at once when retention erases a signal the replies showed."""
 
     __tablename__ = "processed_event"
 
     key: str = Field(primary_key=True, max_length=128)
     at: datetime = _dt(index=True)
-    replies_sealed: str
+    replies_sealed: str | None = None
+
+
+class ProcessedEventSignalRow(SQLModel, table=True):
+    """Which signals a processed event's replies showed, so erasing a signal erases those replies too."""
+
+    __tablename__ = "processed_event_signal"
+
+    event_key: str = Field(sa_column=sa.Column(
+        sa.String(128), sa.ForeignKey("processed_event.key", ondelete="CASCADE"), primary_key=True))
+    signal_id: int = Field(sa_column=sa.Column(
+        sa.ForeignKey("signal.id", ondelete="CASCADE"), primary_key=True, index=True))
 
 
 class ConversationReferenceRow(SQLModel, table=True):

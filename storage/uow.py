@@ -39,6 +39,7 @@ from storage.tables import (
     OutboxRow,
     PersonRow,
     ProcessedEventRow,
+    ProcessedEventSignalRow,
     ReminderSentRow,
     SignalKeyRow,
     SignalRow,
@@ -112,6 +113,7 @@ class SignalRepository:
         self._s.add(row)
         await self._s.flush()
         signal.id = row.id
+        self._uow.signals_seen.add(row.id)
         self._s.add(
             MelderRow(
                 signal_id=row.id,
@@ -161,6 +163,7 @@ class SignalRepository:
         self._add_events(signal)
 
     def _to_domain(self, row: SignalRow, events: list[EventRow] | None = None) -> Signal:
+        self._uow.signals_seen.add(row.id)   # a reply of this turn may show it (see ProcessedEventRepository)
         opened = self._uow.sealer.open
         return Signal(
             id=row.id,
@@ -316,6 +319,7 @@ class SignalRepository:
         s = self._s
         for table in (EventRow, MelderRow, SignalKeyRow, AuditRow):
             await s.exec(sa.delete(table).where(table.signal_id == signal_id))
+        await self._uow.processed.forget_signal(signal_id)   # replies that showed it
         # Messages about it that were delivered (feedback to the melder holds text).
         await s.exec(sa.delete(OutboxRow).where(OutboxRow.idempotency_key.like(f"%:{reference}:%")))
         await s.exec(sa.update(SignalRow).where(SignalRow.id == signal_id).values(
@@ -529,8 +533,9 @@ _CONVERSATION_UPDATE = sa.update(_CONVERSATION).where(_CONVERSATION.c.key == sa.
     meldpunt_id=sa.bindparam("meldpunt"))
 _CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
 _PROCESSED = ProcessedEventRow.__table__
-_PROCESSED_BY_KEYS = sa.select(_PROCESSED.c.replies_sealed).where(
+_PROCESSED_BY_KEYS = sa.select(_PROCESSED.c.replies_sealed, _PROCESSED.c.at).where(
     _PROCESSED.c.key.in_(sa.bindparam("keys", expanding=True)))
+_PROCESSED_SIGNAL = ProcessedEventSignalRow.__table__
 _PERSON = PersonRow.__table__
 _PERSON_BY_LOOKUPS = sa.select(_PERSON.c.language, _PERSON.c.meldpunt_id).where(
     _PERSON.c.lookup.in_(sa.bindparam("keys", expanding=True)))
@@ -733,27 +738,65 @@ class ReferenceRepository:
         self._uow.session.add(row)
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """A platform event handled before. `replies` is None once they are no longer kept (the row stays a
+    few days longer, so the event is still not handled twice)."""
+
+    replies: list[Reply] | None
+
+
 class ProcessedEventRepository:
+    """Redelivered platform events: the same answer within a short window, never a second handling.
+
+    The replies can show signals (a `toon` view); the signals a turn read are linked to its row, and
+    erasing a signal erases those rows with it."""
+
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
 
     def _key(self, platform: str, event_id: str) -> list[str]:
         return self._uow.sealer.lookups("event", f"{platform}:{event_id}")
 
-    async def replies_for(self, platform: str, event_id: str) -> list[Reply] | None:
+    async def replies_for(self, platform: str, event_id: str, since: datetime | None = None) -> Earlier | None:
+        """None if the event is new; else what was answered, unless that was before `since`."""
         result = await self._uow.session.exec(_PROCESSED_BY_KEYS, params={"keys": self._key(platform, event_id)})
         row = result.first()
         if row is None:
             return None
-        return [Reply.from_json(json.dumps(r)) for r in json.loads(self._uow.sealer.open(row[0]))]
+        sealed, at = row
+        if sealed is None or (since is not None and at < since):
+            return Earlier(None)
+        return Earlier([Reply.from_json(json.dumps(r)) for r in json.loads(self._uow.sealer.open(sealed))])
 
     async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None:
+        """Record the event with its replies and the signals this unit of work read for them."""
         payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
+        key = self._uow.sealer.lookup("event", f"{platform}:{event_id}")
         await self._uow.session.exec(sa.insert(_PROCESSED).values(
-            key=self._uow.sealer.lookup("event", f"{platform}:{event_id}"), at=at,
-            replies_sealed=self._uow.sealer.seal(payload)))
+            key=key, at=at, replies_sealed=self._uow.sealer.seal(payload)))
+        links = [dict(event_key=key, signal_id=i) for i in sorted(self._uow.signals_seen)]
+        for chunk in _chunks(links):
+            await self._uow.session.exec(sa.insert(_PROCESSED_SIGNAL).values(chunk))
+
+    async def forget_signal(self, signal_id: int) -> int:
+        """Erase the events whose replies showed this signal (retention erases the signal)."""
+        keys = sa.select(_PROCESSED_SIGNAL.c.event_key).where(_PROCESSED_SIGNAL.c.signal_id == signal_id)
+        result = await self._uow.session.exec(sa.delete(_PROCESSED).where(_PROCESSED.c.key.in_(keys)))
+        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.signal_id == signal_id))
+        return result.rowcount or 0
+
+    async def forget_replies_before(self, moment: datetime) -> int:
+        """Drop the replies of events handled before `moment`; the rows stay to recognise a redelivery."""
+        result = await self._uow.session.exec(sa.update(_PROCESSED).where(
+            _PROCESSED.c.at < moment, _PROCESSED.c.replies_sealed.is_not(None)).values(replies_sealed=None))
+        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(
+            sa.select(_PROCESSED.c.key).where(_PROCESSED.c.replies_sealed.is_(None)))))
+        return result.rowcount or 0
 
     async def forget_before(self, moment: datetime) -> int:
+        old = sa.select(_PROCESSED.c.key).where(_PROCESSED.c.at < moment)
+        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(old)))
         result = await self._uow.session.exec(sa.delete(ProcessedEventRow).where(ProcessedEventRow.at < moment))
         return result.rowcount or 0
 
@@ -767,6 +810,7 @@ class SqlUnitOfWork:
         self.dialect = db.engine.dialect.name
         self._on_outbox = on_outbox
         self.outbox_written = False
+        self.signals_seen: set[int] = set()   # ids of the signals read or added in this unit of work
         self.signals = SignalRepository(self)
         self.outbox = OutboxRepository(self)
         self.conversations = ConversationRepository(self)
@@ -787,6 +831,7 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> "SqlUnitOfWork":
         self.session = self._db.sessions()
         self.outbox_written = False
+        self.signals_seen = set()
         return self
 
     async def __aexit__(self, *exc) -> None:
