@@ -10,10 +10,11 @@ from pathlib import Path
 
 import aiohttp
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from meldbot.deliveries import plain_reason, reference_in
 from meldbot.i18n import Texts
-from storage.db import Database, head_revision
+from storage.db import Database, DatabaseUnavailable, head_revision, probe
 from storage.tables import OutboxRow
 from storage import canary
 from storage.canary import KeyState
@@ -32,6 +33,9 @@ class Finding:
 
 async def examine(config, t: Texts) -> list[Finding]:
     found = [Finding(True, t("doctor.config_ok", meldpunten=len(config.meldpunten)))]
+    missing = await _missing_sqlite(config.storage.url, t)
+    if missing is not None:
+        return found + [missing]
     db = Database(config.storage.url)
     try:
         try:
@@ -56,6 +60,18 @@ async def examine(config, t: Texts) -> list[Finding]:
         await db.dispose()
     found += await _platforms(config, t)
     return found
+
+
+async def _missing_sqlite(url: str, t: Texts) -> Finding | None:
+    """A SQLite file or folder that is not there, looked up on disk only: opening the database would
+    create both, and doctor changes nothing."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    try:
+        await probe(url)
+    except DatabaseUnavailable as exc:
+        return Finding(False, t(f"doctor.db_{exc.reason}", **exc.place))
+    return None
 
 
 async def _key(db: Database, sealer, t: Texts) -> list[Finding]:

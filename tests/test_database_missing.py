@@ -75,3 +75,15 @@ def test_an_sqlite_file_that_does_not_exist_is_made_by_no_command_but_migrate(tm
     for line in refused_at_start(tmp_path, f"sqlite+aiosqlite:///{path}", commands).values():
         assert str(path) in line and "meldbot migrate" in line, line
     assert not path.exists()
+
+
+def test_doctor_names_a_missing_sqlite_database_and_creates_nothing(tmp_path):
+    missing = [tmp_path / "meldbot.db", tmp_path / "ontbreekt" / "meldbot.db"]
+    for path in missing:
+        result = meldbot(tmp_path, "doctor", env=env_for(tmp_path, MELDBOT_STORAGE__URL=f"sqlite+aiosqlite:///{path}"))
+        shown = (path, result.returncode, result.stdout, result.stderr)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, shown
+        [line] = [row for row in result.stdout.splitlines() if str(path.parent) in row]
+        assert line.startswith("[!!]") and "bestaat niet" in line and "meldbot migrate" in line, shown
+        assert "Er is niets aangemaakt" in line, shown
+    assert list(tmp_path.iterdir()) == []          # no file, no folder: doctor only looks
