@@ -38,7 +38,7 @@ from adapters.teams_auth import (
     Unauthorized,
     service_url_allowed,
 )
-from adapters.teams_render import render, submitted_text
+from adapters.teams_render import render_parts, submitted_text
 from meldbot.bot import where
 from meldbot.i18n import LANGUAGES, texts
 from meldbot.messaging import DeliveryError, Identity, IncomingMessage, Reply
@@ -372,8 +372,8 @@ class TeamsAdapter:
     async def _answer(self, context: TurnContext, replies: list[Reply], lang: str) -> None:
         t = texts(lang)
         for reply in replies:
-            activity = render(reply, t)
-            await self._patiently(lambda activity=activity: context.send_activity(activity))
+            for activity in render_parts(reply, t):
+                await self._patiently(lambda activity=activity: context.send_activity(activity))
 
     # --- outbound -------------------------------------------------------------------------------------
 
@@ -401,8 +401,11 @@ class TeamsAdapter:
             return ClaimsIdentity()
         return ClaimsIdentity({"aud": self.app_id, "appid": self.app_id}, authentication_type="Bearer")
 
-    async def deliver(self, recipient: Identity, reply: Reply) -> None:
-        """Send one Reply to a person: in their stored 1:1 conversation, else in a new one."""
+    async def deliver(self, recipient: Identity, reply: Reply, sent: set[int] | None = None) -> None:
+        """Send one Reply to a person: in their stored 1:1 conversation, else in a new one.
+
+        A long Reply goes as several messages; `sent` holds the parts already shown (filled in here),
+        so a retry after a failure half-way continues where it stopped."""
         if self.app is None:
             raise DeliveryError("teams: adapter not started")
         now = self.app.clock.now()
@@ -413,18 +416,25 @@ class TeamsAdapter:
             stored = await uow.references.get(identity)
             chosen = (await uow.people.get(identity)).language
         locale = ((stored or {}).get("reference") or {}).get("locale")
-        activity = render(reply, texts(chosen or self._locale_language(locale)))
+        sent = set() if sent is None else sent
+        for index, activity in enumerate(render_parts(reply, texts(chosen or self._locale_language(locale)))):
+            if index not in sent:
+                stored = await self._deliver_one(identity, activity, stored)
+                sent.add(index)
+
+    async def _deliver_one(self, identity: Identity, activity: Activity, stored: dict | None) -> dict | None:
+        """One activity; returns the conversation data to use for the next one."""
         try:
             if stored:
                 try:
                     await self._continue(stored["reference"], activity)
-                    return
+                    return stored
                 except aiohttp.ClientResponseError as exc:
                     if exc.status not in (403, 404):
                         raise
                     # The person removed and re-added the app, or blocked it: try a fresh 1:1 chat.
                     log.info("stored teams conversation refused; creating a new one", extra={"status": exc.status})
-            await self._create_and_send(identity, activity, stored)
+            return await self._create_and_send(identity, activity, stored)
         except DeliveryError:
             raise
         except aiohttp.ClientResponseError as exc:
@@ -482,7 +492,7 @@ class TeamsAdapter:
             return learned["service_url"]
         return GLOBAL_SERVICE_URL
 
-    async def _create_and_send(self, identity: Identity, activity: Activity, stored: dict | None) -> None:
+    async def _create_and_send(self, identity: Identity, activity: Activity, stored: dict | None) -> dict:
         """Open a 1:1 chat (Teams needs the tenant), keep its reference, then send in it."""
         old = (stored or {}).get("reference") or {}
         tenant = (stored or {}).get("tenant") or self._tenant_for(identity)
@@ -517,6 +527,7 @@ class TeamsAdapter:
             await uow.commit()
         log.info("teams 1:1 conversation created")
         await self._continue(data["reference"], activity)
+        return data
 
 
 class TeamsNotifier:
@@ -528,6 +539,7 @@ class TeamsNotifier:
     def __init__(self, adapter: TeamsAdapter, remember: int = 10_000) -> None:
         self._adapter = adapter
         self._delivered: OrderedDict[str, None] = OrderedDict()
+        self._parts: dict[str, set[int]] = {}
         self._remember = remember
 
     async def healthy(self) -> bool:
@@ -536,7 +548,12 @@ class TeamsNotifier:
     async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
         if idempotency_key in self._delivered:
             return
-        await self._adapter.deliver(recipient, reply)
+        # The parts of a long message already shown, kept between attempts of this process.
+        sent = self._parts.setdefault(idempotency_key, set())
+        await self._adapter.deliver(recipient, reply, sent)
+        del self._parts[idempotency_key]
         self._delivered[idempotency_key] = None
         while len(self._delivered) > self._remember:
             self._delivered.popitem(last=False)
+        while len(self._parts) > self._remember:
+            self._parts.pop(next(iter(self._parts)))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 from microsoft_agents.activity import Activity, Attachment
 
 from meldbot.i18n import Texts
-from meldbot.messaging import Reply
+from meldbot.messaging import Reply, split_reply
 from meldbot.text import escape_markup
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -18,6 +19,11 @@ CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 SUBMIT_KEY = "meldbot"
 # Teams shows at most six buttons side by side; more options become a drop-down with one button.
 MAX_BUTTONS = 6
+# Teams refuses a message of more than about 28 KB (the activity as the connector receives it, card
+# included). The activity we build, as JSON, stays below this budget; the connector's own envelope
+# (ids, service URL, timestamps) fits in what is left. A chart is measured apart: it is a picture
+# the bot makes itself, never text from someone.
+ACTIVITY_BUDGET = 24_000
 
 
 def submitted_text(value: Any) -> str | None:
@@ -89,3 +95,15 @@ def render(reply: Reply, t: Texts) -> Activity:
         # Teams raises an activity-feed alert for this message, also when the chat is muted.
         activity.channel_data = {"notification": {"alert": True}}
     return activity
+
+
+def activity_size(activity: Activity) -> int:
+    return len(activity.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8"))
+
+
+def render_parts(reply: Reply, t: Texts) -> list[Activity]:
+    """The activities for one Reply, in order, each below Teams' size limit (escaping counted)."""
+    def fits(part: Reply) -> bool:
+        return activity_size(render(replace(part, image=None), t)) <= ACTIVITY_BUDGET
+
+    return [render(part, t) for part in split_reply(reply, fits)]

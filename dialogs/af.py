@@ -16,6 +16,9 @@ OUTCOMES = {o.value: o for o in Outcome} | {
     "insufficient": Outcome.INSUFFICIENT,
 }
 ALL_WORDS = ("alle", "all")
+# The longest text an AF can give a note, feedback, a message to the melder or a key. It keeps every
+# line of the history readable; the view of a signal is split into several messages when it grows.
+MAX_AF_TEXT = 2000
 
 # Argument shape per command: r = reference, p = partner, x = rest as text, w = one word.
 SHAPES = {
@@ -61,6 +64,8 @@ def parse_af(name: str, args: str) -> AfCommand:
         if part == "x":
             if not rest:
                 raise Usage(f"af.usage.{name}")
+            if len(rest) > MAX_AF_TEXT:
+                raise Usage("af.too_long", length=len(rest), max=MAX_AF_TEXT)
             found["text"] = rest
             rest = ""
             continue

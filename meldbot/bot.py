@@ -23,7 +23,8 @@ from meldbot.i18n import LANGUAGES, Texts, texts
 from meldbot.messaging import Choice, Identity, IncomingMessage, Reply
 from meldbot.desk import Desk, Seat
 from meldbot.retention import PROCESSED_REPLIES_KEPT
-from meldbot.services import SubmitSignal, SupplementSignal, submit_signal, supplement_signal
+from meldbot.services import (MAX_SUPPLEMENTS, SubmitSignal, SupplementSignal, TooManySupplements, submit_signal,
+                              supplement_signal)
 from meldbot.text import quote_user_text
 
 log = logging.getLogger("meldbot.bot")
@@ -252,7 +253,10 @@ class Bot:
         if len(text) > report.MAX_ANSWER:
             return Reply(t("error.too_long", max=report.MAX_ANSWER, length=len(text)))
         cmd = SupplementSignal(msg.sender, query, text)
-        signal = await supplement_signal(cmd, uow, self.config, self._clock, self.platforms)
+        try:
+            signal = await supplement_signal(cmd, uow, self.config, self._clock, self.platforms)
+        except TooManySupplements as full:
+            return Reply(t("supplement.full", reference=full.signal.reference, max=MAX_SUPPLEMENTS))
         if signal is None:
             return Reply(t("supplement.unknown", reference=quote_user_text(ref_text)))
         return Reply(t("supplement.done", reference=signal.reference))

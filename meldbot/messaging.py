@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, asdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, asdict, replace
 from typing import Any, Protocol
 
-from meldbot.text import clean_incoming, clean_name
+from meldbot.text import QUOTE, clean_incoming, clean_name
 
 PLATFORMS = ("console", "matrix", "teams")
 
@@ -109,6 +110,79 @@ class Reply:
             urgent=data.get("urgent", False),
             language=data.get("language"),
         )
+
+
+# The mark under each part of a reply that had to be split: "(2/3)". Measured at its widest.
+PART_MARK = "({index}/{count})"
+_WIDEST_MARK = PART_MARK.format(index=999, count=999)
+
+
+def split_reply(reply: Reply, fits: Callable[[Reply], bool]) -> list[Reply]:
+    """A Reply as one or more Replies that each `fits` the platform, in order, nothing left out.
+
+    `fits` measures the reply as the platform will carry it (rendered, escaped, encrypted), so markup
+    that grows the text (HTML entities, Teams' escaping) is counted. Cuts fall between lines; a line too
+    long for one message is cut at a space, and its rest starts behind QUOTE: whatever someone wrote can
+    never open a message as if it were one of the bot's own lines. The buttons, choices and picture go
+    with the last part; the urgent mark (and Teams' alert) with the first.
+    """
+    if fits(reply):
+        return [reply]
+
+    def piece(text: str, last: bool) -> Reply:
+        text = f"{text}\n{_WIDEST_MARK}" if text else _WIDEST_MARK
+        if last:
+            return replace(reply, text=text, urgent=False)
+        return Reply(text, language=reply.language)
+
+    lines = reply.text.split("\n")
+    parts: list[str] = []
+    start = 0
+    while start < len(lines) and not fits(piece("\n".join(lines[start:]), last=True)):
+        # The most lines from `start` that fit: more lines never make a part smaller.
+        low, high = 0, len(lines) - start
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fits(piece("\n".join(lines[start:start + middle]), last=False)):
+                low = middle
+            else:
+                high = middle - 1
+        if low:
+            parts.append("\n".join(lines[start:start + low]))
+            start += low
+            continue
+        head, rest = _cut_line(lines[start], lambda text: fits(piece(text, last=False)))
+        parts.append(head)
+        lines[start] = rest
+    parts.append("\n".join(lines[start:]))
+    count = len(parts)
+    replies = []
+    for index, text in enumerate(parts, start=1):
+        mark = PART_MARK.format(index=index, count=count)
+        text = f"{text}\n{mark}" if text else mark
+        if index == count:
+            replies.append(replace(reply, text=text, urgent=reply.urgent and count == 1))
+        else:
+            replies.append(Reply(text, language=reply.language, urgent=reply.urgent and index == 1))
+    return replies
+
+
+def _cut_line(line: str, fits: Callable[[str], bool]) -> tuple[str, str]:
+    """The longest head of `line` that fits (at a space where one is near the end) and the rest, quoted."""
+    low, high = 1, len(line) - 1
+    while low < high:   # the most characters that fit; one always goes, so the loop ends
+        middle = (low + high + 1) // 2
+        if fits(line[:middle]):
+            low = middle
+        else:
+            high = middle - 1
+    cut = line.rfind(" ", 0, low + 1)
+    if cut <= low // 2:
+        cut = low
+    head, rest = line[:cut].rstrip(), line[cut:].strip()
+    if not head:
+        head, rest = line[:low], line[low:].strip()
+    return head, QUOTE + rest
 
 
 class DeliveryError(Exception):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from meldbot import matching
 from meldbot.clock import Clock
-from meldbot.domain import Content, Context, Form, RefQuery, Signal
+from meldbot.domain import Content, Context, EventKind, Form, RefQuery, Signal
 from meldbot.i18n import texts
 from meldbot.messaging import Action, Identity, Reply
 from storage.uow import Melder
@@ -101,6 +101,19 @@ async def notify_afs(uow, config, meldpunt, signal: Signal, text_key: str, key_p
                                  key=f"{key_prefix}:{af.name}:{identity.platform}", kind=kind, at=now)
 
 
+# A melder may add to one report this many times: the AF's view of the signal stays a readable size.
+# More is a conversation the AF should have with the melder.
+MAX_SUPPLEMENTS = 20
+
+
+class TooManySupplements(Exception):
+    """The melder has added to this signal MAX_SUPPLEMENTS times already."""
+
+    def __init__(self, signal: Signal) -> None:
+        super().__init__(str(signal.reference))
+        self.signal = signal
+
+
 @dataclass(frozen=True)
 class SupplementSignal:
     melder: Identity
@@ -113,6 +126,9 @@ async def supplement_signal(cmd: SupplementSignal, uow, config, clock: Clock, pl
     signal = await uow.signals.find_for_melder(cmd.query, cmd.melder)
     if signal is None:
         return None
+    earlier = await uow.signals.events_of([signal.id], [EventKind.SUPPLEMENTED])
+    if len(earlier.get(signal.id, [])) >= MAX_SUPPLEMENTS:
+        raise TooManySupplements(signal)
     now = clock.now()
     signal.supplement(cmd.text, now)
     await uow.signals.save(signal, now)

@@ -29,12 +29,12 @@ from nio import (
 from nio.crypto import DeviceStore, OlmDevice, TrustState
 
 from adapters.matrix import cross_signing
-from adapters.matrix.common import AddressBook, JsonFile
+from adapters.matrix.common import AddressBook, JsonFile, RoomGone
 from adapters.matrix.cross_signing import CrossSigningKeys, encode_base64, sign_json
 from adapters.matrix.sync import Inbound
 from adapters.matrix.trust import AfTrust, Devices, alert_key, is_unguarded_key
 from meldbot.i18n import texts
-from meldbot.messaging import DeliveryError, RecipientAway
+from meldbot.messaging import DeliveryError, RecipientAway, Reply
 
 BOT = "@meldbot:bergeijk.nl"
 AF = "@anna:bergeijk.nl"
@@ -899,3 +899,32 @@ async def test_a_federated_af_whose_server_does_not_answer_is_not_an_identity_ch
     with pytest.raises(DeliveryError):
         await world.trust.verdict(AF)
     assert world.alerts.sent == [] and world.state()["master"] == world.af.identity.master_public
+
+
+class RefusingSender(FakeSender):
+    """The homeserver refuses the first message for good (as M_TOO_LARGE would), then takes the rest."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__()
+        self.error = error
+
+    async def send(self, room_id, reply, key, *, recipient=None, unguarded=False) -> None:
+        if not self.sent and self.error:
+            error, self.error = self.error, None
+            self.sent.append((room_id, "refused", key, unguarded))
+            raise error
+        await super().send(room_id, reply, key, recipient=recipient, unguarded=unguarded)
+
+
+@pytest.mark.parametrize("error, told", [
+    (DeliveryError("homeserver said M_TOO_LARGE", permanent=True), True),
+    (RoomGone("homeserver said M_FORBIDDEN"), False),     # nobody left to tell
+])
+async def test_a_direct_answer_the_homeserver_refuses_is_followed_by_a_short_notice(tmp_path, error, told):
+    sender = RefusingSender(error)
+    inbound = Inbound(FakeClient(), handle=None, sender=sender, direct=SimpleNamespace(forget=lambda r: None),
+                      devices=None, book=_book(), texts=texts("nl"), token_file=JsonFile(tmp_path / "t.json"),
+                      retry_cap=0.01, poll_ms=0, pointer_interval=600.0, key_wait=1.0)
+    await inbound._send(EMPLOYEE_ROOM, Reply("een heel lang antwoord"), "answer:$e")
+    notices = [text for _, text, _, _ in sender.sent[1:]]
+    assert notices == ([texts("nl")("matrix.answer_failed")] if told else [])

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import io
+import json
 from collections.abc import Awaitable, Callable
 
 from nio import AsyncClient, LocalProtocolError, RoomSendError, SendRetryError, UploadError, UploadResponse
 
 from adapters.matrix.common import NETWORK_ERRORS, RateLimited, RoomGone, delivery_error, log, transaction_id
 from adapters.matrix.render import image_content, render
-from meldbot.messaging import DeliveryError, Reply
+from meldbot.messaging import DeliveryError, Reply, split_reply
 
 # Set while this adapter sends, so a long rate limit ends the attempt instead of waiting.
 _sending: contextvars.ContextVar[bool] = contextvars.ContextVar("meldbot_matrix_sending", default=False)
@@ -19,6 +20,26 @@ _sending: contextvars.ContextVar[bool] = contextvars.ContextVar("meldbot_matrix_
 # prepare(room, recipient, unguarded): fresh member and device lists and the trust rules; may raise
 # DeliveryError or RecipientAway. `unguarded` is for content-free alerts that every device may read.
 Prepare = Callable[[object, str | None, bool], Awaitable[None]]
+
+# A Matrix event may be 65,536 bytes, counted over the whole event as the homeserver stores it. In an
+# encrypted room the content travels as base64 of the Megolm ciphertext (4/3 of the JSON, plus keys,
+# MAC and signature), inside an envelope of ids, hashes and signatures of about 1-2 KB. The content's
+# JSON with every non-ASCII character as a \u escape (never less than its UTF-8) stays below this budget,
+# so 40,000 * 4/3 + overhead leaves a wide margin.
+CONTENT_BUDGET = 40_000
+
+
+def content_size(content: dict) -> int:
+    return len(json.dumps(content, ensure_ascii=True, separators=(",", ":")))
+
+
+def fits(reply: Reply) -> bool:
+    return content_size(render(reply)) <= CONTENT_BUDGET
+
+
+def part_transaction(key: str, index: int) -> str:
+    """Part 0 and the picture (1) keep the ids they had before replies were split; later parts follow."""
+    return transaction_id(key, 0 if index == 0 else index + 1)
 
 
 class Sender:
@@ -53,7 +74,11 @@ class Sender:
                     self.client.invalidate_outbound_session(room_id)
 
     async def _send_parts(self, room, reply: Reply, key: str) -> None:
-        await self._room_send(room.room_id, render(reply), transaction_id(key, 0))
+        # A retry sends every part again with the same transaction ids: the homeserver shows each once.
+        parts = split_reply(reply, fits)
+        for index, part in enumerate(parts):
+            await self._room_send(room.room_id, render(part), part_transaction(key, index))
+        reply = parts[-1]
         if reply.image:
             name = self._image_name
             if room.encrypted:

@@ -445,6 +445,10 @@ class Inbound:
             except DeliveryError as exc:
                 if exc.permanent or isinstance(exc, RoomGone):
                     log.warning("matrix reply not deliverable", extra={"reason": exc.reason})
+                    if not isinstance(exc, RoomGone) and not key.startswith("failed:"):
+                        # Never silent: the person hears that an answer did not arrive (once).
+                        await self._send(room_id, Reply(self._t("matrix.answer_failed")), f"failed:{key}",
+                                         unguarded=unguarded)
                     return
                 failures += 1
                 log.info("matrix reply failed, will retry", extra={"reason": exc.reason})

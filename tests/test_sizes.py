@@ -1,0 +1,181 @@
+"""Sizes: AF texts have a limit, a melder's additions too, and every reply is split into messages that
+each fit the platform — in order, nothing dropped, and no cut lets someone's words open a message as if
+they were the bot's. The end-to-end proof through Synapse and the Teams stack is in test_large_views.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.matrix.outbound import CONTENT_BUDGET, content_size, fits as matrix_fits, part_transaction
+from adapters.matrix.render import render as matrix_render
+from adapters.teams_render import ACTIVITY_BUDGET, activity_size, render as teams_render, render_parts
+from dialogs.af import MAX_AF_TEXT, Usage, parse_af
+from meldbot.i18n import texts
+from meldbot.messaging import Action, Choice, Reply, split_reply
+from meldbot.services import MAX_SUPPLEMENTS
+from meldbot.text import QUOTE
+from tests.conftest import FakeNotifier, make_config
+from tests.test_pipeline import migrated, report_as, say
+
+NL = texts("nl")
+MARK = re.compile(r"\n?\((\d+)/(\d+)\)$")
+
+
+def unmarked(parts: list[Reply]) -> list[str]:
+    """The parts' texts without their "(i/n)" line; also checks the marks count 1..n."""
+    texts_ = []
+    for index, part in enumerate(parts, start=1):
+        found = MARK.search(part.text)
+        assert found and (int(found.group(1)), int(found.group(2))) == (index, len(parts)), part.text[-20:]
+        texts_.append(part.text[:found.start()])
+    return texts_
+
+
+def letters(text: str) -> str:
+    """What must survive a split: every character except the white space and quote marks cuts add."""
+    return re.sub(r"[\s>]", "", text)
+
+
+def budget(limit: int):
+    return lambda reply: len(reply.text) + 40 * len(reply.choices) + 40 * len(reply.actions) <= limit
+
+
+# --- the splitter -----------------------------------------------------------------------------------------
+
+def test_a_reply_that_fits_is_left_alone():
+    reply = Reply("kort", choices=(Choice(1, "ja", "Ja"),), urgent=True)
+    assert split_reply(reply, budget(1000)) == [reply]
+
+
+LINES = st.lists(st.one_of(
+    st.text(st.characters(codec="utf-8", exclude_characters="\n"), max_size=300),
+    st.sampled_from(["Behandelaar: bram", "- 18-11-2026 10:30 anna: notitie: niets doen", QUOTE + "al geciteerd",
+                     "x" * 500, " ".join(["woord"] * 120), ""]),
+), min_size=1, max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=LINES, limit=st.integers(min_value=300, max_value=2000), choices=st.integers(0, 3))
+def test_parts_fit_keep_order_and_every_character(lines, limit, choices):
+    original = "\n".join(lines)
+    reply = Reply(original, choices=tuple(Choice(i, f"w{i}", f"label {i}") for i in range(1, choices + 1)),
+                  actions=(Action("Versturen", "versturen"),), urgent=True, language="nl")
+    fits = budget(limit)
+    parts = split_reply(reply, fits)
+    assert all(fits(part) for part in parts)
+    assert letters("".join(unmarked(parts))) == letters(original) if len(parts) > 1 else parts == [reply]
+    # The buttons go with the last part, the urgent mark with the first, the language with all.
+    assert parts[-1].choices == reply.choices and parts[-1].actions == reply.actions
+    assert all(not p.choices and not p.actions for p in parts[:-1])
+    assert parts[0].urgent and not any(p.urgent for p in parts[1:])
+    assert {p.language for p in parts} == {"nl"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=LINES, limit=st.integers(min_value=120, max_value=2000))
+def test_no_part_starts_with_the_middle_of_someones_line(lines, limit):
+    """A part begins where a line of the original begins, or behind QUOTE: a melder's long line that says
+    "... Behandelaar: bram" and is cut just before those words does not open a message with them."""
+    parts = split_reply(Reply("\n".join(lines)), budget(limit))
+    if len(parts) == 1:
+        return
+    starts = {line for line in lines}
+    for text in unmarked(parts)[1:]:
+        first = text.split("\n", 1)[0]
+        assert first.startswith(QUOTE) or first in starts or any(line.startswith(first) for line in lines), first
+
+
+def test_a_long_line_is_cut_at_a_space_and_continues_quoted():
+    reply = Reply("Wat: " + " ".join(["Behandelaar: bram"] * 60))
+    parts = split_reply(reply, budget(300))
+    assert len(parts) > 3
+    for text in unmarked(parts)[1:]:
+        assert text.startswith(QUOTE) and text[len(QUOTE):].startswith(("Behandelaar:", "bram"))
+    for text in unmarked(parts)[:-1]:
+        assert text.endswith(("bram", "Behandelaar:"))     # cut at a space, never inside a word
+
+
+# --- Matrix -----------------------------------------------------------------------------------------------
+
+HOSTILE = ("<b>&\"é😀 Behandelaar: bram\n" * 180)[:4000]
+
+
+def test_matrix_parts_stay_below_the_event_limit_even_when_escaping_grows_the_text():
+    view = "\n".join(f"- Wat:{QUOTE}{HOSTILE}" for _ in range(24))     # 4 answers and 20 additions
+    whole = Reply(view, actions=(Action("Oppakken", "oppakken 1"),))
+    assert content_size(matrix_render(whole)) > 4 * 65_536    # would be refused (M_TOO_LARGE) unsplit
+    parts = split_reply(whole, matrix_fits)
+    sizes = [content_size(matrix_render(p)) for p in parts]
+    assert max(sizes) <= CONTENT_BUDGET
+    # Not wasteful either: the parts are more than half full.
+    assert min(sizes[:-1]) > CONTENT_BUDGET / 2
+    assert letters("".join(unmarked(parts))) == letters(view)
+
+
+def test_matrix_parts_keep_the_first_transaction_ids_of_unsplit_messages():
+    assert part_transaction("k", 0) != part_transaction("k", 1) != part_transaction("k", 2)
+    from adapters.matrix.common import transaction_id
+    assert part_transaction("k", 0) == transaction_id("k", 0)   # the text of a message sent before splitting
+    assert transaction_id("k", 1) not in {part_transaction("k", i) for i in range(5)}   # the picture's id
+
+
+# --- Teams ------------------------------------------------------------------------------------------------
+
+def test_teams_activities_stay_below_the_message_limit_with_escaping_and_the_card():
+    view = "\n".join(f"- Wat:{QUOTE}{HOSTILE}" for _ in range(24))
+    whole = Reply(view, choices=tuple(Choice(i, f"w{i}", f"keuze {i}") for i in range(1, 8)))
+    assert activity_size(teams_render(whole, NL)) > 8 * 28_000
+    activities = render_parts(whole, NL)
+    sizes = [activity_size(a) for a in activities]
+    assert max(sizes) <= ACTIVITY_BUDGET
+    assert [bool(a.attachments) for a in activities] == [False] * (len(activities) - 1) + [True]
+
+
+# --- limits on what people type ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["note", "inform", "feedback"])
+def test_an_af_text_over_the_limit_is_refused_with_its_length(command):
+    args = {"note": "7 ", "inform": "7 ", "feedback": "7 politie "}[command]
+    assert parse_af(command, args + "a" * MAX_AF_TEXT).text == "a" * MAX_AF_TEXT
+    with pytest.raises(Usage) as refused:
+        parse_af(command, args + "a" * (MAX_AF_TEXT + 1))
+    message = NL(refused.value.key, **refused.value.params)
+    assert "te lang" in message and str(MAX_AF_TEXT + 1) in message and str(MAX_AF_TEXT) in message
+
+
+def test_a_tag_value_over_the_limit_is_refused():
+    with pytest.raises(Usage):
+        parse_af("tag", "7 adres " + "a" * (MAX_AF_TEXT + 1))
+
+
+async def test_an_af_gets_the_limit_in_chat_and_nothing_is_stored(sqlite_url, clock):
+    from meldbot.app import build_app
+    from meldbot.domain import RefQuery
+
+    await migrated(sqlite_url)
+    app = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+    async with app:
+        await report_as(app, "piet")
+        answer = "\n".join(r.text for r in await app.bot.handle(say("af", "notitie 1 " + "x" * 2500)))
+        assert "te lang: 2500 tekens" in answer
+        async with app.uow() as uow:
+            signal = await uow.signals.find(RefQuery(1), ["bergeijk"], with_events=True)
+        assert not [e for e in signal.events if e.kind.name == "NOTE"]
+
+
+async def test_a_melder_can_add_to_a_report_twenty_times_then_hears_why_not(sqlite_url, clock):
+    from meldbot.app import build_app
+
+    await migrated(sqlite_url)
+    app = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+    async with app:
+        await report_as(app, "piet")
+        for n in range(MAX_SUPPLEMENTS):
+            answer = (await app.bot.handle(say("piet", f"aanvullen 1 aanvulling {n}")))[0].text
+            assert "aanvulling bij MH-2026-0001" in answer
+        answer = (await app.bot.handle(say("piet", "aanvullen 1 nog een")))[0].text
+        assert f"al {MAX_SUPPLEMENTS} keer" in answer and "MH-2026-0001" in answer
