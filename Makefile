@@ -6,13 +6,19 @@ BIN := $(VENV)/bin
 
 .PHONY: chat test bench install clean
 
+# What the chat needs, and no more: a newcomer sees a prompt without waiting for Synapse and the test tools.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# The test tools on top (pytest, hypothesis, Synapse, ...).
+$(BIN)/.test-installed: $(BIN)/.installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.test-installed
 
 # Element's crypto stack (matrix-js-sdk) for the tests' Element client; the stamp lives inside node_modules,
 # so removing node_modules installs it again.
@@ -28,10 +34,10 @@ chat: $(BIN)/.installed
 	$(BIN)/meldbot --config $(CONFIG) chat
 
 ## Run the whole test suite. PostgreSQL tests run when MELDBOT_TEST_POSTGRES_URL is set.
-test: $(BIN)/.installed $(ELEMENT)/node_modules/.installed
+test: $(BIN)/.test-installed $(ELEMENT)/node_modules/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
-$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+$(BIN)/.bench-installed: $(BIN)/.test-installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import json
 import time
 import re
@@ -77,3 +78,14 @@ def test_every_af_device_policy_is_explained_in_the_example_configuration():
     example = EXAMPLE.read_text()
     for policy in get_args(MatrixConfig.model_fields["af_device_policy"].annotation):
         assert f'"{policy}"' in example, policy
+
+
+def test_make_chat_installs_only_what_the_chat_needs_and_make_test_the_test_tools(tmp_path):
+    """The README's first command must reach a prompt quickly: no Synapse, pytest or hypothesis."""
+    def planned(target: str) -> str:
+        return subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+
+    chat = planned("chat")
+    assert "pip install --quiet -e ." in chat and "[test]" not in chat and "meldbot" in chat
+    assert "pip install --quiet -e '.[test]'" in planned("test")
