@@ -16,6 +16,7 @@ from meldbot.bot import Bot, where
 from meldbot.reminders import Reminders
 from meldbot.retention import PROCESSED_REPLIES_KEPT, erase_expired
 from meldbot.clock import Clock, SystemClock
+from meldbot.config import config_warnings
 from meldbot.messaging import Notifier
 from meldbot.metrics import CONTENT_TYPE, Metrics
 from meldbot.outbox import Dispatcher
@@ -261,6 +262,9 @@ def build_app(
         if mode == "run" and (config.matrix.enabled or config.teams.enabled):
             log.warning("Matrix or Teams enabled with UNENCRYPTED storage "
                         "(storage.allow_plaintext_with_platforms = true); for tests only")
+    if mode == "run":
+        for warning in config_warnings(config):
+            log.warning("configuration looks wrong; see meldbot check-config", extra={"key": warning.key})
     uow = UnitOfWorkFactory(db, sealer)
     if notifiers is None:
         notifiers = {}

@@ -11,7 +11,7 @@ import signal
 import sys
 
 from meldbot import logs
-from meldbot.config import ConfigError, load_config
+from meldbot.config import ConfigError, config_warnings, load_config
 from meldbot.i18n import texts
 from storage.canary import DataKeyRefused
 from storage.db import Database, DatabaseUnavailable, SchemaOutdated, probe, unavailable
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         platforms = [p for p in ("matrix", "teams") if getattr(config, p).enabled] or ["geen"]
         afs = sum(len(m.af) for m in config.meldpunten)
         print(t("cli.config_ok", path=path, meldpunten=len(config.meldpunten), afs=afs, platforms=", ".join(platforms)))
+        for warning in config_warnings(config):
+            print(t("doctor.warn_mark") + t(warning.text_key, **warning.params))
         return 0
     try:
         return asyncio.run(_start(config, t, args))

@@ -7,6 +7,7 @@ import tomllib
 import types
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -440,6 +441,31 @@ class Config(_Model):
             wanted = (tenant or "").casefold()
             matches = {m.id for m in self.meldpunt if wanted and wanted in {t.casefold() for t in m.teams_tenants}}
         return [m for m in self.meldpunt if m.id in as_af | matches]
+
+
+# --- warnings: allowed, but likely wrong -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """Something the configuration allows but that probably does not do what was meant: `key` is the dotted
+    key, `text_key` the catalogue sentence and `params` its values (`setting` among them, the dotted key).
+    `check-config` and `doctor` show it; nothing refuses it."""
+
+    key: str
+    text_key: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def config_warnings(config: Config) -> list[ConfigWarning]:
+    """Matrix ids with capitals. The ids are compared exactly (af_for), and servers give out ids in
+    lowercase (the spec requires it of new localparts; server names are DNS names), so `@Anna:bergeijk.nl`
+    would never match the sender `@anna:bergeijk.nl`. Not an error: an old account may have capitals."""
+    ids = [("matrix.user_id", config.matrix.user_id)] + [
+        (_dotted(("meldpunt", i, "af", j, "matrix")), af.matrix)
+        for i, meldpunt in enumerate(config.meldpunt) for j, af in enumerate(meldpunt.af)]
+    return [ConfigWarning(key, "cli.config.matrix_id_case",
+                          {"setting": key, "user_id": user_id, "lowercase": user_id.lower()})
+            for key, user_id in ids if user_id != user_id.lower()]
 
 
 # --- loading -----------------------------------------------------------------------------------------------

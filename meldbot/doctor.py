@@ -12,6 +12,7 @@ import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from meldbot.config import config_warnings
 from meldbot.deliveries import plain_reason, reference_in
 from meldbot.i18n import Texts
 from storage.db import Database, DatabaseUnavailable, head_revision, probe
@@ -33,6 +34,7 @@ class Finding:
 
 async def examine(config, t: Texts) -> list[Finding]:
     found = [Finding(True, t("doctor.config_ok", meldpunten=len(config.meldpunten)))]
+    found += [Finding(True, t(w.text_key, **w.params), warning=True) for w in config_warnings(config)]
     missing = await _missing_sqlite(config.storage.url, t)
     if missing is not None:
         return found + [missing]

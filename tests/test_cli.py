@@ -51,6 +51,13 @@ def test_check_config_accepts_the_example(tmp_path):
     assert "in orde" in result.stdout
 
 
+def test_check_config_warns_of_a_matrix_id_in_capitals_and_still_accepts_it(tmp_path):
+    result = meldbot(tmp_path, "check-config", env=env_for(tmp_path, MELDBOT_MELDPUNT__0__AF__0__MATRIX="@Anna:bergeijk.nl"))
+    assert result.returncode == 0, result.stderr
+    [warning] = [line for line in result.stdout.splitlines() if line.startswith("[let op]")]
+    assert 'meldpunt[0].af[0].matrix = "@Anna:bergeijk.nl"' in warning and warning.endswith("@anna:bergeijk.nl")
+
+
 def test_check_config_names_the_broken_key_without_a_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(EXAMPLE.read_text().replace("office_hours = \"08:30-17:00\"", "office_hours = \"17:00-08:30\""))

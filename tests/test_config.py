@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from meldbot.config import Config, ConfigError, _shape, load_config
+from meldbot.config import Config, ConfigError, _shape, config_warnings, load_config
+from meldbot.i18n import texts
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
@@ -359,6 +360,18 @@ def test_af_for_compares_matrix_ids_exactly_and_teams_object_ids_in_any_case(tmp
     # Entra object ids are GUIDs, written in either case by Teams and by administrators.
     assert [af.name for _, af in config.af_for("teams", "AAD-ERIK")] == ["erik"]
     assert config.af_for("teams", "aad-nobody") == []
+
+
+def test_a_matrix_id_with_capitals_is_a_warning_naming_the_key_and_the_id_in_lowercase(tmp_path):
+    config = load(tmp_path, MINIMAL + '  matrix = "@Anna:Bergeijk.nl"\n', MELDBOT_MATRIX__USER_ID="@MeldBot:bergeijk.nl")
+    warnings = config_warnings(config)
+    assert [w.key for w in warnings] == ["matrix.user_id", "meldpunt[0].af[0].matrix"]
+    text = texts("nl")(warnings[1].text_key, **warnings[1].params)
+    assert text.startswith('meldpunt[0].af[0].matrix = "@Anna:Bergeijk.nl"') and "hoofdletters" in text
+    assert text.endswith("@anna:bergeijk.nl")
+    assert "@meldbot:bergeijk.nl" in texts("en")(warnings[0].text_key, **warnings[0].params)
+    # Allowed, only likely wrong: the configuration still loads, and lowercase ids give no warning.
+    assert config_warnings(load(tmp_path, MINIMAL + '  matrix = "@anna:bergeijk.nl"\n')) == []
 
 
 def test_a_partner_is_found_by_key_or_alias_ignoring_case_and_accents(tmp_path):
