@@ -40,7 +40,13 @@ async def run_command(config, t, args) -> int:
         print(t("cli.trust.not_configured"), file=sys.stderr)
         return EXIT_CONFIG
     if not config.af_for("matrix", af_id):
-        print(t("cli.trust.not_an_af", user_id=af_id), file=sys.stderr)
+        # Ids compare exactly; one that differs only in capitals is named, so the fix is plain.
+        alike = sorted({af.matrix for m in config.meldpunten for af in m.af
+                        if af.matrix and af.matrix.casefold() == af_id.casefold()})
+        if alike:
+            print(t("cli.trust.not_an_af_case", user_id=af_id, configured=alike[0]), file=sys.stderr)
+        else:
+            print(t("cli.trust.not_an_af", user_id=af_id), file=sys.stderr)
         return EXIT_CONFIG
     af_id = config.af_for("matrix", af_id)[0][1].matrix  # as configured: the outbox knows it so
     try:

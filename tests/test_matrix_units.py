@@ -928,3 +928,16 @@ async def test_a_direct_answer_the_homeserver_refuses_is_followed_by_a_short_not
     await inbound._send(EMPLOYEE_ROOM, Reply("een heel lang antwoord"), "answer:$e")
     notices = [text for _, text, _, _ in sender.sent[1:]]
     assert notices == ([texts("nl")("matrix.answer_failed")] if told else [])
+
+
+async def test_matrix_trust_for_an_id_that_differs_only_in_capitals_names_the_configured_id(tmp_path, capsys):
+    from meldbot.matrix_trust import run_command
+    from tests.conftest import make_config
+
+    config = make_config(f"sqlite+aiosqlite:///{tmp_path}/x.db", MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9",
+                         MELDBOT_MATRIX__USER_ID=BOT, MELDBOT_MELDPUNT__0__AF__0__MATRIX=AF)
+    args = SimpleNamespace(user_id="@Anna:bergeijk.nl", yes=True)
+    assert await run_command(config, texts("nl"), args) == 2       # nothing asked of the homeserver
+    said = capsys.readouterr().err
+    assert "@Anna:bergeijk.nl staat niet als AF" in said and f"Wel staat er {AF}" in said
+    assert "hoofd- en kleine letters" in said and not (tmp_path / "x.db").exists()
