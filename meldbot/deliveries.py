@@ -110,8 +110,12 @@ class DeliveryTrouble:
 
     async def _keys(self, uow, item, parked: bool):
         """Keys for one telling: once per parking (a re-sent row parked again is told again) and per warning.
-        The round is counted from the notices already queued, so a repeated transaction makes the same keys."""
-        prefix = f"undelivered:{item.id}:{'parked' if parked else 'late'}:"
+        The round is counted from the notices already queued, so a repeated transaction makes the same keys.
+        A key names the signal's reference as well, so retention erases the notice with the signal even
+        when the message it was about is gone (storage.uow OutboxRepository.forget_signal)."""
+        reference = reference_in(item.idempotency_key)
+        about = f"{reference}:" if reference else ""
+        prefix = f"undelivered:{item.id}:{about}{'parked' if parked else 'late'}:"
         round_ = await uow.outbox.count_keyed(prefix) + 1
         return lambda af_name, platform: f"{prefix}{round_}:{af_name}:{platform}"
 

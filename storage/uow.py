@@ -320,8 +320,7 @@ class SignalRepository:
         for table in (EventRow, MelderRow, SignalKeyRow, AuditRow):
             await s.exec(sa.delete(table).where(table.signal_id == signal_id))
         await self._uow.processed.forget_signal(signal_id)   # replies that showed it
-        # Messages about it that were delivered (feedback to the melder holds text).
-        await s.exec(sa.delete(OutboxRow).where(OutboxRow.idempotency_key.like(f"%:{reference}:%")))
+        await self._uow.outbox.forget_signal(reference)        # messages about it, delivered or not
         await s.exec(sa.update(SignalRow).where(SignalRow.id == signal_id).values(
             content_sealed=self._uow.sealer.seal("{}"), pseudonym=None, erased_at=at, updated_at=at))
         s.add(EventRow(signal_id=signal_id, meldpunt_id=(await s.get(SignalRow, signal_id)).meldpunt_id, at=at,
@@ -440,6 +439,22 @@ class OutboxRepository:
             .values(next_attempt_at=now)
         )
         return result.rowcount or 0
+
+    async def forget_signal(self, reference: str) -> int:
+        """Retention erases a signal: every message about it goes, delivered, waiting or parked (feedback
+        to the melder holds text), and so do the notices that one of them could not be delivered.
+
+        Message keys name the signal's reference (`inform:MH-2026-0001:anna:...`); a notice's key names the
+        row it is about (`undelivered:<row id>:...`, meldbot.deliveries) and, in newer rows, the reference."""
+        s = self._uow.session
+        about = OutboxRow.idempotency_key.like(f"%:{reference}:%")
+        ids = list((await s.exec(select(OutboxRow.id).where(about))).all())
+        removed = 0
+        for chunk in _chunks(ids, 100):
+            notices = sa.or_(*(OutboxRow.idempotency_key.startswith(f"undelivered:{i}:") for i in chunk))
+            removed += (await s.exec(sa.delete(OutboxRow).where(notices))).rowcount or 0
+        removed += (await s.exec(sa.delete(OutboxRow).where(about))).rowcount or 0
+        return removed
 
     async def forget_delivered_before(self, moment: datetime) -> int:
         result = await self._uow.session.exec(

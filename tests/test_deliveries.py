@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from meldbot.app import build_app
 from meldbot.doctor import examine
@@ -232,3 +233,59 @@ async def test_doctor_names_the_parked_rows_and_what_to_do(office, database_url)
     assert "de ontvanger heeft de meldbot-app niet (meer) in Teams" in parked.text
     assert "meldbot outbox resend" in parked.text
     assert "Piet" not in parked.text and "doorgezet" not in parked.text
+
+
+async def test_retention_erases_a_signals_parked_messages_and_the_notices_about_them(database_url, clock):
+    await migrated(database_url)
+    notifier = Refusing("piet", "af")     # the feedback to the melder parks, and so does the notice to the AF
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
+
+    async def outbox() -> str:
+        async with app.db.engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT idempotency_key, kind, payload_sealed FROM outbox"))).all()
+        return "\n".join(str(tuple(r)) for r in rows)
+
+    async with app:
+        chat = Chat(app, notifier)
+        await chat.report("piet")
+        await chat.report("piet")
+        for number, place in [(1, "Kolibriehof"), (2, "Reigersbek")]:
+            await chat.say("af", f"toon {number}")
+            await chat.say("af", f"terugkoppelen {number} Bij de {place} is gecontroleerd.")
+        await chat.say("af", "sluiten 1 afgerond")
+        before = await outbox()
+        assert "Kolibriehof" in before and "undelivered:" in before and "delivery_notice" in before
+        clock.advance(timedelta(days=25 * 31))                 # past the 24 months after closing
+        assert await app.apply_retention() == 1
+        after = await outbox()
+    assert "MH-2026-0001" not in after and "Kolibriehof" not in after
+    # The open signal's parked feedback and the parked notice about it stay, to be re-sent.
+    assert "Reigersbek" in after and after.count("MH-2026-0002") >= 2 and "delivery_notice" in after
+
+
+async def test_a_parked_notice_goes_with_its_signal_after_the_message_it_was_about_is_gone(database_url, clock):
+    await migrated(database_url)
+    notifier = Refusing("piet", "af")
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        chat = Chat(app, notifier)
+        await chat.report("piet")
+        await chat.say("af", "toon 1")
+        await chat.say("af", "terugkoppelen 1 Bij de Kolibriehof is gecontroleerd.")
+        await chat.say("af", "sluiten 1 afgerond")
+        notifier.refuse.discard("piet")                        # the melder is back: re-sent and delivered
+        async with app.uow() as uow:
+            [feedback] = [r.id for r in await uow.outbox.troubled() if r.kind == "inform"]
+            await uow.outbox.resend([feedback], clock.now())
+            await uow.commit()
+        await app.dispatcher.deliver_pending()
+        clock.advance(timedelta(days=40))                      # delivered rows are forgotten after 30 days
+        assert await app.apply_retention() == 0
+        async with app.uow() as uow:
+            left = await uow.outbox.troubled(every=True)
+        # The feedback is gone; the AF's notice about it is still parked (and the AF's own new-signal message).
+        assert sorted(r.kind for r in left) == ["delivery_notice", "new_signal"]
+        clock.advance(timedelta(days=25 * 31))
+        assert await app.apply_retention() == 1
+        async with app.uow() as uow:
+            assert await uow.outbox.troubled(every=True) == []
