@@ -20,7 +20,10 @@ from storage.sealing import PREFIX, KeyringSealer, PlainSealer, Sealer
 CANARY_TEXT = "meldbot key canary"
 PLAINTEXT = "plaintext"
 
-# Every sealed column that is never NULL: enough to tell sealed, plaintext and mixed databases apart.
+# One sealed column per table: enough to tell sealed, plaintext and mixed databases apart. A NULL is neither
+# (LIKE and NOT LIKE are never true for it): processed_event.replies_sealed keeps the replies for 1 hour,
+# then is NULL while the row stays 7 days as a content-free marker; the row goes at once when retention
+# erases a signal the replies showed.
 SEALED_COLUMNS = (
     ("signal", "content_sealed"), ("melder", "identity_sealed"), ("signal_event", "data_sealed"),
     ("audit", "actor_sealed"), ("conversation", "state_sealed"), ("outbox", "payload_sealed"),
