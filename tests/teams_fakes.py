@@ -21,6 +21,8 @@ OTHER_TENANT = "d3b07384-d9a0-4c9b-8f6e-1a2b3c4d5e6f"
 OUTBOUND_TOKEN = "static-outbound-token"
 KID = "loopback-1"
 BOT_FRAMEWORK = "https://api.botframework.com"
+# Teams refuses a message of more than about 28 KB with 413; the stand-in counts the request body as sent.
+TEAMS_MESSAGE_LIMIT = 28_000
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Recorded:
     body: Any
     authorization: str | None
     status: int
+    size: int = 0       # bytes of the request body as the bot sent it
 
 
 @dataclass
@@ -64,6 +67,7 @@ class FakeMicrosoft:
     requests: list[Recorded] = field(default_factory=list)
     key_fetches: int = 0
     url: str = ""
+    max_activity_bytes: int | None = TEAMS_MESSAGE_LIMIT   # larger activities get 413, as in Teams
     _scripts: list[tuple[str, list[tuple[int, dict]]]] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -164,7 +168,7 @@ class FakeMicrosoft:
     async def _record(self, request: web.Request, status: int) -> Any:
         body = await request.json()
         self.requests.append(Recorded(request.method, request.path, body, request.headers.get("Authorization"),
-                                      status))
+                                      status, len(await request.read())))
         return body
 
     async def _create(self, request: web.Request) -> web.Response:
@@ -190,6 +194,10 @@ class FakeMicrosoft:
         return web.json_response({"id": f"a:created-{members[0]}"})   # only the id: null fields break the SDK
 
     async def _activity(self, request: web.Request) -> web.Response:
+        if self.max_activity_bytes is not None and len(await request.read()) > self.max_activity_bytes:
+            await self._record(request, 413)
+            return web.json_response({"error": {"code": "MessageSizeTooBig", "message": "Message size too big"}},
+                                     status=413)
         scripted = self._scripted(request.path)
         status, headers = scripted if scripted else (200, {})
         await self._record(request, status)
