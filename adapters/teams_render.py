@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -98,7 +99,9 @@ def render(reply: Reply, t: Texts) -> Activity:
 
 
 def activity_size(activity: Activity) -> int:
-    return len(activity.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8"))
+    """The activity's size as the SDK posts it: aiohttp's json.dumps writes every non-ASCII character as
+    a \\u escape (6 bytes for "é", 12 for an emoji), so UTF-8 would count too little."""
+    return len(json.dumps(activity.model_dump(by_alias=True, exclude_none=True, mode="json")))
 
 
 def render_parts(reply: Reply, t: Texts) -> list[Activity]:
