@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 
 from benchmarks.common import Figure, bench_config, main, percentile, summary_ms
 
-from meldbot.app import build_app
-from meldbot.clock import ManualClock
-from meldbot.messaging import Identity, IncomingMessage
-from storage.db import Database
+from meldbot.run.app import build_app
+from meldbot.core.clock import ManualClock
+from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.storage.db import Database
 
 POSTGRES = os.environ.get("MELDBOT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 

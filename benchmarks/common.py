@@ -96,8 +96,8 @@ def bench_config(url: str, **env: str):
 
     (config.example.toml allows plaintext for `make chat`; benchmarks must pay for sealing.)"""
     global _BENCH_KEY
-    from meldbot.config import load_config
-    from storage.sealing import new_key
+    from meldbot.core.config import load_config
+    from meldbot.storage.sealing import new_key
 
     if _BENCH_KEY is None:
         _BENCH_KEY = new_key()

@@ -37,13 +37,13 @@ def rss_mb() -> tuple[float, float]:
 
 
 async def _child(url: str, dialogs: int) -> None:
-    import adapters.matrix  # noqa: F401  what `meldbot run` loads for its platforms
-    import adapters.teams  # noqa: F401
+    import meldbot.adapters.matrix  # noqa: F401  what `meldbot run` loads for its platforms
+    import meldbot.adapters.teams  # noqa: F401
     from benchmarks.burst import CountingNotifier, message, script, wednesday
     import sqlalchemy as sa
 
-    from meldbot.app import build_app
-    from storage.tables import ConversationRow
+    from meldbot.run.app import build_app
+    from meldbot.storage.tables import ConversationRow
 
     app = build_app(bench_config(url), mode="chat", clock=wednesday(), notifiers={"console": CountingNotifier()})
     async with app:
@@ -67,7 +67,7 @@ async def _child(url: str, dialogs: int) -> None:
 
 
 async def _migrated(url: str) -> None:
-    from storage.db import Database
+    from meldbot.storage.db import Database
 
     db = Database(url)
     await db.migrate()
@@ -82,7 +82,7 @@ def _environment(url: str) -> dict[str, str]:
 
 def start_to_first_answer(url: str, workdir: Path) -> float:
     executable = Path(sys.executable).with_name("meldbot")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "meldbot.cli"]
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "meldbot.run.cli"]
     command += ["--config", str(ROOT / "config.example.toml"), "chat"]
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=workdir, env=_environment(url), stdin=subprocess.PIPE,

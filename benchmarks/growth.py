@@ -52,14 +52,14 @@ import asyncpg
 from sqlalchemy import event
 
 from benchmarks.common import Figure, bench_config, main, percentile, summary_ms
-from meldbot import matching
-from meldbot.app import build_app
-from meldbot.bot import FloodGuard
-from meldbot.clock import ManualClock
-from meldbot.domain import Reference
-from meldbot.messaging import Identity, IncomingMessage
-from meldbot.retention import months_before
-from storage.db import Database
+from meldbot.core import matching
+from meldbot.run.app import build_app
+from meldbot.service.bot import FloodGuard
+from meldbot.core.clock import ManualClock
+from meldbot.core.domain import Reference
+from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.service.retention import months_before
+from meldbot.storage.db import Database
 from tests.conftest import FakeNotifier
 
 SECTION = "5 Growth"

@@ -76,10 +76,10 @@ def _write_stats(stats: dict) -> None:
 async def _run_meldbot() -> None:
     from datetime import datetime
 
-    from meldbot import logs
-    from meldbot.app import build_app
-    from meldbot.clock import ManualClock
-    from meldbot.config import load_config
+    from meldbot.core import logs
+    from meldbot.run.app import build_app
+    from meldbot.core.clock import ManualClock
+    from meldbot.core.config import load_config
 
     stop = await _stopped()
     config = load_config(ROOT / "config.example.toml", os.environ)
@@ -268,7 +268,7 @@ class Employee:
     async def open_direct(self, bot_id: str) -> str:
         from nio import RoomPreset
 
-        from adapters.matrix import ENCRYPTION_STATE
+        from meldbot.adapters.matrix import ENCRYPTION_STATE
 
         response = await self.client.room_create(is_direct=True, preset=RoomPreset.trusted_private_chat,
                                                  invite=[bot_id], initial_state=[ENCRYPTION_STATE])
@@ -297,8 +297,8 @@ class Employee:
 # --- the measurement ------------------------------------------------------------------------------------
 
 async def measure(quick: bool) -> list[Figure]:
-    from storage.db import Database
-    from storage.sealing import new_key
+    from meldbot.storage.db import Database
+    from meldbot.storage.sealing import new_key
     from tests.synapse import Synapse
 
     logging.getLogger("nio").setLevel(logging.ERROR)  # "Missing session for device": the expected first share

@@ -106,8 +106,8 @@ class MeldbotEngine:
     """What meldbot/bot.py's `_turn` does around `report.step`, minus the database (state in a dict)."""
 
     def __init__(self) -> None:
-        from meldbot.bot import Bot
-        from meldbot.clock import ManualClock
+        from meldbot.service.bot import Bot
+        from meldbot.core.clock import ManualClock
         from tests.conftest import make_config
 
         config = make_config("sqlite+aiosqlite:///:memory:")
@@ -118,9 +118,9 @@ class MeldbotEngine:
         self.language = config.language
 
     def run(self, convs: list[Conversation]) -> tuple[float, list[dict], str]:
-        from dialogs import report
-        from dialogs.commands import AF_ONLY, ANYONE, parse
-        from meldbot.i18n import texts
+        from meldbot.dialogs import report
+        from meldbot.dialogs.commands import AF_ONLY, ANYONE, parse
+        from meldbot.core.i18n import texts
 
         submitted: list[dict] = []
         states: dict[str, str] = {}
@@ -171,8 +171,8 @@ def build_peer():
                                     DialogTurnResult)
     from botbuilder.dialogs.choices import Choice, ListStyle
     from botbuilder.dialogs.prompts import ChoicePrompt, PromptOptions, TextPrompt
-    from dialogs.report import CHOICE_ALIASES, CHOICES, QUESTIONS
-    from meldbot.i18n import texts
+    from meldbot.dialogs.report import CHOICE_ALIASES, CHOICES, QUESTIONS
+    from meldbot.core.i18n import texts
 
     t = texts("nl")
     total = len(QUESTIONS)
@@ -324,9 +324,9 @@ async def run_peer(convs: list[Conversation]) -> tuple[float, list[dict], str]:
 # --- meldbot: the full durable turn on SQLite -----------------------------------------------------
 
 async def run_durable(convs: list[Conversation]) -> tuple[float, int, str]:
-    from meldbot.app import build_app
-    from meldbot.clock import ManualClock
-    from meldbot.messaging import Identity, IncomingMessage
+    from meldbot.run.app import build_app
+    from meldbot.core.clock import ManualClock
+    from meldbot.core.messaging import Identity, IncomingMessage
     from benchmarks.common import bench_config
     from tests.conftest import FakeNotifier
     from tests.test_pipeline import migrated
@@ -369,7 +369,7 @@ async def measure(quick: bool) -> list[Figure]:
     convs = conversations(n)
     turns = n * TURNS_PER_CONVERSATION
 
-    from dialogs.when import warm_up
+    from meldbot.dialogs.when import warm_up
     warm_up()
     engine = MeldbotEngine()
     engine.run(conversations(20, seed=99))          # warm both sides (imports, regex caches)

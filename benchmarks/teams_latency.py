@@ -52,9 +52,9 @@ from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import 
     _JwkClientCacheEntry,
 )
 
-from adapters.teams import TeamsAdapter  # noqa: E402
-from meldbot.app import build_app  # noqa: E402
-from meldbot.clock import ManualClock  # noqa: E402
+from meldbot.adapters.teams import TeamsAdapter  # noqa: E402
+from meldbot.run.app import build_app  # noqa: E402
+from meldbot.core.clock import ManualClock  # noqa: E402
 from benchmarks.common import bench_config  # noqa: E402
 from tests.teams_fakes import ANNA, APP_ID, OUTBOUND_TOKEN, TENANT, FakeMicrosoft, User, activity, new_key  # noqa: E402
 from tests.test_pipeline import SCRIPT, migrated  # noqa: E402

@@ -2,6 +2,6 @@
 
 import sys
 
-from meldbot.cli import main
+from meldbot.run.cli import main
 
 sys.exit(main())

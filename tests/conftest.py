@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meldbot.clock import ManualClock
-from meldbot.config import load_config
-from meldbot.messaging import Identity, RecipientAway, Reply
+from meldbot.core.clock import ManualClock
+from meldbot.core.config import load_config
+from meldbot.core.messaging import Identity, RecipientAway, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
@@ -114,7 +114,7 @@ class FakeNotifier:
             raise RecipientAway(recipient.user_id)
         if self.fail_next:
             self.fail_next -= 1
-            from meldbot.messaging import DeliveryError
+            from meldbot.core.messaging import DeliveryError
 
             raise DeliveryError("connection refused")
         if idempotency_key in self._keys:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from meldbot.app import build_app
-from meldbot.domain import RefQuery, Status
-from meldbot.messaging import Identity, IncomingMessage
+from meldbot.run.app import build_app
+from meldbot.core.domain import RefQuery, Status
+from meldbot.core.messaging import Identity, IncomingMessage
 from tests.conftest import FakeNotifier, make_config
 from tests.test_pipeline import migrated
 
@@ -204,7 +204,7 @@ async def test_anyone_else_is_refused_and_the_attempt_is_audited(chat, command):
     assert "alleen voor de aandachtsfunctionaris" in out
     assert "paspoorten" not in out
     from sqlmodel import select
-    from storage.tables import AuditRow
+    from meldbot.storage.tables import AuditRow
 
     async with chat.app.uow() as uow:
         rows = (await uow.session.exec(select(AuditRow).where(AuditRow.action.like("geweigerd:%")))).all()
@@ -247,7 +247,7 @@ async def test_a_removed_af_loses_signals_at_the_next_start_and_the_others_are_t
     start = text.index(bram)
     end = text.index("\n\n", start)
     without_bram.write_text(text[:start] + text[end + 2:], encoding="utf-8")
-    from meldbot.config import load_config
+    from meldbot.core.config import load_config
 
     config = load_config(without_bram, {"MELDBOT_STORAGE__URL": database_url})
     notifier2 = FakeNotifier()
@@ -277,7 +277,7 @@ def test_the_anonymous_regional_export_holds_no_personal_data(tmp_path):
     import subprocess
     import sys
 
-    from meldbot.clock import ManualClock
+    from meldbot.core.clock import ManualClock
     from datetime import datetime, timezone
     from tests.test_cli import env_for
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from meldbot.calendar import WorkCalendar, public_holidays
+from meldbot.core.calendar import WorkCalendar, public_holidays
 
 AMS = ZoneInfo("Europe/Amsterdam")
 UTC = timezone.utc

@@ -184,7 +184,7 @@ def test_doctor_says_what_to_do_in_plain_words(tmp_path):
 
 
 def test_doctor_notices_a_wrong_data_key(tmp_path):
-    from storage.sealing import new_key
+    from meldbot.storage.sealing import new_key
 
     key = new_key()
     env = env_for(tmp_path, MELDBOT_DATA_KEY=key, MELDBOT_STORAGE__ALLOW_PLAINTEXT="false")

@@ -1,4 +1,4 @@
-"""Tests for meldbot.config: the example file, environment overrides, validation errors and lookups."""
+"""Tests for meldbot.core.config: the example file, environment overrides, validation errors and lookups."""
 
 import re
 from datetime import date, datetime
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from meldbot.config import Config, ConfigError, _shape, config_warnings, load_config
-from meldbot.i18n import texts
+from meldbot.core.config import Config, ConfigError, _shape, config_warnings, load_config
+from meldbot.core.i18n import texts
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from meldbot.app import build_app
-from meldbot.messaging import Identity, IncomingMessage
-from storage.db import Database
-from storage.sealing import KeyringSealer, PlainSealer, new_key
+from meldbot.run.app import build_app
+from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.storage.db import Database
+from meldbot.storage.sealing import KeyringSealer, PlainSealer, new_key
 from tests.conftest import FakeNotifier, make_config
 from tests.test_cli import SCRIPT, env_for, meldbot
 
@@ -186,8 +186,8 @@ async def test_a_mixed_database_is_refused_then_repaired_by_seal_plaintext(datab
 
 
 async def test_the_first_start_marks_the_database_and_a_plaintext_app_is_refused_on_a_sealed_one(database_url, clock):
-    from storage import canary
-    from storage.canary import DataKeyRefused, KeyState
+    from meldbot.storage import canary
+    from meldbot.storage.canary import DataKeyRefused, KeyState
 
     db = Database(database_url)
     await db.migrate()

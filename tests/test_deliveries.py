@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from meldbot.app import build_app
-from meldbot.doctor import examine
-from meldbot.i18n import texts
-from meldbot.messaging import DeliveryError, Identity
+from meldbot.run.app import build_app
+from meldbot.run.doctor import examine
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import DeliveryError, Identity
 from tests.conftest import EXAMPLE, FakeNotifier, make_config
 from tests.test_af_desk import NAMED, Chat
 from tests.test_pipeline import migrated
@@ -154,8 +154,8 @@ async def test_a_failed_message_to_an_af_is_told_to_the_other_af_and_notices_do_
 
 
 async def run_cli(monkeypatch, url: str, *args: str) -> int:
-    """`meldbot <args>` through meldbot.cli.main, as the administrator runs it beside the bot."""
-    from meldbot.cli import main
+    """`meldbot <args>` through meldbot.run.cli.main, as the administrator runs it beside the bot."""
+    from meldbot.run.cli import main
 
     monkeypatch.setenv("MELDBOT_STORAGE__URL", url)
     monkeypatch.setenv("MELDBOT_CONFIG", str(EXAMPLE))

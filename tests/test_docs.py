@@ -8,9 +8,9 @@ import time
 import re
 import tomllib
 
-from meldbot.cli import _parser
-from meldbot.doctor import _matrix_status
-from meldbot.i18n import texts
+from meldbot.run.cli import _parser
+from meldbot.run.doctor import _matrix_status
+from meldbot.core.i18n import texts
 from tests.conftest import EXAMPLE, ROOT, make_config
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -73,7 +73,7 @@ def test_the_doctor_lines_in_docs_matrix_are_what_doctor_prints(tmp_path):
 def test_every_af_device_policy_is_explained_in_the_example_configuration():
     from typing import get_args
 
-    from meldbot.config import MatrixConfig
+    from meldbot.core.config import MatrixConfig
 
     example = EXAMPLE.read_text()
     for policy in get_args(MatrixConfig.model_fields["af_device_policy"].annotation):

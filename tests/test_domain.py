@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dialogs.commands import AF_ONLY, ANYONE, DIALOG, exact, normalise, parse
-from meldbot import i18n
-from meldbot.domain import (
+from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, exact, normalise, parse
+from meldbot.core import i18n
+from meldbot.core.domain import (
     ALLOWED, Content, Context, EventKind, Form, InvalidTransition, Outcome, Reference, RefQuery,
     Signal, SignalClosed, Status,
 )

@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogs.af import SHAPES, Usage, parse_af
-from dialogs.commands import AF_ONLY, ANYONE, DIALOG, exact, normalise, parse
-from dialogs.report import QUESTIONS, Contact, DialogContext, Draft, step
-from meldbot import matching
-from meldbot.domain import RefQuery
-from meldbot.i18n import texts
+from meldbot.dialogs.af import SHAPES, Usage, parse_af
+from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, exact, normalise, parse
+from meldbot.dialogs.report import QUESTIONS, Contact, DialogContext, Draft, step
+from meldbot.core import matching
+from meldbot.core.domain import RefQuery
+from meldbot.core.i18n import texts
 
 HOSTILE = st.one_of(
     st.text(),

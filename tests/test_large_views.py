@@ -17,13 +17,13 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.matrix.render import render as matrix_render
-from adapters.teams_render import render as teams_render
-from dialogs.report import MAX_ANSWER
-from meldbot.i18n import texts
-from meldbot.messaging import Identity, Reply
-from meldbot.services import MAX_SUPPLEMENTS
-from meldbot.text import QUOTE
+from meldbot.adapters.matrix.render import render as matrix_render
+from meldbot.adapters.teams_render import render as teams_render
+from meldbot.dialogs.report import MAX_ANSWER
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import Identity, Reply
+from meldbot.service.services import MAX_SUPPLEMENTS
+from meldbot.core.text import QUOTE
 from tests.teams_fakes import ANNA, PIET, TEAMS_MESSAGE_LIMIT, activity
 from tests.test_matrix import Bot, World, until, wednesday
 from tests.test_pipeline import migrated

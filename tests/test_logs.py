@@ -6,8 +6,8 @@ import io
 import json
 import logging
 
-from meldbot import logs
-from meldbot.metrics import Metrics
+from meldbot.core import logs
+from meldbot.run.metrics import Metrics
 
 
 def test_a_matrix_nio_warning_is_counted_and_its_ids_never_written():

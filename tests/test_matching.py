@@ -1,4 +1,4 @@
-"""Tests for meldbot.matching: which spellings share a match key, which near-misses stay apart."""
+"""Tests for meldbot.core.matching: which spellings share a match key, which near-misses stay apart."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meldbot.matching import KINDS, MatchKey, address_keys, extract, normalise
+from meldbot.core.matching import KINDS, MatchKey, address_keys, extract, normalise
 
 SAME = [
     # addresses: house-number suffixes, abbreviations, floors, ranges

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from adapters.matrix import ENCRYPTION_STATE, MatrixAdapter
-from adapters.matrix.render import render
-from meldbot.app import build_app
-from meldbot.clock import ManualClock
-from meldbot.messaging import Choice, DeliveryError, Identity, RecipientAway, Reply
+from meldbot.adapters.matrix import ENCRYPTION_STATE, MatrixAdapter
+from meldbot.adapters.matrix.render import render
+from meldbot.run.app import build_app
+from meldbot.core.clock import ManualClock
+from meldbot.core.messaging import Choice, DeliveryError, Identity, RecipientAway, Reply
 from tests.conftest import EXAMPLE, ROOT, make_config
 from tests.test_pipeline import migrated
 
@@ -75,7 +75,7 @@ def test_choices_with_gaps_keep_their_numbers():
 
 
 def test_a_reply_counts_only_its_new_text():
-    from adapters.matrix import without_reply_fallback as _without_reply_fallback
+    from meldbot.adapters.matrix import without_reply_fallback as _without_reply_fallback
 
     quoted = "> <@af:localhost> Wat zag of hoorde je?\n> (vraag 1)\n\nDrie mannen in een busje"
     assert _without_reply_fallback(quoted, {"m.in_reply_to": {"event_id": "$x"}}) == "Drie mannen in een busje"
@@ -223,7 +223,7 @@ class World:
             await person.stop()
 
     async def count(self, table: str) -> int:
-        from storage.db import Database
+        from meldbot.storage.db import Database
 
         db = Database(self.db_url)
         try:
@@ -559,7 +559,7 @@ async def test_with_the_signed_policy_an_af_without_a_confirmed_identity_gets_on
 async def test_first_login_by_access_token_keeps_that_device_and_a_wrong_password_is_refused(world):
     from nio import AsyncClient
 
-    from adapters.matrix import MatrixLoginError
+    from meldbot.adapters.matrix import MatrixLoginError
 
     wrong = MatrixAdapter(world.config(MELDBOT_MATRIX__PASSWORD="fout", MELDBOT_MATRIX__STORE_PATH=str(
         world.folder / "wrong-store")))
@@ -687,7 +687,7 @@ async def test_rate_limits_are_waited_out_or_handed_back_and_unknown_users_are_p
 
 def _bot_process() -> None:
     """The bot in its own process, so the test can kill -9 it. MELDBOT_TEST_PAUSE_* make it hang mid-turn."""
-    from meldbot.config import load_config
+    from meldbot.core.config import load_config
 
     config = load_config(EXAMPLE, os.environ)
     pause_text, pause_when = os.environ.get("MELDBOT_TEST_PAUSE_TEXT"), os.environ.get("MELDBOT_TEST_PAUSE_WHEN")

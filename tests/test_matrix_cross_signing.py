@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from adapters.matrix.cross_signing import (
+from meldbot.adapters.matrix.cross_signing import (
     CrossSigningKeys,
     DeviceTrust,
     HomeserverError,
@@ -36,11 +36,11 @@ from adapters.matrix.cross_signing import (
     upload_identity,
     verify_signature,
 )
-from storage.db import Database
-from storage.matrix import MatrixIdentitySecrets
-from storage.rotation import Rotation
-from storage.sealing import KeyringSealer, new_key
-from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
+from meldbot.storage.db import Database
+from meldbot.storage.matrix import MatrixIdentitySecrets
+from meldbot.storage.rotation import Rotation
+from meldbot.storage.sealing import KeyringSealer, new_key
+from meldbot.storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from tests.conftest import EXAMPLE, ROOT
 from tests.test_pipeline import migrated
 

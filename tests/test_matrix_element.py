@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from meldbot import logs
-from meldbot.messaging import Identity, RecipientAway, Reply
+from meldbot.core import logs
+from meldbot.core.messaging import Identity, RecipientAway, Reply
 from tests.element import WAIT, ElementClient
 from tests.conftest import EXAMPLE
 from tests.test_matrix import PASSWORD, SCRIPT, Bot, World, needs_synapse, wednesday
@@ -139,7 +139,7 @@ async def test_a_fresh_store_is_a_new_device_signed_by_the_same_identity(world):
 @needs_synapse
 async def test_an_af_device_nobody_confirmed_gets_nothing_and_a_new_af_identity_waits_for_the_administrator(
         world, monkeypatch):
-    from meldbot.cli import main
+    from meldbot.run.cli import main
 
     async with Bot(world.config()) as bot:  # the real clock: the command below wakes the outbox by it
         notifier, to_af = bot.adapter.notifier, Identity("matrix", world.af_id)

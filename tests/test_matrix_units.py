@@ -28,13 +28,13 @@ from nio import (
 )
 from nio.crypto import DeviceStore, OlmDevice, TrustState
 
-from adapters.matrix import cross_signing
-from adapters.matrix.common import AddressBook, JsonFile, RoomGone
-from adapters.matrix.cross_signing import CrossSigningKeys, encode_base64, sign_json
-from adapters.matrix.sync import Inbound
-from adapters.matrix.trust import AfTrust, Devices, alert_key, is_unguarded_key
-from meldbot.i18n import texts
-from meldbot.messaging import DeliveryError, RecipientAway, Reply
+from meldbot.adapters.matrix import cross_signing
+from meldbot.adapters.matrix.common import AddressBook, JsonFile, RoomGone
+from meldbot.adapters.matrix.cross_signing import CrossSigningKeys, encode_base64, sign_json
+from meldbot.adapters.matrix.sync import Inbound
+from meldbot.adapters.matrix.trust import AfTrust, Devices, alert_key, is_unguarded_key
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import DeliveryError, RecipientAway, Reply
 
 BOT = "@meldbot:bergeijk.nl"
 AF = "@anna:bergeijk.nl"
@@ -931,7 +931,7 @@ async def test_a_direct_answer_the_homeserver_refuses_is_followed_by_a_short_not
 
 
 async def test_matrix_trust_for_an_id_that_differs_only_in_capitals_names_the_configured_id(tmp_path, capsys):
-    from meldbot.matrix_trust import run_command
+    from meldbot.run.matrix_trust import run_command
     from tests.conftest import make_config
 
     config = make_config(f"sqlite+aiosqlite:///{tmp_path}/x.db", MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9",

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogs.report import CHOICES, QUESTIONS, clean
-from meldbot.app import build_app
-from meldbot.domain import RefQuery
-from meldbot.messaging import Identity, IncomingMessage
+from meldbot.dialogs.report import CHOICES, QUESTIONS, clean
+from meldbot.run.app import build_app
+from meldbot.core.domain import RefQuery
+from meldbot.core.messaging import Identity, IncomingMessage
 from tests.conftest import FakeNotifier, make_config
 from tests.test_cli import env_for
 from tests.test_pipeline import SCRIPT, migrated, report_as, say

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from meldbot.app import build_app
+from meldbot.run.app import build_app
 from tests.conftest import make_config
 from tests.test_pipeline import migrated
 
@@ -45,7 +45,7 @@ async def test_with_metrics_listen_empty_metrics_stays_on_the_main_listener(sqli
 
 
 def test_metrics_listen_must_be_host_and_port_and_not_the_main_listener(tmp_path):
-    from meldbot.config import ConfigError
+    from meldbot.core.config import ConfigError
 
     url = f"sqlite+aiosqlite:///{tmp_path}/meldbot.db"
     for value, key in [("9108", "http.metrics_listen"), ("127.0.0.1:8080", "http")]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from meldbot.app import build_app
-from storage.db import Database, SchemaOutdated, head_revision
+from meldbot.run.app import build_app
+from meldbot.storage.db import Database, SchemaOutdated, head_revision
 from tests.conftest import make_config
 
 
@@ -84,9 +84,9 @@ async def test_an_upgrade_keeps_existing_signals(database_url, clock):
 
 
 async def test_references_are_kept_sealed_and_found_again(sqlite_url, clock):
-    from meldbot.messaging import Identity
-    from storage.sealing import KeyringSealer, new_key
-    from storage.uow import SqlUnitOfWork
+    from meldbot.core.messaging import Identity
+    from meldbot.storage.sealing import KeyringSealer, new_key
+    from meldbot.storage.uow import SqlUnitOfWork
 
     db = Database(sqlite_url)
     await db.migrate()

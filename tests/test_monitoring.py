@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from meldbot.calendar import WorkCalendar
-from meldbot.i18n import texts
-from meldbot.monitoring import (Figures, Period, SignalFacts, chart_png, export_anonymous, figures,
+from meldbot.core.calendar import WorkCalendar
+from meldbot.core.i18n import texts
+from meldbot.service.monitoring import (Figures, Period, SignalFacts, chart_png, export_anonymous, figures,
                                 parse_period, report_text)
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 
-from meldbot.app import build_app
-from meldbot.messaging import Identity, IncomingMessage
-from storage.db import Database
+from meldbot.run.app import build_app
+from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.storage.db import Database
 from tests.conftest import FakeNotifier, make_config
 
 SCRIPT = [
@@ -131,7 +131,7 @@ async def test_a_message_for_someone_away_waits_until_they_are_back(sqlite_url, 
 
 
 async def test_a_permanent_refusal_parks_the_row_without_losing_it(sqlite_url, clock):
-    from meldbot.messaging import DeliveryError
+    from meldbot.core.messaging import DeliveryError
 
     class Refusing(FakeNotifier):
         async def send(self, recipient, reply, key):
@@ -150,7 +150,7 @@ async def test_a_permanent_refusal_parks_the_row_without_losing_it(sqlite_url, c
 
 
 async def test_the_same_outbox_key_twice_queues_one_message(sqlite_url, clock):
-    from meldbot.messaging import Reply
+    from meldbot.core.messaging import Reply
 
     await migrated(sqlite_url)
     notifier = FakeNotifier()

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from meldbot import logs
-from meldbot.app import build_app
-from meldbot.domain import RefQuery
-from meldbot.messaging import Identity, IncomingMessage
-from storage.db import Database
-from storage.rotation import Rotation
-from storage.sealing import KeyringSealer, PlainSealer, new_key
+from meldbot.core import logs
+from meldbot.run.app import build_app
+from meldbot.core.domain import RefQuery
+from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.storage.db import Database
+from meldbot.storage.rotation import Rotation
+from meldbot.storage.sealing import KeyringSealer, PlainSealer, new_key
 from tests.conftest import FakeNotifier, make_config
 from tests.test_cli import env_for
 from tests.test_pipeline import migrated
@@ -98,7 +98,7 @@ async def test_matching_finds_shared_addresses_and_organisations_without_decrypt
     sealer = KeyringSealer(new_key())
     await seed(database_url, sealer, clock)
     db = Database(database_url)
-    from storage.uow import SqlUnitOfWork
+    from meldbot.storage.uow import SqlUnitOfWork
 
     async with SqlUnitOfWork(db, sealer) as uow:
         one = await uow.signals.find(RefQuery(1), ["bergeijk"])
@@ -134,7 +134,7 @@ async def test_rotation_interrupted_halfway_and_resumed_leaves_only_the_new_key(
             stale = (await conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {column} LIKE :p"),
                                         {"p": f"v1.{old_id}.%"})).scalar()
             assert stale == 0, table
-    from storage.uow import SqlUnitOfWork
+    from meldbot.storage.uow import SqlUnitOfWork
 
     async with SqlUnitOfWork(db, only_new) as uow:
         one = await uow.signals.find(RefQuery(1), ["bergeijk"])
@@ -148,7 +148,7 @@ async def test_rotation_interrupted_halfway_and_resumed_leaves_only_the_new_key(
 
 
 async def _read_everything(db: Database, sealer) -> None:
-    from storage.uow import SqlUnitOfWork
+    from meldbot.storage.uow import SqlUnitOfWork
 
     async with SqlUnitOfWork(db, sealer) as uow:
         for n in (1, 2, 3):
@@ -164,7 +164,7 @@ async def _read_everything(db: Database, sealer) -> None:
 
 
 async def test_a_value_sealed_with_an_unknown_key_is_refused_not_misread():
-    from storage.sealing import UnknownKey
+    from meldbot.storage.sealing import UnknownKey
 
     sealed = KeyringSealer(new_key()).seal("geheim")
     with pytest.raises(UnknownKey):
@@ -213,9 +213,9 @@ async def test_the_logs_of_a_full_scenario_hold_none_of_the_seeded_values(sqlite
 
 
 def test_start_up_refuses_without_a_key_unless_plaintext_is_allowed():
-    from meldbot.config import ConfigError
+    from meldbot.core.config import ConfigError
     from tests.conftest import EXAMPLE
-    from meldbot.config import load_config
+    from meldbot.core.config import load_config
 
     with pytest.raises(ConfigError) as info:
         load_config(EXAMPLE, {"MELDBOT_STORAGE__ALLOW_PLAINTEXT": "false"})

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from meldbot.app import build_app
-from meldbot.clock import ManualClock
-from meldbot.domain import EventKind, RefQuery
-from meldbot.messaging import Identity, IncomingMessage
-from meldbot.retention import PROCESSED_REPLIES_KEPT
+from meldbot.run.app import build_app
+from meldbot.core.clock import ManualClock
+from meldbot.core.domain import EventKind, RefQuery
+from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.service.retention import PROCESSED_REPLIES_KEPT
 from tests.conftest import FakeNotifier, make_config
 from tests.test_pipeline import migrated
 

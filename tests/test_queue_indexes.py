@@ -8,8 +8,8 @@ import re
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from meldbot.app import build_app
-from meldbot.messaging import Identity, IncomingMessage
+from meldbot.run.app import build_app
+from meldbot.core.messaging import Identity, IncomingMessage
 from tests.conftest import FakeNotifier, make_config
 from tests.test_pipeline import migrated
 
@@ -67,7 +67,7 @@ async def test_lijst_toon_and_the_reminder_sweep_do_not_scan_the_signal_table(po
 
 def test_the_reminder_index_condition_names_the_closed_status_the_domain_uses():
     """The condition is SQL text (the planner needs the literal): a renamed status must not slip past it."""
-    from meldbot.domain import Status
-    from storage.tables import REMINDER_CANDIDATE_SQL
+    from meldbot.core.domain import Status
+    from meldbot.storage.tables import REMINDER_CANDIDATE_SQL
 
     assert f"status <> '{Status.CLOSED}'" in REMINDER_CANDIDATE_SQL

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from meldbot.app import build_app
-from meldbot.clock import ManualClock
-from meldbot.messaging import Identity, IncomingMessage
+from meldbot.run.app import build_app
+from meldbot.core.clock import ManualClock
+from meldbot.core.messaging import Identity, IncomingMessage
 from tests.conftest import FakeNotifier, make_config
 from tests.test_cli import env_for
 from tests.test_pipeline import migrated
@@ -216,7 +216,7 @@ def _seed_many(url: str, count: int) -> None:
 
 
 async def _claimed(url: str) -> int:
-    from storage.db import Database
+    from meldbot.storage.db import Database
 
     db = Database(url)
     try:
@@ -256,7 +256,7 @@ def test_two_bot_processes_on_postgresql_send_each_reminder_once(postgres_databa
             p.wait(timeout=15)
 
     async def counts():
-        from storage.db import Database
+        from meldbot.storage.db import Database
 
         db = Database(postgres_database)
         async with db.engine.connect() as conn:
@@ -305,7 +305,7 @@ async def test_retention_erases_content_and_keeps_the_figures(sqlite_url):
     raw = b"".join(p.read_bytes() for p in Path(sqlite_url.split("///", 1)[1]).parent.glob("meldbot.db*"))
 
     async def dump():
-        from storage.db import Database
+        from meldbot.storage.db import Database
         db = Database(sqlite_url)
         async with db.engine.connect() as conn:
             tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())

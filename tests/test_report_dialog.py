@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialogs.report import (
+from meldbot.dialogs.report import (
     CHOICES, MAX_ANSWER, QUESTIONS, Contact, DialogContext, Draft, Step, step,
 )
-from meldbot.i18n import texts
+from meldbot.core.i18n import texts
 
 AMS = ZoneInfo("Europe/Amsterdam")
 NOW = datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc)   # Wednesday 10:30 in Amsterdam

@@ -9,8 +9,8 @@ import time
 import urllib.request
 
 
-from meldbot.app import build_app
-from meldbot.messaging import Identity, IncomingMessage
+from meldbot.run.app import build_app
+from meldbot.core.messaging import Identity, IncomingMessage
 from tests.conftest import FakeNotifier, make_config
 from tests.test_pipeline import SCRIPT, migrated
 
@@ -157,7 +157,7 @@ async def test_a_postgresql_restart_mid_traffic_loses_nothing(postgres_database,
                 break
             await asyncio.sleep(0.2)
         async with app.uow() as uow:
-            from meldbot.domain import RefQuery
+            from meldbot.core.domain import RefQuery
 
             signals = [s for i in range(8) for s in await uow.signals.of_melder(Identity("console", f"collega{i}"))]
             melders = [await uow.signals.melder_of(s) for s in signals]

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.matrix.outbound import CONTENT_BUDGET, content_size, fits as matrix_fits, part_transaction
-from adapters.matrix.render import render as matrix_render
-from adapters.teams_render import ACTIVITY_BUDGET, activity_size, render as teams_render, render_parts
-from dialogs.af import MAX_AF_TEXT, Usage, parse_af
-from meldbot.i18n import texts
-from meldbot.messaging import Action, Choice, Reply, split_reply
-from meldbot.services import MAX_SUPPLEMENTS
-from meldbot.text import QUOTE
+from meldbot.adapters.matrix.outbound import CONTENT_BUDGET, content_size, fits as matrix_fits, part_transaction
+from meldbot.adapters.matrix.render import render as matrix_render
+from meldbot.adapters.teams_render import ACTIVITY_BUDGET, activity_size, render as teams_render, render_parts
+from meldbot.dialogs.af import MAX_AF_TEXT, Usage, parse_af
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import Action, Choice, Reply, split_reply
+from meldbot.service.services import MAX_SUPPLEMENTS
+from meldbot.core.text import QUOTE
 from tests.conftest import FakeNotifier, make_config
 from tests.test_pipeline import migrated, report_as, say
 
@@ -118,7 +118,7 @@ def test_matrix_parts_stay_below_the_event_limit_even_when_escaping_grows_the_te
 
 def test_matrix_parts_keep_the_first_transaction_ids_of_unsplit_messages():
     assert part_transaction("k", 0) != part_transaction("k", 1) != part_transaction("k", 2)
-    from adapters.matrix.common import transaction_id
+    from meldbot.adapters.matrix.common import transaction_id
     assert part_transaction("k", 0) == transaction_id("k", 0)   # the text of a message sent before splitting
     assert transaction_id("k", 1) not in {part_transaction("k", i) for i in range(5)}   # the picture's id
 
@@ -153,8 +153,8 @@ def test_a_tag_value_over_the_limit_is_refused():
 
 
 async def test_an_af_gets_the_limit_in_chat_and_nothing_is_stored(sqlite_url, clock):
-    from meldbot.app import build_app
-    from meldbot.domain import RefQuery
+    from meldbot.run.app import build_app
+    from meldbot.core.domain import RefQuery
 
     await migrated(sqlite_url)
     app = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
@@ -168,7 +168,7 @@ async def test_an_af_gets_the_limit_in_chat_and_nothing_is_stored(sqlite_url, cl
 
 
 async def test_a_melder_can_add_to_a_report_twenty_times_then_hears_why_not(sqlite_url, clock):
-    from meldbot.app import build_app
+    from meldbot.run.app import build_app
 
     await migrated(sqlite_url)
     app = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")

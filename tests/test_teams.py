@@ -23,13 +23,13 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.teams import TeamsAdapter, retry_after_seconds
-from adapters.teams_auth import EntraToken, TokenUnavailable, service_url_allowed
-from adapters.teams_render import render
-from meldbot.app import build_app
-from meldbot.clock import ManualClock
-from meldbot.i18n import texts
-from meldbot.messaging import Action, Choice, Identity, Reply
+from meldbot.adapters.teams import TeamsAdapter, retry_after_seconds
+from meldbot.adapters.teams_auth import EntraToken, TokenUnavailable, service_url_allowed
+from meldbot.adapters.teams_render import render
+from meldbot.run.app import build_app
+from meldbot.core.clock import ManualClock
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import Action, Choice, Identity, Reply
 from tests.conftest import EXAMPLE, make_config, run_sync
 from tests.teams_fakes import (
     ANNA,
@@ -280,7 +280,7 @@ async def test_installing_the_app_keeps_the_address_so_the_af_is_reached_without
 
 
 async def test_an_unreachable_connector_is_retried_not_parked(db_url, microsoft, early):
-    from meldbot.messaging import DeliveryError
+    from meldbot.core.messaging import DeliveryError
 
     dead = "http://127.0.0.1:9/"      # the discard port: nothing listens
     async with running(db_url, microsoft, early, env={"MELDBOT_TEAMS__ALLOWED_SERVICE_URLS":
@@ -456,7 +456,7 @@ async def test_a_connector_failing_with_500_for_a_while_loses_nothing_and_sends_
 
 async def test_when_teams_refuses_a_new_chat_the_message_is_parked_and_the_reason_reported(
         db_url, microsoft, early, caplog):
-    from meldbot.doctor import examine
+    from meldbot.run.doctor import examine
 
     microsoft.installed.clear()                          # the AF has not installed the app
     caplog.set_level(logging.INFO, logger="meldbot.outbox")
@@ -481,7 +481,7 @@ async def test_meldbot_run_serves_api_messages_with_tokens_beside_an_open_health
     config = make_config(db_url, MELDBOT_HTTP__LISTEN="127.0.0.1:0", **teams_env(microsoft))
     app = build_app(config, clock=early, mode="run")
     if "teams" not in app.notifiers:
-        pytest.skip("meldbot.app does not create the Teams adapter yet (see the wiring in the Teams issue)")
+        pytest.skip("meldbot.run.app does not create the Teams adapter yet (see the wiring in the Teams issue)")
     async with asyncio.timeout(60), app, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         base = f"http://127.0.0.1:{app.http_port}"
         body = activity(microsoft, PIET, "melden")
@@ -498,12 +498,12 @@ async def test_meldbot_run_serves_api_messages_with_tokens_beside_an_open_health
 
 
 def test_the_cli_writes_the_app_package(tmp_path, sqlite_url, monkeypatch):
-    from meldbot import cli
+    from meldbot.run import cli
 
     try:
         cli._parser().parse_args(["teams-manifest", "--website", "https://www.bergeijk.nl"])
     except SystemExit:
-        pytest.skip("meldbot.cli has no teams-manifest command yet (see the wiring in the Teams issue)")
+        pytest.skip("meldbot.run.cli has no teams-manifest command yet (see the wiring in the Teams issue)")
     monkeypatch.setenv("MELDBOT_STORAGE__URL", sqlite_url)
     monkeypatch.setenv("MELDBOT_TEAMS__APP_ID", APP_ID)
     output = tmp_path / "app.zip"
@@ -636,7 +636,7 @@ async def test_the_bots_own_token_comes_from_entra_once_and_is_cached():
 def test_the_app_package_has_a_valid_manifest_for_a_personal_bot_and_icons_of_the_required_sizes(sqlite_url):
     from PIL import Image
 
-    from meldbot.teams_manifest import MANIFEST_VERSION, package_for
+    from meldbot.run.teams_manifest import MANIFEST_VERSION, package_for
 
     config = make_config(sqlite_url, MELDBOT_TEAMS__APP_ID=APP_ID)
     data = package_for(config, website_url="https://www.bergeijk.nl")
@@ -670,7 +670,7 @@ def test_the_app_package_has_a_valid_manifest_for_a_personal_bot_and_icons_of_th
 async def test_the_teams_manifest_command_writes_the_zip_and_names_a_wrong_input(sqlite_url, tmp_path, capsys):
     import argparse
 
-    from meldbot.teams_manifest import add_command, run_command
+    from meldbot.run.teams_manifest import add_command, run_command
 
     parser = argparse.ArgumentParser()
     add_command(parser.add_subparsers(dest="command"))
@@ -685,7 +685,7 @@ async def test_the_teams_manifest_command_writes_the_zip_and_names_a_wrong_input
 
 
 def test_the_app_package_refuses_a_missing_app_id_or_a_plain_http_address(sqlite_url):
-    from meldbot.teams_manifest import ManifestError, package_for
+    from meldbot.run.teams_manifest import ManifestError, package_for
 
     with pytest.raises(ManifestError, match="app_id"):
         package_for(make_config(sqlite_url), website_url="https://www.bergeijk.nl")

@@ -15,16 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from dialogs.af import Usage, melder_label, parse_af, partner_text, signal_view
-from dialogs.melder import OwnSignal, my_reports
-from dialogs.report import Contact, DialogContext, Draft, summary
-from meldbot.app import build_app
-from meldbot.bot import FloodGuard
-from meldbot.clock import ManualClock
-from meldbot.domain import Content, Context, EventKind, Form, Reference, RefQuery, Signal
-from meldbot.i18n import texts
-from meldbot.messaging import Identity, IncomingMessage
-from meldbot.text import QUOTE, clean_incoming, clean_name, escape_markup, quote_user_text
+from meldbot.dialogs.af import Usage, melder_label, parse_af, partner_text, signal_view
+from meldbot.dialogs.melder import OwnSignal, my_reports
+from meldbot.dialogs.report import Contact, DialogContext, Draft, summary
+from meldbot.run.app import build_app
+from meldbot.service.bot import FloodGuard
+from meldbot.core.clock import ManualClock
+from meldbot.core.domain import Content, Context, EventKind, Form, Reference, RefQuery, Signal
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.core.text import QUOTE, clean_incoming, clean_name, escape_markup, quote_user_text
 from tests.conftest import FakeNotifier, make_config
 from tests.test_pipeline import migrated
 

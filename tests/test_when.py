@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialogs import when as when_module
-from dialogs.when import PRECISIONS, When, parse_when
+from meldbot.dialogs import when as when_module
+from meldbot.dialogs.when import PRECISIONS, When, parse_when
 
 AMS = ZoneInfo("Europe/Amsterdam")
 UTC = timezone.utc

@@ -1,0 +1,107 @@
+"""What every part of the Matrix adapter shares: errors, constants, transaction ids, small files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import aiohttp
+
+from meldbot.core.messaging import DeliveryError
+
+PLATFORM = "matrix"
+log = logging.getLogger("meldbot.matrix")
+
+ENCRYPTION_STATE = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+# Errors about the message itself, which no retry mends. A bad token or a lost room is the bot's
+# problem, not the message's: those are retried (after a fix, or in a new direct chat).
+PERMANENT = {"M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE", "M_INVALID_PARAM"}
+ROOM_GONE = {"M_FORBIDDEN", "M_NOT_FOUND"}
+NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
+
+
+class MatrixLoginError(Exception):
+    """The homeserver refused the configured credentials; retrying will not help."""
+
+
+class RoomGone(DeliveryError):
+    """The bot cannot write in that room any more (left, kicked, room gone)."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_ms: int) -> None:
+        super().__init__(f"rate limited for {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+
+
+def transaction_id(key: str, part: int = 0) -> str:
+    """Deterministic per message: a re-send after a crash reuses it and the homeserver shows it once."""
+    return "mb" + hashlib.sha256(f"{key}\x00{part}".encode()).hexdigest()[:40]
+
+
+def domain_of(user_id: str) -> str:
+    return user_id.partition(":")[2].casefold()
+
+
+def backoff(failures: int, cap: float) -> float:
+    return min(0.5 * 2 ** min(failures, 10), cap)
+
+
+def delivery_error(response) -> DeliveryError:
+    code = getattr(response, "status_code", None) or "unknown"
+    if code in ROOM_GONE:
+        return RoomGone(f"homeserver said {code}")
+    return DeliveryError(f"homeserver said {code}", permanent=code in PERMANENT)
+
+
+class JsonFile:
+    """A small file in the store folder, replaced atomically; readable by the bot's user only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self, default=None):
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return default
+        except ValueError:  # cut short or damaged: as if absent, and said so
+            log.warning("matrix store file unreadable; ignored", extra={"file": self.path.name})
+            return default
+
+    def save(self, data) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, self.path)
+
+
+class AddressBook:
+    """Who is who for the adapter, from the configuration: the AFs and the servers staff come from."""
+
+    def __init__(self, config) -> None:
+        self._config = config
+        # Exactly as configured: Matrix ids are case-sensitive, so `@Anna:...` is not the AF `@anna:...`.
+        self.af_ids = frozenset(af.matrix for m in config.meldpunten for af in m.af if af.matrix)
+        # Server names are DNS names, which are not case-sensitive.
+        self._domains = {d.casefold() for m in config.meldpunten for d in m.matrix_domains}
+
+    def is_af(self, user_id: str) -> bool:
+        return user_id in self.af_ids
+
+    def af_name(self, user_id: str) -> str:
+        """The AF's short name from the configuration, for the administrator's log."""
+        return ",".join(sorted({af.name for _, af in self._config.af_for(PLATFORM, user_id)}))
+
+    def may_invite(self, user_id: str) -> bool:
+        domain = domain_of(user_id)
+        if not domain:
+            return False
+        return self.is_af(user_id) or domain in self._domains

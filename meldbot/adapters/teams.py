@@ -1,0 +1,559 @@
+"""Microsoft Teams as a chat platform: the Agents SDK's HTTP stack in, the Bot Connector out, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import pydantic
+from aiohttp import web
+from microsoft_agents.activity import (
+    Activity,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationParameters,
+    ConversationReference,
+)
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import ChannelServiceClientFactoryBase, TurnContext
+from microsoft_agents.hosting.core.authorization import AuthenticationConstants, ClaimsIdentity
+from microsoft_agents.hosting.core.connector import ConnectorClientBase, TeamsConnectorClient, UserTokenClient
+
+from meldbot.adapters.teams_auth import (
+    EntraToken,
+    InboundAuth,
+    KeysUnavailable,
+    SigningKeys,
+    StaticToken,
+    TokenUnavailable,
+    Unauthorized,
+    service_url_allowed,
+)
+from meldbot.adapters.teams_render import render_parts, submitted_text
+from meldbot.service.bot import where
+from meldbot.core.i18n import LANGUAGES, texts
+from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Reply
+from meldbot.core.text import clean_name
+
+PLATFORM = "teams"
+CHANNEL = "msteams"
+log = logging.getLogger("meldbot.teams")
+
+# Microsoft's documented address for proactive messages when no region-specific one is known yet.
+GLOBAL_SERVICE_URL = "https://smba.trafficmanager.net/teams/"
+# A tenant's connector address, learned from its users' messages, is kept beside the people's references.
+SERVICE_URL_KEY = "service-url:"
+# A stored conversation reference is rewritten at least this often, even when unchanged.
+REFERENCE_REFRESH_SECONDS = 3600.0
+# A 429 asking for at most this many seconds is waited out in place; longer ones go back to the outbox.
+INLINE_RETRY_AFTER = 10.0
+SCOPE = AuthenticationConstants.AGENTS_SDK_SCOPE
+T = TypeVar("T")
+
+
+class RateLimited(DeliveryError):
+    """Teams said 429; `retry_after` (seconds) is what it asked for, when it said."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        hint = f", retry after {retry_after:.0f}s" if retry_after is not None else ""
+        super().__init__(f"teams: rate limited (429{hint})")
+        self.retry_after = retry_after
+
+
+def identity_of(aad_object_id: str) -> Identity:
+    # Entra object ids are GUIDs; Teams and configuration files may differ in case.
+    return Identity(PLATFORM, aad_object_id.strip().lower())
+
+
+def base_channel(channel_id: object) -> str:
+    """`msteams` also for sub-channels such as `msteams:copilot`."""
+    return str(channel_id or "").split(":", 1)[0]
+
+
+def tenant_of(activity: Activity) -> str | None:
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = data.get("tenant") if isinstance(data.get("tenant"), dict) else {}
+    found = tenant.get("id") or (activity.conversation.tenant_id if activity.conversation else None)
+    return str(found).strip().lower() if found else None
+
+
+def is_personal(activity: Activity) -> bool:
+    """Only a 1:1 chat of one person with the bot; an unknown conversation type counts as shared."""
+    conversation = activity.conversation
+    return bool(conversation and conversation.conversation_type == "personal" and not conversation.is_group)
+
+
+def _has_attachment(activity: Activity) -> bool:
+    # Teams adds a text/html copy of every formatted message; that is not something the person sent.
+    return any(a.content_type != "text/html" for a in activity.attachments or [])
+
+
+def retry_after_seconds(headers, now: datetime) -> float | None:
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max((moment - now).total_seconds(), 0.0)
+
+
+class _ConnectorFactory(ChannelServiceClientFactoryBase):
+    """The SDK's hook for connector clients: our own token source and a timeout on every call."""
+
+    def __init__(self, tokens, app_id: str, timeout: float) -> None:
+        self._tokens = tokens
+        self._app_id = app_id
+        self._timeout = timeout
+
+    async def create_connector_client(self, context, claims_identity, service_url: str, audience: str,
+                                      scopes=None, use_anonymous: bool = False) -> TeamsConnectorClient:
+        token = await self._tokens.token()
+        endpoint = service_url if service_url.endswith("/") else service_url + "/"
+        session = aiohttp.ClientSession(base_url=endpoint, timeout=aiohttp.ClientTimeout(total=self._timeout))
+        return TeamsConnectorClient(endpoint=endpoint, token=token, session=session)
+
+    async def create_user_token_client(self, context, claims_identity, use_anonymous: bool = False) -> UserTokenClient:
+        # meldbot has no user sign-in flows: this client is created because the SDK wants one, never called.
+        return UserTokenClient(endpoint=AuthenticationConstants.AGENTS_SDK_OAUTH_URL, token="",
+                               app_id=self._app_id or "anonymous")
+
+
+class _Turns:
+    """The SDK's Agent: every activity that passed authentication goes to the adapter."""
+
+    def __init__(self, adapter: TeamsAdapter) -> None:
+        self._adapter = adapter
+
+    async def on_turn(self, context: TurnContext) -> None:
+        await self._adapter.on_turn(context)
+
+
+class TeamsAdapter:
+    """Translates Teams activities into IncomingMessages and Replies into Teams messages.
+
+    Create it before the App (the notifier must be known to the dispatcher). The App mounts `routes()`
+    on its HTTP server (or `attach(web_app)` does) and calls `start(app)` / `stop()` like any adapter with
+    a life of its own; `bind(app)` is what `start` does, for callers that run their own server.
+    """
+
+    def __init__(self, config, app=None, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 connector_timeout: float = 30.0, token_url: str | None = None) -> None:
+        self.config = config
+        teams = config.teams
+        self._sleep = sleep
+        self._http: aiohttp.ClientSession | None = None
+        self.allowed_tenants = {t.strip().lower() for m in config.meldpunten for t in m.teams_tenants if t.strip()}
+        self._extra_service_urls = tuple(teams.allowed_service_urls)
+        self.app_id = teams.app_id
+        static = teams.outbound_token.get_secret_value()
+        if static:
+            log.warning("teams.outbound_token is set: a static token goes to the connector instead of one from "
+                        "Entra ID; for tests and isolated networks only")
+            self._tokens = StaticToken(static)
+        elif teams.anonymous and not (teams.app_id and teams.app_password.get_secret_value()):
+            self._tokens = StaticToken("")
+        else:
+            self._tokens = EntraToken(teams.app_id, teams.app_password.get_secret_value(), teams.tenant_id,
+                                      self._session, token_url=token_url)
+        if teams.anonymous:
+            log.warning("teams.anonymous = true: requests to /api/messages are NOT authenticated; "
+                        "use only for local testing")
+            self._auth: InboundAuth | None = None
+        else:
+            self._auth = InboundAuth(teams.app_id, SigningKeys(teams.openid_metadata_url, self._session),
+                                     self.allowed_tenants)
+        if not self.allowed_tenants:
+            log.warning("no meldpunt lists a Teams tenant (meldpunt.teams_tenants): every Teams user is refused")
+        self._factory = _ConnectorFactory(self._tokens, teams.app_id, connector_timeout)
+        self._cloud = CloudAdapter(channel_service_client_factory=self._factory)
+        # The SDK's default handler posts "Exception caught" to the user and swallows the error, which
+        # would let the outbox mark a failed delivery as done.
+        self._cloud.on_turn_error = self._turn_failed
+        self._agent = _Turns(self)
+        self._service_urls: dict[str, str] = {}
+        self._stored_references: dict[Identity, tuple[tuple[str, str | None], float]] = {}
+        self.app = None
+        self.notifier = TeamsNotifier(self)
+        self._blocked_until: datetime | None = None
+        if app is not None:
+            self.bind(app)
+
+    # --- wiring ---------------------------------------------------------------------------------------
+
+    def bind(self, app) -> None:
+        self.app = app
+
+    async def start(self, app) -> None:
+        self.bind(app)
+
+    async def stop(self) -> None:
+        self.app = None       # late requests get 503 and Teams delivers them again
+        await self.close()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/api/messages", self.handle)]
+
+    def attach(self, web_app: web.Application) -> None:
+        """Serve /api/messages on an existing aiohttp app; other routes (/healthz) stay open."""
+        web_app.add_routes(self.routes())
+
+        async def _close(_app) -> None:
+            await self.close()
+
+        web_app.on_cleanup.append(_close)
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # --- inbound --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _refuse(reason: str) -> web.Response:
+        log.warning("teams request refused", extra={"reason": reason})
+        return web.json_response({"error": "unauthorized"}, status=401)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """POST /api/messages: authenticate, check the serviceUrl, then let the SDK run the turn."""
+        if self.app is None:
+            return web.json_response({"error": "not ready"}, status=503)
+        claims: dict[str, Any] | None = None
+        if self._auth is not None:
+            try:
+                claims = await self._auth.verify(request.headers.get("Authorization"))
+            except Unauthorized as exc:
+                return self._refuse(exc.reason)
+            except KeysUnavailable:
+                return web.json_response({"error": "signing keys unavailable"}, status=503)
+            except Exception as exc:   # whatever a hostile token trips over, it is a 401, never a 500
+                return self._refuse(f"token check failed ({type(exc).__name__})")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "invalid JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "invalid activity"}, status=400)
+        service_url = body.get("serviceUrl")
+        if claims is not None:
+            try:
+                InboundAuth.check_activity(claims, body.get("channelId"), service_url)
+            except Unauthorized as exc:
+                return self._refuse(exc.reason)
+        if not service_url_allowed(service_url, self._extra_service_urls):
+            return self._refuse("serviceUrl not allowed")
+        identity = ClaimsIdentity(claims, authentication_type="Bearer") if claims else ClaimsIdentity()
+        with warnings.catch_warnings():
+            # The SDK reads this plain string key; aiohttp would prefer a typed RequestKey.
+            warnings.simplefilter("ignore", web.NotAppKeyWarning)
+            request["claims_identity"] = identity
+        try:
+            return await self._cloud.process(request, self._agent)
+        except pydantic.ValidationError:
+            return web.json_response({"error": "invalid activity"}, status=400)
+        except Exception as exc:   # the error boundary of one request: type and place only, never content
+            log.error("teams turn failed", extra={"error": type(exc).__name__, "where": where(exc)})
+            return web.json_response({"error": "turn failed"}, status=503)
+
+    async def _turn_failed(self, context: TurnContext, error: Exception) -> None:
+        """Let the error reach our caller: the request handler (503, Teams delivers again) or the outbox."""
+        raise error
+
+    async def on_turn(self, context: TurnContext) -> None:
+        activity = context.activity
+        if base_channel(activity.channel_id) != CHANNEL:
+            log.info("activity of another channel ignored", extra={"channel": str(activity.channel_id)})
+            return
+        if activity.from_property is not None:
+            # The display name is stored with the conversation reference, not only in the IncomingMessage:
+            # cleaned here, first (a lone surrogate in it made every message of this person fail at sealing).
+            activity.from_property.name = clean_name(activity.from_property.name)
+        if activity.type == "message":
+            await self._on_message(context)
+        elif activity.type == "conversationUpdate":
+            await self._on_conversation_update(context)
+
+    def _locale_language(self, locale: str | None) -> str:
+        short = (locale or "")[:2].lower()
+        return short if short in LANGUAGES else self.config.language
+
+    async def _on_message(self, context: TurnContext) -> None:
+        activity = context.activity
+        tenant = tenant_of(activity)
+        lang = self._locale_language(activity.locale)
+        if not tenant or tenant not in self.allowed_tenants:
+            log.warning("teams message from a tenant of no meldpunt refused", extra={"tenant": tenant or "-"})
+            await self._answer(context, [Reply(texts(lang)("teams.tenant_refused"))], lang)
+            return
+        sender = activity.from_property
+        if sender is None or not sender.aad_object_id:
+            log.warning("teams message without aadObjectId refused")
+            await self._answer(context, [Reply(texts(lang)("teams.unknown_user"))], lang)
+            return
+        identity = identity_of(sender.aad_object_id)
+        private = is_personal(activity)
+        if private:
+            await self._remember(identity, activity, tenant)
+        command = submitted_text(activity.value)
+        msg = IncomingMessage(
+            sender=identity,
+            conversation_id=activity.conversation.id,
+            text=command if command is not None else (activity.text or ""),
+            card_value=activity.value if isinstance(activity.value, dict) else None,
+            event_id=activity.id,
+            is_private=private,
+            has_attachment=_has_attachment(activity),
+            sender_name=sender.name,
+            tenant=tenant,
+            locale=activity.locale,
+        )
+        replies = await self.app.bot.handle(msg)
+        lang = next((r.language for r in replies if r.language), lang)
+        await self._answer(context, replies, lang)
+
+    async def _on_conversation_update(self, context: TurnContext) -> None:
+        """The app was installed in someone's personal scope: keep the address for proactive messages."""
+        activity = context.activity
+        tenant = tenant_of(activity)
+        bot_id = activity.recipient.id if activity.recipient else None
+        added = {m.id for m in activity.members_added or []}
+        sender = activity.from_property
+        if (bot_id in added and is_personal(activity) and tenant in self.allowed_tenants
+                and sender is not None and sender.aad_object_id):
+            await self._remember(identity_of(sender.aad_object_id), activity, tenant)
+
+    async def _remember(self, identity: Identity, activity: Activity, tenant: str) -> None:
+        """Refresh the conversation reference on every personal message (a sealed row, no content)."""
+        reference = activity.get_conversation_reference()
+        reference.activity_id = None
+        reference.request_id = None
+        data = {"reference": reference.model_dump(mode="json", by_alias=True, exclude_none=True), "tenant": tenant}
+        service_url = activity.service_url
+        now = self.app.clock.now()
+        # Unchanged since this process stored it (within the hour): no write. The same chat sends the
+        # same reference on every message; rewriting it cost a transaction per turn.
+        fingerprint = (json.dumps(data, sort_keys=True), service_url)
+        stored = self._stored_references.get(identity)
+        if stored and stored[0] == fingerprint and time.monotonic() - stored[1] < REFERENCE_REFRESH_SECONDS:
+            return
+        async with self.app.uow() as uow:
+            await uow.references.put(identity, data, now)
+            if service_url and self._service_urls.get(tenant) != service_url:
+                await uow.references.put(Identity(PLATFORM, SERVICE_URL_KEY + tenant), {"service_url": service_url}, now)
+            await uow.commit()
+        if service_url:
+            self._service_urls[tenant] = service_url
+        if len(self._stored_references) >= 10_000:
+            self._stored_references.clear()
+        self._stored_references[identity] = (fingerprint, time.monotonic())
+
+    async def _answer(self, context: TurnContext, replies: list[Reply], lang: str) -> None:
+        t = texts(lang)
+        for reply in replies:
+            for activity in render_parts(reply, t):
+                await self._patiently(lambda activity=activity: context.send_activity(activity))
+
+    # --- outbound -------------------------------------------------------------------------------------
+
+    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one connector call; a 429 with a short Retry-After is waited out here, up to three tries."""
+        for attempt in range(3):
+            try:
+                return await call()
+            except aiohttp.ClientResponseError as exc:
+                if exc.status != 429:
+                    raise
+                now = self.app.clock.now()
+                delay = retry_after_seconds(exc.headers, now)
+                wait = delay if delay is not None else float(attempt + 1)
+                if wait > INLINE_RETRY_AFTER or attempt == 2:
+                    self._blocked_until = now + timedelta(seconds=wait)
+                    log.warning("teams rate limit", extra={"retry_after_s": wait})
+                    raise RateLimited(delay) from None
+                log.info("teams rate limit, waiting", extra={"retry_after_s": wait})
+                await self._sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _claims(self) -> ClaimsIdentity:
+        if not self.app_id:
+            return ClaimsIdentity()
+        return ClaimsIdentity({"aud": self.app_id, "appid": self.app_id}, authentication_type="Bearer")
+
+    async def deliver(self, recipient: Identity, reply: Reply, sent: set[int] | None = None) -> None:
+        """Send one Reply to a person: in their stored 1:1 conversation, else in a new one.
+
+        A long Reply goes as several messages; `sent` holds the parts already shown (filled in here),
+        so a retry after a failure half-way continues where it stopped."""
+        if self.app is None:
+            raise DeliveryError("teams: adapter not started")
+        now = self.app.clock.now()
+        if self._blocked_until and now < self._blocked_until:
+            raise RateLimited((self._blocked_until - now).total_seconds())
+        identity = identity_of(recipient.user_id)
+        async with self.app.uow() as uow:
+            stored = await uow.references.get(identity)
+            chosen = (await uow.people.get(identity)).language
+        locale = ((stored or {}).get("reference") or {}).get("locale")
+        sent = set() if sent is None else sent
+        for index, activity in enumerate(render_parts(reply, texts(chosen or self._locale_language(locale)))):
+            if index not in sent:
+                stored = await self._deliver_one(identity, activity, stored)
+                sent.add(index)
+
+    async def _deliver_one(self, identity: Identity, activity: Activity, stored: dict | None) -> dict | None:
+        """One activity; returns the conversation data to use for the next one."""
+        try:
+            if stored:
+                try:
+                    await self._continue(stored["reference"], activity)
+                    return stored
+                except aiohttp.ClientResponseError as exc:
+                    if exc.status not in (403, 404):
+                        raise
+                    # The person removed and re-added the app, or blocked it: try a fresh 1:1 chat.
+                    log.info("stored teams conversation refused; creating a new one", extra={"status": exc.status})
+            return await self._create_and_send(identity, activity, stored)
+        except DeliveryError:
+            raise
+        except aiohttp.ClientResponseError as exc:
+            if exc.status == 401:
+                self._tokens.forget()    # a revoked or rotated secret: fetch a new token next time
+            raise self._delivery_error(exc.status) from None
+        except TokenUnavailable as exc:
+            raise DeliveryError(f"teams: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DeliveryError(f"teams: connector unreachable ({type(exc).__name__})") from None
+
+    @staticmethod
+    def _delivery_error(status: int) -> DeliveryError:
+        if status == 401:
+            return DeliveryError("teams: connector refused the bot's token (401); check app_id and app_password")
+        if status in (400, 403, 404, 413):
+            return DeliveryError(f"teams: message refused ({status})", permanent=True)
+        return DeliveryError(f"teams: connector error {status}")
+
+    async def _continue(self, reference_data: dict, activity: Activity) -> None:
+        reference = ConversationReference.model_validate(reference_data)
+        if not service_url_allowed(reference.service_url, self._extra_service_urls):
+            raise DeliveryError("teams: stored serviceUrl is no longer allowed", permanent=True)
+
+        async def send(context: TurnContext) -> None:
+            await self._post(context, activity)
+
+        await self._cloud.continue_conversation_with_claims(self._claims(), reference.get_continuation_activity(),
+                                                            send, audience=SCOPE)
+
+    async def _post(self, context: TurnContext, activity: Activity) -> None:
+        """A new message in the conversation (not a reply to the continuation event's made-up id)."""
+        reference = context.activity.get_conversation_reference()
+        reference.activity_id = None
+        out = activity.model_copy(deep=True)
+        out.apply_conversation_reference(reference)
+        connector = context.services.get(ConnectorClientBase)
+        await self._patiently(lambda: connector.conversations.send_to_conversation(out.conversation.id, out))
+
+    def _tenant_for(self, identity: Identity) -> str | None:
+        for meldpunt, _af in self.config.af_for(PLATFORM, identity.user_id):
+            if meldpunt.teams_tenants:
+                return meldpunt.teams_tenants[0].strip().lower()
+        if self.config.teams.tenant_id:
+            return self.config.teams.tenant_id.strip().lower()
+        return next(iter(self.allowed_tenants)) if len(self.allowed_tenants) == 1 else None
+
+    async def _service_url_for(self, tenant: str) -> str:
+        if tenant in self._service_urls:
+            return self._service_urls[tenant]
+        async with self.app.uow() as uow:
+            learned = await uow.references.get(Identity(PLATFORM, SERVICE_URL_KEY + tenant))
+        if learned and learned.get("service_url"):
+            self._service_urls[tenant] = learned["service_url"]
+            return learned["service_url"]
+        return GLOBAL_SERVICE_URL
+
+    async def _create_and_send(self, identity: Identity, activity: Activity, stored: dict | None) -> dict:
+        """Open a 1:1 chat (Teams needs the tenant), keep its reference, then send in it."""
+        old = (stored or {}).get("reference") or {}
+        tenant = (stored or {}).get("tenant") or self._tenant_for(identity)
+        if not tenant:
+            raise DeliveryError("teams: no tenant known for the recipient; set meldpunt.teams_tenants", permanent=True)
+        service_url = old.get("serviceUrl") or await self._service_url_for(tenant)
+        bot = ChannelAccount(id=f"28:{self.app_id}")
+        member = ChannelAccount(id=(old.get("user") or {}).get("id") or identity.user_id)
+        params = ConversationParameters(is_group=False, bot=bot, members=[member], tenant_id=tenant,
+                                        channel_data={"tenant": {"id": tenant}})
+        connector = await self._factory.create_connector_client(None, self._claims(), service_url, SCOPE)
+        try:
+            created = await self._patiently(lambda: connector.conversations.create_conversation(params))
+        except aiohttp.ClientResponseError as exc:
+            if exc.status == 403:
+                # BotNotInConversationRoster: the person has not installed the app (or may not).
+                raise DeliveryError("teams: recipient has not installed the app (403 on create)", permanent=True) from None
+            if exc.status in (400, 404):
+                raise DeliveryError(f"teams: conversation create refused ({exc.status}); check the tenant id "
+                                    "and the recipient's aadObjectId", permanent=True) from None
+            raise
+        finally:
+            await connector.close()
+        reference = ConversationReference(
+            conversation=ConversationAccount(id=created.id, conversation_type="personal", tenant_id=tenant),
+            service_url=service_url, channel_id=CHANNEL, bot=bot,
+            user=ChannelAccount(id=member.id, aad_object_id=identity.user_id),
+        )
+        data = {"reference": reference.model_dump(mode="json", by_alias=True, exclude_none=True), "tenant": tenant}
+        async with self.app.uow() as uow:
+            await uow.references.put(identity, data, self.app.clock.now())
+            await uow.commit()
+        log.info("teams 1:1 conversation created")
+        await self._continue(data["reference"], activity)
+        return data
+
+
+class TeamsNotifier:
+    """The outbox's way to Teams. Shows a message once per idempotency key within this process; the
+    outbox itself records deliveries, so only a crash between send and record can repeat one."""
+
+    platform = PLATFORM
+
+    def __init__(self, adapter: TeamsAdapter, remember: int = 10_000) -> None:
+        self._adapter = adapter
+        self._delivered: OrderedDict[str, None] = OrderedDict()
+        self._parts: dict[str, set[int]] = {}
+        self._remember = remember
+
+    async def healthy(self) -> bool:
+        return self._adapter.app is not None
+
+    async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
+        if idempotency_key in self._delivered:
+            return
+        # The parts of a long message already shown, kept between attempts of this process.
+        sent = self._parts.setdefault(idempotency_key, set())
+        await self._adapter.deliver(recipient, reply, sent)
+        del self._parts[idempotency_key]
+        self._delivered[idempotency_key] = None
+        while len(self._delivered) > self._remember:
+            self._delivered.popitem(last=False)
+        while len(self._parts) > self._remember:
+            self._parts.pop(next(iter(self._parts)))

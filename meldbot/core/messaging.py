@@ -1,0 +1,218 @@
+"""The shared types between platforms and the core: who spoke, what they said, what we answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, asdict, replace
+from typing import Any, Protocol
+
+from meldbot.core.text import QUOTE, clean_incoming, clean_name
+
+PLATFORMS = ("console", "matrix", "teams")
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """A person as one platform knows them. Never a display name: names can be changed by anyone."""
+
+    platform: str
+    user_id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Identity":
+        platform, _, user_id = text.partition(":")
+        if not user_id or platform not in PLATFORMS:
+            raise ValueError(f"not an identity: {text!r}")
+        return cls(platform, user_id)
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """One thing a person sent to the bot, translated from the platform's event."""
+
+    sender: Identity
+    conversation_id: str
+    text: str = ""
+    # The value of a pressed card button (Teams); adapters turn it into `text` where they can.
+    card_value: dict[str, Any] | None = None
+    event_id: str | None = None
+    # True only when the conversation holds exactly the bot and this one person.
+    is_private: bool = True
+    # A picture or file came along; it is never stored.
+    has_attachment: bool = False
+    sender_name: str | None = None
+    # Platform hints for the meldpunt mapping and the default language.
+    tenant: str | None = None
+    locale: str | None = None
+
+    def __post_init__(self) -> None:
+        # The edge of every platform: what a person typed and the name they chose are cleaned here,
+        # once, so nothing behind it (dialogs, database, sealing, the AF's views) meets a lone surrogate,
+        # a bidi override or a zero-width character.
+        object.__setattr__(self, "text", clean_incoming(self.text))
+        object.__setattr__(self, "sender_name", clean_name(self.sender_name))
+
+    @property
+    def platform(self) -> str:
+        return self.sender.platform
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An option the person can answer with, by number or by word."""
+
+    number: int
+    word: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button that sends `command` as if the person typed it."""
+
+    label: str
+    command: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot says. Adapters render it: numbered text, Adaptive Cards or sanitised HTML.
+
+    `text` is plain text in the recipient's language; adapters escape it for their platform.
+    """
+
+    text: str
+    choices: tuple[Choice, ...] = ()
+    actions: tuple[Action, ...] = ()
+    image: bytes | None = None
+    image_alt: str = ""
+    urgent: bool = False
+    # The language the text is in (set by the bot on direct answers), for the labels adapters add.
+    language: str | None = None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("image")  # images are rendered on delivery, never stored in the outbox
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> "Reply":
+        data = json.loads(raw)
+        return cls(
+            text=data["text"],
+            choices=tuple(Choice(**c) for c in data.get("choices", ())),
+            actions=tuple(Action(**a) for a in data.get("actions", ())),
+            image_alt=data.get("image_alt", ""),
+            urgent=data.get("urgent", False),
+            language=data.get("language"),
+        )
+
+
+# The mark under each part of a reply that had to be split: "(2/3)". Measured at its widest.
+PART_MARK = "({index}/{count})"
+_WIDEST_MARK = PART_MARK.format(index=999, count=999)
+
+
+def split_reply(reply: Reply, fits: Callable[[Reply], bool]) -> list[Reply]:
+    """A Reply as one or more Replies that each `fits` the platform, in order, nothing left out.
+
+    `fits` measures the reply as the platform will carry it (rendered, escaped, encrypted), so markup
+    that grows the text (HTML entities, Teams' escaping) is counted. Cuts fall between lines; a line too
+    long for one message is cut at a space, and its rest starts behind QUOTE: whatever someone wrote can
+    never open a message as if it were one of the bot's own lines. The buttons, choices and picture go
+    with the last part; the urgent mark (and Teams' alert) with the first.
+    """
+    if fits(reply):
+        return [reply]
+
+    def piece(text: str, last: bool) -> Reply:
+        text = f"{text}\n{_WIDEST_MARK}" if text else _WIDEST_MARK
+        if last:
+            return replace(reply, text=text, urgent=False)
+        return Reply(text, language=reply.language)
+
+    lines = reply.text.split("\n")
+    parts: list[str] = []
+    start = 0
+    while start < len(lines) and not fits(piece("\n".join(lines[start:]), last=True)):
+        # The most lines from `start` that fit: more lines never make a part smaller.
+        low, high = 0, len(lines) - start
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fits(piece("\n".join(lines[start:start + middle]), last=False)):
+                low = middle
+            else:
+                high = middle - 1
+        if low:
+            parts.append("\n".join(lines[start:start + low]))
+            start += low
+            continue
+        head, rest = _cut_line(lines[start], lambda text: fits(piece(text, last=False)))
+        parts.append(head)
+        lines[start] = rest
+    parts.append("\n".join(lines[start:]))
+    count = len(parts)
+    replies = []
+    for index, text in enumerate(parts, start=1):
+        mark = PART_MARK.format(index=index, count=count)
+        text = f"{text}\n{mark}" if text else mark
+        if index == count:
+            replies.append(replace(reply, text=text, urgent=reply.urgent and count == 1))
+        else:
+            replies.append(Reply(text, language=reply.language, urgent=reply.urgent and index == 1))
+    return replies
+
+
+def _cut_line(line: str, fits: Callable[[str], bool]) -> tuple[str, str]:
+    """The longest head of `line` that fits (at a space where one is near the end) and the rest, quoted."""
+    low, high = 1, len(line) - 1
+    while low < high:   # the most characters that fit; one always goes, so the loop ends
+        middle = (low + high + 1) // 2
+        if fits(line[:middle]):
+            low = middle
+        else:
+            high = middle - 1
+    cut = line.rfind(" ", 0, low + 1)
+    if cut <= low // 2:
+        cut = low
+    head, rest = line[:cut].rstrip(), line[cut:].strip()
+    if not head:
+        head, rest = line[:low], line[low:].strip()
+    return head, QUOTE + rest
+
+
+class DeliveryError(Exception):
+    """A platform could not take a message. `permanent` means retrying will not help."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class RecipientAway(Exception):
+    """The recipient cannot be reached right now (e.g. not the active console identity).
+
+    Not a failure: the message waits in the outbox until the adapter says the person is back.
+    """
+
+
+class Notifier(Protocol):
+    """Sends a Reply to a person, creating a private chat with them if there is none."""
+
+    platform: str
+
+    async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
+        """Deliver once. A second call with the same key must not show the message twice."""
+        ...
+
+
+@dataclass
+class Turn:
+    """The outcome of handling one IncomingMessage: the direct answers to the sender."""
+
+    replies: list[Reply] = field(default_factory=list)

@@ -1,0 +1,204 @@
+"""The ports: what the service layer needs from storage, as Protocols and plain data.
+
+`meldbot.storage` implements them on SQLModel/SQLAlchemy (SqlUnitOfWork); tests of the service layer use
+an in-memory fake. Nothing here knows a database: a failing database reaches the service as
+StorageUnavailable, never as a driver's exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from meldbot.core.domain import Event, EventKind, Reference, RefQuery, Signal
+from meldbot.core.messaging import Identity, Reply
+
+
+class StorageUnavailable(Exception):
+    """The database (or the way to it) failed; nothing of the unit of work was kept.
+
+    `cause` names the underlying error's type for the logs (never its message: it can carry content)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+# --- plain data the repositories hand out ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Melder:
+    identity: Identity
+    display_name: str | None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    meldpunt_id: str
+    idempotency_key: str
+    kind: str
+    recipient: Identity
+    reply: Reply
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    """One outbox row as the administrator and the AF's history may see it: no recipient, no content."""
+
+    id: int
+    meldpunt_id: str
+    key: str
+    kind: str
+    attempts: int
+    created_at: datetime
+    delivered_at: datetime | None
+    parked_at: datetime | None
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+@dataclass
+class PersonSettings:
+    language: str | None = None
+    meldpunt_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor_kind: str
+    actor: str
+    action: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A platform event handled before. `replies` is None once they are no longer kept (the row stays a
+    few days longer, so the event is still not handled twice)."""
+
+    replies: list[Reply] | None
+
+
+@dataclass(frozen=True)
+class SignalFacts:
+    """What monitoring may know of one signal: no content, no names, no reference."""
+    meldpunt_id: str
+    created_at: datetime                    # aware
+    form: str                               # one of FORMS
+    context: str                            # one of CONTEXTS
+    partners: tuple[str, ...]               # partner keys it was passed on to, possibly empty
+    forwarded_at: datetime | None           # first passing on
+    partner_feedback_at: datetime | None    # first partner feedback
+    melder_informed_at: datetime | None     # first feedback to the melder
+
+
+# --- repositories ------------------------------------------------------------------------------------
+
+class SignalRepository(Protocol):
+    async def next_reference(self, year: int) -> Reference: ...
+    async def add(self, signal: Signal, melder: Melder) -> Signal: ...
+    async def save(self, signal: Signal, at: datetime) -> None: ...
+    async def find(self, query: RefQuery, meldpunt_ids: list[str], *, with_events: bool = False) -> Signal | None: ...
+    async def melder_of(self, signal: Signal) -> Melder: ...
+    async def of_melder(self, identity: Identity) -> list[Signal]: ...
+    async def find_for_melder(self, query: RefQuery, identity: Identity) -> Signal | None: ...
+    async def events_of(self, signal_ids: list[int], kinds: list[EventKind]) -> dict[int, list[Event]]: ...
+    async def set_keys(self, signal: Signal, keys: Iterable[Any], source: str, *, new: bool = False) -> None: ...
+    async def matches(self, signal: Signal) -> list[tuple[Reference, str]]: ...
+    async def merged_into(self, signal: Signal) -> list[Signal]: ...
+    async def facts(self, meldpunt_ids: list[str]) -> list[SignalFacts]: ...
+    async def handled_by_others(self, meldpunt_id: str, names: list[str]) -> list[Signal]: ...
+    async def reminder_candidates(self, meldpunt_id: str, *, lock: bool = False) -> list[Signal]: ...
+    async def closed_before(self, meldpunt_id: str, cutoff: datetime) -> list[tuple[int, str]]: ...
+    async def erase(self, signal_id: int, reference: str, at: datetime) -> None: ...
+    async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]: ...
+    async def count(self) -> int: ...
+
+
+class OutboxRepository(Protocol):
+    async def add(self, *, meldpunt_id: str, recipient: Identity, reply: Reply, key: str, kind: str,
+                  at: datetime) -> None: ...
+    async def add_many(self, messages: list[dict[str, Any]], at: datetime) -> None: ...
+    async def claim_due(self, now: datetime, *, limit: int, lease: timedelta,
+                        platforms: list[str]) -> list[OutboxItem]: ...
+    async def mark_delivered_many(self, row_ids: list[int], at: datetime) -> None: ...
+    async def hold(self, row_id: int, until: datetime) -> None: ...
+    async def retry(self, row_id: int, *, attempts: int, at: datetime, error: str) -> None: ...
+    async def park(self, row_id: int, *, attempts: int, at: datetime, error: str) -> None: ...
+    async def wake(self, recipient: Identity, now: datetime) -> int: ...
+    async def forget_signal(self, reference: str) -> int: ...
+    async def forget_delivered_before(self, moment: datetime) -> int: ...
+    async def stats(self, kind: str | None = None) -> dict[str, int]: ...
+    async def parked_by_kind(self) -> dict[str, int]: ...
+    async def count_keyed(self, prefix: str) -> int: ...
+    async def troubled(self, *, every: bool = False, limit: int = 1000) -> list[OutboxState]: ...
+    async def states(self, keys: list[str]) -> dict[str, OutboxState]: ...
+    async def resend(self, row_ids: list[int] | None, now: datetime) -> list[int]: ...
+
+
+class ConversationRepository(Protocol):
+    async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None: ...
+    async def save(self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime,
+                   meldpunt_id: str | None = None) -> None: ...
+    async def delete(self, platform: str, conversation_id: str) -> None: ...
+    async def forget_markers_before(self, moment: datetime) -> int: ...
+    async def untouched_since(self, moment: datetime,
+                              limit: int = 500) -> list[tuple[str, str, str | None, dict[str, Any]]]: ...
+
+
+class PersonRepository(Protocol):
+    async def get(self, identity: Identity) -> PersonSettings: ...
+    async def update(self, identity: Identity, **values: Any) -> None: ...
+
+
+class AuditRepository(Protocol):
+    async def append(self, *, meldpunt_id: str, signal_id: int | None, actor_kind: str, actor: str, action: str,
+                     at: datetime, detail: str | None = None) -> None: ...
+    async def of_signal(self, signal_id: int) -> list[AuditEntry]: ...
+
+
+class ReminderRepository(Protocol):
+    async def claim(self, key: str, meldpunt_id: str, signal_id: int | None, due: Any, now: datetime) -> bool: ...
+    async def claim_many(self, items: list[tuple[str, str, int | None, Any]], now: datetime) -> set[str]: ...
+    async def count(self) -> int: ...
+
+
+class ReferenceRepository(Protocol):
+    async def get(self, identity: Identity) -> dict[str, Any] | None: ...
+    async def put(self, identity: Identity, reference: dict[str, Any], at: datetime) -> None: ...
+
+
+class ProcessedEventRepository(Protocol):
+    async def replies_for(self, platform: str, event_id: str, since: datetime | None = None) -> Earlier | None: ...
+    async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None: ...
+    async def forget_signal(self, signal_id: int) -> int: ...
+    async def forget_replies_before(self, moment: datetime) -> int: ...
+    async def forget_before(self, moment: datetime) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    """`async with uow:` is one transaction; it is rolled back unless `commit()` was called."""
+
+    signals: SignalRepository
+    outbox: OutboxRepository
+    conversations: ConversationRepository
+    people: PersonRepository
+    audit: AuditRepository
+    processed: ProcessedEventRepository
+    reminders: ReminderRepository
+    references: ReferenceRepository
+
+    async def __aenter__(self) -> "UnitOfWork": ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def commit(self) -> None: ...
+    async def flush(self) -> None:
+        """Make what was written so far visible to the reads of this unit of work."""
+        ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -1,0 +1,334 @@
+"""The melder's report dialog: a pure function of (draft, message) -> (draft, replies).
+
+State table (one row per situation; every move is an ordinary transition):
+
+  situation        | message                           | next situation         | replies
+  -----------------+-----------------------------------+------------------------+-------------------------------
+  idle             | melden                            | question wat           | intro + question
+  idle             | spoed                             | question wat (urgent)  | numbers + question
+  idle             | help / contact / signalen         | idle                   | that text
+  idle             | anything else                     | idle                   | welcome
+  question q       | terug                             | previous question      | question (first: stays)
+  question q       | stop / annuleren                  | idle (draft erased)    | cancelled
+  question q       | spoed                             | question q (urgent)    | numbers + question again
+  question q       | help / contact / signalen         | question q             | that text + question again
+  question q       | picture or file                   | question q             | "describe it in words"
+  question q       | invalid answer                    | question q             | what is wrong + question again
+  question q       | valid answer                      | next question/summary  | next question or summary
+  summary          | versturen                         | idle                   | engine submits -> reference
+  summary          | wijzig <vraag>                    | question <vraag>, edit | question; after it: summary
+  summary          | terug                             | question anoniem       | question
+  summary          | anything else                     | summary                | how to go on
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from meldbot.dialogs.commands import DIALOG, ANYONE, exact, normalise
+from meldbot.dialogs.when import parse_when
+from meldbot.core.i18n import Texts
+from meldbot.core.messaging import Action, Choice, Reply
+from meldbot.core.text import clean_incoming, quote_user_text
+
+QUESTIONS = ("wat", "waar", "wanneer", "wie", "soort", "context", "anoniem")
+EDIT_ALIASES = {
+    "what": "wat", "where": "waar", "when": "wanneer", "who": "wie",
+    "form": "soort", "kind": "soort", "type": "soort", "anonymous": "anoniem",
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "soort": ("seksueel", "arbeid", "crimineel", "orgaan", "onbekend"),
+    "context": ("balie", "huisbezoek", "toezicht", "vergunning", "anders"),
+    "anoniem": ("nee", "ja"),
+}
+# English words accepted beside the contract words.
+CHOICE_ALIASES: dict[str, dict[str, str]] = {
+    "soort": {"sexual": "seksueel", "labour": "arbeid", "labor": "arbeid", "criminal": "crimineel",
+              "organ": "orgaan", "unknown": "onbekend", "weet ik niet": "onbekend", "dont know": "onbekend"},
+    "context": {"desk": "balie", "home visit": "huisbezoek", "inspection": "toezicht", "controle": "toezicht",
+                "permit": "vergunning", "aanvraag": "vergunning", "other": "anders"},
+    "anoniem": {"no": "nee", "yes": "ja"},
+}
+MAX_ANSWER = 4000
+
+
+@dataclass(frozen=True)
+class Contact:
+    label: str
+    number: str
+    hours: str = ""
+
+
+@dataclass(frozen=True)
+class DialogContext:
+    """Everything a step may look at besides the draft: words, time, and the meldpunt's numbers."""
+
+    texts: Texts
+    now: datetime
+    tz: ZoneInfo
+    contacts: tuple[Contact, ...]
+    signs_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The dialog state of one conversation. `step` None means no report is being made."""
+
+    step: str | None = None
+    answers: dict[str, str] = field(default_factory=dict)
+    when_iso: str | None = None
+    when_precision: str = "none"
+    urgent: bool = False
+    editing: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "answers": dict(self.answers), "when_iso": self.when_iso,
+                "when_precision": self.when_precision, "urgent": self.urgent, "editing": self.editing}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Draft":
+        if not data:
+            return cls()
+        step = data.get("step")
+        if step not in QUESTIONS and step not in (None, "summary"):
+            step = None
+        return cls(step=step, answers=dict(data.get("answers", {})), when_iso=data.get("when_iso"),
+                   when_precision=data.get("when_precision", "none"),
+                   urgent=bool(data.get("urgent")), editing=bool(data.get("editing")))
+
+    @property
+    def active(self) -> bool:
+        return self.step is not None
+
+
+@dataclass(frozen=True)
+class Step:
+    draft: Draft
+    replies: tuple[Reply, ...]
+    submit: Draft | None = None      # the engine turns this draft into a signal
+    erased: bool = False             # the draft was thrown away on purpose
+
+
+# --- texts built from the catalogue -------------------------------------------------------------
+
+def contacts_text(ctx: DialogContext) -> str:
+    t = ctx.texts
+    lines = [t("contact.header")]
+    for c in ctx.contacts:
+        hours = f" ({c.hours})" if c.hours else ""
+        lines.append(t("contact.line", label=c.label, number=c.number, hours=hours))
+    return "\n".join(lines)
+
+
+def welcome(ctx: DialogContext) -> Reply:
+    return Reply(ctx.texts("welcome", contacts=contacts_text(ctx)))
+
+
+def question(q: str, ctx: DialogContext, draft: Draft) -> Reply:
+    t = ctx.texts
+    number = QUESTIONS.index(q) + 1
+    text = t("question.progress", number=number, total=len(QUESTIONS)) + "\n" + t(f"question.{q}")
+    choices = tuple(
+        Choice(i, word, t(f"choice.{q}.{word}")) for i, word in enumerate(CHOICES.get(q, ()), start=1)
+    )
+    return Reply(text, choices=choices)
+
+
+WHEN_FORMATS = {"time": "%d-%m-%Y %H:%M", "part_of_day": "%d-%m-%Y %H:%M", "day": "%d-%m-%Y",
+                "week": "%d-%m-%Y", "month": "%m-%Y", "year": "%Y"}
+
+
+def _when_shown(ctx: DialogContext, draft: Draft) -> str:
+    """The raw answer, with how it was understood so the melder can check it."""
+    raw = draft.answers.get("wanneer", "")
+    if not draft.when_iso or draft.when_precision not in WHEN_FORMATS:
+        return quote_user_text(raw)
+    moment = datetime.fromisoformat(draft.when_iso).astimezone(ctx.tz)
+    return ctx.texts("summary.when_understood", raw=quote_user_text(raw), date=moment.strftime(WHEN_FORMATS[draft.when_precision]))
+
+
+def current(ctx: DialogContext, draft: Draft) -> Reply:
+    """What the melder is being asked right now: the open question or the summary."""
+    return summary(ctx, draft) if draft.step == "summary" else question(draft.step, ctx, draft)
+
+
+def summary(ctx: DialogContext, draft: Draft) -> Reply:
+    t = ctx.texts
+    lines = [t("summary.header")]
+    for q in QUESTIONS:
+        value = draft.answers.get(q, "")
+        if not value:
+            value = "-"
+        elif q in CHOICES and t.has(f"choice.{q}.{value}"):
+            value = t(f"choice.{q}.{value}")
+        elif q == "wanneer":
+            value = _when_shown(ctx, draft)
+        elif q not in CHOICES:
+            value = quote_user_text(value)
+        lines.append(t("summary.line", label=t(f"label.{q}"), value=value))
+    if draft.urgent:
+        lines.append(t("summary.urgent"))
+    lines.append(t("summary.footer"))
+    # Buttons where the platform has them (the same words typed work everywhere).
+    actions = (Action(t("button.send"), "versturen"), Action(t("button.edit"), "wijzig"),
+               Action(t("button.cancel"), "stop"))
+    return Reply("\n".join(lines), actions=actions, urgent=draft.urgent)
+
+
+def submitted(ctx: DialogContext, reference: str, anonymous: bool, pseudonym: str | None) -> Reply:
+    t = ctx.texts
+    text = t("submitted", reference=reference)
+    if anonymous and pseudonym:
+        text += "\n" + t("submitted_anonymous", pseudonym=pseudonym)
+    return Reply(text)
+
+
+def _numbers(ctx: DialogContext) -> Reply:
+    return Reply(ctx.texts("urgent.numbers", contacts=contacts_text(ctx)), urgent=True)
+
+
+def _info(word: str, ctx: DialogContext, in_dialog: str | None) -> Reply:
+    t = ctx.texts
+    if word == "contact":
+        return Reply(contacts_text(ctx))
+    if word == "signs":
+        return Reply(ctx.signs_text or t("signs"))
+    return Reply(t(f"help.question.{in_dialog}") if in_dialog else t("help.general"))
+
+
+# --- the step function ---------------------------------------------------------------------------
+
+def step(draft: Draft, text: str, ctx: DialogContext, *, has_attachment: bool = False) -> Step:
+    if not draft.active:
+        return _idle(draft, text, ctx, has_attachment)
+    if draft.step == "summary":
+        return _at_summary(draft, text, ctx, has_attachment)
+    return _at_question(draft, text, ctx, has_attachment)
+
+
+def _idle(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
+    word = exact(text, ANYONE) or exact(text, DIALOG)
+    if word == "report":
+        new = Draft(step=QUESTIONS[0])
+        return Step(new, (Reply(ctx.texts("report.intro")), question(QUESTIONS[0], ctx, new)))
+    if word == "urgent":
+        new = Draft(step=QUESTIONS[0], urgent=True)
+        return Step(new, (_numbers(ctx), question(QUESTIONS[0], ctx, new)))
+    if word in ("help", "contact", "signs"):
+        return Step(draft, (_info(word, ctx, None),))
+    if has_attachment:
+        return Step(draft, (Reply(ctx.texts("attachment.idle")), welcome(ctx)))
+    return Step(draft, (welcome(ctx),))
+
+
+def _at_question(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
+    q, t = draft.step, ctx.texts
+    word = exact(text, DIALOG) or exact(text, ANYONE)
+    if word == "back":
+        if draft.editing:
+            back = replace(draft, step="summary", editing=False)
+            return Step(back, (summary(ctx, back),))
+        index = QUESTIONS.index(q)
+        if index == 0:
+            return Step(draft, (Reply(t("back.first")), question(q, ctx, draft)))
+        prev = replace(draft, step=QUESTIONS[index - 1])
+        return Step(prev, (question(prev.step, ctx, prev),))
+    if word == "cancel":
+        return Step(Draft(), (Reply(t("cancelled")),), erased=True)
+    if word == "urgent":
+        urgent = replace(draft, urgent=True)
+        return Step(urgent, (_numbers(ctx), question(q, ctx, urgent)))
+    if word in ("help", "contact", "signs"):
+        return Step(draft, (_info(word, ctx, q), question(q, ctx, draft)))
+    if word in ("send", "edit", "report"):
+        return Step(draft, (Reply(t("not_yet", word=normalise(text))), question(q, ctx, draft)))
+    if has_attachment and not text.strip():
+        return Step(draft, (Reply(t("attachment.describe")), question(q, ctx, draft)))
+
+    answer, problem = _validate(q, text, ctx)
+    if problem:
+        return Step(draft, (Reply(problem), question(q, ctx, draft)))
+    answers = {**draft.answers, q: answer}
+    new = replace(draft, answers=answers)
+    if q == "wanneer":
+        when = parse_when(answer, ctx.now, ctx.tz, ctx.texts.language)
+        new = replace(new, when_iso=when.start.isoformat() if when.start else None, when_precision=when.precision)
+    replies: list[Reply] = []
+    if has_attachment:
+        replies.append(Reply(t("attachment.not_stored")))
+    if draft.editing or QUESTIONS.index(q) == len(QUESTIONS) - 1:
+        new = replace(new, step="summary", editing=False)
+        replies.append(summary(ctx, new))
+    else:
+        new = replace(new, step=QUESTIONS[QUESTIONS.index(q) + 1])
+        replies.append(question(new.step, ctx, new))
+    return Step(new, tuple(replies))
+
+
+def _validate(q: str, text: str, ctx: DialogContext) -> tuple[str, str | None]:
+    t = ctx.texts
+    cleaned = clean(text)
+    if not cleaned:
+        return "", t("error.empty")
+    if len(cleaned) > MAX_ANSWER:
+        return "", t("error.too_long", max=MAX_ANSWER, length=len(cleaned))
+    if q in CHOICES:
+        choice = _choice(q, cleaned)
+        if choice is None:
+            options = ", ".join(f"{i} {w}" for i, w in enumerate(CHOICES[q], start=1))
+            return "", t("error.choice", options=options)
+        return choice, None
+    return cleaned, None
+
+
+def clean(text: str) -> str:
+    """The answer as stored: cleaned like everything that comes in (adapters did so already; drafts
+    saved before they did were not), without surrounding white space. Adapters escape for display."""
+    return clean_incoming(text).strip()
+
+
+def _choice(q: str, text: str) -> str | None:
+    norm = normalise(text).rstrip(".)")
+    options = CHOICES[q]
+    if norm.isdigit() and 1 <= int(norm) <= len(options):
+        return options[int(norm) - 1]
+    if norm in options:
+        return norm
+    return CHOICE_ALIASES[q].get(norm)
+
+
+def _at_summary(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
+    t = ctx.texts
+    word = exact(text, DIALOG) or exact(text, ANYONE)
+    norm = normalise(text)
+    first = norm.split(" ", 1)[0] if norm else ""
+    if word == "send":
+        return Step(Draft(), (), submit=draft)
+    if DIALOG.get(first) == "edit":
+        target = norm.split(" ", 1)[1].strip() if " " in norm else ""
+        target = EDIT_ALIASES.get(target, target)
+        if not target:
+            return Step(draft, (Reply(t("edit.which", names=", ".join(QUESTIONS)),
+                                      actions=tuple(Action(t(f"label.{q}"), f"wijzig {q}") for q in QUESTIONS)),))
+        if target.isdigit() and 1 <= int(target) <= len(QUESTIONS):
+            target = QUESTIONS[int(target) - 1]
+        if target not in QUESTIONS:
+            return Step(draft, (Reply(t("error.edit", names=", ".join(QUESTIONS))),))
+        editing = replace(draft, step=target, editing=True)
+        return Step(editing, (question(target, ctx, editing),))
+    if word == "back":
+        prev = replace(draft, step=QUESTIONS[-1])
+        return Step(prev, (question(prev.step, ctx, prev),))
+    if word == "cancel":
+        return Step(Draft(), (Reply(t("cancelled")),), erased=True)
+    if word == "urgent":
+        urgent = replace(draft, urgent=True)
+        return Step(urgent, (_numbers(ctx), summary(ctx, urgent)))
+    if word in ("help", "contact", "signs"):
+        return Step(draft, (_info(word, ctx, "summary"), summary(ctx, draft)))
+    if has_attachment:
+        return Step(draft, (Reply(t("attachment.describe")), summary(ctx, draft)))
+    return Step(draft, (Reply(t("summary.how")),))

@@ -1,0 +1,301 @@
+"""The composition root: `build_app(config)` wires storage, bot, outbox, scheduler and platforms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from meldbot.dialogs.when import warm_up
+from meldbot.service.bot import Bot, where
+from meldbot.service.reminders import Reminders
+from meldbot.service.retention import PROCESSED_REPLIES_KEPT, erase_expired
+from meldbot.core.clock import Clock, SystemClock
+from meldbot.core.config import config_warnings
+from meldbot.core.messaging import Notifier
+from meldbot.run.metrics import CONTENT_TYPE, Metrics
+from meldbot.service.outbox import Dispatcher
+from meldbot.service.services import expire_drafts, release_removed_afs
+from meldbot.storage import canary
+from meldbot.storage.db import Database
+from meldbot.storage.sealing import PlainSealer, Sealer, sealer_for
+from meldbot.storage.uow import UnitOfWorkFactory
+
+log = logging.getLogger("meldbot.run.app")
+
+
+@dataclass
+class App:
+    config: object
+    clock: Clock
+    db: Database
+    uow: UnitOfWorkFactory
+    bot: Bot
+    dispatcher: Dispatcher
+    notifiers: dict[str, Notifier]
+    serve_http: bool
+    reminders: Reminders
+    scheduler: AsyncIOScheduler = field(init=False)
+    sweep_seconds: float = 60.0
+    metrics: Metrics | None = None
+    # Platform adapters with a life of their own (a Matrix sync loop): started after the dispatcher.
+    adapters: list = field(default_factory=list)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _http: web.AppRunner | None = None
+    http_port: int | None = None
+    _metrics_http: web.AppRunner | None = None
+    metrics_port: int | None = None     # the port of `http.metrics_listen`, when set
+
+    async def __aenter__(self) -> "App":
+        await self.db.check_schema()
+        # A missing or wrong data key is refused here, before anything is read or written in clear.
+        await canary.ensure(self.db, self.uow.sealer)
+        async with self.uow() as uow:
+            released = await release_removed_afs(uow, self.config, self.clock, tuple(self.notifiers))
+            await uow.commit()
+        if released:
+            log.warning("signals of removed AFs made unassigned", extra={"count": released})
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        # Retries and held messages become due by time; the sweep makes sure they are seen.
+        self.scheduler.add_job(self.dispatcher.kick, "interval", seconds=15, id="outbox-sweep", coalesce=True)
+        self.scheduler.add_job(self.expire_drafts, "interval", minutes=15, id="draft-expiry", coalesce=True)
+        # The database says what is due; the sweep only looks. Run once now: what fell due while the
+        # bot was down goes out once, not once per missed run.
+        self.scheduler.add_job(self.send_reminders, "interval", seconds=self.sweep_seconds, id="reminders",
+                               coalesce=True, max_instances=1)
+        self.scheduler.add_job(self.apply_retention, "cron", hour=3, minute=17, id="retention", coalesce=True)
+        self.scheduler.start()
+        self._tasks.append(asyncio.create_task(self._catch_up(), name="catch-up"))
+        self.dispatcher.start()
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
+        # dateparser loads its language data lazily (~0.3 s); do it now, off the event loop.
+        self._tasks.append(asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, warm_up)))
+        if self.serve_http:
+            await self._start_http()
+        try:
+            for adapter in self.adapters:
+                await adapter.start(self)
+        except BaseException:   # e.g. a refused Matrix login: stop what already runs, then report it
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        # The dispatcher ends its round while the platforms are still up, so what it sent is recorded.
+        self.dispatcher.stop()
+        running = [t for t in self._tasks if isinstance(t, asyncio.Task) and t.get_name() == "outbox-dispatcher"]
+        if running:
+            await asyncio.wait(running, timeout=10)
+        for adapter in reversed(self.adapters):
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._http:
+            await self._http.cleanup()
+        if self._metrics_http:
+            await self._metrics_http.cleanup()
+        await self.db.dispose()
+
+    async def settled(self) -> None:
+        """Wait until the start-up work (catch-up sweep, language data warm-up) is done."""
+        for task in self._tasks:
+            if getattr(task, "get_name", lambda: "")() != "outbox-dispatcher":
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+
+    async def _catch_up(self) -> None:
+        await self.send_reminders()
+        await self.apply_retention()
+
+    async def send_reminders(self) -> int:
+        """Scheduled job with its own error boundary (no content in logs)."""
+        try:
+            sent = await self.reminders.sweep()
+        except Exception as exc:
+            log.error("reminder sweep failed", extra={"error": type(exc).__name__, "where": where(exc)})
+            return 0
+        if sent:
+            log.info("reminders queued", extra={"count": sent})
+        return sent
+
+    async def apply_retention(self) -> int:
+        try:
+            async with self.uow() as uow:
+                erased = await erase_expired(uow, self.config, self.clock)
+                await uow.commit()
+            if erased:
+                await self.db.compact_log()
+        except Exception as exc:
+            log.error("retention failed", extra={"error": type(exc).__name__, "where": where(exc)})
+            return 0
+        if erased:
+            log.info("signals erased by retention", extra={"count": erased})
+        return erased
+
+    async def expire_drafts(self) -> int:
+        """Scheduled job; its own error boundary: log (no content) and try again next run."""
+        try:
+            async with self.uow() as uow:
+                erased = await expire_drafts(uow, self.config, self.clock)
+                # Answers to platform events are kept only for redeliveries within a short window.
+                await uow.processed.forget_replies_before(self.clock.now() - PROCESSED_REPLIES_KEPT)
+                await uow.commit()
+        except Exception as exc:
+            log.error("draft expiry failed", extra={"error": type(exc).__name__})
+            return 0
+        if erased:
+            log.info("drafts erased", extra={"count": erased})
+        return erased
+
+    async def _start_http(self) -> None:
+        web_app = web.Application()
+        web_app.router.add_get("/healthz", self._healthz)
+        metrics_address = self.config.http.metrics_address
+        if metrics_address is None:
+            web_app.router.add_get("/metrics", self._metrics)
+        for adapter in self.adapters:       # platforms that receive over HTTP (Teams: /api/messages)
+            if hasattr(adapter, "routes"):
+                web_app.add_routes(adapter.routes())
+        self._http = web.AppRunner(web_app, access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.config.http.host, self.config.http.port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]
+        log.info("http server listening", extra={"port": self.http_port})
+        if metrics_address is not None:
+            # Its own listener, so /metrics need not be reachable where Teams reaches /api/messages.
+            metrics_app = web.Application()
+            metrics_app.router.add_get("/metrics", self._metrics)
+            self._metrics_http = web.AppRunner(metrics_app, access_log=None)
+            await self._metrics_http.setup()
+            site = web.TCPSite(self._metrics_http, *metrics_address)
+            await site.start()
+            self.metrics_port = site._server.sockets[0].getsockname()[1]
+            log.info("metrics server listening", extra={"port": self.metrics_port})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        database = await self.db.ping()
+        platforms = {}
+        for name, notifier in self.notifiers.items():
+            check = getattr(notifier, "healthy", None)
+            platforms[name] = bool(await check()) if check else True
+        healthy = database and all(platforms.values())
+        body = {"status": "ok" if healthy else "error", "database": database, "platforms": platforms}
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        try:
+            await self.metrics.refresh(self)
+        except Exception as exc:   # still serve the counters when the database is away
+            log.warning("metrics refresh failed", extra={"error": type(exc).__name__})
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later):
+    """The Matrix adapter with narrow dependencies: the turn, the outbox's wake and alert, two stores.
+    `later()` gives the bot and the dispatcher, which are made after the notifiers they need."""
+    from meldbot.adapters.matrix import MatrixAdapter
+    from meldbot.adapters.matrix.cross_signing import SecretIdentityStore
+    from meldbot.core.messaging import Identity
+    from meldbot.service.services import alert_person
+    from meldbot.storage.matrix import MatrixIdentitySecrets
+
+    async def handle(message):
+        return await later()[0].handle(message)
+
+    async def wake(identity):
+        await later()[1].wake(identity)
+
+    async def alert(af_id: str, text_key: str, params: dict, key: str, unguarded: bool) -> None:
+        async with uow() as work:
+            await alert_person(work, config, Identity("matrix", af_id), text_key, params, key, clock.now())
+            await work.commit()
+
+    bot_id = config.matrix.user_id
+
+    class TrustStore:
+        async def get(self, af_id: str) -> dict | None:
+            async with uow() as work:
+                return await work.matrix_trust.get(bot_id, af_id)
+
+        async def put(self, af_id: str, state: dict, expected: dict | None = None) -> None:
+            async with uow() as work:
+                # An administrator's `meldbot matrix-trust` in between wins over what this process saw.
+                if (await work.matrix_trust.get(bot_id, af_id) or {}) != (expected or {}):
+                    return
+                await work.matrix_trust.put(bot_id, af_id, state, clock.now())
+                await work.commit()
+
+    return MatrixAdapter(config, handle=handle, wake=wake, alert=alert,
+                         identity_store=SecretIdentityStore(MatrixIdentitySecrets(uow, bot_id, clock.now)),
+                         trust_store=TrustStore())
+
+
+def build_app(
+    config,
+    *,
+    mode: str = "run",
+    clock: Clock | None = None,
+    sealer: Sealer | None = None,
+    notifiers: dict[str, Notifier] | None = None,
+    console_out=None,
+    poll_interval: float = 5.0,
+) -> App:
+    """Create everything; nothing starts until `async with app:`."""
+    clock = clock or SystemClock()
+    db = Database(config.storage.url)
+    sealer = sealer or sealer_for(config)
+    if isinstance(sealer, PlainSealer):
+        log.warning("storing data WITHOUT encryption (storage.allow_plaintext = true); use only for local testing")
+        if mode == "run" and (config.matrix.enabled or config.teams.enabled):
+            log.warning("Matrix or Teams enabled with UNENCRYPTED storage "
+                        "(storage.allow_plaintext_with_platforms = true); for tests only")
+    if mode == "run":
+        for warning in config_warnings(config):
+            log.warning("configuration looks wrong; see meldbot check-config", extra={"key": warning.key})
+    uow = UnitOfWorkFactory(db, sealer)
+    if notifiers is None:
+        notifiers = {}
+        if mode == "chat":
+            import sys
+
+            from meldbot.adapters.console import ConsoleNotifier
+
+            notifiers["console"] = ConsoleNotifier(console_out or sys.stdout, Path("var/afbeeldingen"))
+    adapters = []
+    if mode == "run" and config.matrix.enabled and "matrix" not in notifiers:
+        matrix = _matrix_adapter(config, uow, clock, lambda: (bot, dispatcher))
+        notifiers["matrix"] = matrix.notifier
+        adapters.append(matrix)
+    if mode == "run" and config.teams.enabled and "teams" not in notifiers:
+        from meldbot.adapters.teams import TeamsAdapter
+
+        teams = TeamsAdapter(config)
+        notifiers["teams"] = teams.notifier
+        adapters.append(teams)
+    platforms = tuple(notifiers)
+    metrics = Metrics()
+    for adapter in adapters:
+        if hasattr(adapter, "on_counts"):
+            adapter.on_counts.append(metrics.matrix_counts_hook())
+    from meldbot.service.deliveries import DeliveryTrouble
+
+    dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics,
+                            on_trouble=DeliveryTrouble(config, platforms))
+    uow.on_outbox = dispatcher.kick
+    bot = Bot(config, uow, clock, platforms, metrics=metrics, slots=db.turn_slots)
+    reminders = Reminders(uow, config, clock, platforms)
+    return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
+               sweep_seconds=config.reminders.sweep_seconds, metrics=metrics, adapters=adapters)

@@ -1,0 +1,173 @@
+"""`meldbot doctor`: checks what usually goes wrong, in plain words with what to do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from meldbot.core.config import config_warnings
+from meldbot.service.deliveries import plain_reason, reference_in
+from meldbot.core.i18n import Texts
+from meldbot.storage.db import Database, DatabaseUnavailable, head_revision, probe
+from meldbot.storage.tables import OutboxRow
+from meldbot.storage import canary
+from meldbot.storage.canary import KeyState
+from meldbot.storage.sealing import KeyringSealer, PlainSealer, sealer_for
+
+
+PARKED_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    text: str
+    warning: bool = False   # not wrong, but not [ok] either: printed with its own mark, exit code stays 0
+
+
+async def examine(config, t: Texts) -> list[Finding]:
+    found = [Finding(True, t("doctor.config_ok", meldpunten=len(config.meldpunten)))]
+    found += [Finding(True, t(w.text_key, **w.params), warning=True) for w in config_warnings(config)]
+    missing = await _missing_sqlite(config.storage.url, t)
+    if missing is not None:
+        return found + [missing]
+    db = Database(config.storage.url)
+    try:
+        try:
+            current = await db.current_revision()
+        except Exception as exc:
+            found.append(Finding(False, t("doctor.db_down", error=type(exc).__name__)))
+            return found
+        head = head_revision()
+        found.append(Finding(current == head, t("doctor.schema_ok", head=head) if current == head
+                             else t("doctor.schema_old", current=current or "leeg", head=head)))
+        sealer = sealer_for(config)
+        key = await _key(db, sealer, t) if current == head else []
+        # "Stored in clear" only where it is true: not when a sealed database is refused for want of a key.
+        if isinstance(sealer, PlainSealer) and all(f.ok for f in key):
+            platforms = config.matrix.enabled or config.teams.enabled
+            found.append(Finding(not platforms, t("doctor.plaintext_platforms" if platforms else "doctor.plaintext"),
+                                 warning=True))
+        found += key
+        if current == head:
+            found += await _data(db, sealer, t)
+    finally:
+        await db.dispose()
+    found += await _platforms(config, t)
+    return found
+
+
+async def _missing_sqlite(url: str, t: Texts) -> Finding | None:
+    """A SQLite file or folder that is not there, looked up on disk only: opening the database would
+    create both, and doctor changes nothing."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    try:
+        await probe(url)
+    except DatabaseUnavailable as exc:
+        return Finding(False, t(f"doctor.db_{exc.reason}", **exc.place))
+    return None
+
+
+async def _key(db: Database, sealer, t: Texts) -> list[Finding]:
+    """The key against the canary (and, thoroughly, the rows): "past" only when a key opens it."""
+    verdict = await canary.examine(db, sealer, thorough=True)
+    state, params = verdict.state, verdict.refusal().params
+    if state is KeyState.SEALED:
+        async with db.engine.connect() as conn:
+            sample = (await conn.execute(sa.text("SELECT content_sealed FROM signal ORDER BY id DESC LIMIT 1"))).first()
+        if sample is not None and isinstance(sealer, KeyringSealer) and not sealer.is_current(sample[0]):
+            return [Finding(False, t("doctor.key_rotation_pending"))]
+        return [Finding(True, t("doctor.key_ok"))]
+    if state is KeyState.NEW:
+        return [Finding(True, t("doctor.key_new"))] if isinstance(sealer, KeyringSealer) else []
+    if state is KeyState.PLAINTEXT:
+        return []   # said above: stored in clear
+    text = {KeyState.NO_KEY: "doctor.key_missing", KeyState.WRONG_KEY: "doctor.key_wrong"}.get(
+        state, "doctor.key_needs_sealing")
+    return [Finding(False, t(text, **params))]
+
+
+async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
+    out = []
+    outbox = OutboxRow.__table__.c
+    async with db.engine.connect() as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).where(outbox.parked_at.is_not(None)))).scalar_one()
+        parked = (await conn.execute(
+            sa.select(outbox.id, outbox.kind, outbox.idempotency_key, outbox.attempts, outbox.parked_at,
+                      outbox.last_error).where(outbox.parked_at.is_not(None)).order_by(outbox.id).limit(PARKED_SHOWN)
+        )).all()
+    if total:
+        # Each parked row by its number (for `meldbot outbox resend`), never its recipient or content.
+        lines = [t("doctor.parked", count=total)]
+        for row_id, kind, key, attempts, parked_at, error in parked:
+            reference = reference_in(key)
+            lines.append(t("doctor.parked_row", id=row_id, kind=kind, attempts=attempts,
+                           about=t("delivery.about", reference=reference) if reference else "",
+                           since=parked_at.astimezone().strftime("%d-%m-%Y %H:%M"),
+                           reason=plain_reason(t, error), error=error or "?"))
+        if total > len(parked):
+            lines.append(t("doctor.parked_more", count=total - len(parked)))
+        lines.append(t("doctor.parked_todo"))
+        out.append(Finding(False, "\n".join(lines)))
+    else:
+        out.append(Finding(True, t("doctor.parked_none")))
+    return out
+
+
+def _matrix_status(config, t: Texts) -> list[Finding]:
+    """What the running bot wrote in its store folder: its cross-signing identity, unreadable messages."""
+    path = Path(config.matrix.store_path) / "status.json"
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        status = {}
+    identity = status.get("identity")
+    if identity in ("created", "present"):
+        found = [Finding(True, t("doctor.matrix_identity_ok"))]
+    elif identity == "mismatch":
+        found = [Finding(False, t("doctor.matrix_identity_mismatch"))]
+    elif identity == "error":
+        found = [Finding(False, t("doctor.matrix_identity_error"))]
+    else:
+        found = [Finding(True, t("doctor.matrix_identity_unknown"))]
+    # Only the last week counts as a problem: one failure long ago is not a reason to alarm now.
+    week_ago = time.time() - 7 * 86400
+    recent = sum(1 for moment in status.get("undecryptable_times", []) if isinstance(moment, (int, float))
+                 and moment >= week_ago)
+    total = int(status.get("undecryptable") or 0)
+    found.append(Finding(recent == 0, t("doctor.matrix_undecryptable", count=recent, total=total) if recent
+                         else t("doctor.matrix_undecryptable_none", total=total)))
+    return found
+
+
+async def _platforms(config, t: Texts) -> list[Finding]:
+    out = []
+    if not config.matrix.enabled and not config.teams.enabled:
+        out.append(Finding(True, t("doctor.no_platform")))
+    if config.matrix.enabled:
+        url = config.matrix.homeserver.rstrip("/") + "/_matrix/client/versions"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+                async with http.get(url) as response:
+                    ok = response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            ok = False
+        out.append(Finding(ok, t("doctor.matrix_ok", url=config.matrix.homeserver) if ok
+                           else t("doctor.matrix_down", url=config.matrix.homeserver)))
+        out += _matrix_status(config, t)
+    if config.teams.enabled:
+        if config.teams.anonymous:
+            out.append(Finding(False, t("doctor.teams_anonymous")))
+        else:
+            out.append(Finding(True, t("doctor.teams_ok", app_id=config.teams.app_id)))
+        if not any(m.teams_tenants for m in config.meldpunten):
+            out.append(Finding(True, t("doctor.teams_no_tenants"), warning=True))
+    return out

@@ -1,0 +1,317 @@
+"""The turn engine: one incoming message in, the direct replies out; everything in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import time
+from collections.abc import Callable
+from collections import deque
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+
+from meldbot.dialogs import report
+from meldbot.dialogs.af import Usage, parse_af
+from meldbot.dialogs.commands import AF_ONLY, ANYONE, parse
+from meldbot.core.clock import Clock
+from meldbot.dialogs.melder import OwnSignal, my_reports
+from meldbot.core.domain import Content, Context, EventKind, Form, RefQuery
+from meldbot.core.i18n import LANGUAGES, Texts, texts
+from meldbot.core.messaging import Choice, Identity, IncomingMessage, Reply
+from meldbot.core.ports import StorageUnavailable
+from meldbot.service.desk import Desk, Seat
+from meldbot.service.retention import PROCESSED_REPLIES_KEPT
+from meldbot.service.services import (MAX_SUPPLEMENTS, SubmitSignal, SupplementSignal, TooManySupplements, submit_signal,
+                              supplement_signal)
+from meldbot.core.text import quote_user_text
+
+log = logging.getLogger("meldbot.bot")
+
+
+def where(exc: BaseException) -> str:
+    """file:line of the innermost frames of a traceback, without the exception's message."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
+
+
+class FloodGuard:
+    """Per-person message budget: a burst beyond it gets one cool-down message, then silence until
+    the cool-down ends. Dropped messages are not handled at all, so nothing is half-stored."""
+
+    def __init__(self, burst: int = 60, per_seconds: float = 10.0, cool_down: float = 30.0) -> None:
+        self.burst, self.window, self.cool_down = burst, per_seconds, cool_down
+        self._seen: dict[Identity, deque[float]] = {}
+        self._blocked_until: dict[Identity, float] = {}
+
+    def check(self, who: Identity, now: float) -> str:
+        """"ok", "warn" (first message over the budget) or "drop"."""
+        if self._blocked_until.get(who, 0.0) > now:
+            return "drop"
+        recent = self._seen.setdefault(who, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= self.burst:
+            self._blocked_until[who] = now + self.cool_down
+            recent.clear()
+            return "warn"
+        recent.append(now)
+        if len(self._seen) > 10_000:   # forget quiet people
+            for key in [k for k, v in self._seen.items() if not v][:5_000]:
+                del self._seen[key]
+        return "ok"
+
+
+class Bot:
+    def __init__(self, config, uow_factory: Callable, clock: Clock, platforms: tuple[str, ...],
+                 metrics=None, flood: FloodGuard | None = None, slots: int = 10) -> None:
+        self.config = config
+        self._uow = uow_factory
+        self._clock = clock
+        self.platforms = platforms
+        self.metrics = metrics
+        self.flood = flood or FloodGuard()
+        # One turn at a time per conversation: two quick messages must not race on the draft.
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Turns wait for a database connection in line here, first come first served. The connection
+        # pool's own queue lets a newcomer take a connection just handed back, so under a burst the
+        # first messages could wait for seconds behind later ones (seen: p95 7 s at 1,000 at once).
+        self._slots = asyncio.Semaphore(slots)
+
+    async def handle(self, msg: IncomingMessage) -> list[Reply]:
+        """The error boundary of one message: never a traceback to the user, never content in logs."""
+        started = time.perf_counter()
+        outcome = "ok"
+        verdict = self.flood.check(msg.sender, time.monotonic())
+        if verdict != "ok":
+            outcome = "flood"
+            if verdict == "drop":
+                return []
+            log.warning("flood: cool-down", extra={"platform": msg.platform})
+            return [Reply(texts(self.config.language)("flood.cool_down", seconds=int(self.flood.cool_down)))]
+        key = (msg.platform, msg.conversation_id)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock, self._slots:
+                return await self._handle(msg)
+        except (StorageUnavailable, OSError, ConnectionError, TimeoutError) as exc:
+            # The database (or the network to it) failed: nothing of this message was kept.
+            outcome = "database"
+            cause = exc.__cause__ or exc
+            log.error("turn failed: database", extra={"platform": msg.platform, "error": type(cause).__name__,
+                                                      "where": where(cause)})
+            return [Reply(texts(self.config.language)("error.resend"))]
+        except Exception as exc:
+            outcome = "error"
+            # Type and code location only: exception messages can carry content (e.g. SQL parameters).
+            log.error("turn failed", extra={"platform": msg.platform, "error": type(exc).__name__,
+                                            "where": where(exc)})
+            return [Reply(texts(self.config.language)("error.general"))]
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock and len(self._locks) > 1000:
+                self._locks.pop(key, None)
+            if self.metrics:
+                self.metrics.turns.labels(msg.platform, outcome).inc()
+                self.metrics.turn_seconds.labels(msg.platform).observe(time.perf_counter() - started)
+
+    def _language(self, stored: str | None, msg: IncomingMessage) -> str:
+        if stored:
+            return stored
+        if msg.locale and msg.locale[:2].lower() in LANGUAGES:
+            return msg.locale[:2].lower()
+        return self.config.language
+
+    async def _handle(self, msg: IncomingMessage) -> list[Reply]:
+        if not msg.is_private:
+            return [Reply(texts(self._language(None, msg))("group_chat"))]
+        async with self._uow() as uow:
+            if msg.event_id:
+                earlier = await uow.processed.replies_for(msg.platform, msg.event_id,
+                                                          since=self._clock.now() - PROCESSED_REPLIES_KEPT)
+                if earlier is not None:   # a redelivered event: same answer, no second handling
+                    if earlier.replies is not None:
+                        return earlier.replies
+                    # The answer is no longer kept: say so rather than handle the message twice.
+                    language = self._language((await uow.people.get(msg.sender)).language, msg)
+                    return [Reply(texts(language)("processed.replies_gone"), language=language)]
+            replies = await self._turn(uow, msg, self._clock.now())
+            # Which language the answers are in (read in this turn already; again only after `taal`).
+            language = self._language((await uow.people.get(msg.sender)).language, msg)
+            replies = [replace(r, language=language) for r in replies]
+            if msg.event_id:
+                await uow.processed.remember(msg.platform, msg.event_id, replies, self._clock.now())
+            await uow.commit()
+        return replies
+
+    async def _turn(self, uow, msg: IncomingMessage, now: datetime) -> list[Reply]:
+        """One message, inside the caller's transaction."""
+        person = await uow.people.get(msg.sender)
+        t = texts(self._language(person.language, msg))
+        loaded = await uow.conversations.load(msg.platform, msg.conversation_id)
+        state, touched = (loaded if loaded else ({}, None))
+
+        draft = report.Draft.from_dict(state.get("draft"))
+        af_command = None if draft.active else parse(msg.text, AF_ONLY)
+        if af_command is not None:
+            return await self._af(uow, msg, person, af_command, t)
+
+        meldpunt, replies = await self._meldpunt(uow, msg, person, state, t)
+        if meldpunt is None:
+            await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
+            return replies
+
+        expired = state.pop("draft_expired", False)
+        if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
+            draft, expired = report.Draft(), True
+        if expired:
+            replies.append(Reply(t("draft_expired", hours=self._draft_expiry_hours(meldpunt))))
+
+        ctx = self._context(meldpunt, t, now)
+        command = parse(msg.text, ANYONE)
+        name = command.name if command else None
+        if name == "language":
+            t, extra = await self._set_language(uow, msg, command.args, t)
+            replies.extend(extra)
+            ctx = self._context(meldpunt, t, now)
+        elif name == "my_reports" and not command.args:
+            replies.append(await self._my_reports(uow, msg, meldpunt, t))
+        elif name == "supplement" and (not draft.active or RefQuery.parse((command.args.split() or [""])[0])):
+            replies.append(await self._supplement(uow, msg, command.args, t))
+        else:
+            step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
+            replies.extend(step.replies)
+            draft = step.draft
+            if step.submit is not None:
+                signal = await self._submit(uow, msg, meldpunt, step.submit)
+                replies.append(report.submitted(ctx, str(signal.reference), signal.anonymous, signal.pseudonym))
+            name = None
+        if name and draft.active:
+            replies.append(report.current(ctx, draft))
+
+        state["draft"] = draft.to_dict() if draft.active else None
+        if any(state.values()):
+            await uow.conversations.save(msg.platform, msg.conversation_id, state, now, meldpunt.id)
+        elif loaded:
+            await uow.conversations.delete(msg.platform, msg.conversation_id)
+        return replies
+
+    async def _af(self, uow, msg: IncomingMessage, person, command, t: Texts) -> list[Reply]:
+        """AF commands: authorised by platform id only; anyone else is refused and the attempt audited."""
+        seats = [Seat(m, a) for m, a in self.config.af_for(msg.platform, msg.sender.user_id)]
+        if not seats:
+            candidates = self.config.meldpunten_for(msg.platform, msg.sender.user_id, msg.tenant)
+            meldpunt_id = candidates[0].id if len(candidates) == 1 else (person.meldpunt_id or "onbekend")
+            await uow.audit.append(meldpunt_id=meldpunt_id, signal_id=None, actor_kind="other",
+                                   actor=str(msg.sender), action=f"geweigerd:{command.word}", at=self._clock.now())
+            log.warning("AF command refused", extra={"platform": msg.platform, "command": command.name})
+            return [Reply(t("af.refused"))]
+        try:
+            parsed = parse_af(command.name, command.args)
+        except Usage as usage:
+            return [Reply(t(usage.key, **usage.params))]
+        desk = Desk(uow, self.config, self._clock, self.platforms, msg.sender, seats, t)
+        return await desk.run(parsed)
+
+    async def _meldpunt(self, uow, msg, person, state, t: Texts):
+        """The meldpunt this person belongs to; with several candidates, ask once and remember."""
+        candidates = self.config.meldpunten_for(msg.platform, msg.sender.user_id, msg.tenant)
+        if len(candidates) == 1:
+            return candidates[0], []
+        if person.meldpunt_id and any(m.id == person.meldpunt_id for m in candidates):
+            return self.config.meldpunt_by_id(person.meldpunt_id), []
+        if not candidates:
+            candidates = list(self.config.meldpunten)
+        options = tuple(Choice(i, m.id, m.name) for i, m in enumerate(candidates, start=1))
+        if state.get("choose_meldpunt"):
+            answer = msg.text.strip()
+            if answer.isdigit() and 1 <= int(answer) <= len(candidates):
+                chosen = candidates[int(answer) - 1]
+                await uow.people.update(msg.sender, meldpunt_id=chosen.id)
+                state.pop("choose_meldpunt", None)
+                return None, [Reply(t("meldpunt.chosen", name=chosen.name))]
+            return None, [Reply(t("meldpunt.unknown"), choices=options)]
+        state["choose_meldpunt"] = True
+        return None, [Reply(t("meldpunt.ask"), choices=options)]
+
+    async def _my_reports(self, uow, msg, meldpunt, t: Texts) -> Reply:
+        signals = await uow.signals.of_melder(msg.sender)
+        feedback = await uow.signals.events_of([s.id for s in signals], [EventKind.MELDER_INFORMED])
+        own = [
+            OwnSignal(str(s.reference), s.created_at, str(s.status),
+                      tuple((e.at, e.data.get("text", "")) for e in feedback.get(s.id, [])))
+            for s in signals
+        ]
+        return my_reports(own, t, meldpunt.tz)
+
+    async def _supplement(self, uow, msg, args: str, t: Texts) -> Reply:
+        # Any white space ends the reference: the text may start on the next line.
+        ref_text, text = (args.split(None, 1) + ["", ""])[:2] if args.strip() else ("", "")
+        query = RefQuery.parse(ref_text)
+        text = report.clean(text)
+        if query is None or not text:
+            return Reply(t("supplement.usage"))
+        if len(text) > report.MAX_ANSWER:
+            return Reply(t("error.too_long", max=report.MAX_ANSWER, length=len(text)))
+        cmd = SupplementSignal(msg.sender, query, text)
+        try:
+            signal = await supplement_signal(cmd, uow, self.config, self._clock, self.platforms)
+        except TooManySupplements as full:
+            return Reply(t("supplement.full", reference=full.signal.reference, max=MAX_SUPPLEMENTS))
+        if signal is None:
+            return Reply(t("supplement.unknown", reference=quote_user_text(ref_text)))
+        return Reply(t("supplement.done", reference=signal.reference))
+
+    async def _set_language(self, uow, msg, args: str, t: Texts):
+        language = args.strip().lower()[:2]
+        if language not in LANGUAGES:
+            return t, [Reply(t("language.unknown"))]
+        await uow.people.update(msg.sender, language=language)
+        t = texts(language)
+        return t, [Reply(t("language.set"))]
+
+    def _reminder_settings(self, meldpunt):
+        return self.config.reminders_for(meldpunt.id)
+
+    def _draft_expiry_hours(self, meldpunt) -> int:
+        return self._reminder_settings(meldpunt).draft_expiry_hours
+
+    def _draft_expiry(self, meldpunt) -> timedelta:
+        return timedelta(hours=self._draft_expiry_hours(meldpunt))
+
+    def _context(self, meldpunt, t: Texts, now: datetime) -> report.DialogContext:
+        return report.DialogContext(
+            texts=t,
+            now=now,
+            tz=meldpunt.tz,
+            # The number that is answered right now comes first.
+            contacts=tuple(
+                report.Contact(c.label, c.number, c.hours)
+                for c in sorted(meldpunt.contact, key=lambda c: not c.is_open(now))
+            ),
+            signs_text=getattr(meldpunt, "signals_text", None),
+        )
+
+    async def _submit(self, uow, msg: IncomingMessage, meldpunt, draft: report.Draft):
+        answers = draft.answers
+        content = Content(
+            wat=answers.get("wat", ""),
+            waar=answers.get("waar", ""),
+            wanneer=answers.get("wanneer", ""),
+            wanneer_iso=draft.when_iso,
+            wie=answers.get("wie", ""),
+        )
+        cmd = SubmitSignal(
+            meldpunt_id=meldpunt.id,
+            melder=msg.sender,
+            melder_name=msg.sender_name,
+            content=content,
+            form=Form(answers.get("soort", "onbekend")),
+            context=Context(answers.get("context", "anders")),
+            urgent=draft.urgent,
+            anonymous=answers.get("anoniem") == "ja",
+        )
+        signal = await submit_signal(cmd, uow, self.config, self._clock, self.platforms)
+        if self.metrics:
+            self.metrics.signals_received.labels(meldpunt.id).inc()
+        return signal

@@ -1,0 +1,164 @@
+"""The outbox dispatcher: delivers queued messages through the recipient's platform, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from meldbot.core.clock import Clock
+from meldbot.core.messaging import DeliveryError, Identity, Notifier, RecipientAway
+
+log = logging.getLogger("meldbot.outbox")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base: timedelta = timedelta(seconds=2)
+    maximum: timedelta = timedelta(minutes=15)
+    max_attempts: int = 20          # about three hours of trying before a row is parked
+    away_hold: timedelta = timedelta(hours=1)
+    lease: timedelta = timedelta(seconds=120)
+    # After this many failed attempts (about four minutes) a message to a melder is told to the AF as late.
+    warn_after: int = 8
+
+    def next_delay(self, attempts: int) -> timedelta:
+        return min(self.base * (2 ** max(attempts - 1, 0)), self.maximum)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        uow_factory: Callable,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        batch_size: int = 100,
+        poll_interval: float = 5.0,
+        metrics=None,
+        on_trouble=None,
+    ) -> None:
+        self._uow = uow_factory
+        self.notifiers = dict(notifiers)
+        self._clock = clock
+        self.policy = policy
+        self._batch = batch_size
+        self._poll = poll_interval
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self.metrics = metrics
+        # async (uow, item, reason, now, *, parked) -> int: tells the people a failing row concerns
+        # (meldbot.service.deliveries.DeliveryTrouble), in the transaction that records the failure.
+        self.on_trouble = on_trouble
+
+    def start(self) -> None:
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the round under way (its sends recorded), then leave `run`. Cancelling it instead
+        could cut a database statement in half and leave the transaction, and SQLite's lock, open."""
+        self._stopping = True
+        self._wakeup.set()
+
+    def kick(self) -> None:
+        """Something was queued: look at the outbox now instead of at the next poll."""
+        self._wakeup.set()
+
+    async def wake(self, recipient: Identity) -> None:
+        """A person who was away is back: their waiting messages are due now."""
+        async with self._uow() as uow:
+            await uow.outbox.wake(recipient, self._clock.now())
+            await uow.commit()
+        self.kick()
+
+    async def deliver_pending(self) -> int:
+        """Deliver everything due now; returns how many messages were delivered."""
+        delivered = 0
+        async with self._lock:
+            while not self._stopping:
+                async with self._uow() as uow:
+                    items = await uow.outbox.claim_due(
+                        self._clock.now(), limit=self._batch, lease=self.policy.lease, platforms=list(self.notifiers)
+                    )
+                    await uow.commit()
+                if not items:
+                    return delivered
+                outcomes = [(item, await self._send(item)) for item in items]
+                async with self._uow() as uow:
+                    now = self._clock.now()
+                    done = [item.id for item, outcome in outcomes if outcome is None]
+                    if done:
+                        await uow.outbox.mark_delivered_many(done, now)
+                        delivered += len(done)
+                    for item, outcome in outcomes:
+                        if outcome == "away":
+                            await uow.outbox.hold(item.id, now + self.policy.away_hold)
+                        elif outcome is not None:
+                            await self._record_failure(uow, item, outcome, now)
+                    await uow.commit()
+                if self.metrics:
+                    for item, outcome in outcomes:
+                        if outcome is None:
+                            self.metrics.delivered.labels(item.recipient.platform).inc()
+                        elif outcome != "away":
+                            self.metrics.delivery_failures.labels(item.recipient.platform).inc()
+            return delivered
+
+    async def _send(self, item) -> str | None | DeliveryError:
+        notifier = self.notifiers[item.recipient.platform]
+        try:
+            await notifier.send(item.recipient, item.reply, item.idempotency_key)
+        except RecipientAway:
+            return "away"
+        except DeliveryError as exc:
+            return exc
+        except Exception as exc:  # the error boundary of one delivery: never the message itself in logs
+            return DeliveryError(f"unexpected {type(exc).__name__}")
+        return None
+
+    async def _record_failure(self, uow, item, error: DeliveryError, now) -> None:
+        attempts = item.attempts + 1
+        if error.permanent or attempts >= self.policy.max_attempts:
+            await uow.outbox.park(item.id, attempts=attempts, at=now, error=error.reason)
+            log.warning("outbox row parked", extra={"outbox_id": item.id, "kind": item.kind, "reason": error.reason})
+            await self._tell(uow, item, error.reason, now, parked=True)
+        else:
+            delay = self.policy.next_delay(attempts)
+            await uow.outbox.retry(item.id, attempts=attempts, at=now + delay, error=error.reason)
+            log.info(
+                "outbox delivery failed, will retry",
+                extra={"outbox_id": item.id, "attempt": attempts, "retry_in_s": delay.total_seconds(), "reason": error.reason},
+            )
+            if attempts == self.policy.warn_after:
+                await self._tell(uow, item, error.reason, now, parked=False)
+
+    async def _tell(self, uow, item, reason: str, now, *, parked: bool) -> None:
+        if self.on_trouble is None:
+            return
+        try:
+            await self.on_trouble(uow, item, reason, now, parked=parked)
+        except Exception as exc:  # the failure itself is recorded anyway; doctor and the metric show it
+            log.error("telling about an undelivered message failed",
+                      extra={"outbox_id": item.id, "error": type(exc).__name__})
+
+    async def run(self) -> None:
+        """Deliver until stopped: at every kick, and at least every poll interval."""
+        while not self._stopping:
+            try:
+                await self.deliver_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the database restarting; try again at the next poll
+                log.error("outbox dispatch round failed", extra={"error": type(exc).__name__})
+            # asyncio.timeout, not wait_for: on 3.11 a cancel racing wait_for's timeout can leave the
+            # task stuck in "cancelling" (seen here on shutdown).
+            try:
+                async with asyncio.timeout(self._poll):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+            self._wakeup.clear()

@@ -1,0 +1,188 @@
+"""Reminders: what is due is derived from the signals in the database; a unique key per slot makes
+each go out once, across restarts, missed runs and several bot processes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from meldbot.core.clock import Clock
+from meldbot.core.domain import Signal, Status
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import Action, Reply
+from meldbot.service.services import af_identities, language_of, work_calendar
+
+log = logging.getLogger("meldbot.reminders")
+MAX_SLOTS = 10_000
+
+
+@dataclass(frozen=True)
+class Due:
+    kind: str              # oppakken | spoed | partner | melder | overzicht
+    slot: int              # 0 for the first reminder, 1 for the first repeat, ...
+    due_at: datetime       # when this slot fell due
+    next_at: datetime      # when the next slot falls due
+    since: datetime        # what is overdue since (for the text)
+    reason: str = ""       # catalogue key detail
+
+
+def _latest(first: datetime, step: Callable[[datetime], datetime], now: datetime) -> tuple[int, datetime, datetime] | None:
+    """The last slot due at or before `now`: (slot, its due time, the next slot's due time)."""
+    if first > now:
+        return None
+    slot, due = 0, first
+    nxt = step(due)
+    while nxt <= now and slot < MAX_SLOTS:
+        slot, due = slot + 1, nxt
+        nxt = step(due)
+    return slot, due, nxt
+
+
+def first_due(kind_first: datetime, step, now: datetime) -> tuple[int, datetime, datetime] | None:
+    return _latest(kind_first, step, now)
+
+
+def schedule(signal: Signal, settings, cal) -> list[tuple[str, datetime, Callable[[datetime], datetime], datetime, str]]:
+    """The reminder series that apply to `signal` now: (kind, first due, step, overdue since, reason)."""
+    series = []
+    if signal.merged_into or signal.erased_at:
+        return series
+    open_ = signal.status is not Status.CLOSED
+    if open_ and signal.handler is None:
+        if signal.urgent:
+            hours = timedelta(hours=settings.urgent_repeat_hours)
+            series.append(("spoed", cal.next_office_moment(signal.created_at + hours),
+                           lambda d: cal.next_office_moment(d + hours), signal.created_at, ""))
+        else:
+            series.append(("oppakken", cal.add_working_days(signal.created_at, settings.pick_up_after_working_days),
+                           lambda d: cal.add_working_days(d, 1), signal.created_at, ""))
+    if open_ and signal.forwarded_at and signal.partner_feedback_at is None:
+        week = timedelta(days=settings.partner_feedback_repeat_days)
+        series.append(("partner", cal.add_working_days(signal.forwarded_at, settings.partner_feedback_after_working_days),
+                       lambda d: cal.next_office_moment(d + week), signal.forwarded_at, ", ".join(signal.partners)))
+    candidates = []
+    for anchor in (signal.partner_feedback_at, signal.closed_at):
+        if anchor and (signal.melder_last_informed_at is None or signal.melder_last_informed_at < anchor):
+            candidates.append((cal.add_working_days(anchor, settings.melder_feedback_after_working_days), anchor, "news"))
+    if signal.melder_informed_at is None:
+        silence = cal.next_office_moment(signal.created_at + timedelta(weeks=settings.melder_silence_weeks))
+        candidates.append((silence, signal.created_at, "silence"))
+    if candidates:
+        first, since, reason = min(candidates, key=lambda c: c[0])
+        series.append(("melder", first, lambda d: cal.next_office_moment(d + timedelta(days=7)), since, reason))
+    return series
+
+
+def due_now(signal: Signal, settings, cal, now: datetime) -> list[Due]:
+    found = []
+    for kind, first, step, since, reason in schedule(signal, settings, cal):
+        latest = _latest(first, step, now)
+        if latest is not None:
+            found.append(Due(kind, latest[0], latest[1], latest[2], since, reason))
+    return found
+
+
+def upcoming(signal: Signal, settings, cal, now: datetime) -> list[Due]:
+    """For `meldbot reminders`: the next due moment of every series (past-due ones included)."""
+    found = []
+    for kind, first, step, since, reason in schedule(signal, settings, cal):
+        latest = _latest(first, step, now)
+        if latest is None:
+            found.append(Due(kind, -1, first, first, since, reason))
+        else:
+            found.append(Due(kind, latest[0], latest[1], latest[2], since, reason))
+    return found
+
+
+class Reminders:
+    """The scheduler's job: claim what is due and queue the messages, in one transaction per meldpunt."""
+
+    def __init__(self, uow_factory, config, clock: Clock, platforms: tuple[str, ...]) -> None:
+        self._uow = uow_factory
+        self.config = config
+        self.clock = clock
+        self.platforms = platforms
+
+    async def sweep(self) -> int:
+        sent = 0
+        for meldpunt in self.config.meldpunten:
+            async with self._uow() as uow:
+                sent += await self._sweep_meldpunt(uow, meldpunt)
+                await uow.commit()
+        return sent
+
+    async def _sweep_meldpunt(self, uow, meldpunt) -> int:
+        now = self.clock.now()
+        cal = work_calendar(self.config, meldpunt.id)
+        if not cal.is_office_time(now):
+            return 0
+        settings = self.config.reminders_for(meldpunt.id)
+        sent = 0
+        due_items = [(f"{due.kind}:{signal.reference}:{due.slot}", signal, due)
+                     for signal in await uow.signals.reminder_candidates(meldpunt.id, lock=True)
+                     for due in due_now(signal, settings, cal, now)]
+        # One statement claims them all; a key another process (or an earlier sweep) has is skipped.
+        claimed = await uow.reminders.claim_many([(k, meldpunt.id, s.id, d) for k, s, d in due_items], now)
+        messages = []
+        for key, signal, due in due_items:
+            if key in claimed:
+                messages.extend(await self._messages(meldpunt, signal, due, key, uow))
+                sent += 1
+        await uow.outbox.add_many(messages, now)
+        sent += await self._overview(uow, meldpunt, cal, settings, now)
+        return sent
+
+    def _recipients(self, meldpunt, signal: Signal, due: Due):
+        if due.kind in ("oppakken", "spoed"):
+            # Escalation: from the third reminder on, the backup AF is told as well.
+            return [a for a in meldpunt.af if not a.backup or due.slot >= 2]
+        handler = meldpunt.af_by_name(signal.handler) if signal.handler else None
+        return [handler] if handler else [a for a in meldpunt.af if not a.backup]
+
+    async def _messages(self, meldpunt, signal: Signal, due: Due, key: str, uow) -> list[dict]:
+        messages = []
+        for af in self._recipients(meldpunt, signal, due):
+            for identity in af_identities(af, self.platforms):
+                # The unit of work reads each AF's settings once, however many reminders they get.
+                t = texts(await language_of(uow, self.config, identity))
+                since = due.since.astimezone(meldpunt.tz).strftime("%d-%m-%Y")
+                name = f"reminder.melder_{due.reason}" if due.kind == "melder" else f"reminder.{due.kind}"
+                text = t(name, reference=signal.reference, number=signal.reference.number, since=since,
+                         partners=due.reason, times=due.slot + 1)
+                show = f"toon {signal.reference.number}"
+                reply = Reply(text, actions=(Action(t("action.show", reference=signal.reference), show),),
+                              urgent=due.kind == "spoed")
+                messages.append(dict(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
+                                     key=f"reminder:{key}:{af.name}:{identity.platform}", kind="reminder"))
+        return messages
+
+    async def _overview(self, uow, meldpunt, cal, settings, now: datetime) -> int:
+        local = now.astimezone(meldpunt.tz)
+        first = cal.first_working_day_of_week(local.date())
+        if first is None or local.date() < first:
+            return 0
+        due_at = datetime.combine(first, settings.weekly_overview_at, tzinfo=meldpunt.tz)
+        if now < due_at:
+            return 0
+        iso = local.isocalendar()
+        signals = await uow.signals.open_signals([meldpunt.id])
+        overdue = sum(1 for s in signals for d in due_now(s, settings, cal, now))
+        sent = 0
+        for af in meldpunt.af:
+            key = f"overzicht:{meldpunt.id}:{af.name}:{iso.year}-W{iso.week:02d}"
+            dummy = Due("overzicht", 0, due_at, due_at + timedelta(weeks=1), due_at)
+            if not await uow.reminders.claim(key, meldpunt.id, None, dummy, now):
+                continue
+            for identity in af_identities(af, self.platforms):
+                t = texts(await language_of(uow, self.config, identity))
+                mine = sum(1 for s in signals if s.handler == af.name)
+                unassigned = sum(1 for s in signals if s.handler is None)
+                reply = Reply(t("reminder.overview", week=iso.week, open=len(signals), mine=mine,
+                                unassigned=unassigned, overdue=overdue),
+                              actions=(Action(t("reminder.overview_action"), "lijst"),))
+                await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
+                                     key=f"reminder:{key}:{identity.platform}", kind="overview", at=now)
+            sent += 1
+        return sent

@@ -1,0 +1,202 @@
+"""Use cases: each changes the domain and queues its messages in one transaction."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from dataclasses import dataclass
+
+from meldbot.core import matching
+from meldbot.core.clock import Clock
+from meldbot.core.domain import Content, Context, EventKind, Form, RefQuery, Signal
+from meldbot.core.i18n import texts
+from meldbot.core.messaging import Action, Identity, Reply
+from meldbot.core.ports import Melder
+
+PSEUDONYM_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # no I, O, Q: easy to read aloud
+
+
+@dataclass(frozen=True)
+class SubmitSignal:
+    meldpunt_id: str
+    melder: Identity
+    melder_name: str | None
+    content: Content
+    form: Form
+    context: Context
+    urgent: bool
+    anonymous: bool
+
+
+def work_calendar(config, meldpunt_id: str):
+    """The working days and office hours of one meldpunt."""
+    from meldbot.core.calendar import WorkCalendar
+
+    meldpunt, settings = config.meldpunt_by_id(meldpunt_id), config.reminders_for(meldpunt_id)
+    return WorkCalendar(meldpunt.tz, settings.office_start, settings.office_end, settings.is_closing_day)
+
+
+def af_identities(af, platforms: tuple[str, ...]) -> list[Identity]:
+    """Where an AF can be reached in this deployment: every active platform they have an id on."""
+    found = []
+    for platform in platforms:
+        user_id = getattr(af, platform, "") or ""
+        if user_id:
+            found.append(Identity(platform, user_id))
+    return found
+
+
+async def language_of(uow, config, identity: Identity) -> str:
+    return (await uow.people.get(identity)).language or config.language
+
+
+async def submit_signal(cmd: SubmitSignal, uow, config, clock: Clock, platforms: tuple[str, ...]) -> Signal:
+    meldpunt = config.meldpunt_by_id(cmd.meldpunt_id)
+    now = clock.now()
+    # Reads first: from next_reference to commit the counter row is locked for every other submitter.
+    for af in meldpunt.af:
+        for identity in af_identities(af, platforms) if not af.backup else ():
+            await language_of(uow, config, identity)
+    reference = await uow.signals.next_reference(now.astimezone(meldpunt.tz).year)
+    pseudonym = None
+    if cmd.anonymous:
+        pseudonym = f"Melder {secrets.choice(PSEUDONYM_LETTERS)}{secrets.randbelow(9) + 1}"
+    signal = Signal.submit(
+        meldpunt_id=meldpunt.id,
+        reference=reference,
+        content=cmd.content,
+        form=cmd.form,
+        context=cmd.context,
+        urgent=cmd.urgent,
+        anonymous=cmd.anonymous,
+        pseudonym=pseudonym,
+        at=now,
+    )
+    await uow.signals.add(signal, Melder(cmd.melder, cmd.melder_name))
+    await uow.signals.set_keys(signal, matching.extract(cmd.content.texts()), "auto", new=True)
+    await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="melder",
+                           actor=signal.pseudonym or "melder", action="ingediend", at=now)
+    key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"
+    await notify_afs(uow, config, meldpunt, signal, key, f"new-signal:{reference}", now, platforms,
+                     only_handler=False, kind="new_signal")
+    return signal
+
+
+async def notify_afs(uow, config, meldpunt, signal: Signal, text_key: str, key_prefix: str, now, platforms,
+                     *, only_handler: bool, kind: str) -> None:
+    """Queue a content-free message about `signal` for its handling AF, or for every non-backup AF."""
+    reference = signal.reference
+    afs = [a for a in meldpunt.af if not a.backup]
+    if only_handler and signal.handler:
+        afs = [a for a in meldpunt.af if a.name == signal.handler] or afs
+    for af in afs:
+        for identity in af_identities(af, platforms):
+            t = texts(await language_of(uow, config, identity))
+            reply = Reply(
+                t(text_key, reference=reference, form=t(f"choice.soort.{signal.form}"), number=reference.number),
+                actions=(Action(t("action.show", reference=reference), f"toon {reference.number}"),),
+                urgent=signal.urgent and kind == "new_signal",
+            )
+            await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
+                                 key=f"{key_prefix}:{af.name}:{identity.platform}", kind=kind, at=now)
+
+
+# A melder may add to one report this many times: the AF's view of the signal stays a readable size.
+# More is a conversation the AF should have with the melder.
+MAX_SUPPLEMENTS = 20
+
+
+class TooManySupplements(Exception):
+    """The melder has added to this signal MAX_SUPPLEMENTS times already."""
+
+    def __init__(self, signal: Signal) -> None:
+        super().__init__(str(signal.reference))
+        self.signal = signal
+
+
+@dataclass(frozen=True)
+class SupplementSignal:
+    melder: Identity
+    query: RefQuery
+    text: str
+
+
+async def supplement_signal(cmd: SupplementSignal, uow, config, clock: Clock, platforms) -> Signal | None:
+    """The melder adds information to their own signal; the handling AF is told. None: not theirs."""
+    signal = await uow.signals.find_for_melder(cmd.query, cmd.melder)
+    if signal is None:
+        return None
+    earlier = await uow.signals.events_of([signal.id], [EventKind.SUPPLEMENTED])
+    if len(earlier.get(signal.id, [])) >= MAX_SUPPLEMENTS:
+        raise TooManySupplements(signal)
+    now = clock.now()
+    signal.supplement(cmd.text, now)
+    await uow.signals.save(signal, now)
+    await uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="melder",
+                           actor=signal.pseudonym or "melder", action="aangevuld", at=now)
+    meldpunt = config.meldpunt_by_id(signal.meldpunt_id)
+    await notify_afs(uow, config, meldpunt, signal, "notify.supplemented",
+                     f"supplement:{signal.reference}:{now.isoformat()}", now, platforms,
+                     only_handler=True, kind="supplement")
+    return signal
+
+
+async def expire_drafts(uow, config, clock: Clock) -> int:
+    """Erase drafts untouched for longer than the meldpunt's `draft_expiry_hours`.
+
+    The answers go; a content-free marker stays so the melder hears about it on their next message.
+    """
+    now = clock.now()
+    shortest = min(config.reminders_for(m.id).draft_expiry_hours for m in config.meldpunten)
+    erased = 0
+    for platform, conversation_id, meldpunt_id, state in await uow.conversations.untouched_since(
+        now - timedelta(hours=shortest)
+    ):
+        if not state.get("draft"):
+            continue
+        hours = config.reminders_for(meldpunt_id).draft_expiry_hours if config.meldpunt_by_id(meldpunt_id or "") else shortest
+        row_state = await uow.conversations.load(platform, conversation_id)
+        if row_state is None or now - row_state[1] <= timedelta(hours=hours):
+            continue
+        await uow.conversations.save(platform, conversation_id, {"draft": None, "draft_expired": True}, now)
+        erased += 1
+    return erased
+
+
+async def release_removed_afs(uow, config, clock: Clock, platforms: tuple[str, ...]) -> int:
+    """An AF removed from the configuration loses their signals at start-up: they become unassigned
+    (access is by configuration, so it is already revoked) and the remaining AFs are told."""
+    now = clock.now()
+    released = 0
+    for meldpunt in config.meldpunten:
+        names = [a.name for a in meldpunt.af]
+        for signal in await uow.signals.handled_by_others(meldpunt.id, names):
+            removed = signal.handler
+            signal.hand_over("systeem", None, now)
+            await uow.signals.save(signal, now)
+            await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="system",
+                                   actor="systeem", action="vrijgegeven", at=now, detail=removed)
+            for af in meldpunt.af:
+                if af.backup:
+                    continue
+                for identity in af_identities(af, platforms):
+                    t = texts(await language_of(uow, config, identity))
+                    reply = Reply(t("af.removed_unassigned", removed=removed, reference=signal.reference,
+                                    number=signal.reference.number))
+                    await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
+                                         key=f"released:{signal.reference}:{removed}:{af.name}:{identity.platform}",
+                                         kind="released", at=now)
+            released += 1
+    return released
+
+
+async def alert_person(uow, config, identity: Identity, text_key: str, params: dict, key: str, now,
+                       *, kind: str = "platform_alert") -> None:
+    """Queue a content-free alert from a platform adapter (e.g. a new device on an AF's account) in the
+    person's language, through the outbox like every other message. The same key twice queues it once."""
+    meldpunten = [m for m, _ in config.af_for(identity.platform, identity.user_id)] or \
+        config.meldpunten_for(identity.platform, identity.user_id)
+    meldpunt_id = meldpunten[0].id if meldpunten else config.meldpunten[0].id
+    t = texts(await language_of(uow, config, identity))
+    await uow.outbox.add(meldpunt_id=meldpunt_id, recipient=identity, reply=Reply(t(text_key, **params), urgent=True),
+                         key=key, kind=kind, at=now)
