@@ -86,7 +86,9 @@ def test_no_part_starts_with_the_middle_of_someones_line(lines, limit):
     starts = {line for line in lines}
     for text in unmarked(parts)[1:]:
         first = text.split("\n", 1)[0]
-        assert first.startswith(QUOTE) or first in starts or any(line.startswith(first) for line in lines), first
+        # A whole line, the head of a line cut for size (it still starts where the line starts), or a
+        # continuation behind QUOTE.
+        assert first in starts or first.startswith(QUOTE) or (first and any(l.startswith(first) for l in lines))
 
 
 def test_a_long_line_is_cut_at_a_space_and_continues_quoted():
@@ -125,12 +127,20 @@ def test_matrix_parts_keep_the_first_transaction_ids_of_unsplit_messages():
 
 # --- Teams ------------------------------------------------------------------------------------------------
 
+def posted_size(activity) -> int:
+    """The request body as the Agents SDK's connector client posts it: aiohttp's JSON payload of
+    model_dump(mode="json", exclude_unset) — measured apart from the adapter's own activity_size."""
+    import aiohttp
+
+    return aiohttp.JsonPayload(activity.model_dump(by_alias=True, exclude_unset=True, mode="json")).size
+
+
 def test_teams_activities_stay_below_the_message_limit_with_escaping_and_the_card():
     view = "\n".join(f"- Wat:{QUOTE}{HOSTILE}" for _ in range(24))
     whole = Reply(view, choices=tuple(Choice(i, f"w{i}", f"keuze {i}") for i in range(1, 8)))
-    assert activity_size(teams_render(whole, NL)) > 8 * 28_000
+    assert posted_size(teams_render(whole, NL)) > 8 * 28_000
     activities = render_parts(whole, NL)
-    sizes = [activity_size(a) for a in activities]
+    sizes = [posted_size(a) for a in activities]
     assert max(sizes) <= ACTIVITY_BUDGET
     assert [bool(a.attachments) for a in activities] == [False] * (len(activities) - 1) + [True]
 
@@ -179,3 +189,27 @@ async def test_a_melder_can_add_to_a_report_twenty_times_then_hears_why_not(sqli
             assert "aanvulling bij MH-2026-0001" in answer
         answer = (await app.bot.handle(say("piet", "aanvullen 1 nog een")))[0].text
         assert f"al {MAX_SUPPLEMENTS} keer" in answer and "MH-2026-0001" in answer
+
+
+def test_a_report_of_a_full_year_with_its_chart_fits_teams():
+    """`rapport` for a year: the chart is counted; the text and the picture together stay below the limit
+    (the chart is a small palette PNG), or the picture comes in a message of its own."""
+    from datetime import date
+
+    from meldbot.service.monitoring import Figures, Period, chart_png
+
+    year = Figures(Period(date(2026, 1, 1), date(2027, 1, 1), "2026"), 900,
+                   tuple((f"2026-{m:02d}", 10 * m + 7) for m in range(1, 13)), (), (), 0, (), None, None)
+    png = chart_png(year, NL)
+    assert len(png) < 12_000
+    report = Reply("Cijfers 2026\n" + "\n".join(f"- regel {i}: {i * 7}" for i in range(60)), image=png,
+                   image_alt="Grafiek")
+    activities = render_parts(report, NL)
+    assert max(posted_size(a) for a in activities) <= ACTIVITY_BUDGET
+    assert sum(1 for a in activities for att in (a.attachments or []) if att.content_type == "image/png") == 1
+    # A picture too big to go beside a long text goes after it, on its own.
+    big = Reply("x " * 9_000, image=png * 2, image_alt="Grafiek")
+    parts = render_parts(big, NL)
+    assert max(posted_size(a) for a in parts) <= ACTIVITY_BUDGET
+    assert parts[-1].attachments and parts[-1].attachments[0].content_type == "image/png"
+    assert not any(a.attachments for a in parts[:-1])

@@ -105,8 +105,13 @@ def activity_size(activity: Activity) -> int:
 
 
 def render_parts(reply: Reply, t: Texts) -> list[Activity]:
-    """The activities for one Reply, in order, each below Teams' size limit (escaping counted)."""
+    """The activities for one Reply, in order, each below Teams' size limit (escaping and the picture
+    counted). A picture that does not fit beside the text goes in a message of its own, after it."""
     def fits(part: Reply) -> bool:
-        return activity_size(render(replace(part, image=None), t)) <= ACTIVITY_BUDGET
+        return activity_size(render(part, t)) <= ACTIVITY_BUDGET
 
-    return [render(part, t) for part in split_reply(reply, fits)]
+    if reply.image is None or fits(reply):
+        return [render(part, t) for part in split_reply(reply, fits)]
+    text = [render(part, t) for part in split_reply(replace(reply, image=None), fits)]
+    picture = Reply("", image=reply.image, image_alt=reply.image_alt, language=reply.language)
+    return [*text, render(picture, t)]

@@ -210,7 +210,18 @@ def chart_png(f: Figures, t, *, width_px: int = 800, height_px: int = 400) -> by
         figure.tight_layout()
     buffer = io.BytesIO()
     canvas.print_png(buffer, metadata={"Software": None})
-    return buffer.getvalue()
+    return _small_png(buffer.getvalue())
+
+
+def _small_png(png: bytes, colors: int = 32) -> bytes:
+    """The chart with a palette of 32 colours: it looks the same (one bar colour, grey text) and is about
+    a quarter of the size, so it fits in one Teams message (about 28 KB, base64 included)."""
+    from PIL import Image   # matplotlib's own dependency
+
+    picture = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=colors)
+    out = io.BytesIO()
+    picture.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 # -- for the ketenregisseur: anonymous export -------------------------------------------------------
