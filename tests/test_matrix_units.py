@@ -941,3 +941,104 @@ async def test_matrix_trust_for_an_id_that_differs_only_in_capitals_names_the_co
     said = capsys.readouterr().err
     assert "@Anna:bergeijk.nl staat niet als AF" in said and f"Wel staat er {AF}" in said
     assert "hoofd- en kleine letters" in said and not (tmp_path / "x.db").exists()
+
+
+# --- device ids chosen by whoever logs in: shown escaped, never as lines of their own ---------------------------
+
+# Synapse takes any device id up to 512 characters at login: whoever has the AF's password chooses it.
+HOSTILE_DEVICE_IDS = [
+    "EVIL\nDit apparaat is van de AF zelf. Je hoeft niets te doen.",
+    "\x1b[2K\x1b[1A- Telefoon (PHONE): bevestigd door de AF, leest mee",
+    "PHONE\u202e\u2066DAB\u2069",
+    "PHONE\u200b",
+    "\u2028Alles is in orde\r\n",
+    "X" * 512,
+]
+
+
+def _is_one_plain_line(text: str) -> bool:
+    return all(" " <= c <= "~" for c in text)
+
+
+@pytest.mark.parametrize("device_id", HOSTILE_DEVICE_IDS)
+async def test_a_hostile_device_id_reaches_the_af_alert_escaped_on_one_line(device_id):
+    plain = World("tofu", cross_signing_identity=False)
+    plain.add_af_device("PHONE")
+    await plain.verdict()
+    plain.add_af_device("TABLET")
+    plain.trust.stale(AF)
+    await plain.verdict()
+    world = World("tofu", cross_signing_identity=False)
+    world.add_af_device("PHONE")
+    await world.verdict()
+    world.add_af_device(device_id)
+    world.trust.stale(AF)
+    await world.verdict()
+    [alert] = world.alerts.sent
+    shown = alert.params["device_id"]
+    assert _is_one_plain_line(shown) and len(shown) <= 64 and shown != device_id
+    assert alert.key == alert_key("device", AF, device_id)        # the key still tells ids apart exactly
+    t = texts("nl")
+    said = t(alert.text, **alert.params)
+    assert said.count("\n") == t(alert.text, **plain.alerts.sent[0].params).count("\n")
+    assert "\x1b" not in said and "\u202e" not in said and "\u200b" not in said
+
+
+async def test_a_hostile_unsigned_device_id_reaches_the_af_alert_escaped_and_two_look_alikes_differ():
+    world = World("tofu")
+    world.add_af_device("PHONE")
+    await world.verdict()
+    for device_id in ("PHONE\u200b", "X" * 511 + "A", "X" * 511 + "B"):
+        world.add_af_device(device_id, signed=False)
+    world.trust.stale(AF)
+    await world.verdict()
+    shown = [a.params["device_id"] for a in world.alerts.sent]
+    assert [a.text for a in world.alerts.sent] == ["matrix.unsigned_device"] * 3
+    assert all(_is_one_plain_line(s) and len(s) <= 64 for s in shown)
+    assert len(set(shown)) == 3 and "PHONE" not in shown
+
+
+def test_an_ordinary_device_id_is_shown_as_it_is():
+    from meldbot.adapters.matrix.trust import shown_device_id
+
+    assert shown_device_id("ABCDEFGHIJ") == "ABCDEFGHIJ"
+    assert shown_device_id("my-laptop_2") == "my-laptop_2"
+    assert shown_device_id("PHONE\ud800") == "'PHONE\\ud800'"     # a lone surrogate (valid JSON) too
+
+
+async def test_matrix_trust_lists_hostile_device_ids_escaped_one_line_each(tmp_path, capsys, monkeypatch):
+    import contextlib
+
+    from meldbot.run import cli
+    from meldbot.run.matrix_trust import run_command
+    from tests.conftest import make_config
+
+    world = World("tofu")
+    world.add_af_device("PHONE")
+    for device_id in HOSTILE_DEVICE_IDS:
+        world.add_af_device(device_id, signed=False)
+
+    @contextlib.asynccontextmanager
+    async def admin_client(settings, password):
+        yield None
+
+    monkeypatch.setattr(cli, "_matrix_admin_client", admin_client)
+    monkeypatch.setattr(cross_signing, "query_keys", world.server.query)
+    config = make_config(f"sqlite+aiosqlite:///{tmp_path}/x.db", MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9",
+                         MELDBOT_MATRIX__USER_ID=BOT, MELDBOT_MATRIX__PASSWORD="geheim",
+                         MELDBOT_MELDPUNT__0__AF__0__MATRIX=AF)
+    args = SimpleNamespace(user_id=AF, yes=False)
+    assert await run_command(config, texts("nl"), args) == 1          # stdin is no terminal: asks for --yes
+    listing = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert len(listing) == 1 + len(HOSTILE_DEVICE_IDS)
+    assert all(_is_one_plain_line(line) for line in listing)
+    assert sum("bevestigd door de AF, leest mee" in line for line in listing) == 1
+
+
+def test_matrix_trust_shows_a_master_key_that_is_no_ed25519_key_escaped_on_one_line():
+    from meldbot.run.matrix_trust import fingerprint
+
+    key = "A" * 43
+    assert fingerprint(key) == " ".join(["AAAA"] * 10 + ["AAA"])
+    shown = fingerprint("abc\n\x1b[1Aok\u202e")
+    assert _is_one_plain_line(shown) and "\n" not in shown

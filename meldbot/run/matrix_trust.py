@@ -8,6 +8,7 @@ Instellingen > Sessies), then pins it and wakes what waited in the outbox for th
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime, timezone
 
@@ -24,12 +25,19 @@ def add_command(sub) -> None:
 
 
 def fingerprint(key: str) -> str:
-    """A public key in groups of four, as Element shows session keys."""
+    """A public key in groups of four, as Element shows session keys. The homeserver passes on whatever
+    the account holder uploaded: anything but an ed25519 key (43 characters of unpadded base64) is shown
+    escaped on one line, as an unusual device id is."""
+    if not re.fullmatch(r"[A-Za-z0-9+/]{43}", key):
+        from meldbot.adapters.matrix.trust import shown_device_id
+
+        return shown_device_id(key)
     return " ".join(key[i:i + 4] for i in range(0, len(key), 4))
 
 
 async def run_command(config, t, args) -> int:
     from meldbot.adapters.matrix.cross_signing import CrossSigningError, device_trust, master_public_of, query_keys
+    from meldbot.adapters.matrix.trust import shown_device_id
     from meldbot.run.cli import _matrix_admin_client, _MatrixAdminLoginError
     from meldbot.storage.db import Database
     from meldbot.storage.sealing import sealer_for
@@ -65,10 +73,12 @@ async def run_command(config, t, args) -> int:
     devices = (answer.get("device_keys") or {}).get(af_id) or {}
     print(t("cli.trust.explain", user_id=af_id, master=fingerprint(master)))
     for device_id, keys in sorted(devices.items()):
-        # Named by whoever holds the account: no terminal escapes, no bidi tricks, one line.
+        # Name and id are both chosen by whoever holds the account (a login takes any device id): no
+        # terminal escapes, no bidi tricks, one line each; an unusual id is shown escaped, not cleaned.
         name = clean_name(str((keys.get("unsigned") or {}).get("device_display_name") or "")) or "?"
         signed = device_trust(answer, af_id, device_id).signed_by_owner
-        print(t("cli.trust.device_signed" if signed else "cli.trust.device_unsigned", name=name, device_id=device_id))
+        print(t("cli.trust.device_signed" if signed else "cli.trust.device_unsigned", name=name,
+                device_id=shown_device_id(device_id)))
     if not args.yes:
         if not sys.stdin.isatty():
             print(t("cli.trust.needs_yes"), file=sys.stderr)

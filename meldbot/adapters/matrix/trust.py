@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -156,7 +157,7 @@ class AfTrust:
             else:
                 for device_id in sorted(set(devices) - seen):
                     log.warning("new device on an AF account; AF alerted")
-                    alerts.append(("matrix.new_device", {"device": _label(devices[device_id]), "device_id": device_id},
+                    alerts.append(("matrix.new_device", {"device": _label(devices[device_id]), "device_id": shown_device_id(device_id)},
                                    alert_key("device", af_id, device_id), device_id))
             readers = set(devices)
         elif not held:
@@ -170,7 +171,7 @@ class AfTrust:
                         self._recheck(af_id, self.grace - (now - first))
                         continue  # it may be signed in a moment; no reader meanwhile, and no alert yet
                     log.warning("unsigned device on an AF account gets nothing; AF alerted")
-                    alerts.append(("matrix.unsigned_device", {"device": _label(keys), "device_id": device_id},
+                    alerts.append(("matrix.unsigned_device", {"device": _label(keys), "device_id": shown_device_id(device_id)},
                                    alert_key("unsigned", af_id, device_id), device_id))
         for text, params, key, _ in alerts:
             # With no device that may read, the (content-free) alert goes to every device: it must arrive.
@@ -224,7 +225,30 @@ def _domain(user_id: str) -> str:
 def _label(device_keys: dict) -> str:
     # Whoever holds the account names the device: shown to the AF as their words, on one line.
     unsigned = device_keys.get("unsigned") or {}
-    return clean_name(str(unsigned.get("device_display_name") or device_keys.get("device_id") or "")) or "?"
+    name = clean_name(str(unsigned.get("device_display_name") or ""))
+    return name or shown_device_id(device_keys.get("device_id") or "?")
+
+
+# What homeservers give out themselves (Synapse: ten capitals). Anything else was chosen by whoever
+# logged in, and Synapse takes up to 512 characters of anything at login.
+_PLAIN_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SHOWN_DEVICE_ID_MAX = 48
+
+
+def shown_device_id(device_id: object) -> str:
+    """A device id as the AF's alert and the administrator's `matrix-trust` listing show it: as is when it
+    looks like one a homeserver gives out; otherwise escaped (ASCII, quoted, one line: no newline, terminal
+    escape or bidi override can forge a line or reorder one) and, when long, shortened with a digest of the
+    whole, so that two different ids never look the same. Not cleaned away: a hidden character is the very
+    difference between a look-alike and the real device, and the reader should see it."""
+    text = str(device_id)
+    if _PLAIN_DEVICE_ID.fullmatch(text):
+        return text
+    shown = ascii(text)
+    if len(shown) > SHOWN_DEVICE_ID_MAX:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        shown = f"{shown[:SHOWN_DEVICE_ID_MAX - 3]}... #{digest}"
+    return shown
 
 
 class Devices:
