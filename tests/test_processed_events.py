@@ -44,7 +44,7 @@ class Chat:
         return "\n".join(str(r) for r in await self.rows(f"SELECT * FROM {table}"))
 
 
-async def test_retention_erases_the_processed_events_that_showed_an_erased_signal(database_url):
+async def test_retention_erases_the_replies_that_showed_an_erased_signal(database_url):
     await migrated(database_url)
     clock = ManualClock(datetime(2026, 11, 18, 10, 30, tzinfo=AMS))
     app = build_app(make_config(database_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
@@ -74,7 +74,36 @@ async def test_retention_erases_the_processed_events_that_showed_an_erased_signa
     assert all(word in held for word in KEPT)
     assert again == other                                     # the other signal's event still answered the same
     assert 1 not in {signal_id for (signal_id,) in links}
-    assert "Kolibriehof" not in first_again                   # a redelivery now reads the erased signal
+    assert "Kolibriehof" not in first_again and "al eerder gekregen" in first_again   # recognised, not shown
+
+
+async def test_a_redelivery_after_retention_erased_the_signal_is_recognised_and_not_handled_again(database_url):
+    await migrated(database_url)
+    clock = ManualClock(datetime(2026, 11, 18, 10, 30, tzinfo=AMS))
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+    async with app:
+        await app.settled()
+        chat = Chat(app)
+        for line in report("In het pand aan de Kolibriehof liggen tweeëntwintig paspoorten", "Kolibriehof 2"):
+            await chat.say("melder1", line)
+        assert "afgesloten" in await chat.say("af", "sluiten 1 afgerond")
+        clock.set(datetime(2028, 12, 1, 10, 0, tzinfo=AMS))      # past the 24 months, retention not yet run
+        shown = await chat.say("af", "toon MH-2026-0001", event_id="$toon")
+        told = await chat.say("af", "terugkoppelen MH-2026-0001 Dank je, we hebben het opgepakt", event_id="$terug")
+        assert "Kolibriehof" in shown and "al eerder gekregen" not in told
+
+        assert await app.apply_retention() == 1
+
+        markers = await chat.rows("SELECT replies_sealed FROM processed_event")
+        links = await chat.rows("SELECT * FROM processed_event_signal")
+        held = await chat.table_text("processed_event")
+        shown_again = await chat.say("af", "toon MH-2026-0001", event_id="$toon")
+        told_again = await chat.say("af", "terugkoppelen MH-2026-0001 Dank je, we hebben het opgepakt",
+                                    event_id="$terug")
+    assert len(markers) == 2 and all(replies is None for (replies,) in markers)   # kept, without content
+    assert links == [] and [word for word in ERASED if word in held] == []
+    assert "al eerder gekregen" in shown_again and "Kolibriehof" not in shown_again
+    assert "al eerder gekregen" in told_again                 # not handled a second time
 
 
 async def test_a_redelivery_gets_its_answer_within_the_window_and_is_never_handled_twice(database_url):

@@ -727,7 +727,8 @@ class ProcessedEventRepository:
     """Redelivered platform events: the same answer within a short window, never a second handling.
 
     The replies can show signals (a `toon` view); the signals a turn read are linked to its row, and
-    erasing a signal erases those rows with it."""
+    erasing a signal erases those replies with it. The row itself stays, content-free, until it ages out:
+    a redelivery of the event is still recognised, and never handled a second time."""
 
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
@@ -757,10 +758,16 @@ class ProcessedEventRepository:
             await self._uow.session.exec(sa.insert(_PROCESSED_SIGNAL).values(chunk))
 
     async def forget_signal(self, signal_id: int) -> int:
-        """Erase the events whose replies showed this signal (retention erases the signal)."""
+        """Erase the replies that showed this signal (retention erases the signal), and their links. The
+        rows stay as markers without content: deleting them would let a redelivery be handled again."""
         keys = sa.select(_PROCESSED_SIGNAL.c.event_key).where(_PROCESSED_SIGNAL.c.signal_id == signal_id)
-        result = await self._uow.session.exec(sa.delete(_PROCESSED).where(_PROCESSED.c.key.in_(keys)))
-        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.signal_id == signal_id))
+        result = await self._uow.session.exec(sa.update(_PROCESSED).where(
+            _PROCESSED.c.key.in_(keys), _PROCESSED.c.replies_sealed.is_not(None)).values(replies_sealed=None))
+        # All links of those events: with no replies left they name no signal any more. (An alias: a
+        # subquery on the table a DELETE deletes from would be correlated with it.)
+        linked = _PROCESSED_SIGNAL.alias("linked")
+        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(
+            sa.select(linked.c.event_key).where(linked.c.signal_id == signal_id))))
         return result.rowcount or 0
 
     async def forget_replies_before(self, moment: datetime) -> int:
