@@ -192,10 +192,21 @@ class Rotation:
         return len(rows)
 
     async def _processed(self, uow: SqlUnitOfWork) -> int:
-        # Kept only for a few days to recognise redelivered events; re-sealing them is not worth a
-        # key change: they cannot be re-keyed (the event id is not stored), so they are dropped.
-        await uow.session.exec(sa.delete(ProcessedEventRow).where(self._stale(ProcessedEventRow.replies_sealed)))
-        return 0
+        """The replies still kept (an hour at most) are re-sealed under the current key. The rows keep
+        their key: it cannot be rebuilt, the event id is not stored. Deleting them instead would let a
+        redelivered event be handled twice; under their old key they are still found, through the previous
+        key, as long as MELDBOT_DATA_KEY_PREVIOUS is set. After that a marker from before the rotation no
+        longer matches, and ages out like any (retention.PROCESSED_EVENTS_KEPT). Platforms redeliver within
+        minutes of a restart, and the restart that put the previous key in place came first: an event
+        handled before it was recognised (or redelivered) then."""
+        s = uow.session
+        rows = (await s.exec(select(ProcessedEventRow).where(
+            ProcessedEventRow.replies_sealed.is_not(None), self._stale(ProcessedEventRow.replies_sealed))
+            .order_by(ProcessedEventRow.key).limit(self._batch))).all()
+        for row in rows:
+            row.replies_sealed = self._sealer.seal(self._sealer.open(row.replies_sealed))
+            s.add(row)
+        return len(rows)
 
     async def _references(self, uow: SqlUnitOfWork) -> int:
         s = uow.session
