@@ -14,6 +14,7 @@ from meldbot.dialogs.report import CHOICES, QUESTIONS, clean
 from meldbot.run.app import build_app
 from meldbot.core.domain import RefQuery
 from meldbot.core.messaging import Identity, IncomingMessage
+from meldbot.service.services import MAX_SUPPLEMENTS
 from tests.conftest import FakeNotifier, make_config
 from tests.test_cli import env_for
 from tests.test_pipeline import SCRIPT, migrated, report_as, say
@@ -69,6 +70,34 @@ async def test_aanvullen_adds_to_the_own_signal_and_tells_the_af_without_content
     async with app.uow() as uow:
         signal = await uow.signals.find(RefQuery(1), ["bergeijk"], with_events=True)
     assert signal.events[-1].data["text"] == "Het busje was wit met een Pools kenteken"
+
+
+async def test_aanvullen_past_the_limit_shows_the_melder_a_way_on_and_tells_the_af_without_content(app, clock):
+    await report_as(app, "piet")
+    for n in range(MAX_SUPPLEMENTS):
+        assert "Ik heb je aanvulling" in joined(await app.bot.handle(say("piet", f"aanvullen 1 aanvulling {n}")))
+    await app.dispatcher.deliver_pending()
+    before = len(app.fake.to("af"))
+
+    refused = joined(await app.bot.handle(say("piet", "aanvullen 1 Er komt morgen een nieuw busje met meisjes")))
+    assert f"al {MAX_SUPPLEMENTS} keer" in refused and "MH-2026-0001" in refused
+    assert "Typ dan melden" in refused and "Typ contact" in refused          # a way on, not a dead end
+    await app.dispatcher.deliver_pending()
+    told = [r.text for r in app.fake.to("af")][before:]
+    assert len(told) == 1 and "wilde nog iets toevoegen aan MH-2026-0001" in told[0]
+    assert "busje" not in told[0] and "terugkoppelen 1" in told[0]
+
+    # Trying again the same day does not flood the AF; the next day they hear it again.
+    await app.bot.handle(say("piet", "aanvullen 1 nog een keer"))
+    await app.dispatcher.deliver_pending()
+    assert len(app.fake.to("af")) == before + 1
+    clock.advance(timedelta(days=1))
+    await app.bot.handle(say("piet", "aanvullen 1 en nog een keer"))
+    await app.dispatcher.deliver_pending()
+    assert len(app.fake.to("af")) == before + 2
+    async with app.uow() as uow:
+        signal = await uow.signals.find(RefQuery(1), ["bergeijk"], with_events=True)
+    assert not any("busje" in str(e.data) or "nog een keer" in str(e.data) for e in signal.events)
 
 
 async def test_aanvullen_on_someone_elses_signal_finds_nothing(app):

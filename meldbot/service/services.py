@@ -107,7 +107,8 @@ MAX_SUPPLEMENTS = 20
 
 
 class TooManySupplements(Exception):
-    """The melder has added to this signal MAX_SUPPLEMENTS times already."""
+    """The melder has added to this signal MAX_SUPPLEMENTS times already. Raised after the AF was told
+    (in the same unit of work): the melder's words are not kept, but that they had more to say is."""
 
     def __init__(self, signal: Signal) -> None:
         super().__init__(str(signal.reference))
@@ -127,14 +128,20 @@ async def supplement_signal(cmd: SupplementSignal, uow, config, clock: Clock, pl
     if signal is None:
         return None
     earlier = await uow.signals.events_of([signal.id], [EventKind.SUPPLEMENTED])
-    if len(earlier.get(signal.id, [])) >= MAX_SUPPLEMENTS:
-        raise TooManySupplements(signal)
     now = clock.now()
+    meldpunt = config.meldpunt_by_id(signal.meldpunt_id)
+    if len(earlier.get(signal.id, [])) >= MAX_SUPPLEMENTS:
+        # New information on trafficking may be in it: the AF hears (without the words) that the melder
+        # tried, once a day per signal, so a melder who keeps trying does not flood the AF's chat.
+        day = now.astimezone(meldpunt.tz).date().isoformat()
+        await notify_afs(uow, config, meldpunt, signal, "notify.supplement_refused",
+                         f"supplement-refused:{signal.reference}:{day}", now, platforms,
+                         only_handler=True, kind="supplement")
+        raise TooManySupplements(signal)
     signal.supplement(cmd.text, now)
     await uow.signals.save(signal, now)
     await uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="melder",
                            actor=signal.pseudonym or "melder", action="aangevuld", at=now)
-    meldpunt = config.meldpunt_by_id(signal.meldpunt_id)
     await notify_afs(uow, config, meldpunt, signal, "notify.supplemented",
                      f"supplement:{signal.reference}:{now.isoformat()}", now, platforms,
                      only_handler=True, kind="supplement")
