@@ -546,6 +546,40 @@ async def test_a_lone_surrogate_in_a_teams_name_or_answer_is_replaced_and_verstu
     assert "Melder: Piet \ufffd Jansen (teams:" in seen(view) and "- Waar: Kerkstraat 3\ufffd, Bergeijk\n" in seen(view)
 
 
+async def test_a_lone_surrogate_in_the_conversation_name_and_locale_still_gets_normal_answers(
+        db_url, microsoft, early):
+    # Only the display name is cleaned at the edge; the rest of the activity goes into the stored (sealed)
+    # conversation reference as Teams sent it.
+    async with running(db_url, microsoft, early) as bot:
+        async def say(text: str) -> list[dict]:
+            body = activity(microsoft, PIET, text, locale="nl-NL\ud800")
+            body["conversation"]["name"] = "Chat \ud800 met \udfff Piet"
+            assert await bot.post(body) in (200, 202)
+            return microsoft.replies_to(body["id"])
+
+        first = await say(SCRIPT[0])
+        for line in SCRIPT[1:-1]:
+            await say(line)
+        done = await say(SCRIPT[-1])
+        again = await say("mijn meldingen")
+        async with bot.app.uow() as uow:
+            reference = await uow.references.get(Identity("teams", PIET.aad))
+    assert first and "MH-2026-0001" in seen(done[-1]) and "MH-2026-0001" in seen(again[0])
+    assert reference["reference"]["conversation"]["id"] == PIET.conversation
+
+
+async def test_a_stored_reference_takes_a_lone_surrogate_in_any_string(db_url, microsoft, early):
+    # Fields the SDK lets through as they came (the bot's own name) end up in the sealed reference too.
+    reference = {"reference": {"bot": {"id": f"28:{APP_ID}", "name": "meldbot \ud800"}, "locale": "nl\udfff",
+                               "conversation": {"id": PIET.conversation, "name": "Chat \ud800"}}, "tenant": TENANT}
+    async with running(db_url, microsoft, early) as bot:
+        async with bot.app.uow() as uow:
+            await uow.references.put(Identity("teams", PIET.aad), reference, early.now())
+            await uow.commit()
+        async with bot.app.uow() as uow:
+            assert await uow.references.get(Identity("teams", PIET.aad)) == reference
+
+
 # --- rendering, tokens, addresses, the app package ---------------------------------------------------
 
 def test_a_reply_with_choices_becomes_plain_text_plus_a_card_whose_buttons_send_the_word():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import warnings
 from collections import OrderedDict
@@ -42,7 +43,7 @@ from meldbot.adapters.teams_render import render_parts, submitted_text
 from meldbot.service.bot import where
 from meldbot.core.i18n import LANGUAGES, texts
 from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Reply
-from meldbot.core.text import clean_name
+from meldbot.core.text import REPLACEMENT, clean_name
 
 PLATFORM = "teams"
 CHANNEL = "msteams"
@@ -143,6 +144,54 @@ class _Turns:
 
     async def on_turn(self, context: TurnContext) -> None:
         await self._adapter.on_turn(context)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(value: Any) -> Any:
+    """The activity with every lone surrogate (valid JSON: "\\ud800") replaced. The SDK refuses one in most
+    string fields (a locale, a conversation name) with a 400: the person would get no answer, on every
+    message, and Teams does not send it again. Nothing else is changed; the text is cleaned later, as
+    every platform's is."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub(REPLACEMENT, value)
+    if isinstance(value, list):
+        return [_valid_unicode(v) for v in value]
+    if isinstance(value, dict):
+        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+    return value
+
+
+class _RepairedRequest:
+    """The request as the SDK reads it (its HttpRequestProtocol), with the body already read and repaired."""
+
+    def __init__(self, request: web.Request, body: dict) -> None:
+        self._request = request
+        self._body = body
+
+    @property
+    def method(self) -> str:
+        return self._request.method
+
+    @property
+    def headers(self):
+        return self._request.headers
+
+    async def json(self) -> dict:
+        return self._body
+
+    def get_claims_identity(self):
+        return self._request.get("claims_identity")
+
+    def get_path_param(self, name: str) -> str:
+        return self._request.match_info[name]
+
+
+def _aiohttp_response(answered) -> web.Response:
+    if answered.body is not None:
+        return web.json_response(answered.body, status=answered.status_code, headers=answered.headers)
+    return web.Response(status=answered.status_code, headers=answered.headers, content_type=answered.content_type)
 
 
 class TeamsAdapter:
@@ -256,6 +305,7 @@ class TeamsAdapter:
             return web.json_response({"error": "invalid JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "invalid activity"}, status=400)
+        body = _valid_unicode(body)   # what is checked here is what the SDK reads
         service_url = body.get("serviceUrl")
         if claims is not None:
             try:
@@ -270,7 +320,8 @@ class TeamsAdapter:
             warnings.simplefilter("ignore", web.NotAppKeyWarning)
             request["claims_identity"] = identity
         try:
-            return await self._cloud.process(request, self._agent)
+            answered = await self._cloud.process_request(_RepairedRequest(request, body), self._agent)
+            return _aiohttp_response(answered)
         except pydantic.ValidationError:
             return web.json_response({"error": "invalid activity"}, status=400)
         except Exception as exc:   # the error boundary of one request: type and place only, never content

@@ -717,7 +717,9 @@ class ReferenceRepository:
             row = None
         row = row or ConversationReferenceRow(key=key, identity_sealed=sealer.seal(
             json.dumps([identity.platform, identity.user_id])), reference_sealed="", updated_at=at)
-        row.reference_sealed = sealer.seal(json.dumps(reference, ensure_ascii=False))
+        # ASCII-escaped: a platform's reference carries strings nobody cleaned (a Teams conversation name,
+        # locale, the bot's own name); a lone surrogate in one, valid JSON, could not be sealed or stored.
+        row.reference_sealed = sealer.seal(json.dumps(reference))
         row.updated_at = at
         self._uow.session.add(row)
 
