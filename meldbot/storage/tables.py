@@ -212,7 +212,8 @@ class ProcessedEventRow(SQLModel, table=True):
     """Platform events already handled, with the replies given: a redelivered event is not handled twice.
 
     The replies are kept only for a short while (retention.PROCESSED_REPLIES_KEPT; then NULL), the row
-    itself a few days; both go at once when retention erases a signal the replies showed."""
+    itself a few days as a content-free marker. When retention erases a signal the replies showed, the
+    replies go at once and the marker stays, so a redelivery is still recognised."""
 
     __tablename__ = "processed_event"
 
