@@ -1,0 +1,100 @@
+"""Dialog state per conversation, sealed and keyed by a keyed hash of the conversation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from meldbot.storage.tables import ConversationRow
+
+if TYPE_CHECKING:
+    from meldbot.storage.uow import SqlUnitOfWork
+
+
+# The statements of every turn, built once: constructing a statement costs more than running it.
+_CONVERSATION = ConversationRow.__table__
+_CONVERSATION_BY_KEYS = sa.select(
+    _CONVERSATION.c.key, _CONVERSATION.c.updated_at, _CONVERSATION.c.meldpunt_id, _CONVERSATION.c.state_sealed,
+).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
+_CONVERSATION_UPDATE = sa.update(_CONVERSATION).where(_CONVERSATION.c.key == sa.bindparam("k")).values(
+    state_sealed=sa.bindparam("state"), updated_at=sa.bindparam("at", type_=_CONVERSATION.c.updated_at.type),
+    meldpunt_id=sa.bindparam("meldpunt"))
+_CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
+
+
+@dataclass(frozen=True)
+class _Conversation:
+    key: str
+    updated_at: datetime
+    meldpunt_id: str | None
+    state_sealed: str
+
+
+class ConversationRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+        # Rows read in this unit of work: a turn loads its conversation and saves it again, one SELECT.
+        self._rows: dict[tuple[str, str], _Conversation | None] = {}
+
+    def _keys(self, platform: str, conversation_id: str) -> list[str]:
+        return self._uow.sealer.lookups("conversation", f"{platform}:{conversation_id}")
+
+    async def _row(self, platform: str, conversation_id: str) -> _Conversation | None:
+        if (platform, conversation_id) in self._rows:
+            return self._rows[(platform, conversation_id)]
+        result = await self._uow.session.exec(_CONVERSATION_BY_KEYS,
+                                              params={"keys": self._keys(platform, conversation_id)})
+        found = result.first()
+        row = _Conversation(*found) if found else None
+        self._rows[(platform, conversation_id)] = row
+        return row
+
+    async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
+        row = await self._row(platform, conversation_id)
+        if row is None:
+            return None
+        return json.loads(self._uow.sealer.open(row.state_sealed)), row.updated_at
+
+    async def save(
+        self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime, meldpunt_id: str | None = None
+    ) -> None:
+        sealer = self._uow.sealer
+        session = self._uow.session
+        row = await self._row(platform, conversation_id)
+        key = sealer.lookup("conversation", f"{platform}:{conversation_id}")
+        state_sealed = sealer.seal(json.dumps(state, ensure_ascii=False))
+        meldpunt_id = meldpunt_id or (row.meldpunt_id if row else None)
+        if row is not None and row.key == key:
+            await session.exec(_CONVERSATION_UPDATE,
+                               params={"k": key, "state": state_sealed, "at": at, "meldpunt": meldpunt_id})
+        else:
+            if row is not None:   # written under a key being rotated away
+                await session.exec(_CONVERSATION_DELETE, params={"keys": [row.key]})
+            await session.exec(sa.insert(_CONVERSATION).values(
+                key=key, conversation_sealed=sealer.seal(json.dumps([platform, conversation_id])),
+                state_sealed=state_sealed, updated_at=at, meldpunt_id=meldpunt_id))
+        self._rows[(platform, conversation_id)] = _Conversation(key, at, meldpunt_id, state_sealed)
+
+    async def delete(self, platform: str, conversation_id: str) -> None:
+        self._rows.pop((platform, conversation_id), None)
+        await self._uow.session.exec(_CONVERSATION_DELETE, params={"keys": self._keys(platform, conversation_id)})
+
+    async def forget_markers_before(self, moment: datetime) -> int:
+        """Drop rows untouched for long (an expired-draft marker nobody came back to)."""
+        self._rows.clear()
+        result = await self._uow.session.exec(sa.delete(ConversationRow).where(ConversationRow.updated_at < moment))
+        return result.rowcount or 0
+
+    async def untouched_since(self, moment: datetime, limit: int = 500) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+        stmt = select(ConversationRow).where(ConversationRow.updated_at < moment).order_by(ConversationRow.updated_at).limit(limit)
+        rows = (await self._uow.session.exec(stmt)).all()
+        opened = self._uow.sealer.open
+        return [
+            (*json.loads(opened(r.conversation_sealed)), r.meldpunt_id, json.loads(opened(r.state_sealed)))
+            for r in rows
+        ]

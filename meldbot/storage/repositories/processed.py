@@ -1,0 +1,86 @@
+"""Platform events already handled, with their replies for a short while: a redelivery is not handled twice."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from meldbot.core.messaging import Reply
+from meldbot.core.ports import Earlier
+from meldbot.storage.repositories._sql import chunks
+from meldbot.storage.tables import ProcessedEventRow, ProcessedEventSignalRow
+
+if TYPE_CHECKING:
+    from meldbot.storage.uow import SqlUnitOfWork
+
+
+# The statements of every turn, built once: constructing a statement costs more than running it.
+_PROCESSED = ProcessedEventRow.__table__
+_PROCESSED_BY_KEYS = sa.select(_PROCESSED.c.replies_sealed, _PROCESSED.c.at).where(
+    _PROCESSED.c.key.in_(sa.bindparam("keys", expanding=True)))
+_PROCESSED_SIGNAL = ProcessedEventSignalRow.__table__
+
+
+class ProcessedEventRepository:
+    """Redelivered platform events: the same answer within a short window, never a second handling.
+
+    The replies can show signals (a `toon` view); the signals a turn read are linked to its row, and
+    erasing a signal erases those replies with it. The row itself stays, content-free, until it ages out:
+    a redelivery of the event is still recognised, and never handled a second time."""
+
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    def _key(self, platform: str, event_id: str) -> list[str]:
+        return self._uow.sealer.lookups("event", f"{platform}:{event_id}")
+
+    async def replies_for(self, platform: str, event_id: str, since: datetime | None = None) -> Earlier | None:
+        """None if the event is new; else what was answered, unless that was before `since`."""
+        result = await self._uow.session.exec(_PROCESSED_BY_KEYS, params={"keys": self._key(platform, event_id)})
+        row = result.first()
+        if row is None:
+            return None
+        sealed, at = row
+        if sealed is None or (since is not None and at < since):
+            return Earlier(None)
+        return Earlier([Reply.from_json(json.dumps(r)) for r in json.loads(self._uow.sealer.open(sealed))])
+
+    async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None:
+        """Record the event with its replies and the signals this unit of work read for them."""
+        payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
+        key = self._uow.sealer.lookup("event", f"{platform}:{event_id}")
+        await self._uow.session.exec(sa.insert(_PROCESSED).values(
+            key=key, at=at, replies_sealed=self._uow.sealer.seal(payload)))
+        links = [dict(event_key=key, signal_id=i) for i in sorted(self._uow.signals_seen)]
+        for chunk in chunks(links):
+            await self._uow.session.exec(sa.insert(_PROCESSED_SIGNAL).values(chunk))
+
+    async def forget_signal(self, signal_id: int) -> int:
+        """Erase the replies that showed this signal (retention erases the signal), and their links. The
+        rows stay as markers without content: deleting them would let a redelivery be handled again."""
+        keys = sa.select(_PROCESSED_SIGNAL.c.event_key).where(_PROCESSED_SIGNAL.c.signal_id == signal_id)
+        result = await self._uow.session.exec(sa.update(_PROCESSED).where(
+            _PROCESSED.c.key.in_(keys), _PROCESSED.c.replies_sealed.is_not(None)).values(replies_sealed=None))
+        # All links of those events: with no replies left they name no signal any more. (An alias: a
+        # subquery on the table a DELETE deletes from would be correlated with it.)
+        linked = _PROCESSED_SIGNAL.alias("linked")
+        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(
+            sa.select(linked.c.event_key).where(linked.c.signal_id == signal_id))))
+        return result.rowcount or 0
+
+    async def forget_replies_before(self, moment: datetime) -> int:
+        """Drop the replies of events handled before `moment`; the rows stay to recognise a redelivery."""
+        result = await self._uow.session.exec(sa.update(_PROCESSED).where(
+            _PROCESSED.c.at < moment, _PROCESSED.c.replies_sealed.is_not(None)).values(replies_sealed=None))
+        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(
+            sa.select(_PROCESSED.c.key).where(_PROCESSED.c.replies_sealed.is_(None)))))
+        return result.rowcount or 0
+
+    async def forget_before(self, moment: datetime) -> int:
+        old = sa.select(_PROCESSED.c.key).where(_PROCESSED.c.at < moment)
+        await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(old)))
+        result = await self._uow.session.exec(sa.delete(ProcessedEventRow).where(ProcessedEventRow.at < moment))
+        return result.rowcount or 0

@@ -1,0 +1,291 @@
+"""Signals: the row, its melder apart, its event history and matching keys, mapped to the domain."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from meldbot.core.domain import Content, Context, Event, EventKind, Form, Outcome, Reference, RefQuery, Signal, Status
+from meldbot.core.messaging import Identity
+from meldbot.core.ports import Melder, SignalFacts
+from meldbot.storage.repositories._sql import dialect_insert
+from meldbot.storage.tables import (
+    REMINDER_CANDIDATE_SQL,
+    AuditRow,
+    CounterRow,
+    EventRow,
+    MelderRow,
+    SignalKeyRow,
+    SignalRow,
+)
+
+if TYPE_CHECKING:
+    from meldbot.storage.uow import SqlUnitOfWork
+
+
+class SignalRepository:
+    def __init__(self, uow: "SqlUnitOfWork") -> None:
+        self._uow = uow
+
+    @property
+    def _s(self):
+        return self._uow.session
+
+    async def next_reference(self, year: int) -> Reference:
+        """The next number for `year`, unique across the deployment even under concurrency.
+
+        The UPDATE takes a row lock on PostgreSQL (and the write lock on SQLite), so concurrent
+        submitters queue here for the rest of their short transaction.
+        """
+        insert = dialect_insert(self._uow.dialect)
+        stmt = insert(CounterRow).values(year=year, last=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[CounterRow.year], set_={"last": CounterRow.last + 1})
+        result = await self._s.exec(stmt.returning(CounterRow.last))
+        return Reference(year, result.scalar_one())
+
+    async def add(self, signal: Signal, melder: Melder) -> Signal:
+        sealer, now = self._uow.sealer, signal.created_at
+        row = SignalRow(
+            meldpunt_id=signal.meldpunt_id,
+            ref_year=signal.reference.year,
+            ref_number=signal.reference.number,
+            status=str(signal.status),
+            form=str(signal.form),
+            context=str(signal.context),
+            urgent=signal.urgent,
+            anonymous=signal.anonymous,
+            pseudonym=signal.pseudonym,
+            handler=signal.handler,
+            content_sealed=sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False)),
+            created_at=now,
+            updated_at=now,
+        )
+        self._s.add(row)
+        await self._s.flush()
+        signal.id = row.id
+        self._uow.signals_seen.add(row.id)
+        self._s.add(
+            MelderRow(
+                signal_id=row.id,
+                meldpunt_id=signal.meldpunt_id,
+                lookup=self._uow.person_lookup(melder.identity),
+                identity_sealed=sealer.seal(
+                    json.dumps(
+                        {"platform": melder.identity.platform, "user_id": melder.identity.user_id, "name": melder.display_name},
+                        ensure_ascii=False,
+                    )
+                ),
+            )
+        )
+        self._add_events(signal)
+        return signal
+
+    def _add_events(self, signal: Signal) -> None:
+        for event in signal.new_events:
+            self._s.add(
+                EventRow(
+                    signal_id=signal.id,
+                    meldpunt_id=signal.meldpunt_id,
+                    at=event.at,
+                    actor=event.actor,
+                    kind=str(event.kind),
+                    data_sealed=self._uow.sealer.seal(json.dumps(event.data, ensure_ascii=False)),
+                )
+            )
+        signal.new_events.clear()
+
+    async def save(self, signal: Signal, at: datetime) -> None:
+        row = await self._s.get(SignalRow, signal.id)
+        row.status = str(signal.status)
+        row.handler = signal.handler
+        row.outcome = str(signal.outcome) if signal.outcome else None
+        row.closed_at = signal.closed_at
+        row.urgent = signal.urgent
+        row.partners = ",".join(signal.partners)
+        row.forwarded_at = signal.forwarded_at
+        row.partner_feedback_at = signal.partner_feedback_at
+        row.melder_informed_at = signal.melder_informed_at
+        row.melder_last_informed_at = signal.melder_last_informed_at
+        row.merged_into = signal.merged_into
+        row.content_sealed = self._uow.sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False))
+        row.updated_at = at
+        self._s.add(row)
+        self._add_events(signal)
+
+    def _to_domain(self, row: SignalRow, events: list[EventRow] | None = None) -> Signal:
+        self._uow.signals_seen.add(row.id)   # a reply of this turn may show it (see ProcessedEventRepository)
+        opened = self._uow.sealer.open
+        return Signal(
+            id=row.id,
+            meldpunt_id=row.meldpunt_id,
+            reference=Reference(row.ref_year, row.ref_number),
+            status=Status(row.status),
+            form=Form(row.form),
+            context=Context(row.context),
+            urgent=row.urgent,
+            anonymous=row.anonymous,
+            pseudonym=row.pseudonym,
+            content=Content.from_dict(json.loads(opened(row.content_sealed))),
+            created_at=row.created_at,
+            handler=row.handler,
+            outcome=Outcome(row.outcome) if row.outcome else None,
+            closed_at=row.closed_at,
+            partners=tuple(p for p in row.partners.split(",") if p),
+            forwarded_at=row.forwarded_at,
+            partner_feedback_at=row.partner_feedback_at,
+            melder_informed_at=row.melder_informed_at,
+            melder_last_informed_at=row.melder_last_informed_at,
+            merged_into=row.merged_into,
+            erased_at=row.erased_at,
+            events=[
+                Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))) for e in (events or [])
+            ],
+        )
+
+    async def find(self, query: RefQuery, meldpunt_ids: list[str], *, with_events: bool = False) -> Signal | None:
+        stmt = select(SignalRow).where(SignalRow.ref_number == query.number, SignalRow.meldpunt_id.in_(meldpunt_ids))
+        if query.year is not None:
+            stmt = stmt.where(SignalRow.ref_year == query.year)
+        row = (await self._s.exec(stmt.order_by(SignalRow.ref_year.desc()).limit(1))).first()
+        if row is None:
+            return None
+        events = None
+        if with_events:
+            events = list(
+                (await self._s.exec(select(EventRow).where(EventRow.signal_id == row.id).order_by(EventRow.id))).all()
+            )
+        return self._to_domain(row, events)
+
+    async def melder_of(self, signal: Signal) -> Melder:
+        row = await self._s.get(MelderRow, signal.id)
+        data = json.loads(self._uow.sealer.open(row.identity_sealed))
+        return Melder(Identity(data["platform"], data["user_id"]), data.get("name"))
+
+    async def of_melder(self, identity: Identity) -> list[Signal]:
+        stmt = (
+            select(SignalRow)
+            .join(MelderRow, MelderRow.signal_id == SignalRow.id)
+            .where(MelderRow.lookup.in_(self._uow.person_lookups(identity)))
+            .order_by(SignalRow.id)
+        )
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def find_for_melder(self, query: RefQuery, identity: Identity) -> Signal | None:
+        """One of the melder's own signals; another person's reference finds nothing."""
+        stmt = (
+            select(SignalRow)
+            .join(MelderRow, MelderRow.signal_id == SignalRow.id)
+            .where(MelderRow.lookup.in_(self._uow.person_lookups(identity)), SignalRow.ref_number == query.number)
+        )
+        if query.year is not None:
+            stmt = stmt.where(SignalRow.ref_year == query.year)
+        row = (await self._s.exec(stmt.order_by(SignalRow.ref_year.desc()).limit(1))).first()
+        return self._to_domain(row) if row else None
+
+    async def events_of(self, signal_ids: list[int], kinds: list[EventKind]) -> dict[int, list[Event]]:
+        if not signal_ids:
+            return {}
+        stmt = (
+            select(EventRow)
+            .where(EventRow.signal_id.in_(signal_ids), EventRow.kind.in_([str(k) for k in kinds]))
+            .order_by(EventRow.id)
+        )
+        found: dict[int, list[Event]] = {}
+        opened = self._uow.sealer.open
+        for e in (await self._s.exec(stmt)).all():
+            found.setdefault(e.signal_id, []).append(Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))))
+        return found
+
+    async def set_keys(self, signal: Signal, keys, source: str, *, new: bool = False) -> None:
+        """Store matching keys for `signal` as keyed hashes; `auto` keys are replaced as a set."""
+        if source == "auto" and not new:
+            await self._s.exec(
+                sa.delete(SignalKeyRow).where(SignalKeyRow.signal_id == signal.id, SignalKeyRow.source == "auto")
+            )
+        for key in sorted(keys):
+            self._s.add(SignalKeyRow(signal_id=signal.id, meldpunt_id=signal.meldpunt_id, kind=key.kind,
+                                     digest=self._uow.sealer.lookup("match", key.value), source=source))
+
+    async def matches(self, signal: Signal) -> list[tuple[Reference, str]]:
+        """Other signals of the meldpunt sharing a key with `signal`: (reference, kind), oldest first."""
+        mine = select(SignalKeyRow.digest).where(SignalKeyRow.signal_id == signal.id)
+        stmt = (
+            select(SignalRow.ref_year, SignalRow.ref_number, SignalKeyRow.kind)
+            .join(SignalKeyRow, SignalKeyRow.signal_id == SignalRow.id)
+            .where(SignalKeyRow.meldpunt_id == signal.meldpunt_id, SignalKeyRow.digest.in_(mine),
+                   SignalKeyRow.signal_id != signal.id)
+            .distinct()
+            .order_by(SignalRow.ref_year, SignalRow.ref_number, SignalKeyRow.kind)
+        )
+        return [(Reference(y, n), kind) for y, n, kind in (await self._s.exec(stmt)).all()]
+
+    async def merged_into(self, signal: Signal) -> list[Signal]:
+        """Duplicates merged into `signal`: their melders are told too."""
+        stmt = select(SignalRow).where(SignalRow.merged_into == str(signal.reference),
+                                       SignalRow.meldpunt_id == signal.meldpunt_id).order_by(SignalRow.id)
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def facts(self, meldpunt_ids: list[str]):
+        """Content-free monitoring facts; reads no sealed column."""
+        stmt = select(SignalRow.meldpunt_id, SignalRow.created_at, SignalRow.form, SignalRow.context,
+                      SignalRow.partners, SignalRow.forwarded_at, SignalRow.partner_feedback_at,
+                      SignalRow.melder_informed_at).where(SignalRow.meldpunt_id.in_(meldpunt_ids),
+                                                          SignalRow.merged_into.is_(None))
+        return [
+            SignalFacts(meldpunt_id=m, created_at=c, form=f, context=x,
+                        partners=tuple(p for p in (ps or "").split(",") if p), forwarded_at=fa,
+                        partner_feedback_at=pf, melder_informed_at=mi)
+            for m, c, f, x, ps, fa, pf, mi in (await self._s.exec(stmt)).all()
+        ]
+
+    async def handled_by_others(self, meldpunt_id: str, names: list[str]) -> list[Signal]:
+        """Open signals whose handler is not one of `names` (an AF removed from the configuration)."""
+        stmt = select(SignalRow).where(SignalRow.meldpunt_id == meldpunt_id, SignalRow.status != str(Status.CLOSED),
+                                       SignalRow.handler.is_not(None), SignalRow.handler.not_in(names))
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def reminder_candidates(self, meldpunt_id: str, *, lock: bool = False) -> list[Signal]:
+        """Signals a reminder may be about: open ones, and closed ones whose melder was not told yet.
+
+        With `lock`, rows another bot process is working on are skipped (PostgreSQL)."""
+        # The same condition as the partial index ix_signal_reminder_candidates, with the status as a
+        # literal (a bound parameter would hide from the planner that the index applies).
+        stmt = select(SignalRow).where(SignalRow.meldpunt_id == meldpunt_id,
+                                       sa.text(f"({REMINDER_CANDIDATE_SQL})")).order_by(SignalRow.id)
+        if lock:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def closed_before(self, meldpunt_id: str, cutoff: datetime) -> list[tuple[int, str]]:
+        stmt = select(SignalRow.id, SignalRow.ref_year, SignalRow.ref_number).where(
+            SignalRow.meldpunt_id == meldpunt_id, SignalRow.status == str(Status.CLOSED),
+            SignalRow.closed_at < cutoff, SignalRow.erased_at.is_(None))
+        return [(i, str(Reference(y, n))) for i, y, n in (await self._s.exec(stmt)).all()]
+
+    async def erase(self, signal_id: int, reference: str, at: datetime) -> None:
+        """Retention: everything personal about one signal goes; its row stays, content-free."""
+        s = self._s
+        for table in (EventRow, MelderRow, SignalKeyRow, AuditRow):
+            await s.exec(sa.delete(table).where(table.signal_id == signal_id))
+        await self._uow.processed.forget_signal(signal_id)   # replies that showed it
+        await self._uow.outbox.forget_signal(reference)        # messages about it, delivered or not
+        await s.exec(sa.update(SignalRow).where(SignalRow.id == signal_id).values(
+            content_sealed=self._uow.sealer.seal("{}"), pseudonym=None, erased_at=at, updated_at=at))
+        s.add(EventRow(signal_id=signal_id, meldpunt_id=(await s.get(SignalRow, signal_id)).meldpunt_id, at=at,
+                       actor="systeem", kind="gewist", data_sealed=self._uow.sealer.seal("{}")))
+
+    async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]:
+        stmt = (
+            select(SignalRow)
+            .where(SignalRow.meldpunt_id.in_(meldpunt_ids),
+                   SignalRow.status.in_([str(Status.RECEIVED), str(Status.IN_PROGRESS), str(Status.FORWARDED)]))
+            .order_by(SignalRow.id)
+        )
+        return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
+
+    async def count(self) -> int:
+        return (await self._s.exec(select(sa.func.count()).select_from(SignalRow))).one()
