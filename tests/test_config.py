@@ -388,3 +388,20 @@ def test_lookups_by_id_and_af_name(tmp_path):
     assert config.meldpunt_by_id("eersel").af_by_name("Erik").teams == "aad-erik"
     assert config.meldpunt_by_id("nergens") is None
     assert config.meldpunt_by_id("eersel").tz.key == "Europe/Amsterdam"
+
+
+@pytest.mark.parametrize("listen, metrics", [
+    ("0.0.0.0:9100", "127.0.0.1:9100"), ("127.0.0.1:9100", "0.0.0.0:9100"), ("[::]:9100", "10.0.0.5:9100"),
+    ("192.168.1.2:9100", "[::]:9100"), ("0.0.0.0:9100", "[::]:9100"),
+])
+def test_metrics_listen_on_the_port_of_a_wildcard_listen_is_refused(tmp_path, listen, metrics):
+    found = problems(tmp_path, MINIMAL, MELDBOT_HTTP__LISTEN=listen, MELDBOT_HTTP__METRICS_LISTEN=metrics)
+    assert [key for key, _ in found] == ["http"]
+    assert "metrics_listen" in found[0][1] and "9100" in found[0][1]
+
+
+def test_metrics_listen_on_another_port_or_another_specific_host_is_fine(tmp_path):
+    for listen, metrics in [("0.0.0.0:9100", "127.0.0.1:9108"), ("10.0.0.5:9100", "127.0.0.1:9100"),
+                            ("0.0.0.0:0", "127.0.0.1:0")]:
+        config = load(tmp_path, MINIMAL, MELDBOT_HTTP__LISTEN=listen, MELDBOT_HTTP__METRICS_LISTEN=metrics)
+        assert config.http.metrics_listen == metrics

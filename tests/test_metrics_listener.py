@@ -53,3 +53,32 @@ def test_metrics_listen_must_be_host_and_port_and_not_the_main_listener(tmp_path
             make_config(url, MELDBOT_HTTP__LISTEN="127.0.0.1:8080", MELDBOT_HTTP__METRICS_LISTEN=value)
         assert key in str(info.value) and "metrics_listen" in str(info.value)
     assert make_config(url, MELDBOT_HTTP__METRICS_LISTEN="127.0.0.1:9108").http.metrics_address == ("127.0.0.1", 9108)
+
+
+@pytest.fixture
+def taken_port():
+    """A port some other program already listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["http.listen", "http.metrics_listen"])
+def test_a_port_in_use_is_one_dutch_line_naming_the_setting_and_address_not_a_database_error(
+        tmp_path, taken_port, setting):
+    from tests.test_cli import env_for, meldbot
+
+    address = f"127.0.0.1:{taken_port}"
+    env = env_for(tmp_path, MELDBOT_HTTP__LISTEN=address if setting == "http.listen" else "127.0.0.1:0",
+                  MELDBOT_HTTP__METRICS_LISTEN=address if setting == "http.metrics_listen" else "")
+    assert meldbot(tmp_path, "migrate", env=env).returncode == 0
+    result = meldbot(tmp_path, "run", env=env)
+    # Before: "Ik kan de database niet bereiken (OSError)", exit 3.
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "database" not in result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x and "WARNING" not in x and " INFO " not in x]
+    assert setting in line and address in line and "in gebruik" in line

@@ -178,9 +178,34 @@ class HttpConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> "HttpConfig":
-        if self.metrics_listen and self.port and _split_listen(self.metrics_listen) == (self.host, self.port):
-            raise ValueError("metrics_listen moet een andere poort zijn dan listen (of leeg)")
+        if not self.metrics_listen:
+            return self
+        host, port = _split_listen(self.metrics_listen)
+        # A wildcard host takes the port on every address, so any other host on that port collides too.
+        if port and port == self.port and (host == self.host or WILDCARD_HOSTS & {host, self.host}):
+            raise ValueError(f"metrics_listen ({self.metrics_listen}) en listen ({self.listen}) gebruiken dezelfde "
+                             f"poort {port} op hetzelfde adres (0.0.0.0 en :: zijn elk adres): kies een andere poort "
+                             "voor metrics_listen (of laat hem leeg)")
         return self
+
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "*"})
+
+
+class ListenFailed(Exception):
+    """`http.listen` or `http.metrics_listen` could not be opened at start: `setting` is the dotted key,
+    `address` what it says, `reason` a catalogue word (in_use, not_here, denied, other)."""
+
+    def __init__(self, setting: str, address: str, error: OSError) -> None:
+        super().__init__(f"cannot listen on {address} ({setting}): {type(error).__name__} {error.errno}")
+        self.setting, self.address, self.error = setting, address, error
+
+    @property
+    def reason(self) -> str:
+        import errno
+
+        return {errno.EADDRINUSE: "in_use", errno.EADDRNOTAVAIL: "not_here", errno.EACCES: "denied"}.get(
+            self.error.errno, "other")
 
 
 class ConsoleConfig(_Model):

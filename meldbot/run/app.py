@@ -16,7 +16,7 @@ from meldbot.service.bot import Bot, where
 from meldbot.service.reminders import Reminders
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT, erase_expired
 from meldbot.core.clock import Clock, SystemClock
-from meldbot.core.config import config_warnings
+from meldbot.core.config import ListenFailed, config_warnings
 from meldbot.core.messaging import Notifier
 from meldbot.run.metrics import CONTENT_TYPE, Metrics
 from meldbot.service.outbox import Dispatcher
@@ -75,12 +75,12 @@ class App:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher"))
         # dateparser loads its language data lazily (~0.3 s); do it now, off the event loop.
         self._tasks.append(asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, warm_up)))
-        if self.serve_http:
-            await self._start_http()
         try:
+            if self.serve_http:
+                await self._start_http()
             for adapter in self.adapters:
                 await adapter.start(self)
-        except BaseException:   # e.g. a refused Matrix login: stop what already runs, then report it
+        except BaseException:   # e.g. a port in use, a refused Matrix login: stop what already runs, then report it
             await self.__aexit__(None, None, None)
             raise
         return self
@@ -171,7 +171,7 @@ class App:
         self._http = web.AppRunner(web_app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.config.http.host, self.config.http.port)
-        await site.start()
+        await _listen(site, "http.listen", self.config.http.listen)
         self.http_port = site._server.sockets[0].getsockname()[1]
         log.info("http server listening", extra={"port": self.http_port})
         if metrics_address is not None:
@@ -181,7 +181,7 @@ class App:
             self._metrics_http = web.AppRunner(metrics_app, access_log=None)
             await self._metrics_http.setup()
             site = web.TCPSite(self._metrics_http, *metrics_address)
-            await site.start()
+            await _listen(site, "http.metrics_listen", self.config.http.metrics_listen)
             self.metrics_port = site._server.sockets[0].getsockname()[1]
             log.info("metrics server listening", extra={"port": self.metrics_port})
 
@@ -201,6 +201,15 @@ class App:
         except Exception as exc:   # still serve the counters when the database is away
             log.warning("metrics refresh failed", extra={"error": type(exc).__name__})
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _listen(site: web.TCPSite, setting: str, address: str) -> None:
+    """Open a listener; a port in use or a foreign address is the administrator's to fix in `setting`
+    (before, the CLI took the OSError for an unreachable database)."""
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ListenFailed(setting, address, exc) from exc
 
 
 def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later):

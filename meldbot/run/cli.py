@@ -11,7 +11,7 @@ import signal
 import sys
 
 from meldbot.core import logs
-from meldbot.core.config import ConfigError, config_warnings, load_config
+from meldbot.core.config import ConfigError, ListenFailed, config_warnings, load_config
 from meldbot.core.i18n import texts
 from meldbot.storage.canary import DataKeyRefused
 from meldbot.storage.db import Database, DatabaseUnavailable, SchemaOutdated, probe, unavailable
@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DATABASE
     except DataKeyRefused as exc:
         print(t(exc.text_key, **exc.params), file=sys.stderr)
+        return EXIT_CONFIG
+    except ListenFailed as exc:    # before OSError: a port in use is not an unreachable database
+        print(t(f"cli.listen.{exc.reason}", setting=exc.setting, address=exc.address,
+                error=exc.error.strerror or type(exc.error).__name__), file=sys.stderr)
         return EXIT_CONFIG
     except DatabaseUnavailable as exc:
         print(t(f"cli.database.{exc.reason}", **exc.place), file=sys.stderr)
