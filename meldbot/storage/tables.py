@@ -120,6 +120,10 @@ class OutboxRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     meldpunt_id: str = Field(max_length=64)
     idempotency_key: str = Field(max_length=200, unique=True)
+    # The signal the message is about ("MH-2026-0007"), or none. Not sealed, like the signal's own reference
+    # columns: it says which signal, nothing of what is in it (the key names it as well). Retention erases a
+    # signal's messages by it.
+    reference: str | None = Field(default=None, max_length=32, index=True)
     kind: str = Field(max_length=32)
     recipient_platform: str = Field(max_length=16)
     recipient_sealed: str

@@ -22,18 +22,23 @@ class OutboxRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
 
-    async def add(self, *, meldpunt_id: str, recipient: Identity, reply: Reply, key: str, kind: str, at: datetime) -> None:
-        """Queue a message in this transaction. The same key twice queues it once."""
-        await self.add_many([dict(meldpunt_id=meldpunt_id, recipient=recipient, reply=reply, key=key, kind=kind)], at)
+    async def add(self, *, meldpunt_id: str, recipient: Identity, reply: Reply, key: str, kind: str, at: datetime,
+                  reference: str | None = None) -> None:
+        """Queue a message in this transaction. The same key twice queues it once. `reference`: the signal
+        the message is about, kept beside the key so retention finds the row by it."""
+        await self.add_many([dict(meldpunt_id=meldpunt_id, recipient=recipient, reply=reply, key=key, kind=kind,
+                                  reference=reference)], at)
 
     async def add_many(self, messages: list[dict[str, Any]], at: datetime) -> None:
-        """Queue several messages (each with the arguments of `add` but `at`) in few statements."""
+        """Queue several messages (each with the arguments of `add` but `at`; `reference` may be left out) in
+        few statements."""
         sealer = self._uow.sealer
         insert = dialect_insert(self._uow.dialect)
         rows = [
             dict(
                 meldpunt_id=m["meldpunt_id"],
                 idempotency_key=m["key"],
+                reference=m.get("reference"),
                 kind=m["kind"],
                 recipient_platform=m["recipient"].platform,
                 recipient_sealed=sealer.seal(json.dumps([m["recipient"].platform, m["recipient"].user_id])),
@@ -123,10 +128,14 @@ class OutboxRepository:
         """Retention erases a signal: every message about it goes, delivered, waiting or parked (feedback
         to the melder holds text), and so do the notices that one of them could not be delivered.
 
-        Message keys name the signal's reference (`inform:MH-2026-0001:anna:...`); a notice's key names the
+        A row names its signal in the `reference` column. Rows queued without one (before revision 0009 every
+        row, which that migration filled from the key; since then a message whose caller gave none) are found
+        by their key, which names the reference too (`inform:MH-2026-0001:anna:...`). A notice's key names the
         row it is about (`undelivered:<row id>:...`, meldbot.service.deliveries) and, in newer rows, the reference."""
         s = self._uow.session
-        about = OutboxRow.idempotency_key.like(f"%:{reference}:%")
+        about = sa.or_(OutboxRow.reference == reference,
+                       sa.and_(OutboxRow.reference.is_(None),
+                               OutboxRow.idempotency_key.like(f"%:{reference}:%")))
         ids = list((await s.exec(select(OutboxRow.id).where(about))).all())
         removed = 0
         for chunk in chunks(ids, 100):
