@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any, Protocol
 
 from meldbot.core.domain import Event, EventKind, Reference, RefQuery, Signal
@@ -189,17 +190,28 @@ class ProcessedEventRepository(Protocol):
 class UnitOfWork(Protocol):
     """`async with uow:` is one transaction; it is rolled back unless `commit()` was called."""
 
-    signals: SignalRepository
-    outbox: OutboxRepository
-    conversations: ConversationRepository
-    people: PersonRepository
-    audit: AuditRepository
-    processed: ProcessedEventRepository
-    reminders: ReminderRepository
-    references: ReferenceRepository
+    # Read-only members: an implementation may hold its own repository classes (SqlUnitOfWork's, the tests'
+    # fakes), which a plain attribute here would refuse (mypy keeps settable protocol members invariant).
+    @property
+    def signals(self) -> SignalRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
+    @property
+    def conversations(self) -> ConversationRepository: ...
+    @property
+    def people(self) -> PersonRepository: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+    @property
+    def processed(self) -> ProcessedEventRepository: ...
+    @property
+    def reminders(self) -> ReminderRepository: ...
+    @property
+    def references(self) -> ReferenceRepository: ...
 
     async def __aenter__(self) -> "UnitOfWork": ...
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
     async def commit(self) -> None: ...
     async def flush(self) -> None:
         """Make what was written so far visible to the reads of this unit of work."""
