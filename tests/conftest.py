@@ -62,6 +62,37 @@ def postgres_database():
     run_sync(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def private_postgres():
+    """A PostgreSQL server of this test session's own, for tests that stop, restart or crash it; the
+    machine's cluster is never touched (tests/postgres_server.py). It runs when the other PostgreSQL tests
+    do; where they are required (MELDBOT_TEST_REQUIRE_POSTGRES), missing server binaries fail the test."""
+    if not postgres_url():
+        _skip_or_fail(f"PostgreSQL tests need {PG_ENV}, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    from tests.postgres_server import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        _skip_or_fail(f"a private PostgreSQL server cannot be started: {exc}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_postgres_database(private_postgres):
+    """A fresh, empty database on the private server; yields its URL. The server runs when the test
+    starts and again after it, whatever the test did to it."""
+    if not private_postgres.running():
+        private_postgres.start()
+    yield run_sync(private_postgres.create_database(f"meldbot_t_{uuid.uuid4().hex[:12]}"))
+    if not private_postgres.running():
+        private_postgres.start()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request, tmp_path):
     """Each test using this runs against SQLite and against real PostgreSQL."""
