@@ -118,32 +118,41 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc))
 
 
+REMINDER_KEY_PREFIX = "reminder:"
+
+
+def is_reminder(idempotency_key: str) -> bool:
+    """A message of the reminder sweep (reminders and the weekly overview): meldbot/service/reminders.py
+    gives their outbox rows keys that start with "reminder:". The Notifier port sees nothing but the key."""
+    return idempotency_key.startswith(REMINDER_KEY_PREFIX)
+
+
 class FakeNotifier:
     """Records deliveries; like real platforms, shows a message once per idempotency key.
 
-    Scheduled reminders (the weekly overview goes out at every start after Monday 09:00) are recorded
-    too, but `calls`, `fail_next` and `to()` concern the other messages, so tests of those stay exact."""
+    Two streams, kept apart on purpose. The reminder sweep runs at every start and sends the weekly
+    overview from Monday 09:00 on, so almost any test gets messages it did not cause. Those are recorded
+    in `reminders`, everything else in `messages`; `shown` holds both, in the order they were shown.
+    `calls`, `fail_next` and `to()` concern `messages` only, so tests of those stay exact; a test about
+    reminders reads `reminders` or `reminders_to()`. Someone `away` gets neither."""
 
     def __init__(self, platform: str = "console") -> None:
         self.platform = platform
         self.shown: list[tuple[Identity, Reply, str]] = []
-        self.calls = 0
+        self.messages: list[tuple[Identity, Reply, str]] = []
+        self.reminders: list[tuple[Identity, Reply, str]] = []
+        self.calls = 0          # send() calls for messages, failed and repeated ones included
         self.away: set[str] = set()
-        self.fail_next = 0
+        self.fail_next = 0      # how many of the next messages fail with a (temporary) DeliveryError
         self._keys: set[str] = set()
 
     async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
-        if idempotency_key.startswith("reminder:"):
-            if idempotency_key not in self._keys and recipient.user_id not in self.away:
-                self._keys.add(idempotency_key)
-                self.shown.append((recipient, reply, idempotency_key))
-            elif recipient.user_id in self.away:
-                raise RecipientAway(recipient.user_id)
-            return
-        self.calls += 1
+        reminder = is_reminder(idempotency_key)
+        if not reminder:
+            self.calls += 1
         if recipient.user_id in self.away:
             raise RecipientAway(recipient.user_id)
-        if self.fail_next:
+        if self.fail_next and not reminder:
             self.fail_next -= 1
             from meldbot.core.messaging import DeliveryError
 
@@ -151,7 +160,13 @@ class FakeNotifier:
         if idempotency_key in self._keys:
             return
         self._keys.add(idempotency_key)
-        self.shown.append((recipient, reply, idempotency_key))
+        entry = (recipient, reply, idempotency_key)
+        self.shown.append(entry)
+        (self.reminders if reminder else self.messages).append(entry)
 
     def to(self, user_id: str) -> list[Reply]:
-        return [r for who, r, key in self.shown if who.user_id == user_id and not key.startswith("reminder:")]
+        """The messages (not the reminders) shown to `user_id`."""
+        return [r for who, r, _ in self.messages if who.user_id == user_id]
+
+    def reminders_to(self, user_id: str) -> list[Reply]:
+        return [r for who, r, _ in self.reminders if who.user_id == user_id]
