@@ -331,8 +331,14 @@ async def test_in_a_group_room_the_bot_only_points_to_a_dm_and_stores_nothing(wo
         assert "privégesprek" in answers[0]
         last = await employee.say(room, "Een man houdt de paspoorten van zes vrouwen")
         await colleague.say(room, "Zullen we dat niet hier bespreken?")
-        await asyncio.sleep(2)
-        assert employee.after(room, last, world.bot_id) == []  # one pointer, not one per line
+        # A room's messages are handled in order and an edit is always answered: once that answer is
+        # here, the two lines before it were handled too, and got no pointer of their own.
+        edit = await employee.client.room_send(room, "m.room.message", {
+            "msgtype": "m.text", "body": "* Een man", "m.new_content": {"msgtype": "m.text", "body": "Een man"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": last}}, ignore_unverified_devices=True)
+        await until(lambda: employee.after(room, edit.event_id, world.bot_id), "the answer to the edit")
+        after_last = [e.body for e in employee.after(room, last, world.bot_id)]
+        assert len(after_last) == 1 and "aangepast" in after_last[0], after_last  # one pointer, not one per line
     for table in ("conversation", "processed_event", "person", "signal", "melder", "audit"):
         assert await world.count(table) == 0, table
     assert await world.count("outbox WHERE kind != 'overview'") == 0  # the weekly overview goes out at start
@@ -378,8 +384,9 @@ async def test_a_restart_between_two_questions_continues_the_dialog_and_replays_
         assert "Wanneer" in employee.after(room, waar, world.bot_id)[0].body
         answers = await employee.ask(room, SCRIPT[3], world.bot_id)
         assert "Wie" in answers[0]
-        await asyncio.sleep(1)
-    assert len(employee.after(room, None, world.bot_id)) == before + 2
+        # The answer to one more line comes after anything replayed or repeated before it.
+        await employee.ask(room, SCRIPT[4], world.bot_id)
+    assert len(employee.after(room, None, world.bot_id)) == before + 3
     async with Bot(config, clock=wednesday()) as bot:
         async with bot.app.uow() as uow:
             state, _ = await uow.conversations.load("matrix", room)
@@ -675,10 +682,12 @@ async def test_rate_limits_are_waited_out_or_handed_back_and_unknown_users_are_p
                 await notifier.send(Identity("matrix", "@niemand:localhost"), Reply("x"), "nobody")
             assert caught.value.permanent
 
-            await af.message_containing("Derde bericht", world.bot_id)
-            await asyncio.sleep(1)
+            # A last message, sent after all the others: a repeat of one of them would show before it.
+            await notifier.send(to_af, Reply("Vierde bericht"), "fourth")
+            await af.message_containing("Vierde bericht", world.bot_id)
             bodies = [getattr(e, "body", "") for _, e in af.events if e.sender == world.bot_id]
-            assert [b for b in bodies if "bericht" in b] == ["Eerste bericht", "Tweede bericht", "Derde bericht"]
+            assert [b for b in bodies if "bericht" in b] == ["Eerste bericht", "Tweede bericht", "Derde bericht",
+                                                             "Vierde bericht"]
     finally:
         await proxy.stop()
 
@@ -783,12 +792,13 @@ async def test_a_bot_killed_mid_turn_handles_the_message_exactly_once_after_rest
         await until(lambda: employee.after(room, event_id, world.bot_id), "the answer after the restart")
         answers = await employee.ask(room, SCRIPT[2], world.bot_id)
         assert "Wanneer" in answers[0]
-        await asyncio.sleep(1)
+        # The answer to one more line comes after anything replayed or repeated before it.
+        await employee.ask(room, SCRIPT[3], world.bot_id)
         assert await bot.stop() == 0 and "meldbot is gestopt" in bot.log_path.read_text()
     after_wat = [e.body for e in employee.after(room, event_id, world.bot_id)]
-    assert len(after_wat) == 2 and "Waar" in after_wat[0], after_wat  # once for wat, once for waar
-    assert len(employee.after(room, None, world.bot_id)) == before + 2  # `melden` was not answered again
-    assert await world.count("signal") == 0 and await world.count("processed_event") == 3
+    assert len(after_wat) == 3 and "Waar" in after_wat[0], after_wat  # once each for wat, waar and wanneer
+    assert len(employee.after(room, None, world.bot_id)) == before + 3  # `melden` was not answered again
+    assert await world.count("signal") == 0 and await world.count("processed_event") == 4
 
 
 # --- last: stops the module's homeserver -----------------------------------------------------------------
@@ -815,8 +825,10 @@ async def test_a_notification_due_while_the_homeserver_is_down_is_delivered_once
         clock.advance(timedelta(minutes=1))
         await until(lambda: len([e for e in af.after(af_room, None, world.bot_id)
                                  if "MH-2026-0001" in getattr(e, "body", "")]) >= 2, "the reminder")
-        await asyncio.sleep(2)
         await bot.app.dispatcher.deliver_pending()
-        await asyncio.sleep(1)
+        # A last message in the same room after that: a second copy of either would show before it.
+        await bot.adapter.notifier.send(Identity("matrix", world.af_id), Reply("Einde van de test"), "end-marker")
+        await until(lambda: any("Einde van de test" in getattr(e, "body", "")
+                                for e in af.after(af_room, None, world.bot_id)), "the last message")
         bodies = [getattr(e, "body", "") for e in af.after(af_room, None, world.bot_id)]
         assert len([b for b in bodies if "MH-2026-0001" in b]) == 2, bodies  # the notification, the reminder
