@@ -390,6 +390,19 @@ def test_lookups_by_id_and_af_name(tmp_path):
     assert config.meldpunt_by_id("eersel").tz.key == "Europe/Amsterdam"
 
 
+def test_teams_on_with_a_meldpunt_without_tenants_is_a_warning_naming_the_key(tmp_path):
+    teams = "[teams]\nenabled = true\nanonymous = true\n"
+    config = load(tmp_path, MINIMAL + teams, MELDBOT_DATA_KEY=KEY)
+    [warning] = config_warnings(config)
+    assert warning.key == "meldpunt[0].teams_tenants" and warning.blocking
+    text = texts("nl")(warning.text_key, **warning.params)
+    assert text.startswith("meldpunt[0].teams_tenants") and "Gemeente Bergeijk" in text
+    assert "meldpunt[0].teams_tenants" in texts("en")(warning.text_key, **warning.params)
+    with_tenant = MINIMAL.replace('name = "Gemeente Bergeijk"\n', 'name = "Gemeente Bergeijk"\nteams_tenants = ["t-1"]\n')
+    assert config_warnings(load(tmp_path, with_tenant + teams, MELDBOT_DATA_KEY=KEY)) == []
+    assert config_warnings(load(tmp_path, MINIMAL)) == []        # Teams off: no tenants needed
+
+
 @pytest.mark.parametrize("listen, metrics", [
     ("0.0.0.0:9100", "127.0.0.1:9100"), ("127.0.0.1:9100", "0.0.0.0:9100"), ("[::]:9100", "10.0.0.5:9100"),
     ("192.168.1.2:9100", "[::]:9100"), ("0.0.0.0:9100", "[::]:9100"),

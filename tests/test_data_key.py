@@ -241,7 +241,7 @@ def test_doctor_tells_the_truth_about_plaintext_keys_and_teams_tenants(tmp_path)
              "MELDBOT_TEAMS__TENANT_ID": "t", "MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS": "true"}
     loud = meldbot(tmp_path, "doctor", env=env_for(tmp_path, **teams))
     assert loud.returncode == 1 and "[!!]  Gegevens staan ONVERSLEUTELD terwijl Matrix of Teams" in loud.stdout
-    assert "[let op]  Teams staat aan, maar geen meldpunt heeft teams_tenants" in loud.stdout
+    assert "[!!]  meldpunt[0].teams_tenants is leeg, terwijl Teams aan staat" in loud.stdout
     tenants = meldbot(tmp_path, "doctor", env=env_for(tmp_path, MELDBOT_MELDPUNT__0__TEAMS_TENANTS="tenant-1", **teams))
     assert "teams_tenants" not in tenants.stdout
 
@@ -252,3 +252,24 @@ def test_doctor_tells_the_truth_about_plaintext_keys_and_teams_tenants(tmp_path)
     good = meldbot(folder, "doctor", env=env)
     assert good.returncode == 0 and "[ok]  De sleutel (MELDBOT_DATA_KEY) past bij de gegevens." in good.stdout
     assert "ONVERSLEUTELD" not in good.stdout and "Alles in orde." in good.stdout
+
+
+def test_doctor_fails_and_check_config_warns_when_teams_is_on_without_tenants(tmp_path):
+    key = new_key()
+    env = sealed_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/meldbot.db", key,
+                     MELDBOT_TEAMS__ENABLED="true", MELDBOT_TEAMS__APP_ID="app", MELDBOT_TEAMS__APP_PASSWORD="x",
+                     MELDBOT_TEAMS__TENANT_ID="t")
+    assert meldbot(tmp_path, "migrate", env=env).returncode == 0
+    # Before: only "[let op]", exit 0 and "Geen fouten", while the adapter refuses every Teams user.
+    doctor = meldbot(tmp_path, "doctor", env=env)
+    assert doctor.returncode == 1, doctor.stdout
+    assert any(line.startswith("[!!]") and "meldpunt[0].teams_tenants" in line for line in doctor.stdout.splitlines())
+    assert "Geen fouten" not in doctor.stdout
+    checked = meldbot(tmp_path, "check-config", env=env)
+    assert checked.returncode == 0
+    assert any(line.startswith("[let op]") and "meldpunt[0].teams_tenants" in line
+               for line in checked.stdout.splitlines()), checked.stdout
+    with_tenant = {**env, "MELDBOT_MELDPUNT__0__TEAMS_TENANTS": "tenant-1"}
+    assert "teams_tenants" not in meldbot(tmp_path, "check-config", env=with_tenant).stdout
+    fine = meldbot(tmp_path, "doctor", env=with_tenant)
+    assert fine.returncode == 0 and "teams_tenants" not in fine.stdout, fine.stdout

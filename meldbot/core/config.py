@@ -479,18 +479,32 @@ class ConfigWarning:
     key: str
     text_key: str
     params: dict[str, str] = field(default_factory=dict)
+    # The bot starts, but cannot do its work for some people: doctor shows it as a fault ([!!], exit 1).
+    blocking: bool = False
 
 
 def config_warnings(config: Config) -> list[ConfigWarning]:
     """Matrix ids with capitals. The ids are compared exactly (af_for), and servers give out ids in
     lowercase (the spec requires it of new localparts; server names are DNS names), so `@Anna:bergeijk.nl`
-    would never match the sender `@anna:bergeijk.nl`. Not an error: an old account may have capitals."""
+    would never match the sender `@anna:bergeijk.nl`. Not an error: an old account may have capitals.
+
+    A meldpunt without `teams_tenants` while Teams is on: the Teams adapter admits only users of a listed
+    tenant, so no Teams user reaches that meldpunt. Blocking when no meldpunt lists one (every Teams user is
+    refused); beside meldpunten that do, it may be a meldpunt on Matrix only. Not refused: Teams is often
+    switched on before the tenant id is known."""
     ids = [("matrix.user_id", config.matrix.user_id)] + [
         (_dotted(("meldpunt", i, "af", j, "matrix")), af.matrix)
         for i, meldpunt in enumerate(config.meldpunt) for j, af in enumerate(meldpunt.af)]
-    return [ConfigWarning(key, "cli.config.matrix_id_case",
-                          {"setting": key, "user_id": user_id, "lowercase": user_id.lower()})
-            for key, user_id in ids if user_id != user_id.lower()]
+    found = [ConfigWarning(key, "cli.config.matrix_id_case",
+                           {"setting": key, "user_id": user_id, "lowercase": user_id.lower()})
+             for key, user_id in ids if user_id != user_id.lower()]
+    if config.teams.enabled:
+        without = [(i, m) for i, m in enumerate(config.meldpunt) if not any(t.strip() for t in m.teams_tenants)]
+        everyone = len(without) == len(config.meldpunt)
+        found += [ConfigWarning(key, "cli.config.teams_no_tenants", {"setting": key, "meldpunt": meldpunt.name},
+                                blocking=everyone)
+                  for i, meldpunt in without for key in [_dotted(("meldpunt", i, "teams_tenants"))]]
+    return found
 
 
 # --- loading -----------------------------------------------------------------------------------------------

@@ -34,7 +34,9 @@ class Finding:
 
 async def examine(config, t: Texts) -> list[Finding]:
     found = [Finding(True, t("doctor.config_ok", meldpunten=len(config.meldpunten)))]
-    found += [Finding(True, t(w.text_key, **w.params), warning=True) for w in config_warnings(config)]
+    # A blocking one (Teams users all refused for want of a tenant) is a fault, not a point to watch.
+    found += [Finding(not w.blocking, t(w.text_key, **w.params), warning=not w.blocking)
+              for w in config_warnings(config)]
     missing = await _missing_sqlite(config.storage.url, t)
     if missing is not None:
         return found + [missing]
@@ -168,6 +170,4 @@ async def _platforms(config, t: Texts) -> list[Finding]:
             out.append(Finding(False, t("doctor.teams_anonymous")))
         else:
             out.append(Finding(True, t("doctor.teams_ok", app_id=config.teams.app_id)))
-        if not any(m.teams_tenants for m in config.meldpunten):
-            out.append(Finding(True, t("doctor.teams_no_tenants"), warning=True))
     return out
