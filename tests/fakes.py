@@ -1,10 +1,11 @@
 """In-memory fakes of the core's storage ports (meldbot.core.ports) for the service layer's unit tests.
 
 `FakeStorage` plays the database and, called, makes a `FakeUnitOfWork` (as UnitOfWorkFactory does).
-A unit of work reads and writes a copy of what was committed: its own writes are visible to its own
-reads at once (as in one SQL transaction), to other units of work only after `commit()`; leaving
-`async with` without a commit, or `rollback()`, drops them. Units of work that overlap and both write
-are refused at the second commit (FakeConflict), not merged: the fake is not for concurrency tests.
+A unit of work sees what was committed when it began and writes to its own copy of that: its writes are
+visible to its own reads at once (as in one SQL transaction), to other units of work only after
+`commit()`; leaving `async with` without a commit, or `rollback()`, drops them. Units of work that overlap
+and both write are refused at the second commit (FakeConflict), not merged: the fake is not for
+concurrency tests.
 
 Values go through JSON where storage seals them (contents, event data, replies, dialog state), so a test
 sees what a real database would give back (no images in outbox replies, tuples as lists)."""
@@ -139,7 +140,7 @@ class FakeStorage:
     """The fake database. `storage()` is a new unit of work; `storage.data` is what was committed."""
 
     def __init__(self) -> None:
-        self.data = FakeData()
+        self.data = FakeData()      # never changed in place: a commit replaces it
         self.version = 0            # one more per commit that wrote something
         self.commits = 0
         self.on_outbox: Callable[[], None] | None = None
@@ -151,7 +152,8 @@ class FakeStorage:
 # --- the unit of work --------------------------------------------------------------------------------
 
 class FakeUnitOfWork:
-    """`async with uow:` works on a copy of the committed data; `commit()` makes it the committed data."""
+    """`async with uow:` sees the data committed when it began; its first write makes a copy of that, and
+    `commit()` makes the copy the committed data."""
 
     def __init__(self, storage: FakeStorage) -> None:
         self._storage = storage
@@ -178,8 +180,11 @@ class FakeUnitOfWork:
         await self.rollback()
 
     def write(self) -> FakeData:
-        """The data to change: marks this unit of work as one that wrote."""
-        self.wrote = True
+        """The data to change: this unit of work's own copy, made at its first write (reads share the
+        committed data, and hand out copies of what they find)."""
+        if not self.wrote:
+            self.data = copy.deepcopy(self.data)
+            self.wrote = True
         return self.data
 
     async def flush(self) -> None:
@@ -198,7 +203,7 @@ class FakeUnitOfWork:
         await self.rollback()
 
     async def rollback(self) -> None:
-        self.data = copy.deepcopy(self._storage.data)
+        self.data = self._storage.data
         self._version = self._storage.version
         self.wrote = False
         self.outbox_written = False
