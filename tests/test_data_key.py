@@ -13,7 +13,7 @@ from meldbot.run.app import build_app
 from meldbot.core.messaging import Identity, IncomingMessage
 from meldbot.storage.db import Database
 from meldbot.storage.sealing import KeyringSealer, PlainSealer, new_key
-from tests.conftest import FakeNotifier, make_config
+from tests.conftest import FakeNotifier, make_config, run_sync
 from tests.test_cli import SCRIPT, env_for, meldbot
 
 pytestmark = pytest.mark.slow
@@ -252,6 +252,86 @@ def test_doctor_tells_the_truth_about_plaintext_keys_and_teams_tenants(tmp_path)
     good = meldbot(folder, "doctor", env=env)
     assert good.returncode == 0 and "[ok]  De sleutel (MELDBOT_DATA_KEY) past bij de gegevens." in good.stdout
     assert "ONVERSLEUTELD" not in good.stdout and "Alles in orde." in good.stdout
+
+
+async def test_plaintext_written_after_the_database_was_sealed_is_refused_at_start_with_the_fix_named(
+        database_url, tmp_path, clock):
+    from meldbot.storage import canary
+
+    key = new_key()
+    await sealed_database(tmp_path, database_url, key)
+    await _start_without_a_key_as_versions_before_the_canary_did(database_url, clock)
+    # What a keyless process still running during `seal-plaintext` left behind: the canary says sealed,
+    # yet rows are in clear. Before, chat and run started and then crashed with "UnknownKey: value is not sealed".
+    db = Database(database_url)
+    try:
+        await canary.write(db, KeyringSealer(key))
+    finally:
+        await db.dispose()
+    env = sealed_env(tmp_path, database_url, key, MELDBOT_HTTP__LISTEN="127.0.0.1:0")
+    chat, run, listed = each(tmp_path, [["chat"], ["run"], ["outbox", "list"]], env, stdin=":als af\nlijst\n:stop\n")
+    for result in (chat, run, listed):
+        refused(result, "meldbot seal-plaintext")
+    repaired = meldbot(tmp_path, "seal-plaintext", env=env)
+    assert repaired.returncode == 0 and "Klaar" in repaired.stdout, repaired.stderr
+    good = as_af(tmp_path, env, "lijst")
+    assert good.returncode == 0 and "MH-2026-0003" in good.stdout, good.stderr
+
+
+def test_a_keyless_chat_still_running_during_seal_plaintext_writes_nothing_in_clear_and_stops(database_url, tmp_path):
+    import subprocess
+    import sys
+
+    keyless = sealed_env(tmp_path, database_url, None)
+    assert meldbot(tmp_path, "migrate", env=keyless).returncode == 0
+    chat = subprocess.Popen([sys.executable, "-m", "meldbot", "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**keyless, "PYTHONUNBUFFERED": "1"})
+    try:
+        chat.stdin.write("\n".join(PLAIN_SCRIPT) + "\n")
+        chat.stdin.flush()
+        for _ in range(200):                     # the first signal is stored, in clear, as this database allows
+            line = chat.stdout.readline()
+            if not line or "MH-2026-0001" in line:
+                break
+        assert "MH-2026-0001" in line
+        key = new_key()
+        sealed = meldbot(tmp_path, "seal-plaintext", env=sealed_env(tmp_path, database_url, key))
+        assert sealed.returncode == 0 and "Klaar" in sealed.stdout, sealed.stderr
+        assert "Stop" in sealed.stdout        # it says to stop every meldbot first
+        # Before: this second signal was written in clear under a canary that says "sealed".
+        out, err = chat.communicate("\n".join(PLAIN_SCRIPT) + "\n:stop\n", timeout=60)
+    finally:
+        if chat.poll() is None:
+            chat.kill()
+    assert chat.returncode == 2, err
+    assert "Traceback" not in err and "MELDBOT_DATA_KEY ontbreekt" in err, err
+    assert "MH-2026-0002" not in out
+    assert not run_sync(plaintext_values(database_url))
+    good = as_af(tmp_path, sealed_env(tmp_path, database_url, key), "lijst")
+    assert good.returncode == 0 and "MH-2026-0001" in good.stdout and "MH-2026-0002" not in good.stdout, good.stderr
+
+
+async def test_an_empty_database_migrated_without_the_key_is_sealed_by_the_first_start_with_it(database_url, tmp_path):
+    from meldbot.storage import canary
+
+    keyless = sealed_env(tmp_path, database_url, None)
+    assert meldbot(tmp_path, "migrate", env=keyless).returncode == 0   # the example config allows this
+    key = new_key()
+    env = sealed_env(tmp_path, database_url, key)
+    # Before: "[!!] Er staan onversleutelde gegevens" and chat refused, for a database with nothing in it.
+    doctor = meldbot(tmp_path, "doctor", env=env)
+    assert doctor.returncode == 0 and "onversleutelde" not in doctor.stdout, doctor.stdout
+    assert "zonder sleutel gemaakt" in doctor.stdout
+    first = meldbot(tmp_path, "chat", stdin="\n".join(SCRIPT) + "\n:stop\n", env=env)
+    assert first.returncode == 0 and "MH-2026-0001" in first.stdout, first.stderr
+    assert "marked as sealed" in first.stderr
+    assert not await plaintext_values(database_url)
+    db = Database(database_url)
+    try:
+        assert (await canary.read(db)).startswith(f"v1.{KeyringSealer(key).key_id}.")
+    finally:
+        await db.dispose()
+    refused(meldbot(tmp_path, "reminders", env=keyless), "MELDBOT_DATA_KEY")
 
 
 def test_doctor_fails_and_check_config_warns_when_teams_is_on_without_tenants(tmp_path):

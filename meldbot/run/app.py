@@ -22,6 +22,7 @@ from meldbot.run.metrics import CONTENT_TYPE, Metrics
 from meldbot.service.outbox import Dispatcher
 from meldbot.service.services import expire_drafts, release_removed_afs
 from meldbot.storage import canary
+from meldbot.storage.canary import DataKeyRefused
 from meldbot.storage.db import Database
 from meldbot.storage.sealing import PlainSealer, Sealer, sealer_for
 from meldbot.storage.uow import UnitOfWorkFactory
@@ -50,6 +51,9 @@ class App:
     http_port: int | None = None
     _metrics_http: web.AppRunner | None = None
     metrics_port: int | None = None     # the port of `http.metrics_listen`, when set
+    # Set when this keyless process may no longer write (the database was sealed while it ran): the CLI stops.
+    refusal: DataKeyRefused | None = None
+    refused: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __aenter__(self) -> "App":
         await self.db.check_schema()
@@ -107,6 +111,13 @@ class App:
         if self._metrics_http:
             await self._metrics_http.cleanup()
         await self.db.dispose()
+
+    def refuse(self, refusal: DataKeyRefused) -> None:
+        """A write of this keyless process was refused (storage.canary.PlaintextGuard): stop, and say why."""
+        if self.refusal is None:
+            log.error("database sealed while this process runs without MELDBOT_DATA_KEY; stopping")
+            self.refusal = refusal
+        self.refused.set()
 
     async def settled(self) -> None:
         """Wait until the start-up work (catch-up sweep, language data warm-up) is done."""
@@ -274,7 +285,8 @@ def build_app(
     if mode == "run":
         for warning in config_warnings(config):
             log.warning("configuration looks wrong; see meldbot check-config", extra={"key": warning.key})
-    uow = UnitOfWorkFactory(db, sealer)
+    # Without a key every commit first checks that the database is still kept in clear (storage.canary).
+    uow = canary.PlaintextGuard(db, sealer) if isinstance(sealer, PlainSealer) else UnitOfWorkFactory(db, sealer)
     if notifiers is None:
         notifiers = {}
         if mode == "chat":
@@ -306,5 +318,8 @@ def build_app(
     uow.on_outbox = dispatcher.kick
     bot = Bot(config, uow, clock, platforms, metrics=metrics, slots=db.turn_slots)
     reminders = Reminders(uow, config, clock, platforms)
-    return App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
-               sweep_seconds=config.reminders.sweep_seconds, metrics=metrics, adapters=adapters)
+    app = App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
+              sweep_seconds=config.reminders.sweep_seconds, metrics=metrics, adapters=adapters)
+    if isinstance(uow, canary.PlaintextGuard):
+        uow.on_refused = app.refuse
+    return app

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("reference", help="het nummer, bijvoorbeeld MH-2026-0007 of 7")
     rotate = sub.add_parser("rotate-key", help="versleutel alles opnieuw met de nieuwe sleutel")
     rotate.add_argument("--batch-size", type=int, default=200)
-    seal = sub.add_parser("seal-plaintext", help="versleutel gegevens die onversleuteld in de database staan")
+    seal = sub.add_parser("seal-plaintext", help="versleutel gegevens die onversleuteld in de database staan "
+                                                 "(stop eerst elke meldbot die draait)")
     seal.add_argument("--batch-size", type=int, default=200)
     sub.add_parser("new-key", help="maak een nieuwe sleutel voor MELDBOT_DATA_KEY")
     sub.add_parser("reminders", help="welke herinneringen aan de beurt zijn, wanneer en voor wie")
@@ -174,8 +175,8 @@ async def _chat(config, t, args) -> int:
     from meldbot.run.app import build_app
 
     async with build_app(config, mode="chat", clock=_clock()) as app:
-        await ConsoleSession(app).run()
-    return 0
+        await _until_refused(app, ConsoleSession(app).run())
+    return _refused(app, t)
 
 
 async def _run(config, t, args) -> int:
@@ -189,9 +190,32 @@ async def _run(config, t, args) -> int:
         if not app.notifiers:
             print(t("cli.no_platforms"), file=sys.stderr)
         print(t("cli.running"), file=sys.stderr)
-        await stop.wait()
+        await _until_refused(app, stop.wait())
+    if app.refusal is not None:
+        return _refused(app, t)
     print(t("cli.stopped"), file=sys.stderr)
     return 0
+
+
+async def _until_refused(app, work) -> None:
+    """Run `work` until it ends or this keyless process may no longer write (the database was sealed
+    meanwhile, storage.canary.PlaintextGuard)."""
+    task, refused = asyncio.ensure_future(work), asyncio.ensure_future(app.refused.wait())
+    try:
+        await asyncio.wait({task, refused}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, refused):
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+
+
+def _refused(app, t) -> int:
+    if app.refusal is None:
+        return 0
+    # Printed here, not by main(): a chat may wait for one more line on stdin before the process can end.
+    print(t(app.refusal.text_key, **app.refusal.params), file=sys.stderr)
+    return EXIT_CONFIG
 
 
 async def _audit(config, t, args) -> int:
@@ -305,9 +329,16 @@ async def _seal_plaintext(config, t, args) -> int:
             await canary.ensure(db, sealer_for(config))
             print(t("cli.key.nothing_to_seal", key_id=sealer.key_id))
             return 0
+        print(t("cli.key.stop_first"), flush=True)
         progress = await Rotation(db, sealer, batch_size=args.batch_size).run()
+        # A keyless meldbot that kept running can have written behind the rotation; from the new canary on,
+        # it writes nothing more (storage.canary.PlaintextGuard).
+        written_meanwhile = await canary.plaintext_found(db)
     finally:
         await db.dispose()
+    if written_meanwhile:
+        print(t("cli.key.written_meanwhile"), file=sys.stderr)
+        return 1
     counts = ", ".join(f"{table}: {n}" for table, n in progress.counts.items()) or "-"
     print(t("cli.key.sealed", counts=counts, key_id=sealer.key_id))
     return 0

@@ -89,7 +89,11 @@ async def _key(db: Database, sealer, t: Texts) -> list[Finding]:
             return [Finding(False, t("doctor.key_rotation_pending"))]
         return [Finding(True, t("doctor.key_ok"))]
     if state is KeyState.NEW:
-        return [Finding(True, t("doctor.key_new"))] if isinstance(sealer, KeyringSealer) else []
+        if not isinstance(sealer, KeyringSealer):
+            return []
+        # Migrated without a key, nothing written yet: the first start with the key marks it sealed.
+        made_plain = verdict.canary == canary.PLAINTEXT
+        return [Finding(True, t("doctor.key_new_plaintext" if made_plain else "doctor.key_new"))]
     if state is KeyState.PLAINTEXT:
         return []   # said above: stored in clear
     text = {KeyState.NO_KEY: "doctor.key_missing", KeyState.WRONG_KEY: "doctor.key_wrong"}.get(

@@ -4,18 +4,26 @@ Without it a process with no key (or the wrong one) found out only when a value 
 process without a key happily wrote plaintext next to sealed values. The row holds a known text sealed
 with the data key, or the marker "plaintext" for a database kept in clear (`storage.allow_plaintext`).
 It is written by `meldbot migrate` or the first start; a database made before it existed is judged by
-what its rows hold.
+what its rows hold. A process without a key writes through `PlaintextGuard`, so it stops writing as soon as
+`meldbot seal-plaintext` (or a first start with a key) has marked the database sealed.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
+from sqlmodel import select
 
 from meldbot.storage.db import Database
 from meldbot.storage.sealing import PREFIX, KeyringSealer, PlainSealer, Sealer
+from meldbot.storage.tables import KeyCanaryRow
+from meldbot.storage.uow import SqlUnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger("meldbot.storage.canary")
 
 CANARY_TEXT = "meldbot key canary"
 PLAINTEXT = "plaintext"
@@ -75,9 +83,17 @@ def _opened(sealer: Sealer, sealed: str) -> str | None:
         return None
 
 
+_READ = sa.text("SELECT value FROM key_canary WHERE id = 1")
+
+
 async def read(db: Database) -> str | None:
     async with db.engine.connect() as conn:
-        return (await conn.execute(sa.text("SELECT value FROM key_canary WHERE id = 1"))).scalar()
+        return (await conn.execute(_READ)).scalar()
+
+
+async def _plain_in(conn, table: str, column: str) -> bool:
+    return (await conn.execute(sa.text(f"SELECT 1 FROM {table} WHERE {column} NOT LIKE :p LIMIT 1"),
+                               {"p": PREFIX + "%"})).first() is not None
 
 
 async def survey(db: Database) -> tuple[list[str], bool]:
@@ -89,10 +105,30 @@ async def survey(db: Database) -> tuple[list[str], bool]:
                 f"SELECT {column} FROM {table} WHERE {column} LIKE :p LIMIT 1"), {"p": PREFIX + "%"})).scalar()
             if found is not None:
                 sealed.append(found)
-            if not plain:
-                plain = (await conn.execute(sa.text(
-                    f"SELECT 1 FROM {table} WHERE {column} NOT LIKE :p LIMIT 1"), {"p": PREFIX + "%"})).first() is not None
+            plain = plain or await _plain_in(conn, table, column)
     return sealed, plain
+
+
+async def plaintext_found(db: Database) -> bool:
+    """Whether any sealed column holds a value in clear: one LIMIT 1 query per table, stopping at the first."""
+    async with db.engine.connect() as conn:
+        for table, column in SEALED_COLUMNS:
+            if await _plain_in(conn, table, column):
+                return True
+    return False
+
+
+async def empty(db: Database) -> bool:
+    """No row at all in any table that holds sealed values (whatever else the database holds)."""
+    async with db.engine.connect() as conn:
+        return await _empty(conn)
+
+
+async def _empty(conn) -> bool:
+    for table, _ in SEALED_COLUMNS:
+        if (await conn.execute(sa.text(f"SELECT 1 FROM {table} LIMIT 1"))).first() is not None:
+            return False
+    return True
 
 
 class Verdict:
@@ -106,8 +142,9 @@ class Verdict:
 
 
 async def examine(db: Database, sealer: Sealer, *, thorough: bool = False) -> Verdict:
-    """Judge the database against this process's sealer without writing anything. `thorough` also looks
-    for plaintext values when the canary says the database is sealed (doctor, seal-plaintext)."""
+    """Judge the database against this process's sealer without writing anything. `thorough` also opens a
+    sealed value of every table when the canary says plaintext (doctor, seal-plaintext): a wrong key is
+    then named as such rather than as plaintext to seal."""
     has_key = isinstance(sealer, KeyringSealer)
     key_id = sealer.key_id if has_key else ""
     canary = await read(db)
@@ -116,9 +153,15 @@ async def examine(db: Database, sealer: Sealer, *, thorough: bool = False) -> Ve
             return Verdict(KeyState.NO_KEY, canary, sealed_with=_key_id_of(canary))
         if _opened(sealer, canary) != CANARY_TEXT:
             return Verdict(KeyState.WRONG_KEY, canary, key_id, _key_id_of(canary))
-        if thorough and (await survey(db))[1]:
+        # Looked at every time, not only by doctor: a keyless process that kept running through
+        # seal-plaintext can have written in clear since, and reading that fails deep in a command.
+        if await plaintext_found(db):
             return Verdict(KeyState.NEEDS_SEALING, canary, key_id)
         return Verdict(KeyState.SEALED, canary, key_id)
+    if canary == PLAINTEXT and has_key and await empty(db):
+        # Migrated without a key (the example configuration allows it) and nothing written yet: nothing
+        # to seal; `ensure` marks it sealed with this key.
+        return Verdict(KeyState.NEW, canary, key_id)
     if canary == PLAINTEXT and not thorough:
         return Verdict(KeyState.NEEDS_SEALING if has_key else KeyState.PLAINTEXT, canary, key_id)
     # No canary (a database from before it existed) or a plaintext one: judge by the rows.
@@ -149,6 +192,14 @@ async def ensure(db: Database, sealer: Sealer) -> KeyState:
     verdict = await examine(db, sealer)
     if not verdict.state.usable:
         raise verdict.refusal()
+    if verdict.canary == PLAINTEXT and verdict.state is KeyState.NEW:
+        if await _seal_empty(db, sealer):
+            log.info("empty database made without a key now marked as sealed with this key",
+                     extra={"key_id": verdict.key_id})
+            return KeyState.SEALED
+        verdict = await examine(db, sealer)    # something was written meanwhile: judge again
+        if not verdict.state.usable:
+            raise verdict.refusal()
     if verdict.canary is None:
         try:
             async with db.engine.begin() as conn:
@@ -160,10 +211,57 @@ async def ensure(db: Database, sealer: Sealer) -> KeyState:
     return verdict.state
 
 
+async def _seal_empty(db: Database, sealer: Sealer) -> bool:
+    """Replace a plaintext canary by this key's, in one transaction with a last look that nothing was written."""
+    async with db.engine.begin() as conn:
+        if not await _empty(conn):
+            return False
+        changed = await conn.execute(
+            sa.text("UPDATE key_canary SET value = :v, updated_at = :at WHERE id = 1 AND value = :plain"),
+            {"v": _value_for(sealer), "plain": PLAINTEXT, "at": _now()})
+        return changed.rowcount == 1
+
+
+class PlaintextGuard(UnitOfWorkFactory):
+    """Units of work for a process without a key. Each commit first reads the canary in the transaction it
+    commits: once `meldbot seal-plaintext` (or a start with a key) has marked the database sealed, nothing more is
+    written in clear; the commit is refused (DataKeyRefused, rolled back) and `on_refused` is told, so the
+    process can stop. A database without a canary (made before it existed) is left as it was."""
+
+    def __init__(self, db: Database, sealer: Sealer) -> None:
+        super().__init__(db, sealer)
+        self.on_refused: Callable[[DataKeyRefused], None] | None = None
+
+    def __call__(self) -> SqlUnitOfWork:
+        return _GuardedUnitOfWork(self.db, self.sealer, self.on_outbox, self)
+
+
+_VALUE = select(KeyCanaryRow.value).where(KeyCanaryRow.id == 1)
+
+
+class _GuardedUnitOfWork(SqlUnitOfWork):
+    def __init__(self, db: Database, sealer: Sealer, on_outbox, guard: PlaintextGuard) -> None:
+        super().__init__(db, sealer, on_outbox)
+        self._guard = guard
+
+    async def commit(self) -> None:
+        value = (await self.session.exec(_VALUE)).first()
+        if value is not None and value != PLAINTEXT:
+            refusal = DataKeyRefused(KeyState.NO_KEY, sealed_with=_key_id_of(value))
+            if self._guard.on_refused is not None:
+                self._guard.on_refused(refusal)
+            raise refusal
+        await super().commit()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
 def _value_for(sealer: Sealer) -> str:
     return PLAINTEXT if isinstance(sealer, PlainSealer) else sealer.seal(CANARY_TEXT)
 
 
 async def _insert(conn, value: str) -> None:
     await conn.execute(sa.text("INSERT INTO key_canary (id, value, updated_at) VALUES (1, :v, :at)"),
-                       {"v": value, "at": datetime.now(timezone.utc).replace(tzinfo=None)})
+                       {"v": value, "at": _now()})
