@@ -289,3 +289,69 @@ async def test_a_parked_notice_goes_with_its_signal_after_the_message_it_was_abo
         assert await app.apply_retention() == 1
         async with app.uow() as uow:
             assert await uow.outbox.troubled(every=True) == []
+
+
+TEAMS_ON = {"MELDBOT_TEAMS__ENABLED": "true", "MELDBOT_TEAMS__APP_ID": "app", "MELDBOT_TEAMS__APP_PASSWORD": "x",
+            "MELDBOT_TEAMS__TENANT_ID": "t", "MELDBOT_MELDPUNT__0__TEAMS_TENANTS": "t"}
+
+
+async def a_teams_melder_reported(url: str, clock) -> None:
+    """A melder reports on Teams while it is on (a Teams notifier in this process)."""
+    from meldbot.core.messaging import IncomingMessage
+
+    await migrated(url)
+    app = build_app(make_config(url, **TEAMS_ON), clock=clock, mode="chat",
+                    notifiers={"console": FakeNotifier(), "teams": FakeNotifier("teams")})
+    async with app:
+        for line in ["melden", "Zes mensen slapen in een schuur", "Hoofdstraat 3, Bergeijk", "gisteren", "onbekend",
+                     "arbeid", "balie", "nee", "versturen"]:
+            await app.bot.handle(IncomingMessage(sender=Identity("teams", "aad-melder"), conversation_id="c-1",
+                                                 text=line, sender_name="Melder", tenant="t"))
+
+
+async def test_feedback_for_a_platform_switched_off_in_the_configuration_is_parked_and_told(database_url, clock):
+    await a_teams_melder_reported(database_url, clock)
+    # Teams is switched off in the configuration; the AF answers the Teams melder from the console.
+    notifier = FakeNotifier()
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        chat = Chat(app, notifier)
+        await chat.say("af", "toon 1")
+        assert "wordt bezorgd" in await chat.say("af", FEEDBACK)
+        clock.advance(timedelta(minutes=30))
+        await app.dispatcher.deliver_pending()
+        assert failure_notices(chat, "af") == []              # not yet: it may be a moment's change
+        clock.advance(timedelta(hours=1))
+        await app.dispatcher.deliver_pending()
+        await app.dispatcher.deliver_pending()
+        # Before: "wordt bezorgd" for ever, and nobody heard of it.
+        [notice] = failure_notices(chat, "af")
+        assert notice.startswith("Je terugkoppeling aan de melder van MH-2026-0001 kon niet worden bezorgd")
+        [row] = await parked_rows(chat)
+        assert row.kind == "inform" and "switched off in the configuration" in row.last_error
+        assert "teruggekoppeld aan melder (niet bezorgd" in await chat.say("af", "toon 1")
+
+
+async def test_a_process_without_the_notifier_never_parks_rows_of_a_platform_that_is_on(database_url, clock,
+                                                                                        monkeypatch, capsys):
+    await a_teams_melder_reported(database_url, clock)
+    # `meldbot chat` beside a `meldbot run` that has Teams: this process cannot send them, and must not park them.
+    notifier = FakeNotifier()
+    app = build_app(make_config(database_url, **TEAMS_ON), clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        chat = Chat(app, notifier)
+        await chat.say("af", "toon 1")
+        await chat.say("af", FEEDBACK)
+        clock.advance(timedelta(hours=5))
+        await app.dispatcher.deliver_pending()
+        assert await parked_rows(chat) == [] and failure_notices(chat, "af") == []
+    # But doctor and `meldbot outbox list` show what has waited so long (no `meldbot run` with Teams is sending).
+    monkeypatch.setenv("MELDBOT_TEST_CLOCK", clock.now().isoformat())
+    findings = await examine(make_config(database_url, **TEAMS_ON), texts("nl"), now=clock.now())
+    [waiting] = [f for f in findings if "wacht" in f.text and "uur" in f.text]
+    assert not waiting.ok and "teams" in waiting.text and "inform over MH-2026-0001" in waiting.text
+    capsys.readouterr()
+    assert await run_cli(monkeypatch, database_url, "outbox", "list") == 0
+    listed = capsys.readouterr().out
+    [line] = [x for x in listed.splitlines() if "MH-2026-0001" in x and "inform" in x]
+    assert "teams" in line and "wacht al" in line

@@ -426,6 +426,12 @@ class Config(_Model):
         return self
 
     @property
+    def platforms_off(self) -> frozenset[str]:
+        """The chat platforms switched off here; the console (`meldbot chat`) is never off. Messages queued
+        for one of these are sent by no process, so the outbox parks them after a while."""
+        return frozenset(name for name in ("matrix", "teams") if not getattr(self, name).enabled)
+
+    @property
     def meldpunten(self) -> tuple[MeldpuntConfig, ...]:
         return self.meldpunt
 

@@ -314,7 +314,7 @@ def build_app(
     from meldbot.service.deliveries import DeliveryTrouble
 
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics,
-                            on_trouble=DeliveryTrouble(config, platforms))
+                            on_trouble=DeliveryTrouble(config, platforms), switched_off=config.platforms_off)
     uow.on_outbox = dispatcher.kick
     bot = Bot(config, uow, clock, platforms, metrics=metrics, slots=db.turn_slots)
     reminders = Reminders(uow, config, clock, platforms)

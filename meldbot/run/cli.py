@@ -365,7 +365,7 @@ async def _report(config, t, args) -> int:
 async def _doctor(config, t, args) -> int:
     from meldbot.run.doctor import examine
 
-    findings = await examine(config, t)
+    findings = await examine(config, t, now=_now())
     print(t("doctor.header"))
     for finding in findings:
         mark = "doctor.warn_mark" if finding.ok and finding.warning else "doctor.ok_mark" if finding.ok else "doctor.bad_mark"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from meldbot.core.config import config_warnings
+from meldbot.service.outbox import RetryPolicy
 from meldbot.service.deliveries import plain_reason, reference_in
 from meldbot.core.i18n import Texts
 from meldbot.storage.db import Database, DatabaseUnavailable, head_revision, probe
@@ -32,7 +34,8 @@ class Finding:
     warning: bool = False   # not wrong, but not [ok] either: printed with its own mark, exit code stays 0
 
 
-async def examine(config, t: Texts) -> list[Finding]:
+async def examine(config, t: Texts, now: datetime | None = None) -> list[Finding]:
+    now = now or datetime.now(timezone.utc)
     found = [Finding(True, t("doctor.config_ok", meldpunten=len(config.meldpunten)))]
     # A blocking one (Teams users all refused for want of a tenant) is a fault, not a point to watch.
     found += [Finding(not w.blocking, t(w.text_key, **w.params), warning=not w.blocking)
@@ -60,6 +63,7 @@ async def examine(config, t: Texts) -> list[Finding]:
         found += key
         if current == head:
             found += await _data(db, sealer, t)
+            found += await _waiting(db, config, t, now)
     finally:
         await db.dispose()
     found += await _platforms(config, t)
@@ -126,6 +130,34 @@ async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
     else:
         out.append(Finding(True, t("doctor.parked_none")))
     return out
+
+
+async def _waiting(db: Database, config, t: Texts, now: datetime) -> list[Finding]:
+    """Messages due for more than an hour that nobody claims: no `meldbot run` with their platform is
+    running, or the platform is switched off in the configuration (the bot parks those after the hour)."""
+    outbox = OutboxRow.__table__.c
+    late = now - RetryPolicy().switched_off_after
+    where = (outbox.delivered_at.is_(None), outbox.parked_at.is_(None), outbox.next_attempt_at < late,
+             sa.or_(outbox.claimed_until.is_(None), outbox.claimed_until < now))
+    async with db.engine.connect() as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).where(*where))).scalar_one()
+        rows = (await conn.execute(
+            sa.select(outbox.id, outbox.kind, outbox.idempotency_key, outbox.recipient_platform, outbox.next_attempt_at)
+            .where(*where).order_by(outbox.id).limit(PARKED_SHOWN))).all()
+    if not total:
+        return []
+    off = config.platforms_off
+    lines = [t("doctor.waiting", count=total)]
+    for row_id, kind, key, platform, due in rows:
+        reference = reference_in(key)
+        lines.append(t("doctor.waiting_row", id=row_id, kind=kind, platform=platform,
+                       about=t("delivery.about", reference=reference) if reference else "",
+                       since=due.astimezone().strftime("%d-%m-%Y %H:%M"),
+                       off=t("doctor.waiting_off") if platform in off else ""))
+    if total > len(rows):
+        lines.append(t("doctor.parked_more", count=total - len(rows)))
+    lines.append(t("doctor.waiting_todo"))
+    return [Finding(False, "\n".join(lines))]
 
 
 def _matrix_status(config, t: Texts) -> list[Finding]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from meldbot.core.clock import Clock
 from meldbot.core.messaging import DeliveryError, Identity, Notifier, RecipientAway
 
 log = logging.getLogger("meldbot.outbox")
+_LOOK_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class RetryPolicy:
     lease: timedelta = timedelta(seconds=120)
     # After this many failed attempts (about four minutes) a message to a melder is told to the AF as late.
     warn_after: int = 8
+    # A row for a platform switched off in the configuration is parked once it has been due this long:
+    # a moment's switch (off, then on again) loses nothing.
+    switched_off_after: timedelta = timedelta(hours=1)
 
     def next_delay(self, attempts: int) -> timedelta:
         return min(self.base * (2 ** max(attempts - 1, 0)), self.maximum)
@@ -40,6 +44,7 @@ class Dispatcher:
         poll_interval: float = 5.0,
         metrics=None,
         on_trouble=None,
+        switched_off: Collection[str] = (),
     ) -> None:
         self._uow = uow_factory
         self.notifiers = dict(notifiers)
@@ -54,6 +59,11 @@ class Dispatcher:
         # async (uow, item, reason, now, *, parked) -> int: tells the people a failing row concerns
         # (meldbot.service.deliveries.DeliveryTrouble), in the transaction that records the failure.
         self.on_trouble = on_trouble
+        # Platforms the configuration switched off: no process sends their rows. Only those this process
+        # has no notifier for; never a platform that is merely not running here (`meldbot chat` and the
+        # CLI run without the platforms a `meldbot run` beside them sends for).
+        self.switched_off = tuple(p for p in switched_off if p not in self.notifiers)
+        self._switched_off_looked: datetime | None = None
 
     def start(self) -> None:
         self._stopping = False
@@ -79,6 +89,10 @@ class Dispatcher:
         """Deliver everything due now; returns how many messages were delivered."""
         delivered = 0
         async with self._lock:
+            try:
+                await self._park_switched_off()
+            except Exception as exc:  # its own boundary: the deliveries below go ahead regardless
+                log.error("parking rows of a switched-off platform failed", extra={"error": type(exc).__name__})
             while not self._stopping:
                 async with self._uow() as uow:
                     items = await uow.outbox.claim_due(
@@ -107,6 +121,28 @@ class Dispatcher:
                         elif outcome != "away":
                             self.metrics.delivery_failures.labels(item.recipient.platform).inc()
             return delivered
+
+    async def _park_switched_off(self) -> int:
+        """Park rows for a switched-off platform once they have been due for `switched_off_after`, so the
+        AF they concern hears of it; looked at once a minute at most."""
+        now = self._clock.now()
+        if not self.switched_off or (self._switched_off_looked and now - self._switched_off_looked < _LOOK_EVERY):
+            return 0
+        self._switched_off_looked = now
+        async with self._uow() as uow:
+            # Claimed as of `switched_off_after` ago: only rows due since then, and none that another
+            # process (with another configuration) claimed within that time.
+            items = await uow.outbox.claim_due(now - self.policy.switched_off_after, limit=self._batch,
+                                               lease=timedelta(0), platforms=list(self.switched_off))
+            for item in items:
+                platform = item.recipient.platform
+                reason = f"{platform} is switched off in the configuration ({platform}.enabled = false)"
+                await uow.outbox.park(item.id, attempts=item.attempts, at=now, error=reason)
+                log.warning("outbox row parked: platform switched off",
+                            extra={"outbox_id": item.id, "kind": item.kind, "platform": platform})
+                await self._tell(uow, item, reason, now, parked=True)
+            await uow.commit()
+        return len(items)
 
     async def _send(self, item) -> str | None | DeliveryError:
         notifier = self.notifiers[item.recipient.platform]
