@@ -174,6 +174,13 @@ class Signal:
     events: list[Event] = field(default_factory=list)
     new_events: list[Event] = field(default_factory=list)
 
+    @property
+    def stored_id(self) -> int:
+        """The id storage gave it: every signal the service reads has one, a newly submitted one once added."""
+        if self.id is None:
+            raise ValueError(f"{self.reference} is not stored yet")
+        return self.id
+
     def _record(self, event_kind: EventKind, at: datetime, actor: str, /, **data: Any) -> Event:
         event = Event(event_kind, at, actor, data)
         self.events.append(event)

@@ -6,6 +6,7 @@ import tomllib
 from functools import cache
 from importlib import resources
 from string import Formatter
+from typing import Any
 
 LANGUAGES = ("nl", "en")
 
@@ -26,7 +27,7 @@ def _catalogue(language: str) -> dict[str, str]:
     return table
 
 
-def _flatten(table: dict, prefix: str = "") -> dict[str, str]:
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in table.items():
         name = f"{prefix}{key}"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any, TextIO
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
-def _fields(record: logging.LogRecord) -> dict:
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
 
 
@@ -27,7 +28,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
-def setup(level: str = "INFO", json_lines: bool = False, stream=sys.stderr) -> None:
+def setup(level: str = "INFO", json_lines: bool = False, stream: TextIO = sys.stderr) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
     root = logging.getLogger()

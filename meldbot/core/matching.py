@@ -88,7 +88,7 @@ _PC_WORDS = frozenset("al as de en er he ik in is je na nu of om op te uw we ze 
 _NEAR = 40
 
 
-def _house_number(m: re.Match) -> str | None:
+def _house_number(m: re.Match[str]) -> str | None:
     number = int(m.group(1))
     if not 1 <= number <= 99999:
         return None
@@ -116,7 +116,7 @@ def _address_matches(text: str) -> list[tuple[int, MatchKey]]:
         street = _street(word.group())
         m = _AFTER_STREET.match(s, word.end()) if street else None
         number = _house_number(m) if m else None
-        if number:
+        if m and number:
             streets.append((word.start(), m.end(), number))
             found.append((word.start(), MatchKey("adres", f"straat:{street}:{number}")))
     starts = [st[0] for st in streets]
@@ -258,7 +258,8 @@ def normalise(kind: str, text: str) -> MatchKey | None:
     if canonical == "adres":
         found = [key for _, key in _address_matches(text)]
         postcodes = [key for key in found if key.value.startswith("postcode:")]
-        return (postcodes or found or [None])[0]
+        best = postcodes or found
+        return best[0] if best else None
     if canonical == "persoon":
         value = _person_value(text)
         return MatchKey("persoon", f"persoon:{value}") if value else None

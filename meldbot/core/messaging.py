@@ -5,18 +5,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, asdict, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 from meldbot.core.text import QUOTE, clean_incoming, clean_name
 
-PLATFORMS = ("console", "matrix", "teams")
+Platform = Literal["console", "matrix", "teams"]
+PLATFORMS: tuple[Platform, ...] = ("console", "matrix", "teams")
+
+
+def is_platform(name: str) -> TypeGuard[Platform]:
+    return name in PLATFORMS
 
 
 @dataclass(frozen=True, order=True)
 class Identity:
     """A person as one platform knows them. Never a display name: names can be changed by anyone."""
 
-    platform: str
+    platform: Platform
     user_id: str
 
     def __str__(self) -> str:
@@ -25,7 +30,7 @@ class Identity:
     @classmethod
     def parse(cls, text: str) -> "Identity":
         platform, _, user_id = text.partition(":")
-        if not user_id or platform not in PLATFORMS:
+        if not user_id or not is_platform(platform):
             raise ValueError(f"not an identity: {text!r}")
         return cls(platform, user_id)
 
@@ -57,7 +62,7 @@ class IncomingMessage:
         object.__setattr__(self, "sender_name", clean_name(self.sender_name))
 
     @property
-    def platform(self) -> str:
+    def platform(self) -> Platform:
         return self.sender.platform
 
 

@@ -65,7 +65,7 @@ _MARKUP = {c: f"&#{ord(c)};" for c in "\\`*_~[]|<>&\"#"}
 _LINE_START = re.compile(r"^([ \t]*)(?:[-+=]|\d+[.)])", re.MULTILINE)
 
 
-def _line_start(match: re.Match) -> str:
+def _line_start(match: re.Match[str]) -> str:
     indent, marker = match.group(1), match.group(0)[len(match.group(1)):]
     # The marker's punctuation is enough: "1&#46;" is no numbered item, "&#45;" no list item.
     return indent + marker[:-1] + f"&#{ord(marker[-1])};"

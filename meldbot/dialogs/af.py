@@ -47,7 +47,7 @@ class AfCommand:
 class Usage(Exception):
     """The arguments do not fit; `key` names the catalogue sentence that explains the command."""
 
-    def __init__(self, key: str, **params: str) -> None:
+    def __init__(self, key: str, **params: object) -> None:
         super().__init__(key)
         self.key = key
         # Parameters repeat what was typed (a reference, a partner's name): shown as the typist's words.

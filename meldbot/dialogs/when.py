@@ -55,8 +55,9 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 __all__ = ["When", "parse_when", "warm_up", "PRECISIONS", "PART_OF_DAY_HOURS"]
@@ -186,6 +187,10 @@ class _Moment:
     weak: bool = False  # "net"/"nu": only trusted when it is the whole answer
 
 
+# A grammar rule's action on one match; False leaves the matched text in place.
+Handler = Callable[[re.Match[str]], bool | None]
+
+
 class _NotUnderstood(Exception):
     pass
 
@@ -200,7 +205,7 @@ def _number(token: str) -> int:
     return _NUMBER_WORDS[token]
 
 
-def _localize(day: date, hour: int, minute: int, tz: ZoneInfo) -> datetime:
+def _localize(day: date, hour: int, minute: int, tz: tzinfo) -> datetime:
     """Wall time `day hour:minute` in tz; a non-existent (DST gap) time moves forward."""
     naive = datetime(day.year, day.month, day.day, hour, minute)
     return naive.replace(tzinfo=tz).astimezone(_UTC).astimezone(tz)
@@ -254,7 +259,7 @@ def _has_year(text: str) -> bool:
 class _Scan:
     """One pass of the hand-written grammar over normalised text."""
 
-    def __init__(self, text: str, now: datetime):
+    def __init__(self, text: str, now: datetime) -> None:
         self.original = text
         self.text = text
         self.now = now  # aware, in the requested tz
@@ -272,8 +277,8 @@ class _Scan:
 
     # -- consumption -----------------------------------------------------------
 
-    def _eat(self, pattern: str, handler, detail: bool = False) -> None:
-        def replace(match: re.Match) -> str:
+    def _eat(self, pattern: str, handler: Handler, detail: bool = False) -> None:
+        def replace(match: re.Match[str]) -> str:
             self._position = match.start()
             if handler(match) is False:
                 return match.group(0)
@@ -330,7 +335,7 @@ class _Scan:
         now, today = self.now, self.today
 
         # Ongoing for a long time, or recurring: there is no single start to give.
-        def ongoing(_m):
+        def ongoing(_m: re.Match[str]) -> None:
             self.no_start = True
 
         eat(r"\bal\s+(?:(?:" + _NUM + r"|een\s+paar|enkele|heel\s+wat|een\s+hele?)\s+)?"
@@ -341,7 +346,7 @@ class _Scan:
             r"|always|dagelijks|wekelijks|daily|weekly)\b", ongoing)
 
         # "N units ago" (before clock times: "2 uur geleden" is not 02:00).
-        def ago(m):
+        def ago(m: re.Match[str]) -> None:
             count, unit = _number(m.group(1)), m.group(2)
             if unit.startswith(("min", "kwartier", "uur", "uren", "hour", "hr")):
                 minutes = count * (15 if unit == "kwartier" else 60 if unit[0] in "uh" else 1)
@@ -360,15 +365,15 @@ class _Scan:
             r"|dagen|dag|days|day|weken|week|weeks|maanden|maand|months|month|jaren|jaar|years|year)"
             r"\s+(?:geleden|terug|ago)\b", ago)
 
-        def half_hour_ago(_m):
+        def half_hour_ago(_m: re.Match[str]) -> None:
             moment = (now.astimezone(_UTC) - timedelta(minutes=30)).astimezone(self.tz)
             self.moments.append(_Moment(moment.replace(second=0, microsecond=0)))
 
         eat(r"\b(?:een\s+|1\s+)?half\s*uur\s+(?:geleden|terug)\b|\bhalf\s+an\s+hour\s+ago\b", half_hour_ago)
 
         # Weekdays, most specific first.
-        def weekday(mode: str, flex: str):
-            def handle(m):
+        def weekday(mode: str, flex: str) -> Handler:
+            def handle(m: re.Match[str]) -> None:
                 self._day(self._weekday(m.group(1), mode), flex, m.group(2))
             return handle
 
@@ -383,7 +388,7 @@ class _Scan:
         eat(r"\b" + _WD + r"\b", weekday("bare", "week"))
 
         # Day words, with an optional part of the day glued on ("gisteravond").
-        def days_back(m):
+        def days_back(m: re.Match[str]) -> None:
             back = 2 if m.group(1) else 1
             self._day(today - timedelta(days=back), "fixed", m.group(2))
 
@@ -392,7 +397,7 @@ class _Scan:
         eat(r"\byesterday\b", lambda m: self._day(today - timedelta(days=1), "fixed"))
         eat(r"\b(?:vandaag|today)\b", lambda m: self._day(today, "fixed"))
 
-        def this_part(m):
+        def this_part(m: re.Match[str]) -> None:
             part = _PART_WORDS[m.group(1)]
             # "vannacht" is the night that just passed: the one after yesterday evening.
             self._day(today - timedelta(days=1) if part == "nacht" else today, "fixed", m.group(1))
@@ -403,8 +408,8 @@ class _Scan:
         eat(r"\bto(night)\b", lambda m: self._day(today, "fixed", "avond"))
 
         # Calendar periods.
-        def period(kind: str, back: int):
-            def handle(_m):
+        def period(kind: str, back: int) -> Handler:
+            def handle(_m: re.Match[str]) -> None:
                 if kind == "week":
                     self.periods.append(_Period(_monday(today) - timedelta(weeks=back), "week"))
                 elif kind == "month":
@@ -413,7 +418,7 @@ class _Scan:
                     self.periods.append(_Period(date(today.year - back, 1, 1), "year"))
             return handle
 
-        def month_last_year(m):
+        def month_last_year(m: re.Match[str]) -> None:
             month = _MONTH_NUMBERS[m.group(1) or m.group(2)]
             self.periods.append(_Period(date(today.year - 1, month, 1), "month"))
 
@@ -429,7 +434,7 @@ class _Scan:
         eat(r"\b(?:dit|this)\s+(?:jaar|year)\b", period("year", 0))
 
         # Just now.
-        def just_now(m):
+        def just_now(m: re.Match[str]) -> None:
             weak = m.group(0).strip() in ("net", "nu", "now")
             self.moments.append(_Moment(now.replace(second=0, microsecond=0), weak=weak))
 
@@ -437,7 +442,7 @@ class _Scan:
             r"|net|nu|now)\b", just_now)
 
         # Parts of the day on their own ("'s avonds", "in de middag", "in the evening").
-        def part(m):
+        def part(m: re.Match[str]) -> None:
             self.parts.append(_PART_WORDS[m.group(1)])
 
         eat(r"(?<![\w'])(?:'s\s*|s\s+|des\s+)?(ochtend|morgen|middag|avond|nacht)s\b", part, detail=True)
@@ -476,7 +481,8 @@ class _Scan:
 # --------------------------------------------------------------------------- resolution
 
 
-def _compose(day: date, part: str | None, hm: tuple[int, int] | None, tz: ZoneInfo):
+def _compose(day: date, part: str | None, hm: tuple[int, int] | None,
+             tz: tzinfo) -> tuple[datetime, str, datetime | None]:
     """The moment, its precision, and (for a part of the day) when that part begins."""
     if hm is not None:
         hour, minute = hm
@@ -515,8 +521,16 @@ def _step_back(spec: _Day, k: int) -> date | None:
     raise _NotUnderstood("a fixed day in the future")
 
 
-def _resolve_day(spec: _Day | None, part: str | None, hm, now: datetime) -> tuple[datetime, str]:
-    tz = now.tzinfo
+def _zone(now: datetime) -> tzinfo:
+    """The time zone of `now`: parse_when refuses a naive one."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.tzinfo
+
+
+def _resolve_day(spec: _Day | None, part: str | None, hm: tuple[int, int] | None,
+                 now: datetime) -> tuple[datetime, str]:
+    tz = _zone(now)
     if spec is None:
         if part is None and hm is None:
             raise _NotUnderstood("nothing said")
@@ -534,7 +548,7 @@ def _resolve_day(spec: _Day | None, part: str | None, hm, now: datetime) -> tupl
     raise _NotUnderstood("no past candidate")
 
 
-def _single(items: list, what: str):
+def _single(items: list[str], what: str) -> str | None:
     unique = list(dict.fromkeys(items))
     if len(unique) > 1:
         raise _NotUnderstood(f"conflicting {what}")
@@ -554,13 +568,13 @@ def _from_scan(scan: _Scan, now: datetime, strong_only: bool) -> tuple[datetime,
         raise _NotUnderstood("conflicting anchors")
     if scan.periods:
         period = scan.periods[0]
-        return _localize(period.start, 0, 0, now.tzinfo), period.precision
+        return _localize(period.start, 0, 0, _zone(now)), period.precision
     if moments and part is None and hm is None:
         return moments[0].at, "time"
     return _resolve_day(days[0] if days else None, part, hm, now)
 
 
-def _dateparser_settings(now: datetime, tz: ZoneInfo) -> dict:
+def _dateparser_settings(now: datetime, tz: ZoneInfo) -> dict[str, object]:
     settings = {
         "RELATIVE_BASE": now.replace(tzinfo=None),  # naive wall time in tz
         "PREFER_DATES_FROM": "past",
@@ -603,8 +617,8 @@ def _calendar_spec(date_obj: datetime, period: str, text: str) -> _Day | _Period
     return _Day(day, "year" if calendar_date and not _has_year(text) else "fixed")
 
 
-def _resolve_calendar(spec, scan: _Scan, now: datetime, lib_text: str) -> tuple[datetime, str]:
-    tz = now.tzinfo
+def _resolve_calendar(spec: _Day | _Period, scan: _Scan, now: datetime, lib_text: str) -> tuple[datetime, str]:
+    tz = _zone(now)
     if isinstance(spec, _Period):
         start = _localize(spec.start, 0, 0, tz)
         if start.timestamp() > now.timestamp():
@@ -632,7 +646,8 @@ def _library_text(norm: str, scan: _Scan) -> str:
     return " ".join(w for w in "".join(chars).split() if w.strip(".,") not in _FILLERS)
 
 
-def _try_dateparser(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo, language: str):
+def _try_dateparser(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo,
+                    language: str) -> tuple[datetime, str] | None:
     if not _library_may_see(lib_text):
         return None
     from dateparser.date import DateDataParser  # imported lazily: it is slow to load (see warm_up)
@@ -649,7 +664,8 @@ def _try_dateparser(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo, lan
     return _resolve_calendar(spec, scan, now, lib_text)
 
 
-def _try_search(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo, language: str):
+def _try_search(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo,
+                language: str) -> tuple[datetime, str] | None:
     if not _library_may_see(lib_text):
         return None
     from dateparser.search import search_dates
