@@ -15,7 +15,7 @@ State table (one row per situation; every move is an ordinary transition):
   question q       | picture or file                   | question q             | "describe it in words"
   question q       | invalid answer                    | question q             | what is wrong + question again
   question q       | valid answer                      | next question/summary  | next question or summary
-  summary          | versturen                         | idle                   | engine submits -> reference
+  summary          | versturen                         | idle                   | engine submits (Submission)
   summary          | wijzig <vraag>                    | question <vraag>, edit | question; after it: summary
   summary          | terug                             | question anoniem       | question
   summary          | anything else                     | summary                | how to go on
@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from meldbot.core.domain import Content, Context, Form
 from meldbot.dialogs.commands import DIALOG, ANYONE, exact, normalise
 from meldbot.dialogs.when import parse_when
 from meldbot.core.i18n import Texts
@@ -105,11 +106,36 @@ class Draft:
 
 
 @dataclass(frozen=True)
+class Submission:
+    """What the melder sends, as the domain reads it: the engine turns it into a signal."""
+
+    content: Content
+    form: Form
+    context: Context
+    urgent: bool
+    anonymous: bool
+
+    @classmethod
+    def of(cls, draft: Draft) -> Submission:
+        answers = draft.answers
+        content = Content(wat=answers.get("wat", ""), waar=answers.get("waar", ""),
+                          wanneer=answers.get("wanneer", ""), wanneer_iso=draft.when_iso, wie=answers.get("wie", ""))
+        return cls(content=content, form=Form(answers.get("soort", "onbekend")),
+                   context=Context(answers.get("context", "anders")), urgent=draft.urgent,
+                   anonymous=answers.get("anoniem") == "ja")
+
+
+@dataclass(frozen=True)
 class Step:
     draft: Draft
     replies: tuple[Reply, ...]
-    submit: Draft | None = None      # the engine turns this draft into a signal
+    submit: Draft | None = None      # the melder sent this draft (the answers as given)
     erased: bool = False             # the draft was thrown away on purpose
+
+    @property
+    def submission(self) -> Submission | None:
+        """What was sent, typed: the engine turns it into a signal."""
+        return Submission.of(self.submit) if self.submit is not None else None
 
 
 # --- texts built from the catalogue -------------------------------------------------------------
@@ -152,6 +178,8 @@ def _when_shown(ctx: DialogContext, draft: Draft) -> str:
 
 def current(ctx: DialogContext, draft: Draft) -> Reply:
     """What the melder is being asked right now: the open question or the summary."""
+    if draft.step is None:
+        raise ValueError("no report is being made")
     return summary(ctx, draft) if draft.step == "summary" else question(draft.step, ctx, draft)
 
 
@@ -202,11 +230,11 @@ def _info(word: str, ctx: DialogContext, in_dialog: str | None) -> Reply:
 # --- the step function ---------------------------------------------------------------------------
 
 def step(draft: Draft, text: str, ctx: DialogContext, *, has_attachment: bool = False) -> Step:
-    if not draft.active:
+    if draft.step is None:
         return _idle(draft, text, ctx, has_attachment)
     if draft.step == "summary":
         return _at_summary(draft, text, ctx, has_attachment)
-    return _at_question(draft, text, ctx, has_attachment)
+    return _at_question(draft, draft.step, text, ctx, has_attachment)
 
 
 def _idle(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
@@ -224,8 +252,8 @@ def _idle(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> 
     return Step(draft, (welcome(ctx),))
 
 
-def _at_question(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
-    q, t = draft.step, ctx.texts
+def _at_question(draft: Draft, q: str, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
+    t = ctx.texts
     word = exact(text, DIALOG) or exact(text, ANYONE)
     if word == "back":
         if draft.editing:
@@ -235,7 +263,7 @@ def _at_question(draft: Draft, text: str, ctx: DialogContext, has_attachment: bo
         if index == 0:
             return Step(draft, (Reply(t("back.first")), question(q, ctx, draft)))
         prev = replace(draft, step=QUESTIONS[index - 1])
-        return Step(prev, (question(prev.step, ctx, prev),))
+        return Step(prev, (question(QUESTIONS[index - 1], ctx, prev),))
     if word == "cancel":
         return Step(Draft(), (Reply(t("cancelled")),), erased=True)
     if word == "urgent":
@@ -263,8 +291,9 @@ def _at_question(draft: Draft, text: str, ctx: DialogContext, has_attachment: bo
         new = replace(new, step="summary", editing=False)
         replies.append(summary(ctx, new))
     else:
-        new = replace(new, step=QUESTIONS[QUESTIONS.index(q) + 1])
-        replies.append(question(new.step, ctx, new))
+        following = QUESTIONS[QUESTIONS.index(q) + 1]
+        new = replace(new, step=following)
+        replies.append(question(following, ctx, new))
     return Step(new, tuple(replies))
 
 
@@ -321,7 +350,7 @@ def _at_summary(draft: Draft, text: str, ctx: DialogContext, has_attachment: boo
         return Step(editing, (question(target, ctx, editing),))
     if word == "back":
         prev = replace(draft, step=QUESTIONS[-1])
-        return Step(prev, (question(prev.step, ctx, prev),))
+        return Step(prev, (question(QUESTIONS[-1], ctx, prev),))
     if word == "cancel":
         return Step(Draft(), (Reply(t("cancelled")),), erased=True)
     if word == "urgent":

@@ -6,21 +6,23 @@ import asyncio
 import logging
 import traceback
 import time
-from collections.abc import Callable
 from collections import deque
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 
 from meldbot.dialogs import report
 from meldbot.dialogs.af import Usage, parse_af
-from meldbot.dialogs.commands import AF_ONLY, ANYONE, parse
+from meldbot.dialogs.commands import AF_ONLY, ANYONE, Command, parse
+from meldbot.dialogs.conversation import ConversationState
 from meldbot.core.clock import Clock
+from meldbot.core.config import Config, MeldpuntConfig
 from meldbot.dialogs.melder import OwnSignal, my_reports
-from meldbot.core.domain import Content, Context, EventKind, Form, RefQuery
+from meldbot.core.domain import EventKind, RefQuery, Signal
 from meldbot.core.i18n import LANGUAGES, Texts, texts
-from meldbot.core.messaging import Choice, Identity, IncomingMessage, Reply
-from meldbot.core.ports import StorageUnavailable
+from meldbot.core.messaging import Choice, Identity, IncomingMessage, Platform, Reply
+from meldbot.core.ports import PersonSettings, StorageUnavailable, UnitOfWork, UnitOfWorkFactory
 from meldbot.service.desk import Desk, Seat
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT
 from meldbot.service.services import (MAX_SUPPLEMENTS, SubmitSignal, SupplementSignal, TooManySupplements, submit_signal,
@@ -64,8 +66,8 @@ class FloodGuard:
 
 
 class Bot:
-    def __init__(self, config, uow_factory: Callable, clock: Clock, platforms: tuple[str, ...],
-                 metrics=None, flood: FloodGuard | None = None, slots: int = 10) -> None:
+    def __init__(self, config: Config, uow_factory: UnitOfWorkFactory, clock: Clock, platforms: tuple[Platform, ...],
+                 metrics: Any = None, flood: FloodGuard | None = None, slots: int = 10) -> None:
         self.config = config
         self._uow = uow_factory
         self._clock = clock
@@ -144,24 +146,25 @@ class Bot:
             await uow.commit()
         return replies
 
-    async def _turn(self, uow, msg: IncomingMessage, now: datetime) -> list[Reply]:
+    async def _turn(self, uow: UnitOfWork, msg: IncomingMessage, now: datetime) -> list[Reply]:
         """One message, inside the caller's transaction."""
         person = await uow.people.get(msg.sender)
         t = texts(self._language(person.language, msg))
         loaded = await uow.conversations.load(msg.platform, msg.conversation_id)
-        state, touched = (loaded if loaded else ({}, None))
+        state = ConversationState.from_dict(loaded[0] if loaded else None)
+        touched = loaded[1] if loaded else None
 
-        draft = report.Draft.from_dict(state.get("draft"))
+        draft = state.draft
         af_command = None if draft.active else parse(msg.text, AF_ONLY)
         if af_command is not None:
             return await self._af(uow, msg, person, af_command, t)
 
-        meldpunt, replies = await self._meldpunt(uow, msg, person, state, t)
+        meldpunt, state, replies = await self._meldpunt(uow, msg, person, state, t)
         if meldpunt is None:
-            await uow.conversations.save(msg.platform, msg.conversation_id, state, now)
+            await uow.conversations.save(msg.platform, msg.conversation_id, state.to_dict(), now)
             return replies
 
-        expired = state.pop("draft_expired", False)
+        expired = state.draft_expired
         if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
             draft, expired = report.Draft(), True
         if expired:
@@ -170,33 +173,35 @@ class Bot:
         ctx = self._context(meldpunt, t, now)
         command = parse(msg.text, ANYONE)
         name = command.name if command else None
-        if name == "language":
+        if command and name == "language":
             t, extra = await self._set_language(uow, msg, command.args, t)
             replies.extend(extra)
             ctx = self._context(meldpunt, t, now)
-        elif name == "my_reports" and not command.args:
+        elif command and name == "my_reports" and not command.args:
             replies.append(await self._my_reports(uow, msg, meldpunt, t))
-        elif name == "supplement" and (not draft.active or RefQuery.parse((command.args.split() or [""])[0])):
+        elif command and name == "supplement" and (
+                not draft.active or RefQuery.parse((command.args.split() or [""])[0])):
             replies.append(await self._supplement(uow, msg, command.args, t))
         else:
             step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
             replies.extend(step.replies)
             draft = step.draft
-            if step.submit is not None:
-                signal = await self._submit(uow, msg, meldpunt, step.submit)
+            if step.submission is not None:
+                signal = await self._submit(uow, msg, meldpunt, step.submission)
                 replies.append(report.submitted(ctx, str(signal.reference), signal.anonymous, signal.pseudonym))
             name = None
         if name and draft.active:
             replies.append(report.current(ctx, draft))
 
-        state["draft"] = draft.to_dict() if draft.active else None
-        if any(state.values()):
-            await uow.conversations.save(msg.platform, msg.conversation_id, state, now, meldpunt.id)
+        state = ConversationState(draft=draft, choose_meldpunt=state.choose_meldpunt)
+        if not state.empty:
+            await uow.conversations.save(msg.platform, msg.conversation_id, state.to_dict(), now, meldpunt.id)
         elif loaded:
             await uow.conversations.delete(msg.platform, msg.conversation_id)
         return replies
 
-    async def _af(self, uow, msg: IncomingMessage, person, command, t: Texts) -> list[Reply]:
+    async def _af(self, uow: UnitOfWork, msg: IncomingMessage, person: PersonSettings, command: Command,
+                  t: Texts) -> list[Reply]:
         """AF commands: authorised by platform id only; anyone else is refused and the attempt audited."""
         seats = [Seat(m, a) for m, a in self.config.af_for(msg.platform, msg.sender.user_id)]
         if not seats:
@@ -213,38 +218,39 @@ class Bot:
         desk = Desk(uow, self.config, self._clock, self.platforms, msg.sender, seats, t)
         return await desk.run(parsed)
 
-    async def _meldpunt(self, uow, msg, person, state, t: Texts):
-        """The meldpunt this person belongs to; with several candidates, ask once and remember."""
+    async def _meldpunt(self, uow: UnitOfWork, msg: IncomingMessage, person: PersonSettings, state: ConversationState,
+                        t: Texts) -> tuple[MeldpuntConfig | None, ConversationState, list[Reply]]:
+        """The meldpunt this person belongs to; with several candidates, ask once and remember.
+        None: the person was asked (again), or has just answered; the state says whether they are asked."""
         candidates = self.config.meldpunten_for(msg.platform, msg.sender.user_id, msg.tenant)
         if len(candidates) == 1:
-            return candidates[0], []
+            return candidates[0], state, []
         if person.meldpunt_id and any(m.id == person.meldpunt_id for m in candidates):
-            return self.config.meldpunt_by_id(person.meldpunt_id), []
+            return self.config.meldpunt_by_id(person.meldpunt_id), state, []
         if not candidates:
             candidates = list(self.config.meldpunten)
         options = tuple(Choice(i, m.id, m.name) for i, m in enumerate(candidates, start=1))
-        if state.get("choose_meldpunt"):
+        if state.choose_meldpunt:
             answer = msg.text.strip()
             if answer.isdigit() and 1 <= int(answer) <= len(candidates):
                 chosen = candidates[int(answer) - 1]
                 await uow.people.update(msg.sender, meldpunt_id=chosen.id)
-                state.pop("choose_meldpunt", None)
-                return None, [Reply(t("meldpunt.chosen", name=chosen.name))]
-            return None, [Reply(t("meldpunt.unknown"), choices=options)]
-        state["choose_meldpunt"] = True
-        return None, [Reply(t("meldpunt.ask"), choices=options)]
+                return None, replace(state, choose_meldpunt=False), [Reply(t("meldpunt.chosen", name=chosen.name))]
+            return None, state, [Reply(t("meldpunt.unknown"), choices=options)]
+        return None, replace(state, choose_meldpunt=True), [Reply(t("meldpunt.ask"), choices=options)]
 
-    async def _my_reports(self, uow, msg, meldpunt, t: Texts) -> Reply:
+    async def _my_reports(self, uow: UnitOfWork, msg: IncomingMessage, meldpunt: MeldpuntConfig,
+                          t: Texts) -> Reply:
         signals = await uow.signals.of_melder(msg.sender)
-        feedback = await uow.signals.events_of([s.id for s in signals], [EventKind.MELDER_INFORMED])
+        feedback = await uow.signals.events_of([s.stored_id for s in signals], [EventKind.MELDER_INFORMED])
         own = [
             OwnSignal(str(s.reference), s.created_at, str(s.status),
-                      tuple((e.at, e.data.get("text", "")) for e in feedback.get(s.id, [])))
+                      tuple((e.at, e.data.get("text", "")) for e in feedback.get(s.stored_id, [])))
             for s in signals
         ]
         return my_reports(own, t, meldpunt.tz)
 
-    async def _supplement(self, uow, msg, args: str, t: Texts) -> Reply:
+    async def _supplement(self, uow: UnitOfWork, msg: IncomingMessage, args: str, t: Texts) -> Reply:
         # Any white space ends the reference: the text may start on the next line.
         ref_text, text = (args.split(None, 1) + ["", ""])[:2] if args.strip() else ("", "")
         query = RefQuery.parse(ref_text)
@@ -262,7 +268,8 @@ class Bot:
             return Reply(t("supplement.unknown", reference=quote_user_text(ref_text)))
         return Reply(t("supplement.done", reference=signal.reference))
 
-    async def _set_language(self, uow, msg, args: str, t: Texts):
+    async def _set_language(self, uow: UnitOfWork, msg: IncomingMessage, args: str,
+                            t: Texts) -> tuple[Texts, list[Reply]]:
         language = args.strip().lower()[:2]
         if language not in LANGUAGES:
             return t, [Reply(t("language.unknown"))]
@@ -270,16 +277,13 @@ class Bot:
         t = texts(language)
         return t, [Reply(t("language.set"))]
 
-    def _reminder_settings(self, meldpunt):
-        return self.config.reminders_for(meldpunt.id)
+    def _draft_expiry_hours(self, meldpunt: MeldpuntConfig) -> int:
+        return self.config.reminders_for(meldpunt.id).draft_expiry_hours
 
-    def _draft_expiry_hours(self, meldpunt) -> int:
-        return self._reminder_settings(meldpunt).draft_expiry_hours
-
-    def _draft_expiry(self, meldpunt) -> timedelta:
+    def _draft_expiry(self, meldpunt: MeldpuntConfig) -> timedelta:
         return timedelta(hours=self._draft_expiry_hours(meldpunt))
 
-    def _context(self, meldpunt, t: Texts, now: datetime) -> report.DialogContext:
+    def _context(self, meldpunt: MeldpuntConfig, t: Texts, now: datetime) -> report.DialogContext:
         return report.DialogContext(
             texts=t,
             now=now,
@@ -292,24 +296,17 @@ class Bot:
             signs_text=getattr(meldpunt, "signals_text", None),
         )
 
-    async def _submit(self, uow, msg: IncomingMessage, meldpunt, draft: report.Draft):
-        answers = draft.answers
-        content = Content(
-            wat=answers.get("wat", ""),
-            waar=answers.get("waar", ""),
-            wanneer=answers.get("wanneer", ""),
-            wanneer_iso=draft.when_iso,
-            wie=answers.get("wie", ""),
-        )
+    async def _submit(self, uow: UnitOfWork, msg: IncomingMessage, meldpunt: MeldpuntConfig,
+                      sent: report.Submission) -> Signal:
         cmd = SubmitSignal(
             meldpunt_id=meldpunt.id,
             melder=msg.sender,
             melder_name=msg.sender_name,
-            content=content,
-            form=Form(answers.get("soort", "onbekend")),
-            context=Context(answers.get("context", "anders")),
-            urgent=draft.urgent,
-            anonymous=answers.get("anoniem") == "ja",
+            content=sent.content,
+            form=sent.form,
+            context=sent.context,
+            urgent=sent.urgent,
+            anonymous=sent.anonymous,
         )
         signal = await submit_signal(cmd, uow, self.config, self._clock, self.platforms)
         if self.metrics:
