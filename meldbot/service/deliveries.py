@@ -12,20 +12,23 @@ is told, content-free and through the outbox, to the AF it concerns:
 from __future__ import annotations
 
 import logging
-import re
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, tzinfo
 
+from meldbot.core import keys
+from meldbot.core.config import AFConfig, Config, MeldpuntConfig
 from meldbot.core.domain import RefQuery
-from meldbot.core.i18n import Texts, texts
-from meldbot.core.messaging import Action, Identity, Reply
-from meldbot.service.services import af_identities, language_of
+from meldbot.core.i18n import Texts
+from meldbot.core.keys import reference_in  # doctor and `outbox list` read it from here too
+from meldbot.core.messaging import Action, Platform, Reply
+from meldbot.core.ports import OutboxItem, OutboxState, UnitOfWork
+from meldbot.service.services import active_afs, notify
 
 log = logging.getLogger("meldbot.deliveries")
 
 NOTICE_KIND = "delivery_notice"
 # Outbox kinds whose recipient is a melder, with the AF who caused them named in the key's third part.
 MELDER_KINDS = ("inform", "ask")
-_REFERENCE = re.compile(r"MH-\d{4}-\d{4,}")
 
 # The first match wins: the platforms' reasons (content-free, English) as a few causes in plain words.
 _CAUSES = (
@@ -42,12 +45,6 @@ _CAUSES = (
 )
 
 
-def reference_in(key: str) -> str | None:
-    """The signal reference an outbox key names, if any (keys carry it; the payload is sealed)."""
-    found = _REFERENCE.search(key)
-    return found.group(0) if found else None
-
-
 def cause(reason: str | None) -> str:
     text = (reason or "").casefold()
     for name, marks in _CAUSES:
@@ -60,11 +57,11 @@ def plain_reason(t: Texts, reason: str | None) -> str:
     return t(f"delivery.reason.{cause(reason)}")
 
 
-def _local(moment: datetime, tz) -> datetime:
+def _local(moment: datetime, tz: tzinfo | None) -> datetime:
     return moment.astimezone(tz) if tz else moment.astimezone()
 
 
-def status_text(t: Texts, state, tz, since: datetime | None = None) -> str:
+def status_text(t: Texts, state: OutboxState | None, tz: tzinfo | None, since: datetime | None = None) -> str:
     """One row's delivery as the AF reads it in the history: delivered when, waiting, or failed and why.
     `state` None means the row is gone: only delivered rows are forgotten (after 30 days)."""
     if state is None:
@@ -84,11 +81,11 @@ def status_text(t: Texts, state, tz, since: datetime | None = None) -> str:
 class DeliveryTrouble:
     """The dispatcher's hook for a failing row, run in the transaction that records the failure."""
 
-    def __init__(self, config, platforms: tuple[str, ...]) -> None:
+    def __init__(self, config: Config, platforms: tuple[Platform, ...]) -> None:
         self.config = config
         self.platforms = platforms
 
-    async def __call__(self, uow, item, reason: str, now: datetime, *, parked: bool) -> int:
+    async def __call__(self, uow: UnitOfWork, item: OutboxItem, reason: str, now: datetime, *, parked: bool) -> int:
         """Queue the notices about `item`; returns how many. `parked` False: it keeps failing (melder only)."""
         if item.kind == NOTICE_KIND:
             return 0   # the administrator sees it (doctor, outbox list, metric); no notice about a notice
@@ -104,78 +101,73 @@ class DeliveryTrouble:
             return await self._about_af_message(uow, meldpunt, as_af[0], item, reason, reference, now)
         return await self._about_melder_message(uow, meldpunt, item, reason, reference, now, parked)
 
-    async def _queue(self, uow, meldpunt, identity: Identity, reply: Reply, key: str, now) -> None:
-        await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply, key=key, kind=NOTICE_KIND,
-                             at=now)
-
-    async def _keys(self, uow, item, parked: bool):
+    async def _key(self, uow: UnitOfWork, item: OutboxItem, parked: bool) -> keys.OutboxKey:
         """Keys for one telling: once per parking (a re-sent row parked again is told again) and per warning.
         The round is counted from the notices already queued, so a repeated transaction makes the same keys.
         A key names the signal's reference as well, so retention erases the notice with the signal even
         when the message it was about is gone (storage.uow OutboxRepository.forget_signal)."""
         reference = reference_in(item.idempotency_key)
-        about = f"{reference}:" if reference else ""
-        prefix = f"undelivered:{item.id}:{about}{'parked' if parked else 'late'}:"
+        prefix = keys.notice_prefix(item.id, reference, parked)
         round_ = await uow.outbox.count_keyed(prefix) + 1
-        return lambda af_name, platform: f"{prefix}{round_}:{af_name}:{platform}"
+        return keys.notice(prefix, round_, reference)
 
-    async def _about_melder_message(self, uow, meldpunt, item, reason, reference, now, parked) -> int:
-        afs = []
-        parts = item.idempotency_key.split(":")
-        if len(parts) > 2 and meldpunt.af_by_name(parts[2]):
-            afs = [meldpunt.af_by_name(parts[2])]
+    async def _about_melder_message(self, uow: UnitOfWork, meldpunt: MeldpuntConfig, item: OutboxItem, reason: str,
+                                    reference: str | None, now: datetime, parked: bool) -> int:
+        afs: list[AFConfig] = []
+        sender = keys.sender_in(item.idempotency_key)
+        named = meldpunt.af_by_name(sender) if sender else None
+        if named:
+            afs = [named]
         if not afs and reference:
             query = RefQuery.parse(reference)
             signal = await uow.signals.find(query, [meldpunt.id]) if query else None
-            if signal is not None and signal.handler and meldpunt.af_by_name(signal.handler):
-                afs = [meldpunt.af_by_name(signal.handler)]
-        afs = afs or [a for a in meldpunt.af if not a.backup]
-        number = RefQuery.parse(reference).number if reference else None
-        key = await self._keys(uow, item, parked)
-        told = 0
-        for af in afs:
-            for identity in af_identities(af, self.platforms):
-                t = texts(await language_of(uow, self.config, identity))
-                what = t(f"delivery.what_melder.{item.kind}") if t.has(f"delivery.what_melder.{item.kind}") \
-                    else t("delivery.what_melder.other")
-                params = dict(what=what, reference=reference or "-", reason=plain_reason(t, reason), id=item.id,
-                              number=number or "<nummer>")
-                if parked:
-                    text = t("delivery.melder_failed", **params, todo=self._todo(t, reason, params))
-                else:
-                    text = t("delivery.melder_late", **params)
-                actions = (Action(t("action.show", reference=reference), f"toon {number}"),) if number else ()
-                await self._queue(uow, meldpunt, identity, Reply(text, actions=actions),
-                                  key(af.name, identity.platform), now)
-                told += 1
+            handler = meldpunt.af_by_name(signal.handler) if signal is not None and signal.handler else None
+            if handler:
+                afs = [handler]
+        afs = afs or active_afs(meldpunt)
+        query = RefQuery.parse(reference) if reference else None
+        number = query.number if query else None
+
+        def compose(t: Texts, af: AFConfig) -> Reply:
+            what = t(f"delivery.what_melder.{item.kind}") if t.has(f"delivery.what_melder.{item.kind}") \
+                else t("delivery.what_melder.other")
+            params = dict(what=what, reference=reference or "-", reason=plain_reason(t, reason), id=item.id,
+                          number=number or "<nummer>")
+            if parked:
+                text = t("delivery.melder_failed", **params, todo=self._todo(t, reason, params))
+            else:
+                text = t("delivery.melder_late", **params)
+            actions = (Action(t("action.show", reference=reference), f"toon {number}"),) if number else ()
+            return Reply(text, actions=actions)
+
+        told = await notify(uow, self.config, meldpunt, afs, self.platforms, await self._key(uow, item, parked),
+                            NOTICE_KIND, compose, now)
         log.warning("undelivered message told to the AF", extra={"outbox_id": item.id, "kind": item.kind,
                                                                  "parked": parked, "notices": told})
         return told
 
-    def _todo(self, t: Texts, reason, params) -> str:
+    def _todo(self, t: Texts, reason: str | None, params: dict[str, object]) -> str:
         specific = f"delivery.todo.{cause(reason)}"
         return t(specific, **params) if t.has(specific) else t("delivery.todo.other", **params)
 
-    async def _about_af_message(self, uow, meldpunt, af, item, reason, reference, now) -> int:
+    async def _about_af_message(self, uow: UnitOfWork, meldpunt: MeldpuntConfig, af: AFConfig, item: OutboxItem,
+                                reason: str, reference: str | None, now: datetime) -> int:
         failed = item.recipient
         others = [a for a in meldpunt.af if a.name != af.name]
         colleagues = [a for a in others if not a.backup] or others
-        key = await self._keys(uow, item, True)
-        told = 0
-        for target in [af, *colleagues]:
-            for identity in af_identities(target, self.platforms):
-                if identity == failed:
-                    continue    # the platform that failed for this person
-                t = texts(await language_of(uow, self.config, identity))
-                what = t(f"delivery.what_af.{item.kind}") if t.has(f"delivery.what_af.{item.kind}") \
-                    else t("delivery.what_af.other")
-                about = t("delivery.about", reference=reference) if reference else ""
-                params = dict(af=af.name, platform=failed.platform, what=what, about=about,
-                              reason=plain_reason(t, reason), id=item.id)
-                name = "delivery.af_failed_you" if target is af else "delivery.af_failed_other"
-                await self._queue(uow, meldpunt, identity, Reply(t(name, **params)),
-                                  key(target.name, identity.platform), now)
-                told += 1
+
+        def compose(t: Texts, target: AFConfig) -> Reply:
+            what = t(f"delivery.what_af.{item.kind}") if t.has(f"delivery.what_af.{item.kind}") \
+                else t("delivery.what_af.other")
+            about = t("delivery.about", reference=reference) if reference else ""
+            params = dict(af=af.name, platform=failed.platform, what=what, about=about,
+                          reason=plain_reason(t, reason), id=item.id)
+            name = "delivery.af_failed_you" if target is af else "delivery.af_failed_other"
+            return Reply(t(name, **params))
+
+        # Not on the platform that failed for this person.
+        told = await notify(uow, self.config, meldpunt, [af, *colleagues], self.platforms,
+                            await self._key(uow, item, True), NOTICE_KIND, compose, now, skip=failed)
         log.warning("undelivered message to an AF told to the other AFs",
                     extra={"outbox_id": item.id, "kind": item.kind, "notices": told})
         return told

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from meldbot.dialogs.af import OUTCOMES, AfCommand, Usage, melder_label, partner_text, queue_view, signal_view
-from meldbot.core import matching
+from meldbot.core import keys, matching
 from meldbot.core.clock import Clock
+from meldbot.core.config import AFConfig, Config, MeldpuntConfig, PartnerConfig
 from meldbot.core.domain import EventKind, InvalidTransition, Outcome, Signal, SignalClosed, Status
 from meldbot.core.i18n import Texts, texts
-from meldbot.core.messaging import Action, Identity, Reply
-from meldbot.service.services import af_identities, language_of, work_calendar
+from meldbot.core.messaging import Identity, Platform, Reply
+from meldbot.core.ports import UnitOfWork
+from meldbot.service.services import language_of, notify, show_action, work_calendar
 from meldbot.core.text import quote_user_text
 
 
@@ -19,15 +23,15 @@ from meldbot.core.text import quote_user_text
 class Seat:
     """One AF as one meldpunt knows them."""
 
-    meldpunt: object
-    af: object
+    meldpunt: MeldpuntConfig
+    af: AFConfig
 
 
 class Desk:
     """Handles one AF command. Methods are named after the command; each returns the replies."""
 
-    def __init__(self, uow, config, clock: Clock, platforms: tuple[str, ...], identity: Identity,
-                 seats: list[Seat], t: Texts) -> None:
+    def __init__(self, uow: UnitOfWork, config: Config, clock: Clock, platforms: tuple[Platform, ...],
+                 identity: Identity, seats: list[Seat], t: Texts) -> None:
         self.uow, self.config, self.clock, self.platforms = uow, config, clock, platforms
         self.identity = identity
         self.seats = {s.meldpunt.id: s for s in seats}
@@ -36,7 +40,8 @@ class Desk:
 
     async def run(self, command: AfCommand) -> list[Reply]:
         try:
-            return await getattr(self, command.name)(command)
+            handler: Callable[[AfCommand], Awaitable[list[Reply]]] = getattr(self, command.name)
+            return await handler(command)
         except Usage as usage:
             return [Reply(self.t(usage.key, **usage.params))]
         except SignalClosed:
@@ -49,7 +54,7 @@ class Desk:
     def _name(self, signal: Signal) -> str:
         return self.seats[signal.meldpunt_id].af.name
 
-    def _meldpunt(self, signal: Signal):
+    def _meldpunt(self, signal: Signal) -> MeldpuntConfig:
         return self.seats[signal.meldpunt_id].meldpunt
 
     async def _signal(self, command: AfCommand, index: int = 0, *, events: bool = False) -> Signal:
@@ -70,19 +75,19 @@ class Desk:
         await self.uow.signals.save(signal, self.now)
         await self._audit(signal, action, detail)
 
-    async def _tell_af(self, signal: Signal, af_name: str, key: str, kind: str, **params) -> None:
+    async def _tell_af(self, signal: Signal, af_name: str, text_key: str, kind: str, **params: Any) -> None:
         """A content-free message about `signal` for another AF, through the outbox."""
         meldpunt = self._meldpunt(signal)
         af = meldpunt.af_by_name(af_name)
         if af is None:
             return
-        for identity in af_identities(af, self.platforms):
-            t = texts(await language_of(self.uow, self.config, identity))
-            reply = Reply(t(key, reference=signal.reference, number=signal.reference.number, **params),
-                          actions=(Action(t("action.show", reference=signal.reference), f"toon {signal.reference.number}"),))
-            await self.uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
-                                      key=f"{kind}:{signal.reference}:{af.name}:{identity.platform}:{self.now.isoformat()}",
-                                      kind=kind, at=self.now)
+
+        def compose(t: Texts, af: AFConfig) -> Reply:
+            return Reply(t(text_key, reference=signal.reference, number=signal.reference.number, **params),
+                         actions=(show_action(t, signal),))
+
+        await notify(self.uow, self.config, meldpunt, [af], self.platforms, keys.told(kind, signal.reference, self.now),
+                     kind, compose, self.now)
 
     def _when(self, signal: Signal) -> str:
         c = signal.content
@@ -91,14 +96,14 @@ class Desk:
         moment = datetime.fromisoformat(c.wanneer_iso).astimezone(self._meldpunt(signal).tz)
         return self.t("summary.when_understood", raw=quote_user_text(c.wanneer), date=moment.strftime("%d-%m-%Y"))
 
-    def _partner(self, signal: Signal, name: str):
+    def _partner(self, signal: Signal, name: str) -> PartnerConfig:
         partner = self._meldpunt(signal).partner(name)
         if partner is None:
             keys = ", ".join(p.key for p in self._meldpunt(signal).partners)
             raise Usage("af.unknown_partner", partner=name, partners=keys)
         return partner
 
-    def _ok(self, key: str, signal: Signal, **params) -> list[Reply]:
+    def _ok(self, key: str, signal: Signal, **params: Any) -> list[Reply]:
         return [Reply(self.t(key, reference=signal.reference, number=signal.reference.number, **params))]
 
     # --- commands --------------------------------------------------------------------------------
@@ -135,12 +140,12 @@ class Desk:
         tz = self._meldpunt(signal).tz
         found = {}
         for index, event in informed:
-            keys = event.data["outbox"]
-            if len(keys) == 1:
-                found[index] = status_text(self.t, states.get(keys[0]), tz, event.at)
-            else:   # merged signals: one message per melder
-                found[index] = "; ".join(f"{key.split(':')[1]}: {status_text(self.t, states.get(key), tz, event.at)}"
-                                         for key in keys)
+            sent: list[str] = event.data["outbox"]
+            if len(sent) == 1:
+                found[index] = status_text(self.t, states.get(sent[0]), tz, event.at)
+            else:   # merged signals: one message per melder, named by their own signal
+                found[index] = "; ".join(f"{keys.reference_in(key)}: {status_text(self.t, states.get(key), tz, event.at)}"
+                                         for key in sent)
         return found
 
     async def take(self, command: AfCommand) -> list[Reply]:
@@ -187,7 +192,7 @@ class Desk:
         me = self._name(signal)
         signal.forward(me, partner.key, self.now)
         await self._save(signal, "doorgezet", partner.key)
-        af = self._meldpunt(signal).af_by_name(me)
+        af = self.seats[signal.meldpunt_id].af    # the AF who forwards it (named `me`)
         text = partner_text(signal, partner.name, partner.contact, self._meldpunt(signal).name,
                             af.display_name or af.name, self._meldpunt(signal).tz, self.t, self._when(signal))
         return [*self._ok("af.forwarded", signal, partner=partner.name), Reply(text)]
@@ -204,10 +209,10 @@ class Desk:
         me = self._name(signal)
         recipients = [signal] + await self.uow.signals.merged_into(signal)
         # The key names the AF who sent it: if it cannot be delivered, they are the one to hear of it.
-        keys = [f"inform:{own.reference}:{me}:{self.now.isoformat()}" for own in recipients]
-        signal.inform_melder(me, command.text, self.now, outbox=keys)
+        sent = [keys.inform(own.reference, me, self.now) for own in recipients]
+        signal.inform_melder(me, command.text, self.now, outbox=sent)
         await self._save(signal, "teruggekoppeld")
-        for own, key in zip(recipients, keys):
+        for own, key in zip(recipients, sent):
             melder = await self.uow.signals.melder_of(own)
             t = texts(await language_of(self.uow, self.config, melder.identity))
             await self.uow.outbox.add(

@@ -8,11 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from typing import Any
+
+from meldbot.core import keys
+from meldbot.core.calendar import WorkCalendar
 from meldbot.core.clock import Clock
+from meldbot.core.config import AFConfig, Config, MeldpuntConfig, RemindersConfig
 from meldbot.core.domain import Signal, Status
-from meldbot.core.i18n import texts
-from meldbot.core.messaging import Action, Reply
-from meldbot.service.services import af_identities, language_of, work_calendar
+from meldbot.core.i18n import Texts
+from meldbot.core.messaging import Action, Platform, Reply
+from meldbot.core.ports import UnitOfWork, UnitOfWorkFactory
+from meldbot.service.services import active_afs, af_messages, notify, show_action, work_calendar
 
 log = logging.getLogger("meldbot.reminders")
 MAX_SLOTS = 10_000
@@ -28,7 +34,12 @@ class Due:
     reason: str = ""       # catalogue key detail
 
 
-def _latest(first: datetime, step: Callable[[datetime], datetime], now: datetime) -> tuple[int, datetime, datetime] | None:
+Step = Callable[[datetime], datetime]
+# One reminder series: (kind, first due, step to the next, overdue since, reason).
+Series = tuple[str, datetime, Step, datetime, str]
+
+
+def _latest(first: datetime, step: Step, now: datetime) -> tuple[int, datetime, datetime] | None:
     """The last slot due at or before `now`: (slot, its due time, the next slot's due time)."""
     if first > now:
         return None
@@ -40,13 +51,13 @@ def _latest(first: datetime, step: Callable[[datetime], datetime], now: datetime
     return slot, due, nxt
 
 
-def first_due(kind_first: datetime, step, now: datetime) -> tuple[int, datetime, datetime] | None:
+def first_due(kind_first: datetime, step: Step, now: datetime) -> tuple[int, datetime, datetime] | None:
     return _latest(kind_first, step, now)
 
 
-def schedule(signal: Signal, settings, cal) -> list[tuple[str, datetime, Callable[[datetime], datetime], datetime, str]]:
+def schedule(signal: Signal, settings: RemindersConfig, cal: WorkCalendar) -> list[Series]:
     """The reminder series that apply to `signal` now: (kind, first due, step, overdue since, reason)."""
-    series = []
+    series: list[Series] = []
     if signal.merged_into or signal.erased_at:
         return series
     open_ = signal.status is not Status.CLOSED
@@ -62,7 +73,7 @@ def schedule(signal: Signal, settings, cal) -> list[tuple[str, datetime, Callabl
         week = timedelta(days=settings.partner_feedback_repeat_days)
         series.append(("partner", cal.add_working_days(signal.forwarded_at, settings.partner_feedback_after_working_days),
                        lambda d: cal.next_office_moment(d + week), signal.forwarded_at, ", ".join(signal.partners)))
-    candidates = []
+    candidates: list[tuple[datetime, datetime, str]] = []
     for anchor in (signal.partner_feedback_at, signal.closed_at):
         if anchor and (signal.melder_last_informed_at is None or signal.melder_last_informed_at < anchor):
             candidates.append((cal.add_working_days(anchor, settings.melder_feedback_after_working_days), anchor, "news"))
@@ -75,7 +86,7 @@ def schedule(signal: Signal, settings, cal) -> list[tuple[str, datetime, Callabl
     return series
 
 
-def due_now(signal: Signal, settings, cal, now: datetime) -> list[Due]:
+def due_now(signal: Signal, settings: RemindersConfig, cal: WorkCalendar, now: datetime) -> list[Due]:
     found = []
     for kind, first, step, since, reason in schedule(signal, settings, cal):
         latest = _latest(first, step, now)
@@ -84,7 +95,7 @@ def due_now(signal: Signal, settings, cal, now: datetime) -> list[Due]:
     return found
 
 
-def upcoming(signal: Signal, settings, cal, now: datetime) -> list[Due]:
+def upcoming(signal: Signal, settings: RemindersConfig, cal: WorkCalendar, now: datetime) -> list[Due]:
     """For `meldbot reminders`: the next due moment of every series (past-due ones included)."""
     found = []
     for kind, first, step, since, reason in schedule(signal, settings, cal):
@@ -99,7 +110,8 @@ def upcoming(signal: Signal, settings, cal, now: datetime) -> list[Due]:
 class Reminders:
     """The scheduler's job: claim what is due and queue the messages, in one transaction per meldpunt."""
 
-    def __init__(self, uow_factory, config, clock: Clock, platforms: tuple[str, ...]) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, config: Config, clock: Clock,
+                 platforms: tuple[Platform, ...]) -> None:
         self._uow = uow_factory
         self.config = config
         self.clock = clock
@@ -113,19 +125,19 @@ class Reminders:
                 await uow.commit()
         return sent
 
-    async def _sweep_meldpunt(self, uow, meldpunt) -> int:
+    async def _sweep_meldpunt(self, uow: UnitOfWork, meldpunt: MeldpuntConfig) -> int:
         now = self.clock.now()
         cal = work_calendar(self.config, meldpunt.id)
         if not cal.is_office_time(now):
             return 0
         settings = self.config.reminders_for(meldpunt.id)
         sent = 0
-        due_items = [(f"{due.kind}:{signal.reference}:{due.slot}", signal, due)
+        due_items = [(keys.reminder_claim(due.kind, signal.reference, due.slot), signal, due)
                      for signal in await uow.signals.reminder_candidates(meldpunt.id, lock=True)
                      for due in due_now(signal, settings, cal, now)]
         # One statement claims them all; a key another process (or an earlier sweep) has is skipped.
         claimed = await uow.reminders.claim_many([(k, meldpunt.id, s.id, d) for k, s, d in due_items], now)
-        messages = []
+        messages: list[dict[str, Any]] = []
         for key, signal, due in due_items:
             if key in claimed:
                 messages.extend(await self._messages(meldpunt, signal, due, key, uow))
@@ -134,31 +146,30 @@ class Reminders:
         sent += await self._overview(uow, meldpunt, cal, settings, now)
         return sent
 
-    def _recipients(self, meldpunt, signal: Signal, due: Due):
+    def _recipients(self, meldpunt: MeldpuntConfig, signal: Signal, due: Due) -> list[AFConfig]:
         if due.kind in ("oppakken", "spoed"):
             # Escalation: from the third reminder on, the backup AF is told as well.
             return [a for a in meldpunt.af if not a.backup or due.slot >= 2]
         handler = meldpunt.af_by_name(signal.handler) if signal.handler else None
-        return [handler] if handler else [a for a in meldpunt.af if not a.backup]
+        return [handler] if handler else active_afs(meldpunt)
 
-    async def _messages(self, meldpunt, signal: Signal, due: Due, key: str, uow) -> list[dict]:
-        messages = []
-        for af in self._recipients(meldpunt, signal, due):
-            for identity in af_identities(af, self.platforms):
-                # The unit of work reads each AF's settings once, however many reminders they get.
-                t = texts(await language_of(uow, self.config, identity))
-                since = due.since.astimezone(meldpunt.tz).strftime("%d-%m-%Y")
-                name = f"reminder.melder_{due.reason}" if due.kind == "melder" else f"reminder.{due.kind}"
-                text = t(name, reference=signal.reference, number=signal.reference.number, since=since,
-                         partners=due.reason, times=due.slot + 1)
-                show = f"toon {signal.reference.number}"
-                reply = Reply(text, actions=(Action(t("action.show", reference=signal.reference), show),),
-                              urgent=due.kind == "spoed")
-                messages.append(dict(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
-                                     key=f"reminder:{key}:{af.name}:{identity.platform}", kind="reminder"))
-        return messages
+    async def _messages(self, meldpunt: MeldpuntConfig, signal: Signal, due: Due, key: str,
+                        uow: UnitOfWork) -> list[dict[str, Any]]:
+        since = due.since.astimezone(meldpunt.tz).strftime("%d-%m-%Y")
+        name = f"reminder.melder_{due.reason}" if due.kind == "melder" else f"reminder.{due.kind}"
 
-    async def _overview(self, uow, meldpunt, cal, settings, now: datetime) -> int:
+        def compose(t: Texts, af: AFConfig) -> Reply:
+            text = t(name, reference=signal.reference, number=signal.reference.number, since=since,
+                     partners=due.reason, times=due.slot + 1)
+            return Reply(text, actions=(show_action(t, signal),), urgent=due.kind == "spoed")
+
+        # Queued by the caller, all of a sweep in one statement. The unit of work reads each AF's
+        # settings once, however many reminders they get.
+        return await af_messages(uow, self.config, meldpunt, self._recipients(meldpunt, signal, due), self.platforms,
+                                 keys.reminder(key, signal.reference), "reminder", compose)
+
+    async def _overview(self, uow: UnitOfWork, meldpunt: MeldpuntConfig, cal: WorkCalendar,
+                        settings: RemindersConfig, now: datetime) -> int:
         local = now.astimezone(meldpunt.tz)
         first = cal.first_working_day_of_week(local.date())
         if first is None or local.date() < first:
@@ -170,19 +181,19 @@ class Reminders:
         signals = await uow.signals.open_signals([meldpunt.id])
         overdue = sum(1 for s in signals for d in due_now(s, settings, cal, now))
         sent = 0
+        unassigned = sum(1 for s in signals if s.handler is None)
+
+        def compose(t: Texts, af: AFConfig) -> Reply:
+            mine = sum(1 for s in signals if s.handler == af.name)
+            return Reply(t("reminder.overview", week=iso.week, open=len(signals), mine=mine,
+                           unassigned=unassigned, overdue=overdue),
+                         actions=(Action(t("reminder.overview_action"), "lijst"),))
+
         for af in meldpunt.af:
-            key = f"overzicht:{meldpunt.id}:{af.name}:{iso.year}-W{iso.week:02d}"
+            key = keys.overview_claim(meldpunt.id, af.name, iso.year, iso.week)
             dummy = Due("overzicht", 0, due_at, due_at + timedelta(weeks=1), due_at)
             if not await uow.reminders.claim(key, meldpunt.id, None, dummy, now):
                 continue
-            for identity in af_identities(af, self.platforms):
-                t = texts(await language_of(uow, self.config, identity))
-                mine = sum(1 for s in signals if s.handler == af.name)
-                unassigned = sum(1 for s in signals if s.handler is None)
-                reply = Reply(t("reminder.overview", week=iso.week, open=len(signals), mine=mine,
-                                unassigned=unassigned, overdue=overdue),
-                              actions=(Action(t("reminder.overview_action"), "lijst"),))
-                await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
-                                     key=f"reminder:{key}:{identity.platform}", kind="overview", at=now)
+            await notify(uow, self.config, meldpunt, [af], self.platforms, keys.overview(key), "overview", compose, now)
             sent += 1
         return sent

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from meldbot.core import matching
+from meldbot.core import keys, matching
+from meldbot.core.calendar import WorkCalendar
 from meldbot.core.clock import Clock
+from meldbot.core.config import AFConfig, Config, MeldpuntConfig
 from meldbot.core.domain import Content, Context, EventKind, Form, RefQuery, Signal
-from meldbot.core.i18n import texts
-from meldbot.core.messaging import Action, Identity, Reply
-from meldbot.core.ports import Melder
+from meldbot.core.i18n import Texts, texts
+from meldbot.core.keys import OutboxKey
+from meldbot.core.messaging import Action, Identity, Platform, Reply
+from meldbot.core.ports import Melder, UnitOfWork
+from meldbot.dialogs.conversation import ConversationState
 
 PSEUDONYM_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # no I, O, Q: easy to read aloud
 
@@ -28,15 +34,21 @@ class SubmitSignal:
     anonymous: bool
 
 
-def work_calendar(config, meldpunt_id: str):
+def work_calendar(config: Config, meldpunt_id: str) -> WorkCalendar:
     """The working days and office hours of one meldpunt."""
-    from meldbot.core.calendar import WorkCalendar
-
-    meldpunt, settings = config.meldpunt_by_id(meldpunt_id), config.reminders_for(meldpunt_id)
+    meldpunt, settings = meldpunt_of(config, meldpunt_id), config.reminders_for(meldpunt_id)
     return WorkCalendar(meldpunt.tz, settings.office_start, settings.office_end, settings.is_closing_day)
 
 
-def af_identities(af, platforms: tuple[str, ...]) -> list[Identity]:
+def meldpunt_of(config: Config, meldpunt_id: str) -> MeldpuntConfig:
+    """The meldpunt a stored row names: it is configured (a meldpunt is never removed while it has rows)."""
+    meldpunt = config.meldpunt_by_id(meldpunt_id)
+    if meldpunt is None:
+        raise KeyError(meldpunt_id)
+    return meldpunt
+
+
+def af_identities(af: AFConfig, platforms: tuple[Platform, ...]) -> list[Identity]:
     """Where an AF can be reached in this deployment: every active platform they have an id on."""
     found = []
     for platform in platforms:
@@ -46,12 +58,53 @@ def af_identities(af, platforms: tuple[str, ...]) -> list[Identity]:
     return found
 
 
-async def language_of(uow, config, identity: Identity) -> str:
+async def language_of(uow: UnitOfWork, config: Config, identity: Identity) -> str:
     return (await uow.people.get(identity)).language or config.language
 
 
-async def submit_signal(cmd: SubmitSignal, uow, config, clock: Clock, platforms: tuple[str, ...]) -> Signal:
-    meldpunt = config.meldpunt_by_id(cmd.meldpunt_id)
+Compose = Callable[[Texts, AFConfig], Reply]
+"""The message for one AF, in their language."""
+
+
+async def af_messages(uow: UnitOfWork, config: Config, meldpunt: MeldpuntConfig, afs: Iterable[AFConfig],
+                      platforms: tuple[Platform, ...], key: OutboxKey, kind: str, compose: Compose, *,
+                      skip: Identity | None = None) -> list[dict[str, Any]]:
+    """The outbox rows of one content-free message for each AF in `afs`: one per platform they can be
+    reached on here (but `skip`), each in that person's language, keyed per AF and platform, and naming
+    the signal it is about (retention erases the rows with the signal)."""
+    messages: list[dict[str, Any]] = []
+    for af in afs:
+        for identity in af_identities(af, platforms):
+            if identity == skip:
+                continue
+            t = texts(await language_of(uow, config, identity))
+            messages.append(dict(meldpunt_id=meldpunt.id, recipient=identity, reply=compose(t, af),
+                                 key=key.for_af(af.name, identity.platform), kind=kind, reference=key.reference))
+    return messages
+
+
+async def notify(uow: UnitOfWork, config: Config, meldpunt: MeldpuntConfig, afs: Iterable[AFConfig],
+                 platforms: tuple[Platform, ...], key: OutboxKey, kind: str, compose: Compose, at: datetime, *,
+                 skip: Identity | None = None) -> int:
+    """Queue a content-free message for each AF in `afs` (see `af_messages`); returns how many rows."""
+    messages = await af_messages(uow, config, meldpunt, afs, platforms, key, kind, compose, skip=skip)
+    await uow.outbox.add_many(messages, at)
+    return len(messages)
+
+
+def show_action(t: Texts, signal: Signal) -> Action:
+    """The button under a message about a signal: `toon <number>`."""
+    return Action(t("action.show", reference=signal.reference), f"toon {signal.reference.number}")
+
+
+def active_afs(meldpunt: MeldpuntConfig) -> list[AFConfig]:
+    """Who hears of the meldpunt's signals: every AF but the backups."""
+    return [a for a in meldpunt.af if not a.backup]
+
+
+async def submit_signal(cmd: SubmitSignal, uow: UnitOfWork, config: Config, clock: Clock,
+                        platforms: tuple[Platform, ...]) -> Signal:
+    meldpunt = meldpunt_of(config, cmd.meldpunt_id)
     now = clock.now()
     # Reads first: from next_reference to commit the counter row is locked for every other submitter.
     for af in meldpunt.af:
@@ -76,29 +129,26 @@ async def submit_signal(cmd: SubmitSignal, uow, config, clock: Clock, platforms:
     await uow.signals.set_keys(signal, matching.extract(cmd.content.texts()), "auto", new=True)
     await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="melder",
                            actor=signal.pseudonym or "melder", action="ingediend", at=now)
-    key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"
-    await notify_afs(uow, config, meldpunt, signal, key, f"new-signal:{reference}", now, platforms,
-                     only_handler=False, kind="new_signal")
+    text_key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"
+    await _notify_about(uow, config, meldpunt, signal, text_key, keys.new_signal(reference), now, platforms,
+                        only_handler=False, kind="new_signal")
     return signal
 
 
-async def notify_afs(uow, config, meldpunt, signal: Signal, text_key: str, key_prefix: str, now, platforms,
-                     *, only_handler: bool, kind: str) -> None:
+async def _notify_about(uow: UnitOfWork, config: Config, meldpunt: MeldpuntConfig, signal: Signal, text_key: str,
+                        key: OutboxKey, now: datetime, platforms: tuple[Platform, ...], *, only_handler: bool,
+                        kind: str) -> None:
     """Queue a content-free message about `signal` for its handling AF, or for every non-backup AF."""
     reference = signal.reference
-    afs = [a for a in meldpunt.af if not a.backup]
+    afs = active_afs(meldpunt)
     if only_handler and signal.handler:
         afs = [a for a in meldpunt.af if a.name == signal.handler] or afs
-    for af in afs:
-        for identity in af_identities(af, platforms):
-            t = texts(await language_of(uow, config, identity))
-            reply = Reply(
-                t(text_key, reference=reference, form=t(f"choice.soort.{signal.form}"), number=reference.number),
-                actions=(Action(t("action.show", reference=reference), f"toon {reference.number}"),),
-                urgent=signal.urgent and kind == "new_signal",
-            )
-            await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
-                                 key=f"{key_prefix}:{af.name}:{identity.platform}", kind=kind, at=now)
+
+    def compose(t: Texts, af: AFConfig) -> Reply:
+        return Reply(t(text_key, reference=reference, form=t(f"choice.soort.{signal.form}"), number=reference.number),
+                     actions=(show_action(t, signal),), urgent=signal.urgent and kind == "new_signal")
+
+    await notify(uow, config, meldpunt, afs, platforms, key, kind, compose, now)
 
 
 # A melder may add to one report this many times: the AF's view of the signal stays a readable size.
@@ -122,33 +172,34 @@ class SupplementSignal:
     text: str
 
 
-async def supplement_signal(cmd: SupplementSignal, uow, config, clock: Clock, platforms) -> Signal | None:
+async def supplement_signal(cmd: SupplementSignal, uow: UnitOfWork, config: Config, clock: Clock,
+                            platforms: tuple[Platform, ...]) -> Signal | None:
     """The melder adds information to their own signal; the handling AF is told. None: not theirs."""
     signal = await uow.signals.find_for_melder(cmd.query, cmd.melder)
     if signal is None:
         return None
-    earlier = await uow.signals.events_of([signal.id], [EventKind.SUPPLEMENTED])
+    earlier = await uow.signals.events_of([signal.stored_id], [EventKind.SUPPLEMENTED])
     now = clock.now()
-    meldpunt = config.meldpunt_by_id(signal.meldpunt_id)
-    if len(earlier.get(signal.id, [])) >= MAX_SUPPLEMENTS:
+    meldpunt = meldpunt_of(config, signal.meldpunt_id)
+    if len(earlier.get(signal.stored_id, [])) >= MAX_SUPPLEMENTS:
         # New information on trafficking may be in it: the AF hears (without the words) that the melder
         # tried, once a day per signal, so a melder who keeps trying does not flood the AF's chat.
-        day = now.astimezone(meldpunt.tz).date().isoformat()
-        await notify_afs(uow, config, meldpunt, signal, "notify.supplement_refused",
-                         f"supplement-refused:{signal.reference}:{day}", now, platforms,
-                         only_handler=True, kind="supplement")
+        day = now.astimezone(meldpunt.tz).date()
+        await _notify_about(uow, config, meldpunt, signal, "notify.supplement_refused",
+                            keys.supplement_refused(signal.reference, day), now, platforms,
+                            only_handler=True, kind="supplement")
         raise TooManySupplements(signal)
     signal.supplement(cmd.text, now)
     await uow.signals.save(signal, now)
     await uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="melder",
                            actor=signal.pseudonym or "melder", action="aangevuld", at=now)
-    await notify_afs(uow, config, meldpunt, signal, "notify.supplemented",
-                     f"supplement:{signal.reference}:{now.isoformat()}", now, platforms,
-                     only_handler=True, kind="supplement")
+    await _notify_about(uow, config, meldpunt, signal, "notify.supplemented",
+                        keys.supplemented(signal.reference, now), now, platforms,
+                        only_handler=True, kind="supplement")
     return signal
 
 
-async def expire_drafts(uow, config, clock: Clock) -> int:
+async def expire_drafts(uow: UnitOfWork, config: Config, clock: Clock) -> int:
     """Erase drafts untouched for longer than the meldpunt's `draft_expiry_hours`.
 
     The answers go; a content-free marker stays so the melder hears about it on their next message.
@@ -159,18 +210,19 @@ async def expire_drafts(uow, config, clock: Clock) -> int:
     for platform, conversation_id, meldpunt_id, state in await uow.conversations.untouched_since(
         now - timedelta(hours=shortest)
     ):
-        if not state.get("draft"):
+        if not ConversationState.from_dict(state).has_draft:
             continue
-        hours = config.reminders_for(meldpunt_id).draft_expiry_hours if config.meldpunt_by_id(meldpunt_id or "") else shortest
+        hours = config.reminders_for(meldpunt_id).draft_expiry_hours \
+            if meldpunt_id and config.meldpunt_by_id(meldpunt_id) else shortest
         row_state = await uow.conversations.load(platform, conversation_id)
         if row_state is None or now - row_state[1] <= timedelta(hours=hours):
             continue
-        await uow.conversations.save(platform, conversation_id, {"draft": None, "draft_expired": True}, now)
+        await uow.conversations.save(platform, conversation_id, ConversationState(draft_expired=True).to_dict(), now)
         erased += 1
     return erased
 
 
-async def release_removed_afs(uow, config, clock: Clock, platforms: tuple[str, ...]) -> int:
+async def release_removed_afs(uow: UnitOfWork, config: Config, clock: Clock, platforms: tuple[Platform, ...]) -> int:
     """An AF removed from the configuration loses their signals at start-up: they become unassigned
     (access is by configuration, so it is already revoked) and the remaining AFs are told."""
     now = clock.now()
@@ -183,22 +235,19 @@ async def release_removed_afs(uow, config, clock: Clock, platforms: tuple[str, .
             await uow.signals.save(signal, now)
             await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="system",
                                    actor="systeem", action="vrijgegeven", at=now, detail=removed)
-            for af in meldpunt.af:
-                if af.backup:
-                    continue
-                for identity in af_identities(af, platforms):
-                    t = texts(await language_of(uow, config, identity))
-                    reply = Reply(t("af.removed_unassigned", removed=removed, reference=signal.reference,
-                                    number=signal.reference.number))
-                    await uow.outbox.add(meldpunt_id=meldpunt.id, recipient=identity, reply=reply,
-                                         key=f"released:{signal.reference}:{removed}:{af.name}:{identity.platform}",
-                                         kind="released", at=now)
+
+            def compose(t: Texts, af: AFConfig) -> Reply:   # called at once, in this round of the loop
+                return Reply(t("af.removed_unassigned", removed=removed, reference=signal.reference,
+                               number=signal.reference.number))
+
+            await notify(uow, config, meldpunt, active_afs(meldpunt), platforms,
+                         keys.released(signal.reference, removed), "released", compose, now)
             released += 1
     return released
 
 
-async def alert_person(uow, config, identity: Identity, text_key: str, params: dict, key: str, now,
-                       *, kind: str = "platform_alert") -> None:
+async def alert_person(uow: UnitOfWork, config: Config, identity: Identity, text_key: str, params: dict[str, Any],
+                       key: str, now: datetime, *, kind: str = "platform_alert") -> None:
     """Queue a content-free alert from a platform adapter (e.g. a new device on an AF's account) in the
     person's language, through the outbox like every other message. The same key twice queues it once."""
     meldpunten = [m for m, _ in config.af_for(identity.platform, identity.user_id)] or \
