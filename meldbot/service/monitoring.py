@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from meldbot.core.calendar import WorkCalendar
+from meldbot.core.i18n import Texts
 from meldbot.core.ports import SignalFacts  # noqa: F401  (monitoring works on these; tests import them here)
 
 FORMS = ("seksueel", "arbeid", "crimineel", "orgaan", "onbekend")
@@ -135,16 +136,16 @@ def _plain(value: int | float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.1f}".removesuffix(".0")
 
 
-def _number(value: float, t) -> str:
+def _number(value: float, t: Texts) -> str:
     return _plain(value).replace(".", t("rapport.decimal_sign"))
 
 
-def _month_name(key: str, t, catalogue_key: str = "rapport.month") -> str:
+def _month_name(key: str, t: Texts, catalogue_key: str = "rapport.month") -> str:
     year, month = key.split("-")
     return f"{t(f'{catalogue_key}.{int(month)}')} {year}"
 
 
-def report_text(f: Figures, t) -> str:
+def report_text(f: Figures, t: Texts) -> str:
     """The figures as plain text for the AF's chat, in the language of `t`."""
     lines = [t("rapport.title", period=f.period.label, total=f.total)]
     if f.total == 0:
@@ -178,7 +179,7 @@ def report_text(f: Figures, t) -> str:
     return "\n".join(lines)
 
 
-def chart_png(f: Figures, t, *, width_px: int = 800, height_px: int = 400) -> bytes:
+def chart_png(f: Figures, t: Texts, *, width_px: int = 800, height_px: int = 400) -> bytes:
     """Signals per month as bars, a PNG of exactly width_px x height_px. Agg through the object API:
     no pyplot, so no global state and safe in a server."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from meldbot.core.clock import Clock
+from meldbot.core.config import Config
+from meldbot.core.ports import UnitOfWork
 
 log = logging.getLogger("meldbot.retention")
 PROCESSED_EVENTS_KEPT = timedelta(days=7)
@@ -15,7 +17,7 @@ DELIVERED_MESSAGES_KEPT = timedelta(days=30)
 DRAFT_MARKERS_KEPT = timedelta(days=30)
 
 
-def months_before(moment, months: int):
+def months_before(moment: datetime, months: int) -> datetime:
     """The same local day `months` earlier (clamped to the month's last day)."""
     year, month = divmod(moment.month - 1 - months, 12)
     year += moment.year
@@ -28,7 +30,7 @@ def months_before(moment, months: int):
             day -= 1
 
 
-async def erase_expired(uow, config, clock: Clock) -> int:
+async def erase_expired(uow: UnitOfWork, config: Config, clock: Clock) -> int:
     """Erase closed signals past `retention_closed_months`: content, names, addresses, melder identity,
     notes, matching keys and audit entries go; the signal row stays as one content-free line with the
     facts monitoring needs. Also drops what was only kept for a short while."""
