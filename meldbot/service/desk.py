@@ -218,7 +218,7 @@ class Desk:
             await self.uow.outbox.add(
                 meldpunt_id=own.meldpunt_id, recipient=melder.identity,
                 reply=Reply(t("af.to_melder", reference=own.reference, text=quote_user_text(command.text))),
-                key=key, kind="inform", at=self.now)
+                key=key, kind="inform", at=self.now, reference=str(own.reference))
         who = signal.pseudonym if signal.anonymous else self.t("af.the_melder")
         # Queued, not yet delivered: `toon` shows when it arrived, and a failure is told in this chat.
         return self._ok("af.informed", signal, melder=who, count=len(recipients))
