@@ -327,6 +327,7 @@ async def test_feedback_for_a_platform_switched_off_in_the_configuration_is_park
         # Before: "wordt bezorgd" for ever, and nobody heard of it.
         [notice] = failure_notices(chat, "af")
         assert notice.startswith("Je terugkoppeling aan de melder van MH-2026-0001 kon niet worden bezorgd")
+        assert "staat uit in de configuratie" in notice       # the cause named, not "een onbekende fout"
         [row] = await parked_rows(chat)
         assert row.kind == "inform" and "switched off in the configuration" in row.last_error
         assert "teruggekoppeld aan melder (niet bezorgd" in await chat.say("af", "toon 1")

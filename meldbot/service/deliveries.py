@@ -32,6 +32,7 @@ MELDER_KINDS = ("inform", "ask")
 
 # The first match wins: the platforms' reasons (content-free, English) as a few causes in plain words.
 _CAUSES = (
+    ("switched_off", ("switched off in the configuration",)),
     ("too_large", ("M_TOO_LARGE", "too large", "(413)")),
     ("login", ("(401)", "token", "not configured")),
     ("not_installed", ("not installed", "403 on create")),
