@@ -205,7 +205,7 @@ class ListenFailed(Exception):
         import errno
 
         return {errno.EADDRINUSE: "in_use", errno.EADDRNOTAVAIL: "not_here", errno.EACCES: "denied"}.get(
-            self.error.errno, "other")
+            self.error.errno or 0, "other")
 
 
 class ConsoleConfig(_Model):
@@ -321,7 +321,7 @@ class MeldpuntConfig(_Model):
             problems.append((("af",), "minstens één [[meldpunt.af]] nodig die geen backup is"))
         owner: dict[str, int] = {}
         for i, partner in enumerate(self.partners):
-            words = [(("partner", i, "key"), partner.key)]
+            words: list[tuple[tuple[str | int, ...], str]] = [(("partner", i, "key"), partner.key)]
             words += [(("partner", i, "aliases", j), alias) for j, alias in enumerate(partner.aliases)]
             for key, word in words:
                 if owner.setdefault(_fold(word), i) != i:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from meldbot.core.clock import Clock
 from meldbot.core.messaging import DeliveryError, Identity, Notifier, RecipientAway
+from meldbot.core.ports import OutboxItem, UnitOfWork, UnitOfWorkFactory
+
+# on_trouble(uow, item, reason, now, parked=...): tells the people concerned that a message is late or parked.
+Trouble = Callable[..., Awaitable[None]]
 
 log = logging.getLogger("meldbot.outbox")
 _LOOK_EVERY = timedelta(minutes=1)
@@ -35,15 +40,15 @@ class RetryPolicy:
 class Dispatcher:
     def __init__(
         self,
-        uow_factory: Callable,
+        uow_factory: UnitOfWorkFactory,
         notifiers: Mapping[str, Notifier],
         clock: Clock,
         *,
         policy: RetryPolicy = RetryPolicy(),
         batch_size: int = 100,
         poll_interval: float = 5.0,
-        metrics=None,
-        on_trouble=None,
+        metrics: Any = None,
+        on_trouble: Trouble | None = None,
         switched_off: Collection[str] = (),
     ) -> None:
         self._uow = uow_factory
@@ -111,7 +116,7 @@ class Dispatcher:
                     for item, outcome in outcomes:
                         if outcome == "away":
                             await uow.outbox.hold(item.id, now + self.policy.away_hold)
-                        elif outcome is not None:
+                        elif isinstance(outcome, DeliveryError):
                             await self._record_failure(uow, item, outcome, now)
                     await uow.commit()
                 if self.metrics:
@@ -144,7 +149,7 @@ class Dispatcher:
             await uow.commit()
         return len(items)
 
-    async def _send(self, item) -> str | None | DeliveryError:
+    async def _send(self, item: OutboxItem) -> str | None | DeliveryError:
         notifier = self.notifiers[item.recipient.platform]
         try:
             await notifier.send(item.recipient, item.reply, item.idempotency_key)
@@ -156,7 +161,7 @@ class Dispatcher:
             return DeliveryError(f"unexpected {type(exc).__name__}")
         return None
 
-    async def _record_failure(self, uow, item, error: DeliveryError, now) -> None:
+    async def _record_failure(self, uow: UnitOfWork, item: OutboxItem, error: DeliveryError, now: datetime) -> None:
         attempts = item.attempts + 1
         if error.permanent or attempts >= self.policy.max_attempts:
             await uow.outbox.park(item.id, attempts=attempts, at=now, error=error.reason)
@@ -172,7 +177,7 @@ class Dispatcher:
             if attempts == self.policy.warn_after:
                 await self._tell(uow, item, error.reason, now, parked=False)
 
-    async def _tell(self, uow, item, reason: str, now, *, parked: bool) -> None:
+    async def _tell(self, uow: UnitOfWork, item: OutboxItem, reason: str, now: datetime, *, parked: bool) -> None:
         if self.on_trouble is None:
             return
         try:
