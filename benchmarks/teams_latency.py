@@ -52,8 +52,7 @@ from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import 
     _JwkClientCacheEntry,
 )
 
-from meldbot.adapters.teams import TeamsAdapter  # noqa: E402
-from meldbot.run.app import build_app  # noqa: E402
+from meldbot.run.app import build_app, teams_adapter  # noqa: E402
 from meldbot.core.clock import ManualClock  # noqa: E402
 from benchmarks.common import bench_config  # noqa: E402
 from tests.teams_fakes import ANNA, APP_ID, OUTBOUND_TOKEN, TENANT, FakeMicrosoft, User, activity, new_key  # noqa: E402
@@ -114,11 +113,10 @@ async def start_meldbot(fake: FakeMicrosoft, db_url: str, stack: AsyncExitStack)
     # Wednesday 18 November 2026, 07:00 in Amsterdam: before office hours, so no reminder or weekly
     # overview joins the conversations unasked (the tests' `early` clock).
     clock = ManualClock(datetime(2026, 11, 18, 7, 0, tzinfo=AMS))
-    adapter = TeamsAdapter(config, connector_timeout=10)
+    adapter = teams_adapter(config, lambda: app.uow(), clock, lambda: (app.bot, app.dispatcher), connector_timeout=10)
     app = build_app(config, clock=clock, notifiers={"teams": adapter.notifier}, mode="chat")
-    adapter.bind(app)
     web_app = web.Application()
-    adapter.attach(web_app)
+    adapter.attach(web_app)                 # started and stopped with the server
     await stack.enter_async_context(app)
     url = await serve(web_app, stack)     # registered after the app: the server stops first
     return app, url

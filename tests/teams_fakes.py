@@ -1,5 +1,6 @@
 """Microsoft's side of Teams on loopback: a Bot Connector stand-in that records what the bot sends,
-an OpenID/JWKS server for the keys that sign inbound tokens, and Teams-shaped activities."""
+an OpenID/JWKS server for the keys that sign inbound tokens, and Teams-shaped activities; and the
+adapter's own address book in memory."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import asyncio
 import itertools
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from meldbot.core.messaging import Identity
 
 APP_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -239,6 +244,37 @@ def activity(fake: FakeMicrosoft, user: User, text: str | None = None, *, value:
     if attachments:
         body["attachments"] = attachments
     return body
+
+
+def installation(fake: FakeMicrosoft, user: User, activity_id: str = "f:install-1") -> dict:
+    """What Teams posts when `user` adds the app to their personal scope."""
+    return {
+        "type": "conversationUpdate", "id": activity_id, "channelId": "msteams", "serviceUrl": fake.service_url,
+        "from": {"id": user.teams_id, "aadObjectId": user.aad},
+        "recipient": {"id": f"28:{APP_ID}", "name": "meldbot"},
+        "conversation": {"id": user.conversation, "conversationType": "personal", "tenantId": TENANT},
+        "membersAdded": [{"id": f"28:{APP_ID}"}],
+        "channelData": {"tenant": {"id": TENANT}, "eventType": "teamMemberAdded"},
+    }
+
+
+@dataclass
+class FakeAddressBook:
+    """The Teams adapter's AddressBook in memory: what it keeps, and the languages people chose."""
+
+    entries: dict[Identity, dict] = field(default_factory=dict)
+    languages: dict[Identity, str] = field(default_factory=dict)
+    writes: list[tuple[dict[Identity, dict], datetime]] = field(default_factory=list)   # one per transaction
+
+    async def reference(self, key: Identity) -> dict | None:
+        return self.entries.get(key)
+
+    async def addressee(self, person: Identity) -> tuple[dict | None, str | None]:
+        return self.entries.get(person), self.languages.get(person)
+
+    async def keep(self, entries: Mapping[Identity, dict], at: datetime) -> None:
+        self.entries.update(entries)
+        self.writes.append((dict(entries), at))
 
 
 def card_of(posted: dict) -> dict | None:

@@ -23,13 +23,13 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from meldbot.adapters.teams import TeamsAdapter, retry_after_seconds
+from meldbot.adapters.teams import SERVICE_URL_KEY, TeamsAdapter, retry_after_seconds
 from meldbot.adapters.teams_auth import EntraToken, TokenUnavailable, service_url_allowed
 from meldbot.adapters.teams_render import render
-from meldbot.run.app import build_app
+from meldbot.run.app import build_app, teams_adapter
 from meldbot.core.clock import ManualClock
 from meldbot.core.i18n import texts
-from meldbot.core.messaging import Action, Choice, Identity, Reply
+from meldbot.core.messaging import Action, Choice, Identity, IncomingMessage, Reply
 from tests.conftest import EXAMPLE, make_config, run_sync
 from tests.teams_fakes import (
     ANNA,
@@ -38,10 +38,12 @@ from tests.teams_fakes import (
     OUTBOUND_TOKEN,
     PIET,
     TENANT,
+    FakeAddressBook,
     FakeMicrosoft,
     activity,
     buttons,
     card_of,
+    installation,
     new_key,
     press,
 )
@@ -145,12 +147,13 @@ async def running(db_url: str, fake: FakeMicrosoft, clock, env: dict | None = No
     async def sleep(seconds: float) -> None:   # a 429's wait is recorded, not slept
         sleeps.append(seconds)
 
-    adapter = TeamsAdapter(config, sleep=sleep, connector_timeout=5)
+    # Wired as the composition root wires it; the bot and the dispatcher are there once `app` is.
+    adapter = teams_adapter(config, lambda: app.uow(), clock, lambda: (app.bot, app.dispatcher),
+                            sleep=sleep, connector_timeout=5)
     app = build_app(config, clock=clock, notifiers={"teams": adapter.notifier}, mode="chat")
-    adapter.bind(app)
     web_app = web.Application()
     web_app.router.add_get("/healthz", _healthz)
-    adapter.attach(web_app)
+    adapter.attach(web_app)                 # started and stopped with the server
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -184,6 +187,60 @@ def texts_of(posted: list[dict]) -> list[str]:
 
 def with_text(fake: FakeMicrosoft, conversation: str, part: str):
     return lambda: [p for p in fake.posts(conversation) if part in seen(p)]
+
+
+# --- the adapter alone: narrow dependencies, no App, no database ----------------------------------------
+
+async def test_the_adapter_runs_a_turn_and_a_proactive_message_with_fakes_for_all_it_depends_on(
+        microsoft, early, tmp_path):
+    database = tmp_path / "never-created.db"
+    config = make_config(f"sqlite+aiosqlite:///{database}", **teams_env(microsoft))
+    heard: list[IncomingMessage] = []
+    woken: list[Identity] = []
+    book = FakeAddressBook(languages={Identity("teams", ANNA.aad): "en"})
+
+    async def handle(message: IncomingMessage) -> list[Reply]:
+        heard.append(message)
+        return [Reply("Wat wil je melden?")]
+
+    async def wake(identity: Identity) -> None:
+        woken.append(identity)
+
+    adapter = TeamsAdapter(config, handle=handle, wake=wake, clock=early, addresses=book, connector_timeout=5)
+    web_app = web.Application()
+    adapter.attach(web_app)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"
+    token = {"Authorization": "Bearer " + microsoft.token()}
+    body = activity(microsoft, PIET, "melden")
+    try:
+        async with asyncio.timeout(30), aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.post(url, json=body, headers=token) as response:
+                turn = response.status
+            async with http.post(url, json=installation(microsoft, ANNA), headers=token) as response:
+                install = response.status
+            # The outbox's way out: ANNA's reference as the install left it, her language from the book.
+            await adapter.notifier.send(Identity("teams", ANNA.aad), Reply(
+                "Herinnering", choices=(Choice(1, "toon", "MH-2026-0001"),)), "k-1")
+    finally:
+        await runner.cleanup()
+    assert turn in (200, 202) and install in (200, 202)
+    [message] = heard
+    assert (message.sender, message.text, message.tenant, message.is_private) == (
+        Identity("teams", PIET.aad), "melden", TENANT, True)
+    assert [p["text"] for p in microsoft.replies_to(body["id"])] == ["Wat wil je melden?"]
+    piet = book.entries[Identity("teams", PIET.aad)]
+    assert piet["reference"]["conversation"]["id"] == PIET.conversation and piet["tenant"] == TENANT
+    assert book.entries[Identity("teams", SERVICE_URL_KEY + TENANT)] == {"service_url": microsoft.service_url}
+    assert {at for _, at in book.writes} == {early.now()}
+    assert woken == [Identity("teams", ANNA.aad)]          # installing the app: what waits for her is due
+    [sent] = microsoft.proactive(ANNA.conversation)
+    assert card_of(sent)["body"][0]["text"] == texts("en")("teams.card.choose")
+    assert microsoft.creates() == [] and not database.exists()
+    assert adapter.ready is False                           # stopped with the server
 
 
 # --- a report, typed and by buttons -------------------------------------------------------------------
@@ -262,16 +319,8 @@ async def test_a_reply_that_fails_in_the_turn_is_not_swallowed_and_a_teams_retry
 
 
 async def test_installing_the_app_keeps_the_address_so_the_af_is_reached_without_a_new_chat(db_url, microsoft, early):
-    installed = {
-        "type": "conversationUpdate", "id": "f:install-1", "channelId": "msteams", "serviceUrl": microsoft.service_url,
-        "from": {"id": ANNA.teams_id, "aadObjectId": ANNA.aad},
-        "recipient": {"id": f"28:{APP_ID}", "name": "meldbot"},
-        "conversation": {"id": ANNA.conversation, "conversationType": "personal", "tenantId": TENANT},
-        "membersAdded": [{"id": f"28:{APP_ID}"}],
-        "channelData": {"tenant": {"id": TENANT}, "eventType": "teamMemberAdded"},
-    }
     async with running(db_url, microsoft, early) as bot:
-        assert await bot.post(installed) in (200, 202)
+        assert await bot.post(installation(microsoft, ANNA)) in (200, 202)
         for line in SCRIPT:
             await bot.say(PIET, line)
         [notice] = await microsoft.wait_for(
@@ -475,13 +524,14 @@ async def test_when_teams_refuses_a_new_chat_the_message_is_parked_and_the_reaso
     assert any("403" in f.text and not f.ok for f in findings)
 
 
-# --- `meldbot run` and `meldbot teams-manifest` (active once the wiring is in app.py and cli.py) ---------
+# --- `meldbot run` and `meldbot teams-manifest`: the wiring in app.py and cli.py ----------------------
 
 async def test_meldbot_run_serves_api_messages_with_tokens_beside_an_open_healthz(db_url, microsoft, early):
     config = make_config(db_url, MELDBOT_HTTP__LISTEN="127.0.0.1:0", **teams_env(microsoft))
     app = build_app(config, clock=early, mode="run")
-    if "teams" not in app.notifiers:
-        pytest.skip("meldbot.run.app does not create the Teams adapter yet (see the wiring in the Teams issue)")
+    # The composition root makes the adapter, gives the outbox its notifier, and starts and serves it.
+    [adapter] = [a for a in app.adapters if isinstance(a, TeamsAdapter)]
+    assert app.notifiers.get("teams") is adapter.notifier and app.bot.platforms == ("teams",)
     async with asyncio.timeout(60), app, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         base = f"http://127.0.0.1:{app.http_port}"
         body = activity(microsoft, PIET, "melden")
@@ -500,10 +550,9 @@ async def test_meldbot_run_serves_api_messages_with_tokens_beside_an_open_health
 def test_the_cli_writes_the_app_package(tmp_path, sqlite_url, monkeypatch):
     from meldbot.run import cli
 
-    try:
-        cli._parser().parse_args(["teams-manifest", "--website", "https://www.bergeijk.nl"])
-    except SystemExit:
-        pytest.skip("meldbot.run.cli has no teams-manifest command yet (see the wiring in the Teams issue)")
+    assert "teams-manifest" in cli._COMMANDS
+    parsed = cli._parser().parse_args(["teams-manifest", "--website", "https://www.bergeijk.nl"])
+    assert parsed.command == "teams-manifest"
     monkeypatch.setenv("MELDBOT_STORAGE__URL", sqlite_url)
     monkeypatch.setenv("MELDBOT_TEAMS__APP_ID", APP_ID)
     output = tmp_path / "app.zip"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from meldbot.core.i18n import texts
 from meldbot.core.messaging import Identity, IncomingMessage, RecipientAway, Reply
@@ -56,13 +57,23 @@ class ConsoleNotifier:
 
 
 class ConsoleSession:
-    """Reads lines from stdin and hands them to the bot as the current identity."""
+    """Reads lines from stdin and hands them to the bot as the current identity.
 
-    def __init__(self, app, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
-        self._app = app
+    Narrow dependencies, all injected: the notifier that prints, `handle(message) -> replies` (the turn),
+    `wake(identity)` (the outbox: the person at the keyboard is back) and `deliver_pending()` (the outbox:
+    send what is due now, so it shows before the next prompt)."""
+
+    def __init__(self, config, notifier: ConsoleNotifier, *,
+                 handle: Callable[[IncomingMessage], Awaitable[list[Reply]]],
+                 wake: Callable[[Identity], Awaitable[None]], deliver_pending: Callable[[], Awaitable[Any]],
+                 stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+        self._config = config
+        self._notifier = notifier
+        self._handle = handle
+        self._wake = wake
+        self._deliver_pending = deliver_pending
         self._in = stdin
         self._out = out
-        self._notifier: ConsoleNotifier = app.notifiers[PLATFORM]
         self._tty = stdin.isatty()
 
     def _say(self, text: str) -> None:
@@ -71,18 +82,18 @@ class ConsoleSession:
 
     async def _switch(self, user: str) -> None:
         self._notifier.active = user
-        config = self._app.config
+        config = self._config
         t = texts(config.language)
         roles = config.af_for(PLATFORM, user)
         if roles:
             self._say(t("console.switched_af", user=user, meldpunt=", ".join(m.name for m, _ in roles)))
         else:
             self._say(t("console.switched", user=user))
-        await self._app.dispatcher.wake(Identity(PLATFORM, user))
-        await self._app.dispatcher.deliver_pending()
+        await self._wake(Identity(PLATFORM, user))
+        await self._deliver_pending()
 
     async def run(self) -> None:
-        config = self._app.config
+        config = self._config
         t = texts(config.language)
         self._notifier.active = config.console.user
         self._say(t("console.start", user=config.console.user))
@@ -120,9 +131,9 @@ class ConsoleSession:
                 event_id=uuid.uuid4().hex,
                 sender_name=user,
             )
-            for reply in await self._app.bot.handle(msg):
+            for reply in await self._handle(msg):
                 self._notifier.show(reply)
             # Messages the turn queued for this same person show before the next prompt.
-            await self._app.dispatcher.deliver_pending()
-        await self._app.dispatcher.deliver_pending()
+            await self._deliver_pending()
+        await self._deliver_pending()
         self._say(t("console.bye"))

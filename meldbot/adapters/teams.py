@@ -9,10 +9,10 @@ import re
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import pydantic
@@ -41,6 +41,7 @@ from meldbot.adapters.teams_auth import (
 )
 from meldbot.adapters.teams_render import render_parts, submitted_text
 from meldbot.service.bot import where
+from meldbot.core.clock import Clock
 from meldbot.core.i18n import LANGUAGES, texts
 from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Reply
 from meldbot.core.text import REPLACEMENT, clean_name
@@ -59,6 +60,29 @@ REFERENCE_REFRESH_SECONDS = 3600.0
 INLINE_RETRY_AFTER = 10.0
 SCOPE = AuthenticationConstants.AGENTS_SDK_SCOPE
 T = TypeVar("T")
+
+# The turn: one incoming message in, the direct answers out (the bot's `handle`).
+Handle = Callable[[IncomingMessage], Awaitable[list[Reply]]]
+# The outbox: this person is reachable again, what waits for them is due now.
+Wake = Callable[[Identity], Awaitable[None]]
+
+
+class AddressBook(Protocol):
+    """What the adapter keeps between turns and processes: a conversation reference per person (and a
+    tenant's connector address, under `SERVICE_URL_KEY + tenant`), and the language a person chose.
+    The composition root implements it over the unit of work (meldbot.run.app.DatabaseAddressBook)."""
+
+    async def reference(self, key: Identity) -> dict[str, Any] | None:
+        """What `keep` stored under `key`, or None."""
+        ...
+
+    async def addressee(self, person: Identity) -> tuple[dict[str, Any] | None, str | None]:
+        """The person's stored reference and the language they chose (None: not chosen), read together."""
+        ...
+
+    async def keep(self, entries: Mapping[Identity, dict[str, Any]], at: datetime) -> None:
+        """Store every entry, in one transaction."""
+        ...
 
 
 class RateLimited(DeliveryError):
@@ -197,14 +221,21 @@ def _aiohttp_response(answered) -> web.Response:
 class TeamsAdapter:
     """Translates Teams activities into IncomingMessages and Replies into Teams messages.
 
-    Create it before the App (the notifier must be known to the dispatcher). The App mounts `routes()`
-    on its HTTP server (or `attach(web_app)` does) and calls `start(app)` / `stop()` like any adapter with
-    a life of its own; `bind(app)` is what `start` does, for callers that run their own server.
+    Narrow dependencies, all injected: `handle(message) -> replies` (the turn), `wake(identity)` (the
+    outbox: someone just installed the app), the clock, and the `AddressBook` for conversation references
+    and chosen languages. The composition root mounts `routes()` on its HTTP server and calls `start()` /
+    `stop()` like any adapter with a life of its own; `attach(web_app)` does both for a server of one's own.
+    Until `start()` (and after `stop()`) requests get 503, and Teams delivers them again.
     """
 
-    def __init__(self, config, app=None, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 connector_timeout: float = 30.0, token_url: str | None = None) -> None:
+    def __init__(self, config, *, handle: Handle, wake: Wake, clock: Clock, addresses: AddressBook,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, connector_timeout: float = 30.0,
+                 token_url: str | None = None) -> None:
         self.config = config
+        self._handle = handle
+        self._wake = wake
+        self._clock = clock
+        self._addresses = addresses
         teams = config.teams
         self._sleep = sleep
         self._http: aiohttp.ClientSession | None = None
@@ -238,35 +269,35 @@ class TeamsAdapter:
         self._agent = _Turns(self)
         self._service_urls: dict[str, str] = {}
         self._stored_references: dict[Identity, tuple[tuple[str, str | None], float]] = {}
-        self.app = None
+        self.ready = False
         self.notifier = TeamsNotifier(self)
         self._blocked_until: datetime | None = None
-        if app is not None:
-            self.bind(app)
 
-    # --- wiring ---------------------------------------------------------------------------------------
+    # --- life -----------------------------------------------------------------------------------------
 
-    def bind(self, app) -> None:
-        self.app = app
-
-    async def start(self, app) -> None:
-        self.bind(app)
+    async def start(self) -> None:
+        self.ready = True
 
     async def stop(self) -> None:
-        self.app = None       # late requests get 503 and Teams delivers them again
+        self.ready = False       # late requests get 503 and Teams delivers them again
         await self.close()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/messages", self.handle)]
 
     def attach(self, web_app: web.Application) -> None:
-        """Serve /api/messages on an existing aiohttp app; other routes (/healthz) stay open."""
+        """Serve /api/messages on an existing aiohttp app, started and stopped with it; other routes
+        (/healthz) stay open."""
         web_app.add_routes(self.routes())
 
-        async def _close(_app) -> None:
-            await self.close()
+        async def _start(_app) -> None:
+            await self.start()
 
-        web_app.on_cleanup.append(_close)
+        async def _stop(_app) -> None:
+            await self.stop()
+
+        web_app.on_startup.append(_start)
+        web_app.on_cleanup.append(_stop)
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -287,7 +318,7 @@ class TeamsAdapter:
 
     async def handle(self, request: web.Request) -> web.Response:
         """POST /api/messages: authenticate, check the serviceUrl, then let the SDK run the turn."""
-        if self.app is None:
+        if not self.ready:
             return web.json_response({"error": "not ready"}, status=503)
         claims: dict[str, Any] | None = None
         if self._auth is not None:
@@ -380,7 +411,7 @@ class TeamsAdapter:
             tenant=tenant,
             locale=activity.locale,
         )
-        replies = await self.app.bot.handle(msg)
+        replies = await self._handle(msg)
         lang = next((r.language for r in replies if r.language), lang)
         await self._answer(context, replies, lang)
 
@@ -393,7 +424,10 @@ class TeamsAdapter:
         sender = activity.from_property
         if (bot_id in added and is_personal(activity) and tenant in self.allowed_tenants
                 and sender is not None and sender.aad_object_id):
-            await self._remember(identity_of(sender.aad_object_id), activity, tenant)
+            identity = identity_of(sender.aad_object_id)
+            await self._remember(identity, activity, tenant)
+            # Reachable now: what waits for them (after a failed try) need not wait for its next attempt.
+            await self._wake(identity)
 
     async def _remember(self, identity: Identity, activity: Activity, tenant: str) -> None:
         """Refresh the conversation reference on every personal message (a sealed row, no content)."""
@@ -402,18 +436,17 @@ class TeamsAdapter:
         reference.request_id = None
         data = {"reference": reference.model_dump(mode="json", by_alias=True, exclude_none=True), "tenant": tenant}
         service_url = activity.service_url
-        now = self.app.clock.now()
+        now = self._clock.now()
         # Unchanged since this process stored it (within the hour): no write. The same chat sends the
         # same reference on every message; rewriting it cost a transaction per turn.
         fingerprint = (json.dumps(data, sort_keys=True), service_url)
         stored = self._stored_references.get(identity)
         if stored and stored[0] == fingerprint and time.monotonic() - stored[1] < REFERENCE_REFRESH_SECONDS:
             return
-        async with self.app.uow() as uow:
-            await uow.references.put(identity, data, now)
-            if service_url and self._service_urls.get(tenant) != service_url:
-                await uow.references.put(Identity(PLATFORM, SERVICE_URL_KEY + tenant), {"service_url": service_url}, now)
-            await uow.commit()
+        entries = {identity: data}
+        if service_url and self._service_urls.get(tenant) != service_url:
+            entries[Identity(PLATFORM, SERVICE_URL_KEY + tenant)] = {"service_url": service_url}
+        await self._addresses.keep(entries, now)
         if service_url:
             self._service_urls[tenant] = service_url
         if len(self._stored_references) >= 10_000:
@@ -436,7 +469,7 @@ class TeamsAdapter:
             except aiohttp.ClientResponseError as exc:
                 if exc.status != 429:
                     raise
-                now = self.app.clock.now()
+                now = self._clock.now()
                 delay = retry_after_seconds(exc.headers, now)
                 wait = delay if delay is not None else float(attempt + 1)
                 if wait > INLINE_RETRY_AFTER or attempt == 2:
@@ -457,15 +490,13 @@ class TeamsAdapter:
 
         A long Reply goes as several messages; `sent` holds the parts already shown (filled in here),
         so a retry after a failure half-way continues where it stopped."""
-        if self.app is None:
+        if not self.ready:
             raise DeliveryError("teams: adapter not started")
-        now = self.app.clock.now()
+        now = self._clock.now()
         if self._blocked_until and now < self._blocked_until:
             raise RateLimited((self._blocked_until - now).total_seconds())
         identity = identity_of(recipient.user_id)
-        async with self.app.uow() as uow:
-            stored = await uow.references.get(identity)
-            chosen = (await uow.people.get(identity)).language
+        stored, chosen = await self._addresses.addressee(identity)
         locale = ((stored or {}).get("reference") or {}).get("locale")
         sent = set() if sent is None else sent
         for index, activity in enumerate(render_parts(reply, texts(chosen or self._locale_language(locale)))):
@@ -536,8 +567,7 @@ class TeamsAdapter:
     async def _service_url_for(self, tenant: str) -> str:
         if tenant in self._service_urls:
             return self._service_urls[tenant]
-        async with self.app.uow() as uow:
-            learned = await uow.references.get(Identity(PLATFORM, SERVICE_URL_KEY + tenant))
+        learned = await self._addresses.reference(Identity(PLATFORM, SERVICE_URL_KEY + tenant))
         if learned and learned.get("service_url"):
             self._service_urls[tenant] = learned["service_url"]
             return learned["service_url"]
@@ -573,9 +603,7 @@ class TeamsAdapter:
             user=ChannelAccount(id=member.id, aad_object_id=identity.user_id),
         )
         data = {"reference": reference.model_dump(mode="json", by_alias=True, exclude_none=True), "tenant": tenant}
-        async with self.app.uow() as uow:
-            await uow.references.put(identity, data, self.app.clock.now())
-            await uow.commit()
+        await self._addresses.keep({identity: data}, self._clock.now())
         log.info("teams 1:1 conversation created")
         await self._continue(data["reference"], activity)
         return data
@@ -594,7 +622,7 @@ class TeamsNotifier:
         self._remember = remember
 
     async def healthy(self) -> bool:
-        return self._adapter.app is not None
+        return self._adapter.ready
 
     async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
         if idempotency_key in self._delivered:

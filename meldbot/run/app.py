@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -17,7 +20,8 @@ from meldbot.service.reminders import Reminders
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT, erase_expired
 from meldbot.core.clock import Clock, SystemClock
 from meldbot.core.config import ListenFailed, config_warnings
-from meldbot.core.messaging import Notifier
+from meldbot.core.messaging import Identity, IncomingMessage, Notifier, Reply
+from meldbot.core import ports
 from meldbot.run.metrics import CONTENT_TYPE, Metrics
 from meldbot.service.outbox import Dispatcher
 from meldbot.service.services import expire_drafts, release_removed_afs
@@ -83,7 +87,7 @@ class App:
             if self.serve_http:
                 await self._start_http()
             for adapter in self.adapters:
-                await adapter.start(self)
+                await adapter.start()
         except BaseException:   # e.g. a port in use, a refused Matrix login: stop what already runs, then report it
             await self.__aexit__(None, None, None)
             raise
@@ -263,6 +267,43 @@ def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later):
                          trust_store=TrustStore())
 
 
+class DatabaseAddressBook:
+    """The Teams adapter's AddressBook over the unit of work: conversation references in their (sealed)
+    table, the chosen language from the person's settings."""
+
+    def __init__(self, uow: ports.UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def reference(self, key: Identity) -> dict[str, Any] | None:
+        async with self._uow() as work:
+            return await work.references.get(key)
+
+    async def addressee(self, person: Identity) -> tuple[dict[str, Any] | None, str | None]:
+        async with self._uow() as work:
+            return await work.references.get(person), (await work.people.get(person)).language
+
+    async def keep(self, entries: Mapping[Identity, dict[str, Any]], at: datetime) -> None:
+        async with self._uow() as work:
+            for key, data in entries.items():
+                await work.references.put(key, data, at)
+            await work.commit()
+
+
+def teams_adapter(config, uow: ports.UnitOfWorkFactory, clock: Clock, later, **options):
+    """The Teams adapter with narrow dependencies: the turn, the outbox's wake, the clock, the address book.
+    `later()` gives the bot and the dispatcher, which are made after the notifiers they need; `options`
+    go to the adapter as they are (tests: a recorded sleep, a short connector timeout)."""
+    from meldbot.adapters.teams import TeamsAdapter
+
+    async def handle(message: IncomingMessage) -> list[Reply]:
+        return await later()[0].handle(message)
+
+    async def wake(identity: Identity) -> None:
+        await later()[1].wake(identity)
+
+    return TeamsAdapter(config, handle=handle, wake=wake, clock=clock, addresses=DatabaseAddressBook(uow), **options)
+
+
 def build_app(
     config,
     *,
@@ -301,9 +342,7 @@ def build_app(
         notifiers["matrix"] = matrix.notifier
         adapters.append(matrix)
     if mode == "run" and config.teams.enabled and "teams" not in notifiers:
-        from meldbot.adapters.teams import TeamsAdapter
-
-        teams = TeamsAdapter(config)
+        teams = teams_adapter(config, uow, clock, lambda: (bot, dispatcher))
         notifiers["teams"] = teams.notifier
         adapters.append(teams)
     platforms = tuple(notifiers)

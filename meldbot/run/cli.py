@@ -175,7 +175,9 @@ async def _chat(config, t, args) -> int:
     from meldbot.run.app import build_app
 
     async with build_app(config, mode="chat", clock=_clock()) as app:
-        await _until_refused(app, ConsoleSession(app).run())
+        session = ConsoleSession(config, app.notifiers["console"], handle=app.bot.handle, wake=app.dispatcher.wake,
+                                 deliver_pending=app.dispatcher.deliver_pending)
+        await _until_refused(app, session.run())
     return _refused(app, t)
 
 
