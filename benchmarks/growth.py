@@ -60,7 +60,7 @@ from meldbot.core.domain import Reference
 from meldbot.core.messaging import Identity, IncomingMessage
 from meldbot.service.retention import months_before
 from meldbot.storage.db import Database
-from tests.conftest import FakeNotifier
+from tests.support import FakeNotifier
 
 SECTION = "5 Growth"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -32,7 +32,7 @@ from benchmarks.common import ROOT, Figure, main, percentile, summary_ms
 
 SECTION = "1 Matrix"
 PASSWORD = "bench-password-1"
-# The report dialog of tests/test_matrix.py.
+# The report dialog of the Matrix tests (tests/support/matrix.py).
 SCRIPT = ["melden", "Een man houdt de paspoorten van zes vrouwen", "Kerkstraat 12a, Bergeijk", "gisteren",
           "Piet Jansen, Jansen Uitzend B.V.", "arbeid", "balie", "nee", "versturen"]
 # Messages meldbot sends for each line of SCRIPT: "melden" gets a welcome and the first question.
@@ -299,7 +299,7 @@ class Employee:
 async def measure(quick: bool) -> list[Figure]:
     from meldbot.storage.db import Database
     from meldbot.storage.sealing import new_key
-    from tests.synapse import Synapse
+    from tests.support.synapse import Synapse
 
     logging.getLogger("nio").setLevel(logging.ERROR)  # "Missing session for device": the expected first share
     measured = 10 if quick else 100

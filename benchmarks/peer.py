@@ -15,7 +15,7 @@ put every activity in the one template conversation) and without its lock and ti
 overhead beside the dialog stack. Activities are built before the clock starts.
 
 Both sides get the same 1,000 scripted conversations (the line sequence of SCRIPT in
-tests/test_pipeline.py: melden, wat, waar, wanneer, wie, soort, context, anoniem, versturen), with the
+tests/support/chat.py: melden, wat, waar, wanneer, wie, soort, context, anoniem, versturen), with the
 free texts and the choices varied per conversation from a seed, so neither side can cache.
 
 Figures:
@@ -108,7 +108,7 @@ class MeldbotEngine:
     def __init__(self) -> None:
         from meldbot.service.bot import Bot
         from meldbot.core.clock import ManualClock
-        from tests.conftest import make_config
+        from tests.support import make_config
 
         config = make_config("sqlite+aiosqlite:///:memory:")
         self.clock = ManualClock(NOW)
@@ -328,8 +328,8 @@ async def run_durable(convs: list[Conversation]) -> tuple[float, int, str]:
     from meldbot.core.clock import ManualClock
     from meldbot.core.messaging import Identity, IncomingMessage
     from benchmarks.common import bench_config
-    from tests.conftest import FakeNotifier
-    from tests.test_pipeline import migrated
+    from tests.support import FakeNotifier
+    from tests.support.chat import migrated
 
     with tempfile.TemporaryDirectory(prefix="meldbot-peer-") as folder:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'meldbot.db'}"

@@ -13,7 +13,7 @@ measured against a minimal echo agent on the same SDK in the same process and th
   start of the signed POST (body and token prepared beforehand) until the connector has read the first
   `message` activity that replies to it; an asyncio future set by the connector's handler marks it,
   so nothing is quantised by polling.
-- an employee types the report dialog of tests/test_pipeline.py (9 messages); every dialog is a new
+- an employee types the report dialog of tests/support/chat.py (9 messages); every dialog is a new
   employee and conversation. Blocks of one dialog alternate meldbot / echo (the order flips every
   pair, ABBA), after one untimed warm-up dialog on each. Between blocks meldbot's outbox is allowed to
   deliver the AF's notice, untimed, so its background work does not land in the echo's block.
@@ -56,7 +56,7 @@ from meldbot.run.app import build_app, teams_adapter  # noqa: E402
 from meldbot.core.clock import ManualClock  # noqa: E402
 from benchmarks.common import bench_config  # noqa: E402
 from tests.teams_fakes import ANNA, APP_ID, OUTBOUND_TOKEN, TENANT, FakeMicrosoft, User, activity, new_key  # noqa: E402
-from tests.test_pipeline import SCRIPT, migrated  # noqa: E402
+from tests.support.chat import SCRIPT, migrated  # noqa: E402
 
 SECTION = "2 Teams"
 TARGET_P50_RATIO = 1.2

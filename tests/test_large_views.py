@@ -25,8 +25,8 @@ from meldbot.core.messaging import Identity, Reply
 from meldbot.service.services import MAX_SUPPLEMENTS
 from meldbot.core.text import QUOTE
 from tests.teams_fakes import ANNA, PIET, TEAMS_MESSAGE_LIMIT, activity
-from tests.test_matrix import Bot, World, until, wednesday
-from tests.test_pipeline import migrated
+from tests.support.matrix import Bot, World, until, wednesday
+from tests.support.chat import migrated
 from tests.test_teams import (  # noqa: F401  (fixtures, used by name)
     db_url,
     early,
@@ -141,7 +141,7 @@ def check_parts(shown: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def synapse(tmp_path_factory):
-    from tests.synapse import Synapse
+    from tests.support.synapse import Synapse
 
     server = Synapse(tmp_path_factory.mktemp("synapse"))
     server.start()

@@ -4,40 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-
 from meldbot.run.app import build_app
 from meldbot.core.messaging import Identity, IncomingMessage
-from meldbot.storage.db import Database
-from tests.conftest import FakeNotifier, make_config
-
-SCRIPT = [
-    "melden",
-    "Een man schrijft steeds nieuwe vrouwen in op zijn adres en houdt hun paspoorten.",
-    "Kerkstraat 3, Bergeijk",
-    "gisteren",
-    "onbekend",
-    "1",
-    "balie",
-    "nee",
-    "versturen",
-]
-
-
-async def migrated(url: str) -> None:
-    db = Database(url)
-    await db.migrate()
-    await db.dispose()
-
-
-def say(user: str, text: str) -> IncomingMessage:
-    return IncomingMessage(sender=Identity("console", user), conversation_id=user, text=text, sender_name=user)
-
-
-async def report_as(app, user: str, script=SCRIPT) -> list:
-    replies = []
-    for line in script:
-        replies = await app.bot.handle(say(user, line))
-    return replies
+from tests.support import FakeNotifier, make_config
+from tests.support.chat import SCRIPT, migrated, report_as, say
 
 
 async def test_a_report_is_stored_and_the_af_is_notified(database_url, clock):

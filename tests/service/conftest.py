@@ -1,6 +1,6 @@
 """The service layer's tests: use cases driven on a unit of work, no bot, no adapters, no scheduler.
 
-Each test runs on the in-memory FakeUnitOfWork (tests/fakes.py) and, with the same assertions, on the real
+Each test runs on the in-memory FakeUnitOfWork (tests/support/fakes.py) and, with the same assertions, on the real
 SqlUnitOfWork over SQLite: the fake stays honest, and the two timings show what the fake saves. Tests read
 back only through the ports (meldbot.core.ports), never through one implementation's insides."""
 
@@ -15,8 +15,8 @@ import pytest
 
 from meldbot.core.clock import ManualClock
 from meldbot.core.ports import UnitOfWorkFactory
-from tests.conftest import make_config, run_sync
-from tests.fakes import FakeStorage
+from tests.support import make_config, run_sync
+from tests.support.fakes import FakeStorage
 from tests.service.office import Office
 
 

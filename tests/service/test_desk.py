@@ -1,6 +1,6 @@
 """The AF desk (meldbot.service.desk): each command's change, its audit entries and the messages it queues.
 
-The same behaviours through the whole bot, on SQLite and PostgreSQL, are in tests/test_af_desk.py."""
+The same behaviours through the whole bot, on SQLite and PostgreSQL, are in tests/service/test_af_desk.py."""
 
 from __future__ import annotations
 

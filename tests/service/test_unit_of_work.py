@@ -8,7 +8,7 @@ import pytest
 from meldbot.core.clock import ManualClock
 from meldbot.core.messaging import Identity, Reply
 from meldbot.core.ports import UnitOfWorkFactory
-from tests.fakes import FakeConflict, FakeStorage
+from tests.support.fakes import FakeConflict, FakeStorage
 from tests.service.office import MELDPUNT, Office
 
 PIET = Identity("console", "piet")
