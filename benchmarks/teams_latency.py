@@ -9,7 +9,7 @@ measured against a minimal echo agent on the same SDK in the same process and th
   audience = our app id). Its JWKS address is the one place redirected: to the loopback key server
   instead of login.botframework.com. Outbound it uses the SDK's `RestChannelServiceClientFactory`
   (a new `TeamsConnectorClient` per turn, like meldbot) with a static token, as meldbot is configured.
-- both reply through the same loopback Bot Connector (tests/teams_fakes.py). A turn is timed from the
+- both reply through the same loopback Bot Connector (tests/support/teams_fakes.py). A turn is timed from the
   start of the signed POST (body and token prepared beforehand) until the connector has read the first
   `message` activity that replies to it; an asyncio future set by the connector's handler marks it,
   so nothing is quantised by polling.
@@ -55,7 +55,7 @@ from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import 
 from meldbot.run.app import build_app, teams_adapter  # noqa: E402
 from meldbot.core.clock import ManualClock  # noqa: E402
 from benchmarks.common import bench_config  # noqa: E402
-from tests.teams_fakes import ANNA, APP_ID, OUTBOUND_TOKEN, TENANT, FakeMicrosoft, User, activity, new_key  # noqa: E402
+from tests.support.teams_fakes import ANNA, APP_ID, OUTBOUND_TOKEN, TENANT, FakeMicrosoft, User, activity, new_key  # noqa: E402
 from tests.support.chat import SCRIPT, migrated  # noqa: E402
 
 SECTION = "2 Teams"
@@ -85,7 +85,7 @@ class TimedMicrosoft(FakeMicrosoft):
 # --- the two agents --------------------------------------------------------------------------------------
 
 def teams_env(fake: FakeMicrosoft) -> dict[str, str]:
-    """meldbot with Teams on, as tests/test_teams.py starts it (not anonymous: JWTs are checked)."""
+    """meldbot with Teams on, as the Teams tests start it (tests/support/teams.py) (not anonymous: JWTs are checked)."""
     return {
         "MELDBOT_TEAMS__ENABLED": "true",
         "MELDBOT_TEAMS__OPENID_METADATA_URL": fake.url + "/openid",

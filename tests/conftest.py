@@ -10,7 +10,6 @@ import pytest
 
 from meldbot.core.clock import ManualClock
 from tests.support import PG_ENV, postgres_url, run_sync, skip_or_fail
-from tests.support import EXAMPLE, make_config  # noqa: F401  (tests/test_teams.py's imports, until it moves)
 
 
 async def _admin(sql: str) -> None:

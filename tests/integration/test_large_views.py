@@ -24,18 +24,10 @@ from meldbot.core.i18n import texts
 from meldbot.core.messaging import Identity, Reply
 from meldbot.service.services import MAX_SUPPLEMENTS
 from meldbot.core.text import QUOTE
-from tests.teams_fakes import ANNA, PIET, TEAMS_MESSAGE_LIMIT, activity
-from tests.support.matrix import Bot, World, until, wednesday
 from tests.support.chat import migrated
-from tests.test_teams import (  # noqa: F401  (fixtures, used by name)
-    db_url,
-    early,
-    microsoft,
-    rsa_keys,
-    running,
-    seen,
-    template_db,
-)
+from tests.support.matrix import Bot, World, until, wednesday
+from tests.support.teams import running, seen
+from tests.support.teams_fakes import ANNA, PIET, TEAMS_MESSAGE_LIMIT, activity
 
 NL = texts("nl")
 REFERENCE = "MH-2026-0001"
