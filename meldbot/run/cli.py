@@ -13,6 +13,7 @@ import sys
 from meldbot.core import logs
 from meldbot.core.config import ConfigError, ListenFailed, config_warnings, load_config
 from meldbot.core.i18n import texts
+from meldbot.core.ports import StorageUnavailable
 from meldbot.storage.canary import DataKeyRefused
 from meldbot.storage.db import Database, DatabaseUnavailable, SchemaOutdated, probe, unavailable
 
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         print(t(f"cli.database.{exc.reason}", **exc.place), file=sys.stderr)
         return EXIT_DATABASE
+    except StorageUnavailable as exc:     # the database failed in the middle of a command
+        print(t("cli.db_unreachable", error=exc.cause), file=sys.stderr)
+        return EXIT_DATABASE
     except (OSError, ConnectionError) as exc:
         print(t("cli.db_unreachable", error=type(exc).__name__), file=sys.stderr)
         return EXIT_DATABASE
@@ -126,8 +130,9 @@ async def _start(config, t, args) -> int:
         await probe(config.storage.url, create=args.command == "migrate")
     try:
         return await _COMMANDS[args.command](config, t, args)
-    except DBAPIError as exc:
-        # E.g. the database was dropped just now: the same one line as at the start.
+    except (DBAPIError, StorageUnavailable) as exc:
+        # E.g. the database was dropped just now: the same one line as at the start. A unit of work
+        # hands its database error on as the core's StorageUnavailable, with the driver's as the cause.
         problem = unavailable(exc, config.storage.url)
         if problem is None:
             raise

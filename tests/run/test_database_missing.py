@@ -4,6 +4,7 @@ exit code 3, no traceback, nothing created in its place. Through the real `pytho
 from __future__ import annotations
 
 import concurrent.futures
+import sqlite3
 import socket
 import uuid
 
@@ -87,3 +88,36 @@ def test_doctor_names_a_missing_sqlite_database_and_creates_nothing(tmp_path):
         assert line.startswith("[!!]") and "bestaat niet" in line and "meldbot migrate" in line, shown
         assert "Er is niets aangemaakt" in line, shown
     assert list(tmp_path.iterdir()) == []          # no file, no folder: doctor only looks
+
+
+@pytest.mark.parametrize("cause, expected", [
+    # The database file became unreadable in the middle of a command: the same line as at the start.
+    (sqlite3.OperationalError("unable to open database file"), "niet openen"),
+    # Any other failure of the database: still one Dutch line, never a traceback.
+    (sqlite3.OperationalError("disk I/O error"), "database niet bereiken"),
+])
+def test_a_database_failing_in_the_middle_of_a_command_is_one_dutch_line(tmp_path, monkeypatch, capsys, cause,
+                                                                         expected):
+    """A unit of work hands a database error on as the core's StorageUnavailable; the CLI must still say
+    it in one line (exit 3) as it did when the driver's error reached it."""
+    from sqlalchemy.exc import OperationalError
+
+    from meldbot.core.ports import StorageUnavailable
+    from meldbot.run import cli
+
+    for name, value in env_for(tmp_path).items():
+        if name.startswith("MELDBOT_"):
+            monkeypatch.setenv(name, value)
+    assert cli.main(["migrate"]) == 0
+
+    async def failing(config, t, args):
+        try:
+            raise OperationalError("SELECT ...", {}, cause)
+        except OperationalError as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+
+    monkeypatch.setitem(cli._COMMANDS, "reminders", failing)
+    capsys.readouterr()
+    assert cli.main(["reminders"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and expected in err, err
