@@ -42,7 +42,9 @@ def test_the_core_the_dialogs_and_the_service_type_check(cache):
     ("service/services.py", "def _untyped(meldpunt):\n    return meldpunt\n", "no-untyped-def"),
 ])
 def test_a_wrong_annotation_fails_the_type_check(tmp_path, cache, module, wrong, code):
-    shutil.copytree(ROOT / "meldbot", tmp_path / "meldbot", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("meldbot", "tests/support"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "tests" / "__init__.py").write_text("")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     target = tmp_path / "meldbot" / module
     target.write_text(target.read_text(encoding="utf-8") + f"\n\n{wrong}", encoding="utf-8")
@@ -50,6 +52,25 @@ def test_a_wrong_annotation_fails_the_type_check(tmp_path, cache, module, wrong,
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1 and module in errors[0] and f"[{code}]" in errors[0], result.stdout
+
+
+def test_the_real_and_the_fake_unit_of_work_must_keep_fitting_the_ports(tmp_path, cache):
+    """tests/support/conformance.py: a member the ports gain and the implementations lack fails the check,
+    for SqlUnitOfWork and the fake alike."""
+    for folder in ("meldbot", "tests/support"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "tests" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    ports = tmp_path / "meldbot" / "core" / "ports.py"
+    text = ports.read_text(encoding="utf-8")
+    anchor = "    async def commit(self) -> None: ...\n"
+    assert text.count(anchor) == 1
+    ports.write_text(text.replace(anchor, anchor + "    async def vanish(self) -> None: ...\n"), encoding="utf-8")
+    result = mypy(tmp_path, cache)
+    assert result.returncode == 1, result.stdout + result.stderr
+    failing = {line.split(":")[1] for line in result.stdout.splitlines()
+               if line.startswith("tests/support/conformance.py") and ": error:" in line}
+    assert len(failing) == 4, result.stdout      # the real unit and factory, the fake unit and factory
 
 
 # --- what stored rows hold ------------------------------------------------------------------------------
