@@ -20,20 +20,6 @@ PASSWORD = "test-password-1"
 _names = itertools.count(1)
 
 
-def _installed(distribution: str) -> bool:
-    # Not find_spec("synapse"): the tests have a module of that name (tests/support/synapse.py) too.
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version(distribution)
-    except PackageNotFoundError:
-        return False
-    return True
-
-
-HAS_SYNAPSE = _installed("matrix-synapse")
-
-
 async def until(condition, what: str, timeout: float = WAIT) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -96,8 +82,7 @@ class Person:
 
 @pytest.fixture(scope="module")
 def synapse(tmp_path_factory):
-    if not HAS_SYNAPSE:
-        pytest.skip("matrix-synapse is not installed")
+    # matrix-synapse comes with the test extras (make test): without it these tests fail, never skip.
     from tests.support.synapse import Synapse
 
     server = Synapse(tmp_path_factory.mktemp("synapse"))

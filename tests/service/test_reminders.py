@@ -187,11 +187,7 @@ async def test_after_downtime_each_due_reminder_goes_out_once(sqlite_url):
     notifier2 = FakeNotifier()
     app2 = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": notifier2}, mode="chat")
     async with app2:
-        for _ in range(50):                                               # the start-up catch-up task
-            await asyncio.sleep(0.05)
-            async with app2.uow() as uow:
-                if await uow.reminders.count() >= 2:
-                    break
+        await app2.settled()                                              # the start-up catch-up task
         await app2.dispatcher.deliver_pending()
         texts = [r.text for who, r, key in notifier2.shown if who.user_id == "af" and key.startswith("reminder:")]
         assert sum("MH-2026-0001" in t and "opgepakt" in t for t in texts) == 1

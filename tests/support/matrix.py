@@ -20,23 +20,10 @@ from meldbot.run.app import build_app
 from tests.support import EXAMPLE, make_config
 
 
-def _installed(distribution: str) -> bool:
-    # Not find_spec("synapse"): the tests have a module of that name (tests/support/synapse.py) too.
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version(distribution)
-    except PackageNotFoundError:
-        return False
-    return True
-
-
-HAS_SYNAPSE = _installed("matrix-synapse")
-
-
 def needs_synapse(test):
-    """A real homeserver (and for some tests a bot process): slow, and skipped without matrix-synapse."""
-    return pytest.mark.slow(pytest.mark.skipif(not HAS_SYNAPSE, reason="matrix-synapse is not installed")(test))
+    """A real homeserver (and for some tests a bot process): slow. Never skipped: matrix-synapse comes with
+    the test extras, and a test that skips when its server is missing could not catch its loss."""
+    return pytest.mark.slow(test)
 
 PASSWORD = "test-password-1"
 SCRIPT = ["melden", "Een man houdt de paspoorten van zes vrouwen", "Kerkstraat 12a, Bergeijk", "gisteren",
