@@ -22,7 +22,7 @@ Figures:
 - meldbot's dialog engine per turn / the peer's turn (target <= 0.5). meldbot's engine turn is what
   meldbot/bot.py does around `report.step` without storage: catalogue lookup, `Draft.from_dict`, the
   command parses, the DialogContext, `report.step` (which includes reading `wanneer` with
-  dialogs/when.py, a cost the peer's TextPrompt does not have), the `submitted` reply, `Draft.to_dict`,
+  meldbot/dialogs/when.py, a cost the peer's TextPrompt does not have), the `submitted` reply, `Draft.to_dict`,
   and a JSON round trip of the conversation state (what storage does to it; the peer's MemoryStorage
   deep-copies in its place).
 - meldbot's full durable turn (the real app on SQLite: `app.bot.handle`, one transaction per turn, the

@@ -1,6 +1,6 @@
 """Benchmark 2, Teams against the limit: POST /api/messages -> the reply at the loopback connector.
 
-meldbot (adapters/teams.py on the Agents SDK's CloudAdapter, its own JWT validation, SQLite) is
+meldbot (meldbot/adapters/teams.py on the Agents SDK's CloudAdapter, its own JWT validation, SQLite) is
 measured against a minimal echo agent on the same SDK in the same process and the same run:
 
 - the echo agent is the SDK's own minimal turn: an `ActivityHandler` that replies with the text it got,

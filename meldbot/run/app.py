@@ -117,7 +117,7 @@ class App:
         await self.db.dispose()
 
     def refuse(self, refusal: DataKeyRefused) -> None:
-        """A write of this keyless process was refused (storage.canary.PlaintextGuard): stop, and say why."""
+        """A write of this keyless process was refused (meldbot.storage.canary.PlaintextGuard): stop, and say why."""
         if self.refusal is None:
             log.error("database sealed while this process runs without MELDBOT_DATA_KEY; stopping")
             self.refusal = refusal
@@ -326,7 +326,7 @@ def build_app(
     if mode == "run":
         for warning in config_warnings(config):
             log.warning("configuration looks wrong; see meldbot check-config", extra={"key": warning.key})
-    # Without a key every commit first checks that the database is still kept in clear (storage.canary).
+    # Without a key every commit first checks that the database is still kept in clear (meldbot.storage.canary).
     uow = canary.PlaintextGuard(db, sealer) if isinstance(sealer, PlainSealer) else UnitOfWorkFactory(db, sealer)
     if notifiers is None:
         notifiers = {}

@@ -206,7 +206,7 @@ async def _run(config, t, args) -> int:
 
 async def _until_refused(app, work) -> None:
     """Run `work` until it ends or this keyless process may no longer write (the database was sealed
-    meanwhile, storage.canary.PlaintextGuard)."""
+    meanwhile, meldbot.storage.canary.PlaintextGuard)."""
     task, refused = asyncio.ensure_future(work), asyncio.ensure_future(app.refused.wait())
     try:
         await asyncio.wait({task, refused}, return_when=asyncio.FIRST_COMPLETED)
@@ -339,7 +339,7 @@ async def _seal_plaintext(config, t, args) -> int:
         print(t("cli.key.stop_first"), flush=True)
         progress = await Rotation(db, sealer, batch_size=args.batch_size).run()
         # A keyless meldbot that kept running can have written behind the rotation; from the new canary on,
-        # it writes nothing more (storage.canary.PlaintextGuard).
+        # it writes nothing more (meldbot.storage.canary.PlaintextGuard).
         written_meanwhile = await canary.plaintext_found(db)
     finally:
         await db.dispose()

@@ -106,7 +106,7 @@ class DeliveryTrouble:
         """Keys for one telling: once per parking (a re-sent row parked again is told again) and per warning.
         The round is counted from the notices already queued, so a repeated transaction makes the same keys.
         A key names the signal's reference as well, so retention erases the notice with the signal even
-        when the message it was about is gone (storage.uow OutboxRepository.forget_signal)."""
+        when the message it was about is gone (meldbot.storage.repositories.outbox OutboxRepository.forget_signal)."""
         reference = reference_in(item.idempotency_key)
         prefix = keys.notice_prefix(item.id, reference, parked)
         round_ = await uow.outbox.count_keyed(prefix) + 1

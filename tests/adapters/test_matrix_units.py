@@ -1,9 +1,9 @@
 """Fast unit tests of the Matrix adapter's rules, without Synapse: AF trust by cross-signing identity
-(adapters/matrix/trust.py) and messages whose room key comes late (adapters/matrix/sync.py).
+(meldbot/adapters/matrix/trust.py) and messages whose room key comes late (meldbot/adapters/matrix/sync.py).
 
 The nio client is a small fake with only what the code under test touches; nio's own DeviceStore,
 OlmDevice and event classes are used where that is easy. The `/keys/query` answers carry real signed
-cross-signing chains (adapters.matrix.cross_signing), so `device_trust` runs for real.
+cross-signing chains (meldbot.adapters.matrix.cross_signing), so `device_trust` runs for real.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for dialogs.when: answers to `wanneer`, at fixed clocks far from the real date."""
+"""Tests for meldbot.dialogs.when: answers to `wanneer`, at fixed clocks far from the real date."""
 
 from __future__ import annotations
 
