@@ -40,7 +40,7 @@ from meldbot.adapters.teams_auth import (
     service_url_allowed,
 )
 from meldbot.adapters.teams_render import render_parts, submitted_text
-from meldbot.service.bot import where
+from meldbot.core.logs import where
 from meldbot.core.clock import Clock
 from meldbot.core.i18n import LANGUAGES, texts
 from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Reply

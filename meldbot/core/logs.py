@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from typing import Any, TextIO
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -69,3 +70,9 @@ def quiet_libraries() -> None:
         logger.handlers[:] = [_counting]
         logger.propagate = False
         logger.setLevel(logging.WARNING)
+
+
+def where(exc: BaseException) -> str:
+    """file:line of the innermost frames of a traceback, without the exception's message."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))

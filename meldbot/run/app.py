@@ -15,7 +15,8 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from meldbot.dialogs.when import warm_up
-from meldbot.service.bot import Bot, where
+from meldbot.core.logs import where
+from meldbot.service.bot import Bot
 from meldbot.service.reminders import Reminders
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT, erase_expired
 from meldbot.core.clock import Clock, SystemClock

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 import time
 from collections import deque
 from dataclasses import replace
@@ -17,6 +16,7 @@ from meldbot.dialogs.af import Usage, parse_af
 from meldbot.dialogs.commands import AF_ONLY, ANYONE, Command, parse
 from meldbot.dialogs.conversation import ConversationState
 from meldbot.core.clock import Clock
+from meldbot.core.logs import where
 from meldbot.core.config import Config, MeldpuntConfig
 from meldbot.dialogs.melder import OwnSignal, my_reports
 from meldbot.core.domain import EventKind, RefQuery, Signal
@@ -30,12 +30,6 @@ from meldbot.service.services import (MAX_SUPPLEMENTS, SubmitSignal, SupplementS
 from meldbot.core.text import quote_user_text
 
 log = logging.getLogger("meldbot.bot")
-
-
-def where(exc: BaseException) -> str:
-    """file:line of the innermost frames of a traceback, without the exception's message."""
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
 
 
 class FloodGuard:

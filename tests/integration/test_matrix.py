@@ -383,7 +383,7 @@ async def test_first_login_by_access_token_keeps_that_device_and_a_wrong_passwor
     wrong = MatrixAdapter(world.config(MELDBOT_MATRIX__PASSWORD="fout", MELDBOT_MATRIX__STORE_PATH=str(
         world.folder / "wrong-store")))
     with pytest.raises(MatrixLoginError):
-        await wrong.start(app=None)
+        await wrong.start()
     await wrong.stop()
 
     login = AsyncClient(world.synapse.url, world.bot_id)

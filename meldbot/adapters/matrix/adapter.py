@@ -118,7 +118,7 @@ class MatrixAdapter:
     def device_id(self) -> str | None:
         return self.client.device_id if self.client else None
 
-    async def start(self, app=None) -> None:
+    async def start(self) -> None:
         """Log in or restore; a refused login raises MatrixLoginError, an unreachable server is retried."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         client = self.client = self._client_factory(self._settings, self.folder, self._send_timeout)
