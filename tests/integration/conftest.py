@@ -1,4 +1,5 @@
-"""Fixtures of the Teams tests (test_teams.py, test_large_views.py); the rig they drive is tests/support/teams.py."""
+"""Fixtures of the integration tests: a real Synapse per module and a Matrix world (tests/support/matrix.py),
+and the Teams rig (test_teams.py, test_large_views.py; it is driven by tests/support/teams.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from meldbot.core.clock import ManualClock
 from tests.support import run_sync
 from tests.support.chat import migrated
+from tests.support.matrix import World
 from tests.support.teams_fakes import ANNA, FakeMicrosoft, new_key
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -50,3 +52,24 @@ async def microsoft(rsa_keys):
     await fake.start()
     yield fake
     await fake.stop()
+
+
+# --- Matrix: one real Synapse per test module, and a world of people and a bot on it -------------------
+
+@pytest.fixture(scope="module")
+def synapse(tmp_path_factory):
+    # matrix-synapse comes with the test extras (make test): without it these tests fail, never skip.
+    from tests.support.synapse import Synapse
+
+    server = Synapse(tmp_path_factory.mktemp("synapse"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def world(synapse, tmp_path):
+    world = World(synapse, tmp_path)
+    await migrated(world.db_url)
+    yield world
+    await world.close()

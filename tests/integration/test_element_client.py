@@ -80,17 +80,6 @@ class Person:
         return response.event_id
 
 
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory):
-    # matrix-synapse comes with the test extras (make test): without it these tests fail, never skip.
-    from tests.support.synapse import Synapse
-
-    server = Synapse(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    yield server
-    server.stop()
-
-
 class People:
     """Element and matrix-nio users with fresh accounts on the shared homeserver."""
 

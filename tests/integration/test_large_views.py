@@ -24,8 +24,7 @@ from meldbot.core.i18n import texts
 from meldbot.core.messaging import Identity, Reply
 from meldbot.service.services import MAX_SUPPLEMENTS
 from meldbot.core.text import QUOTE
-from tests.support.chat import migrated
-from tests.support.matrix import Bot, World, until, wednesday
+from tests.support.matrix import Bot, until, wednesday
 from tests.support.teams import running, seen
 from tests.support.teams_fakes import ANNA, PIET, TEAMS_MESSAGE_LIMIT, activity
 
@@ -130,24 +129,6 @@ def check_parts(shown: list[str]) -> None:
 
 
 # --- Matrix: a real Synapse, end-to-end encrypted ----------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory):
-    from tests.support.synapse import Synapse
-
-    server = Synapse(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def world(synapse, tmp_path):
-    world = World(synapse, tmp_path)
-    await migrated(world.db_url)
-    yield world
-    await world.close()
-
 
 def stored_events(synapse, event_ids: list[str]) -> dict[str, tuple[str, int]]:
     """Per event: its type as Synapse stored it and the size Synapse limits (its canonical JSON)."""

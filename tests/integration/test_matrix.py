@@ -18,7 +18,6 @@ from meldbot.adapters.matrix import ENCRYPTION_STATE, MatrixAdapter
 from meldbot.adapters.matrix.render import render
 from meldbot.core.messaging import Choice, DeliveryError, Identity, RecipientAway, Reply
 from tests.support import EXAMPLE, ROOT
-from tests.support.chat import migrated
 from tests.support.matrix import (PASSWORD, SCRIPT, WAIT, Bot, Person, World, needs_synapse, until,
                                   wednesday)
 
@@ -55,25 +54,6 @@ def test_a_reply_counts_only_its_new_text():
 
 
 # --- a Synapse for this module --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory):
-    # matrix-synapse comes with the test extras (make test): without it these tests fail, never skip.
-    from tests.support.synapse import Synapse
-
-    server = Synapse(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def world(synapse, tmp_path):
-    world = World(synapse, tmp_path)
-    await migrated(world.db_url)
-    yield world
-    await world.close()
-
 
 async def report(employee: Person, room_id: str, bot_id: str, script=SCRIPT) -> list[str]:
     answers = []

@@ -26,16 +26,6 @@ from tests.support.chat import migrated
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory):
-    from tests.support.synapse import Synapse
-
-    server = Synapse(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 async def world(synapse, tmp_path):
     world = World(synapse, tmp_path)
