@@ -8,76 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.support.element import WAIT, ElementClient, ElementClientError, node_command
+from tests.support.element import ElementClient, ElementClientError, node_command
+from tests.support.matrix import PASSWORD, Person, until
 
 pytestmark = pytest.mark.slow
-PASSWORD = "test-password-1"
 _names = itertools.count(1)
-
-
-async def until(condition, what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-class Person:
-    """A matrix-nio E2EE device, made as the bot makes its own: not cross-signed by its account.
-
-    Joins every invite and keeps every room message and every unknown to-device event (m.room_key.withheld).
-    """
-
-    def __init__(self, synapse, user_id: str, folder: Path) -> None:
-        from nio import AsyncClient, AsyncClientConfig
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.user_id = user_id
-        self.client = AsyncClient(synapse.url, user_id, store_path=str(folder), config=AsyncClientConfig(
-            encryption_enabled=True, store_sync_tokens=False, max_timeout_retry_wait_time=1, backoff_factor=0.05))
-        self.events: list[tuple[str, object]] = []  # (room id, event) in arrival order
-        self.to_device: list[object] = []
-        self._task: asyncio.Task | None = None
-
-    async def start(self, device_name: str) -> "Person":
-        from nio import InviteMemberEvent, LoginResponse, MegolmEvent, RoomMessageText, UnknownToDeviceEvent
-
-        response = await self.client.login(PASSWORD, device_name=device_name)
-        assert isinstance(response, LoginResponse), response
-        self.client.add_event_callback(self._on_event, (RoomMessageText, MegolmEvent))
-        self.client.add_event_callback(self._on_invite, InviteMemberEvent)
-        self.client.add_to_device_callback(self._on_to_device, UnknownToDeviceEvent)
-        self._task = asyncio.create_task(self.client.sync_forever(timeout=5000, full_state=True))
-        await until(lambda: self.client.next_batch and not self.client.should_upload_keys, "first sync")
-        return self
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.client.close()
-
-    async def _on_event(self, room, event) -> None:
-        self.events.append((room.room_id, event))
-
-    async def _on_to_device(self, event) -> None:
-        self.to_device.append(event)
-
-    async def _on_invite(self, room, event) -> None:
-        if event.state_key == self.user_id and event.membership == "invite":
-            await self.client.join(room.room_id)
-
-    async def say(self, room_id: str, body: str) -> str:
-        response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body},
-                                               ignore_unverified_devices=True)
-        assert hasattr(response, "event_id"), response
-        return response.event_id
 
 
 class People:

@@ -33,7 +33,10 @@ _names = itertools.count(1)
 
 
 class Person:
-    """A Matrix user with Element's habits: own device and E2EE store, joins invites, reads everything."""
+    """A Matrix user with Element's habits: own device and E2EE store, joins invites, reads everything.
+
+    A matrix-nio device, made as the bot makes its own: not cross-signed by its account. Keeps every room
+    message and every unknown to-device event (m.room_key.withheld)."""
 
     def __init__(self, synapse, user_id: str, folder: Path) -> None:
         from nio import AsyncClient, AsyncClientConfig
@@ -44,16 +47,18 @@ class Person:
             encryption_enabled=True, store_sync_tokens=False, max_timeout_retry_wait_time=1, backoff_factor=0.05))
         self.events: list[tuple[str, object]] = []  # (room id, event) in arrival order
         self.invites: list[object] = []
+        self.to_device: list[object] = []
         self._task: asyncio.Task | None = None
 
     async def start(self, device_name: str = "test") -> "Person":
         from nio import (BadEvent, InviteMemberEvent, LoginResponse, MegolmEvent, RoomEncryptedImage,
-                         RoomMessageImage, RoomMessageNotice, RoomMessageText)
+                         RoomMessageImage, RoomMessageNotice, RoomMessageText, UnknownToDeviceEvent)
 
         response = await self.client.login(PASSWORD, device_name=device_name)
         assert isinstance(response, LoginResponse), response
         self.client.add_event_callback(self._on_event, (RoomMessageText, RoomMessageNotice, RoomMessageImage,
                                                         RoomEncryptedImage, MegolmEvent, BadEvent))
+        self.client.add_to_device_callback(self._on_to_device, UnknownToDeviceEvent)
         self.client.add_event_callback(self._on_invite, InviteMemberEvent)
         self._task = asyncio.create_task(self.client.sync_forever(timeout=5000, full_state=True))
         await until(lambda: self.client.next_batch and not self.client.should_upload_keys, "first sync")
@@ -64,6 +69,9 @@ class Person:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.client.close()
+
+    async def _on_to_device(self, event) -> None:
+        self.to_device.append(event)
 
     async def _on_event(self, room, event) -> None:
         self.events.append((room.room_id, event))
