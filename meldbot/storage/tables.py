@@ -138,6 +138,12 @@ class OutboxRow(SQLModel, table=True):
     parked_at: datetime | None = _dt(nullable=True)
     # A reason without content, for the administrator.
     last_error: str | None = Field(default=None, max_length=300)
+    # A long message goes as several parts: how many of them the platform has accepted, so any process
+    # continues after them (not only the one that sent them).
+    parts_done: int = 0
+    # Written just before a platform call, cleared after it is recorded: a row found with it set after a
+    # crash may already have been shown (Teams offers no way to ask). Content-free.
+    sending_since: datetime | None = _dt(nullable=True)
 
 
 class SignalKeyRow(SQLModel, table=True):
@@ -270,6 +276,20 @@ class MatrixTrustRow(SQLModel, table=True):
     person_lookup: str = Field(primary_key=True, max_length=128)    # the AF, as person.lookup
     identity_sealed: str       # [bot id, AF id], to rebuild both keyed hashes at key rotation
     state_sealed: str
+    updated_at: datetime = _dt()
+
+
+class MatrixSyncRow(SQLModel, table=True):
+    """Where the Matrix sync stream of a bot account stands, shared by all processes: the process that
+    holds the stream (PostgreSQL advisory lock) writes its position; a process that takes over catches up
+    from it. No content: a sync position and a process name."""
+
+    __tablename__ = "matrix_sync"
+
+    account_lookup: str = Field(primary_key=True, max_length=128)   # keyed hash of the bot's Matrix id
+    position: str | None = Field(default=None, max_length=512)      # the last next_batch fully handled
+    holder: str | None = Field(default=None, max_length=128)        # the process that holds the stream
+    holder_since: datetime | None = _dt(nullable=True)
     updated_at: datetime = _dt()
 
 
