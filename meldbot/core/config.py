@@ -515,7 +515,8 @@ def config_warnings(config: Config) -> list[ConfigWarning]:
 
 # --- loading -----------------------------------------------------------------------------------------------
 
-_NOT_CONFIG = ("MELDBOT_CONFIG", "MELDBOT_DATA_KEY", "MELDBOT_DATA_KEY_PREVIOUS")  # and MELDBOT_TEST_*: read by others, not config keys
+_NOT_CONFIG = ("MELDBOT_CONFIG", "MELDBOT_DATA_KEY", "MELDBOT_DATA_KEY_PREVIOUS",  # and MELDBOT_TEST_*: read by others,
+               "MELDBOT_INSTANCE")  # not config keys (MELDBOT_INSTANCE: the process name, `meldbot run --instance`)
 
 _MESSAGES = {kind: text for kinds, text in [  # pydantic error type -> Dutch; anything else: "ongeldige waarde"
     ("missing", "ontbreekt"),
