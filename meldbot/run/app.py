@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import os
+import re
+import socket
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +62,11 @@ class App:
     # Set when this keyless process may no longer write (the database was sealed while it ran): the CLI stops.
     refusal: DataKeyRefused | None = None
     refused: asyncio.Event = field(default_factory=asyncio.Event)
+    # Matrix with several processes (issue 17): who holds the sync stream (meldbot.storage.leader), this
+    # process's name, and the shared row that names the holder.
+    leader: Any = None
+    instance: str | None = None
+    matrix_sync: Any = None
 
     async def __aenter__(self) -> "App":
         await self.db.check_schema()
@@ -87,6 +95,8 @@ class App:
         try:
             if self.serve_http:
                 await self._start_http()
+            if self.leader is not None:
+                await self.leader.start()
             for adapter in self.adapters:
                 await adapter.start()
         except BaseException:   # e.g. a port in use, a refused Matrix login: stop what already runs, then report it
@@ -103,6 +113,9 @@ class App:
         for adapter in reversed(self.adapters):
             with contextlib.suppress(Exception):
                 await adapter.stop()
+        if self.leader is not None:
+            with contextlib.suppress(Exception):
+                await self.leader.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -209,7 +222,25 @@ class App:
             platforms[name] = bool(await check()) if check else True
         healthy = database and all(platforms.values())
         body = {"status": "ok" if healthy else "error", "database": database, "platforms": platforms}
+        if self.leader is not None:
+            # A standby is as healthy as the holder when its database and its lock connection are fine.
+            body["matrix"] = await self.matrix_role()
+            healthy = healthy and bool(self.leader.connected)
+            body["status"] = "ok" if healthy else "error"
         return web.json_response(body, status=200 if healthy else 503)
+
+    async def matrix_role(self) -> dict[str, Any]:
+        """Which process holds the Matrix sync stream, and whether it is this one."""
+        holding = bool(self.leader.holding)
+        holder = self.instance if holding else None
+        if not holding and self.matrix_sync is not None:
+            try:
+                async with asyncio.timeout(5):
+                    holder = await self.matrix_sync.holder()
+            except Exception:
+                holder = None
+        return {"role": "holder" if holding else "standby", "holder": holder, "instance": self.instance,
+                "lock": bool(self.leader.connected)}
 
     async def _metrics(self, request: web.Request) -> web.Response:
         try:
@@ -228,8 +259,63 @@ async def _listen(site: web.TCPSite, setting: str, address: str) -> None:
         raise ListenFailed(setting, address, exc) from exc
 
 
-def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later):
-    """The Matrix adapter with narrow dependencies: the turn, the outbox's wake and alert, two stores.
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class InstanceNameInvalid(ValueError):
+    """`--instance` / MELDBOT_INSTANCE names a folder: letters, digits, dot, dash and underscore only."""
+
+
+def instance_name(given: str | None) -> str | None:
+    """The process name given (`meldbot run --instance`, else MELDBOT_INSTANCE), checked; None when none is."""
+    name = given if given is not None else os.environ.get("MELDBOT_INSTANCE") or None
+    if name is not None and not INSTANCE_NAME.fullmatch(name):
+        raise InstanceNameInvalid(name)
+    return name
+
+
+class HolderOnly(Mapping):
+    """The dispatcher's notifiers: Matrix only while this process holds the sync stream (a standby has no
+    rooms to send into; the holder's dispatcher takes those rows)."""
+
+    def __init__(self, notifiers: Mapping[str, Notifier], platform: str, leader) -> None:
+        self._notifiers, self._platform, self._leader = dict(notifiers), platform, leader
+
+    def _shown(self, name: str) -> bool:
+        return name != self._platform or bool(self._leader.holding)
+
+    def __getitem__(self, name: str) -> Notifier:
+        if not self._shown(name):
+            raise KeyError(name)
+        return self._notifiers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._notifiers if self._shown(name))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _matrix_leader(config, db: Database, uow: UnitOfWorkFactory, clock: Clock, name: str):
+    """Who holds the bot account's sync stream: an advisory lock on PostgreSQL, this process on SQLite."""
+    from meldbot.storage.leader import AdvisoryLeader, SoleHolder, lock_key
+    from meldbot.storage.matrix import MatrixSyncState
+
+    state = MatrixSyncState(uow, config.matrix.user_id, clock.now)
+    if not db.is_postgres:
+        return SoleHolder(), state
+
+    async def record(holding: bool) -> None:
+        await state.set_holder(name, holding)
+
+    key = lock_key("matrix-sync", config.matrix.user_id.casefold())
+    return AdvisoryLeader(config.storage.url, key, on_change=record), state
+
+
+def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later, *, instance: str | None = None,
+                    leader=None, state=None, name: str = ""):
+    """The Matrix adapter with narrow dependencies: the turn, the outbox's wake and alert, two stores, and for
+    several processes the leader, the shared sync position and the processed events.
     `later()` gives the bot and the dispatcher, which are made after the notifiers they need."""
     from meldbot.adapters.matrix import MatrixAdapter
     from meldbot.adapters.matrix.cross_signing import SecretIdentityStore
@@ -263,9 +349,21 @@ def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later):
                 await work.matrix_trust.put(bot_id, af_id, state, clock.now())
                 await work.commit()
 
+    async def handled(event_id: str) -> bool:
+        async with uow() as work:
+            return await work.processed.replies_for("matrix", event_id) is not None
+
+    async def save_position(position: str) -> None:
+        if leader is None or leader.holding:
+            await state.save_position(position, name)
+
+    # With an instance name each process has its own device: <store_path>/<name>.
+    folder = Path(config.matrix.store_path) / instance if instance else None
     return MatrixAdapter(config, handle=handle, wake=wake, alert=alert,
                          identity_store=SecretIdentityStore(MatrixIdentitySecrets(uow, bot_id, clock.now)),
-                         trust_store=TrustStore())
+                         trust_store=TrustStore(), store_folder=folder, leadership=leader, handled=handled,
+                         read_position=state.position if state else None,
+                         save_position=save_position if state else None)
 
 
 class DatabaseAddressBook:
@@ -314,6 +412,7 @@ def build_app(
     notifiers: dict[str, Notifier] | None = None,
     console_out=None,
     poll_interval: float = 5.0,
+    instance: str | None = None,
 ) -> App:
     """Create everything; nothing starts until `async with app:`."""
     clock = clock or SystemClock()
@@ -338,8 +437,13 @@ def build_app(
 
             notifiers["console"] = ConsoleNotifier(console_out or sys.stdout, Path("var/afbeeldingen"))
     adapters = []
+    leader = matrix_sync = None
+    instance = instance_name(instance) if mode == "run" else None
+    name = instance or f"{socket.gethostname()}-{os.getpid()}"
     if mode == "run" and config.matrix.enabled and "matrix" not in notifiers:
-        matrix = _matrix_adapter(config, uow, clock, lambda: (bot, dispatcher))
+        leader, matrix_sync = _matrix_leader(config, db, uow, clock, name)
+        matrix = _matrix_adapter(config, uow, clock, lambda: (bot, dispatcher), instance=instance, leader=leader,
+                                 state=matrix_sync, name=name)
         notifiers["matrix"] = matrix.notifier
         adapters.append(matrix)
     if mode == "run" and config.teams.enabled and "teams" not in notifiers:
@@ -355,11 +459,14 @@ def build_app(
 
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics,
                             on_trouble=DeliveryTrouble(config, platforms), switched_off=config.platforms_off)
+    if leader is not None:
+        dispatcher.notifiers = HolderOnly(dispatcher.notifiers, "matrix", leader)  # type: ignore[assignment]
     uow.on_outbox = dispatcher.kick
     bot = Bot(config, uow, clock, platforms, metrics=metrics, slots=db.turn_slots)
     reminders = Reminders(uow, config, clock, platforms)
     app = App(config, clock, db, uow, bot, dispatcher, notifiers, serve_http=(mode == "run"), reminders=reminders,
-              sweep_seconds=config.reminders.sweep_seconds, metrics=metrics, adapters=adapters)
+              sweep_seconds=config.reminders.sweep_seconds, metrics=metrics, adapters=adapters, leader=leader,
+              instance=name, matrix_sync=matrix_sync)
     if isinstance(uow, canary.PlaintextGuard):
         uow.on_refused = app.refuse
     return app

@@ -27,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="logregels als JSON (overschrijft logging.format)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("chat", help="meldbot in de terminal (lokaal, zonder accounts)")
-    sub.add_parser("run", help="start de ingestelde platforms en de HTTP-server")
+    run = sub.add_parser("run", help="start de ingestelde platforms en de HTTP-server")
+    run.add_argument("--instance", default=None,
+                     help="naam van dit proces bij meer processen op één database (anders MELDBOT_INSTANCE); "
+                          "elk proces krijgt dan een eigen Matrix-apparaat in <matrix.store_path>/<naam>")
     sub.add_parser("migrate", help="werk het databaseschema bij")
     sub.add_parser("check-config", help="controleer de configuratie")
     audit = sub.add_parser("audit", help="toon wie een melding las of er iets mee deed")
@@ -109,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         print(t("cli.db_unreachable", error=type(exc).__name__), file=sys.stderr)
         return EXIT_DATABASE
     except Exception as exc:
+        if type(exc).__name__ == "MatrixStoreInUse":   # another process uses this Matrix device
+            print(t("cli.matrix_store_in_use", folder=getattr(exc, "folder", "?")), file=sys.stderr)
+            return EXIT_CONFIG
+        if type(exc).__name__ == "InstanceNameInvalid":
+            print(t("cli.instance_invalid", name=str(exc)), file=sys.stderr)
+            return EXIT_CONFIG
         if type(exc).__name__ != "MatrixLoginError":
             raise
         print(t("cli.matrix_login"), file=sys.stderr)
@@ -193,7 +202,7 @@ async def _run(config, t, args) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_app(config, mode="run", clock=_clock()) as app:
+    async with build_app(config, mode="run", clock=_clock(), instance=args.instance) as app:
         if not app.notifiers:
             print(t("cli.no_platforms"), file=sys.stderr)
         print(t("cli.running"), file=sys.stderr)

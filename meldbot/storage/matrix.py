@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 
 from meldbot.core.messaging import Identity
-from meldbot.storage.tables import MatrixIdentityRow, MatrixTrustRow
+from meldbot.storage.tables import MatrixIdentityRow, MatrixSyncRow, MatrixTrustRow
 
 if TYPE_CHECKING:
     from meldbot.storage.uow import SqlUnitOfWork
@@ -150,4 +150,72 @@ class MatrixIdentitySecrets:
                 await uow.matrix_identity.put(self._bot_user_id, secret_json, self._now())
             else:
                 await uow.matrix_identity.add(self._bot_user_id, secret_json, self._now())
+            await uow.commit()
+
+
+class MatrixSyncState:
+    """The shared row of the bot account's sync stream (matrix_sync): the position the holder fully handled,
+    and which process holds the stream. One unit of work per call; found by the same keyed hash as the
+    identity, so a row written under a key being rotated away is still found (and moved on the next write)."""
+
+    def __init__(self, uow_factory: Callable[[], "SqlUnitOfWork"], bot_user_id: str,
+                 now: Callable[[], datetime] = _utcnow) -> None:
+        self._uow_factory = uow_factory
+        self._bot_user_id = bot_user_id
+        self._now = now
+
+    async def _row(self, uow: "SqlUnitOfWork") -> MatrixSyncRow | None:
+        lookups = uow.person_lookups(_identity(self._bot_user_id))
+        stmt = select(MatrixSyncRow).where(MatrixSyncRow.account_lookup.in_(lookups))
+        return (await uow.session.exec(stmt)).first()
+
+    async def _current(self, uow: "SqlUnitOfWork") -> MatrixSyncRow:
+        """The row under the current key, made or moved there when needed."""
+        lookup = uow.person_lookup(_identity(self._bot_user_id))
+        row = await self._row(uow)
+        if row is not None and row.account_lookup != lookup:
+            moved = MatrixSyncRow(account_lookup=lookup, position=row.position, holder=row.holder,
+                                  holder_since=row.holder_since, updated_at=row.updated_at)
+            await uow.session.delete(row)
+            await uow.session.flush()
+            row = moved
+        return row or MatrixSyncRow(account_lookup=lookup, updated_at=self._now())
+
+    async def get(self) -> MatrixSyncRow | None:
+        async with self._uow_factory() as uow:
+            return await self._row(uow)
+
+    async def position(self) -> str | None:
+        row = await self.get()
+        return row.position if row else None
+
+    async def holder(self) -> str | None:
+        row = await self.get()
+        return row.holder if row else None
+
+    async def save_position(self, position: str, holder: str) -> bool:
+        """Record what `holder` fully handled; only while it is the recorded holder (a process that lost the
+        stream moments ago does not write over its successor)."""
+        async with self._uow_factory() as uow:
+            row = await self._current(uow)
+            if row.holder is not None and row.holder != holder:
+                return False
+            row.position, row.holder, row.updated_at = position, holder, self._now()
+            uow.session.add(row)
+            await uow.commit()
+        return True
+
+    async def set_holder(self, holder: str, holding: bool) -> None:
+        """`holder` took the stream (holding) or gave it up (then the row names nobody, if it named it)."""
+        async with self._uow_factory() as uow:
+            row = await self._current(uow)
+            now = self._now()
+            if holding:
+                row.holder, row.holder_since = holder, now
+            elif row.holder == holder:
+                row.holder, row.holder_since = None, None
+            else:
+                return
+            row.updated_at = now
+            uow.session.add(row)
             await uow.commit()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,7 +14,8 @@ from nio import LocalProtocolError
 
 from meldbot.adapters.matrix import cross_signing
 from meldbot.adapters.matrix.common import (
-    ENCRYPTION_STATE, NETWORK_ERRORS, PLATFORM, AddressBook, JsonFile, MatrixLoginError, RoomGone, backoff, log,
+    ENCRYPTION_STATE, NETWORK_ERRORS, PLATFORM, AddressBook, JsonFile, MatrixLoginError, MatrixStoreInUse, RoomGone,
+    SoleHolder, backoff, log,
 )
 from meldbot.adapters.matrix.direct import DirectRooms
 from meldbot.adapters.matrix.outbound import Sender
@@ -24,7 +28,8 @@ from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Rec
 
 IDENTITY_RETRY_SECONDS = 300.0
 
-__all__ = ["ENCRYPTION_STATE", "MatrixAdapter", "MatrixLoginError", "MatrixNotifier", "without_reply_fallback"]
+__all__ = ["ENCRYPTION_STATE", "MatrixAdapter", "MatrixLoginError", "MatrixNotifier", "MatrixStoreInUse",
+           "without_reply_fallback"]
 
 
 class MatrixNotifier:
@@ -76,7 +81,15 @@ class MatrixAdapter:
                  identity_store: cross_signing.IdentityStore | None = None, trust_store: TrustStore | None = None,
                  client_factory=new_client, retry_cap: float = 30.0, send_timeout: float = 60.0,
                  poll_ms: int = 30_000, inline_rate_limit_ms: int = 5_000, pointer_interval: float = 600.0,
-                 key_wait: float = 60.0) -> None:
+                 key_wait: float = 60.0, store_folder: Path | None = None, leadership=None,
+                 handled: Callable[[str], Awaitable[bool]] | None = None,
+                 read_position: Callable[[], Awaitable[str | None]] | None = None,
+                 save_position: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """Several processes (issue 17): `store_folder` is this process's device (default `matrix.store_path`);
+        `leadership` says whether this process holds the sync stream (`holding`, `watch()`: an event set at the
+        next change; default: always); `read_position`/`save_position` the shared position the holder fully
+        handled, from which a new holder catches up; `handled(event_id)` whether an event was handled already
+        (by any process), so a catch-up does not answer it again."""
         quiet_libraries()  # matrix-nio's messages name users, devices and rooms
         self._config = config
         self._settings = config.matrix
@@ -94,7 +107,12 @@ class MatrixAdapter:
         self._pointer_interval = pointer_interval
         self._key_wait = key_wait
         self.notifier = MatrixNotifier(self)
-        self.folder = Path(self._settings.store_path)
+        self.folder = Path(store_folder) if store_folder is not None else Path(self._settings.store_path)
+        self.leadership = leadership if leadership is not None else SoleHolder()
+        self._handled = handled
+        self._read_position = read_position
+        self._save_position = save_position
+        self._folder_lock: int | None = None
         self.book = AddressBook(config)
         self.status_file = JsonFile(self.folder / "status.json")
         self.identity_status: str | None = None
@@ -121,6 +139,7 @@ class MatrixAdapter:
     async def start(self) -> None:
         """Log in or restore; a refused login raises MatrixLoginError, an unreachable server is retried."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_folder()
         client = self.client = self._client_factory(self._settings, self.folder, self._send_timeout)
         session = Session(self._settings, self.folder)
         self.trust = AfTrust(client, self._settings.af_device_policy, self.book, self._trust_store, self._queue_alert,
@@ -132,7 +151,8 @@ class MatrixAdapter:
         self.inbound = Inbound(client, handle=self._handle_message, sender=self.sender, direct=self.direct,
                                devices=self.devices, book=self.book, texts=self._t,
                                token_file=JsonFile(self.folder / "sync-token.json"), retry_cap=self._retry_cap,
-                               poll_ms=self._poll_ms, pointer_interval=self._pointer_interval, key_wait=self._key_wait)
+                               poll_ms=self._poll_ms, pointer_interval=self._pointer_interval, key_wait=self._key_wait,
+                               handled=self._handled)
         self.inbound.timeline_limit = self.timeline_limit
         self.inbound.counts.on_change.append(self._counts_changed)
         saved = self.status_file.load({}) or {}  # the counts of earlier runs, for `meldbot doctor`
@@ -144,6 +164,7 @@ class MatrixAdapter:
             logged_in = True
         except MatrixLoginError:
             await client.close()
+            self._unlock_folder()
             raise
         except NETWORK_ERRORS as exc:
             log.warning("matrix homeserver unreachable at start; will retry", extra={"error": type(exc).__name__})
@@ -170,6 +191,31 @@ class MatrixAdapter:
         if self.client:
             await self.client.close()
         self.ready.clear()
+        self._unlock_folder()
+
+    def _lock_folder(self) -> None:
+        """The store folder is the device: one process at a time (an exclusive lock, freed when the process
+        ends in any way)."""
+        if self._folder_lock is not None:
+            return
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MatrixStoreInUse(str(self.folder)) from None
+        self._folder_lock = fd
+
+    def _unlock_folder(self) -> None:
+        fd, self._folder_lock = self._folder_lock, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self.leadership.holding)
 
     def healthy(self) -> bool:
         running = self._runner is not None and not self._runner.done()
@@ -191,7 +237,63 @@ class MatrixAdapter:
                 log.warning("matrix login failed, will retry", extra={"error": type(exc).__name__})
                 await asyncio.sleep(backoff(failures, self._retry_cap))
         await self.direct.load()
-        await self.inbound.run(self._housekeeping)
+        leadership = self.leadership
+        while True:
+            holding = leadership.holding
+            change = asyncio.ensure_future(leadership.watch().wait())
+            if holding:
+                work = asyncio.ensure_future(self._hold())
+            else:
+                work = asyncio.ensure_future(self.inbound.run(self._standby_housekeeping, light=True))
+            try:
+                await asyncio.wait({work, change}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (work, change):
+                    task.cancel()
+                await asyncio.gather(work, change, return_exceptions=True)
+            if work.done() and not work.cancelled() and not change.done():
+                return  # the sync loop ended by itself (the access token is no longer valid)
+            if holding:
+                await self._step_down()
+
+    async def _hold(self) -> None:
+        """The full sync stream; after a take-over first every room from the shared position on."""
+        position = None
+        if self._read_position is not None:
+            try:
+                position = await self._read_position()
+            except Exception as exc:
+                log.error("matrix shared sync position not read", extra={"error": type(exc).__name__})
+        log.info("matrix sync stream held by this process")
+        await self.inbound.run(self._housekeeping, catch_up_from=position, on_position=self._save_position)
+
+    async def _step_down(self) -> None:
+        """Another process may hold the stream now: stop at once what this one was doing with it."""
+        log.warning("matrix sync stream no longer held by this process; standing by")
+        self.ready.clear()
+        inbound = self.inbound
+        pending = [t for t in (*inbound.tasks, inbound.token_tail) if t and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        inbound.token_tail = None
+
+    async def _standby_housekeeping(self) -> None:
+        """A standby's E2EE work: its one-time keys on the server, others' devices known, its device
+        cross-signed. AF trust stays with the holder (it alerts AFs)."""
+        client = self.client
+        if client.outgoing_to_device_messages:
+            await client.send_to_device_messages()
+        try:
+            if client.should_upload_keys:
+                await client.keys_upload()
+            if client.should_query_keys:
+                await client.keys_query()
+        except LocalProtocolError:
+            pass
+        if (self.identity_status is None and not client.should_upload_keys
+                and time.monotonic() >= self._identity_retry_at):
+            await self._ensure_identity()
 
     async def _housekeeping(self) -> None:
         """What sync_forever does between syncs: to-device messages and the key dance of E2EE; then the
@@ -291,6 +393,8 @@ class MatrixAdapter:
 
     async def deliver(self, user_id: str, reply: Reply, key: str) -> None:
         """The Notifier's work: one message to one person, in a private encrypted chat."""
+        if not self.holding:
+            raise DeliveryError("matrix sync stream held by another process")
         if not self.ready.is_set():
             try:
                 await asyncio.wait_for(self.ready.wait(), 10)

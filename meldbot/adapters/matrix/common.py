@@ -28,6 +28,30 @@ class MatrixLoginError(Exception):
     """The homeserver refused the configured credentials; retrying will not help."""
 
 
+class MatrixStoreInUse(Exception):
+    """Another process uses this store folder (this device) already: two processes need two instance names."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder)
+        self.folder = folder
+
+
+class SoleHolder:
+    """Without a leader election (one process, SQLite, the adapter alone): this process holds the stream."""
+
+    holding = True
+
+    def __init__(self) -> None:
+        self._never = None
+
+    def watch(self):
+        import asyncio
+
+        if self._never is None:
+            self._never = asyncio.Event()
+        return self._never
+
+
 class RoomGone(DeliveryError):
     """The bot cannot write in that room any more (left, kicked, room gone)."""
 

@@ -17,6 +17,7 @@ from nio import (
     JoinResponse,
     LocalProtocolError,
     MegolmEvent,
+    MessageDirection,
     RoomEncryptedMedia,
     RoomMemberEvent,
     RoomMessageEmote,
@@ -43,6 +44,11 @@ MEDIA_TYPES = {"m.image", "m.file", "m.audio", "m.video", "m.location"}
 
 Handle = Callable[[IncomingMessage], Awaitable[list[Reply]]]
 
+# A standby's sync: only what is sent to its own device (room keys), nothing of rooms, presence or account data.
+LIGHT_FILTER = {"room": {"rooms": [], "account_data": {"not_types": ["*"]}}, "presence": {"not_types": ["*"]},
+                "account_data": {"not_types": ["*"]}}
+CATCH_UP_AT_ONCE = 8  # rooms caught up at the same time after a take-over
+
 
 @dataclass
 class Counts:
@@ -61,8 +67,12 @@ class Counts:
 class Inbound:
     def __init__(self, client: AsyncClient, *, handle: Handle, sender: Sender, direct: DirectRooms,
                  devices: Devices, book: AddressBook, texts, token_file: JsonFile, retry_cap: float,
-                 poll_ms: int, pointer_interval: float, key_wait: float) -> None:
+                 poll_ms: int, pointer_interval: float, key_wait: float,
+                 handled: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.client = client
+        self._handled = handled
+        self._on_position: Callable[[str], Awaitable[None]] | None = None
+        self._catching_up = asyncio.Semaphore(CATCH_UP_AT_ONCE)
         self._handle = handle
         self._sender = sender
         self._direct = direct
@@ -89,16 +99,27 @@ class Inbound:
 
     # --- the loop -----------------------------------------------------------------------------------
 
-    async def run(self, housekeeping: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, housekeeping: Callable[[], Awaitable[None]], *, light: bool = False,
+                  catch_up_from: str | None = None, on_position: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """The sync loop of this device, from its own token (so no message to this device is lost).
+
+        `light`: a standby's loop: to-device messages and key housekeeping only. `catch_up_from`: the shared
+        position the previous holder fully handled; the first answer's rooms are then read from there on
+        instead (GET /messages), so what came while nobody held the stream is answered once. `on_position`
+        gets each position once everything up to it was handled."""
         saved = self._token_file.load()
         position = saved.get("next_batch") if saved else None
+        if catch_up_from is not None and catch_up_from == position:
+            catch_up_from = None  # this device was the last holder: its own token is where things stand
+        self._on_position = on_position
         first, failures = True, 0
         while True:
             try:
                 response = await self.client.sync(
-                    timeout=0 if first else self._poll_ms, sync_filter=self._sync_filter(), since=position,
+                    timeout=0 if first else self._poll_ms, sync_filter=LIGHT_FILTER if light else self._sync_filter(),
+                    since=position,
                     # After a restart nio knows no rooms: the first sync brings their whole state.
-                    full_state=True if first else None,
+                    full_state=True if first and not light else None,
                 )
             except NETWORK_ERRORS as exc:
                 failures += 1
@@ -116,8 +137,13 @@ class Inbound:
                 continue
             failures = 0
             try:
-                # Without a stored token the first answer is history: it is looked at, never answered.
-                self._process(response, history=position is None, since=position)
+                if light:
+                    self._process_to_device(response)
+                    self._save_token_after_light(response.next_batch)
+                else:
+                    # Without a stored token the first answer is history: it is looked at, never answered.
+                    self._process(response, history=position is None, since=position,
+                                  catch_up=catch_up_from if first else None)
             except Exception as exc:  # a bug must not end the sync loop; this response is fetched again
                 log.error("matrix sync response not processed", extra={"error": type(exc).__name__})
                 await asyncio.sleep(self._retry_cap)
@@ -130,7 +156,8 @@ class Inbound:
             except Exception as exc:
                 log.error("matrix key maintenance failed", extra={"error": type(exc).__name__})
             self.last_sync = time.monotonic()
-            self.ready.set()
+            if not light:
+                self.ready.set()
             self._synced.set()
             self._synced = asyncio.Event()
 
@@ -141,20 +168,23 @@ class Inbound:
     async def wait_synced(self, timeout: float) -> None:
         await asyncio.wait_for(self._synced.wait(), timeout)
 
-    def _process(self, response, *, history: bool, since: str | None) -> None:
+    def _save_token_after_light(self, token: str) -> None:
+        try:
+            self._token_file.save({"next_batch": token})
+        except OSError as exc:
+            log.error("matrix sync token not saved", extra={"error": type(exc).__name__})
+
+    def _process(self, response, *, history: bool, since: str | None, catch_up: str | None = None) -> None:
         """One sync response; no awaits, so it is never cut in half. Work goes to per-room tasks."""
-        for event in response.to_device_events:
-            if isinstance(event, UnknownToDeviceEvent) and event.type == "m.room_key.withheld":
-                content = event.source.get("content") or {}
-                if isinstance(content.get("session_id"), str) and isinstance(content.get("sender_key"), str):
-                    key = (content["sender_key"], content["session_id"])
-                    self._withheld[key] = str(content.get("code") or "m.unavailable")
-                    while len(self._withheld) > 1000:
-                        self._withheld.popitem(last=False)
+        self._process_to_device(response)
         batch: list[asyncio.Task] = []
         for room_id, info in response.rooms.invite.items():
             batch.append(self._queue(room_id, lambda r=room_id, i=info: self._answer_invite(r, i)))
         for room_id, info in response.rooms.join.items():
+            if catch_up is not None:
+                # After a take-over: everything since the previous holder's position, this answer included.
+                batch.append(self._queue(room_id, lambda r=room_id: self._catch_up(r, catch_up)))
+                continue
             if history:
                 continue
             timeline = info.timeline
@@ -166,6 +196,16 @@ class Inbound:
             self._direct.forget(room_id)
             self._pointer_at.pop(room_id, None)
         self.token_tail = asyncio.create_task(self._save_token_after(self.token_tail, batch, response.next_batch))
+
+    def _process_to_device(self, response) -> None:
+        for event in response.to_device_events:
+            if isinstance(event, UnknownToDeviceEvent) and event.type == "m.room_key.withheld":
+                content = event.source.get("content") or {}
+                if isinstance(content.get("session_id"), str) and isinstance(content.get("sender_key"), str):
+                    key = (content["sender_key"], content["session_id"])
+                    self._withheld[key] = str(content.get("code") or "m.unavailable")
+                    while len(self._withheld) > 1000:
+                        self._withheld.popitem(last=False)
 
     def _queue(self, room_id: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task:
         """Run `work` after everything queued before for this room: messages keep their order."""
@@ -213,6 +253,11 @@ class Inbound:
         except OSError as exc:
             log.error("matrix sync token not saved", extra={"error": type(exc).__name__})
             return False
+        if self._on_position is not None:
+            try:
+                await self._on_position(token)
+            except Exception as exc:  # the next position is saved all the same; a take-over reads a bit more
+                log.warning("matrix shared sync position not saved", extra={"error": type(exc).__name__})
         return True
 
     # --- invites ------------------------------------------------------------------------------------
@@ -250,7 +295,28 @@ class Inbound:
 
     # --- messages -----------------------------------------------------------------------------------
 
-    async def _room_events(self, room_id: str, events: list, gap: tuple[str, str] | None) -> None:
+    async def _catch_up(self, room_id: str, position: str) -> None:
+        """A new holder: this room's events since the shared position, oldest first (GET /messages dir=f;
+        the spec allows a sync token as `from`). Handled already by the previous holder is skipped."""
+        found: list = []
+        token = position
+        async with self._catching_up:
+            for _ in range(20):
+                response = await self._retrying(
+                    lambda t=token: self.client.room_messages(room_id, start=t, direction=MessageDirection.front,
+                                                              limit=100), "catch up")
+                if isinstance(response, (RoomMessagesError, Exception)) or not response.chunk:
+                    break
+                found.extend(response.chunk)
+                if not response.end or response.end == token:
+                    break
+                token = response.end
+        if found:
+            log.info("matrix room caught up after a take-over", extra={"events": len(found)})
+        await self._room_events(room_id, found, None, caught_up=True)
+
+    async def _room_events(self, room_id: str, events: list, gap: tuple[str, str] | None,
+                           caught_up: bool = False) -> None:
         if gap:
             events = await self._fetch_gap(room_id, *gap) + events
         me = self.client.user_id
@@ -266,10 +332,28 @@ class Inbound:
                     start, invited_at = (invited_at if invited_at is not None else index + 1), None
         if invited_at is not None:
             start = invited_at
-        for event in events[start:]:
+        for index in range(start, len(events)):
+            event = events[index]
             if getattr(event, "sender", me) == me or not self._first_time(event.event_id):
                 continue
+            if caught_up and await self._answered_before(event, events[index + 1:]):
+                continue
             await self._on_event(room_id, event)
+
+    async def _answered_before(self, event, later: list) -> bool:
+        """Caught up after a take-over: an event the previous holder handled and answered (its answer is
+        in the room after it) is not answered again; handled but not answered (it died in between) gets its
+        stored answer, as after a restart."""
+        if self._handled is None:
+            return False
+        me = self.client.user_id
+        if not any(getattr(e, "sender", None) == me for e in later):
+            return False
+        try:
+            return await self._handled(event.event_id)
+        except Exception as exc:  # not known: handle it; the core answers a known event with its stored answer
+            log.warning("matrix handled-event check failed", extra={"error": type(exc).__name__})
+            return False
 
     def _first_time(self, event_id: str) -> bool:
         if event_id in self._seen:
