@@ -27,6 +27,12 @@ class StorageUnavailable(Exception):
         self.cause = cause
 
 
+class AlreadyHandled(Exception):
+    """The platform event was recorded by another unit of work first: a redelivery that raced this one (say,
+    on another process) past the processed-event check. Nothing of this unit of work was kept; the event's
+    stored replies are the answer."""
+
+
 # --- plain data the repositories hand out ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -148,6 +154,11 @@ class OutboxRepository(Protocol):
 
 
 class ConversationRepository(Protocol):
+    async def lock(self, platform: str, conversation_id: str) -> None:
+        """One turn at a time per conversation, across processes: wait until no other unit of work holds the
+        conversation, then hold it until this one ends (commit or rollback). Waiters are served in arrival
+        order. The first statement of a turn, before anything of the conversation is read."""
+        ...
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None: ...
     async def save(self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime,
                    meldpunt_id: str | None = None) -> None: ...
@@ -181,7 +192,9 @@ class ReferenceRepository(Protocol):
 
 class ProcessedEventRepository(Protocol):
     async def replies_for(self, platform: str, event_id: str, since: datetime | None = None) -> Earlier | None: ...
-    async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None: ...
+    async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None:
+        """Record the event with its replies; AlreadyHandled if another unit of work recorded it first."""
+        ...
     async def forget_signal(self, signal_id: int) -> int: ...
     async def forget_replies_before(self, moment: datetime) -> int: ...
     async def forget_before(self, moment: datetime) -> int: ...

@@ -22,7 +22,7 @@ from meldbot.dialogs.melder import OwnSignal, my_reports
 from meldbot.core.domain import EventKind, RefQuery, Signal
 from meldbot.core.i18n import LANGUAGES, Texts, texts
 from meldbot.core.messaging import Choice, Identity, IncomingMessage, Platform, Reply
-from meldbot.core.ports import PersonSettings, StorageUnavailable, UnitOfWork, UnitOfWorkFactory
+from meldbot.core.ports import AlreadyHandled, PersonSettings, StorageUnavailable, UnitOfWork, UnitOfWorkFactory
 from meldbot.service.desk import Desk, Seat
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT
 from meldbot.service.services import (MAX_SUPPLEMENTS, SubmitSignal, SupplementSignal, TooManySupplements, submit_signal,
@@ -68,7 +68,9 @@ class Bot:
         self.platforms = platforms
         self.metrics = metrics
         self.flood = flood or FloodGuard()
-        # One turn at a time per conversation: two quick messages must not race on the draft.
+        # One turn at a time per conversation: two quick messages must not race on the draft. This lock keeps
+        # them in arrival order within the process; the conversation's lock in the database (the first
+        # statement of every turn) keeps the turns of several processes apart.
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # Turns wait for a database connection in line here, first come first served. The connection
         # pool's own queue lets a newcomer take a connection just handed back, so under a burst the
@@ -121,7 +123,19 @@ class Bot:
     async def _handle(self, msg: IncomingMessage) -> list[Reply]:
         if not msg.is_private:
             return [Reply(texts(self._language(None, msg))("group_chat"))]
+        try:
+            return await self._handle_once(msg)
+        except AlreadyHandled:
+            # Another turn recorded this event first, past our processed check: nothing of ours was kept.
+            # Its answer is the answer; a second pass (after its commit) finds and gives it.
+            log.warning("turn lost a race for its event; stored answer given", extra={"platform": msg.platform})
+            return await self._handle_once(msg)
+
+    async def _handle_once(self, msg: IncomingMessage) -> list[Reply]:
         async with self._uow() as uow:
+            # First, before the processed check and the conversation: the conversation is ours until commit.
+            # A redelivery on another process waits here, then finds the answer stored by the first turn.
+            await uow.conversations.lock(msg.platform, msg.conversation_id)
             if msg.event_id:
                 earlier = await uow.processed.replies_for(msg.platform, msg.event_id,
                                                           since=self._clock.now() - PROCESSED_REPLIES_KEPT)

@@ -214,6 +214,8 @@ async def expire_drafts(uow: UnitOfWork, config: Config, clock: Clock) -> int:
             continue
         hours = config.reminders_for(meldpunt_id).draft_expiry_hours \
             if meldpunt_id and config.meldpunt_by_id(meldpunt_id) else shortest
+        # A turn of this conversation on any process goes first (or waits): the draft read next is current.
+        await uow.conversations.lock(platform, conversation_id)
         row_state = await uow.conversations.load(platform, conversation_id)
         if row_state is None or now - row_state[1] <= timedelta(hours=hours):
             continue

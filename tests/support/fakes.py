@@ -12,6 +12,7 @@ sees what a real database would give back (no images in outbox replies, tuples a
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from typing import Any
 from meldbot.core.domain import Content, Event, EventKind, Reference, RefQuery, Signal, Status
 from meldbot.core.messaging import Identity, Reply
 from meldbot.core.ports import (
+    AlreadyHandled,
     AuditEntry,
     Earlier,
     Melder,
@@ -29,7 +31,6 @@ from meldbot.core.ports import (
     OutboxState,
     PersonSettings,
     SignalFacts,
-    StorageUnavailable,
     UnitOfWork,
 )
 
@@ -144,6 +145,9 @@ class FakeStorage:
         self.version = 0            # one more per commit that wrote something
         self.commits = 0
         self.on_outbox: Callable[[], None] | None = None
+        # The conversations' locks, like PostgreSQL's transaction-scoped advisory locks: held until the
+        # unit of work ends, waiters served in arrival order (asyncio.Lock is fair).
+        self.locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
@@ -162,6 +166,7 @@ class FakeUnitOfWork:
         self.wrote = False
         self.outbox_written = False
         self.signals_seen: set[int] = set()   # ids of the signals read or added in this unit of work
+        self.held: list[asyncio.Lock] = []    # conversation locks, released when the transaction ends
         self.signals = FakeSignalRepository(self)
         self.outbox = FakeOutboxRepository(self)
         self.conversations = FakeConversationRepository(self)
@@ -203,6 +208,9 @@ class FakeUnitOfWork:
         await self.rollback()
 
     async def rollback(self) -> None:
+        for lock in self.held:
+            lock.release()
+        self.held = []
         self.data = self._storage.data
         self._version = self._storage.version
         self.wrote = False
@@ -488,6 +496,15 @@ class FakeConversationRepository:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self._uow = uow
 
+    async def lock(self, platform: str, conversation_id: str) -> None:
+        lock = self._uow._storage.locks.setdefault((platform, conversation_id), asyncio.Lock())
+        if lock not in self._uow.held:      # held already by this transaction: as in PostgreSQL, no wait
+            await lock.acquire()
+            self._uow.held.append(lock)
+            # Seen from here on: what the previous holder committed.
+            if not self._uow.wrote:
+                self._uow.data, self._uow._version = self._uow._storage.data, self._uow._storage.version
+
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
         record = self._uow.data.conversations.get((platform, conversation_id))
         return (json.loads(record.state), record.updated_at) if record else None
@@ -602,8 +619,8 @@ class FakeProcessedEventRepository:
         """Record the event with its replies and the signals this unit of work read for them."""
         processed = self._uow.write().processed
         if (platform, event_id) in processed:
-            # The key is unique: the database refuses the second row, and the service sees its own exception.
-            raise StorageUnavailable("IntegrityError")
+            # The key is unique: the database refuses the second row, and the storage says so in the core's words.
+            raise AlreadyHandled()
         payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
         processed[(platform, event_id)] = ProcessedRecord(at, payload, set(self._uow.signals_seen))
 

@@ -26,6 +26,20 @@ _CONVERSATION_UPDATE = sa.update(_CONVERSATION).where(_CONVERSATION.c.key == sa.
     meldpunt_id=sa.bindparam("meldpunt"))
 _CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
 
+# The conversation's advisory lock on PostgreSQL: two int4 keys, meldbot's class id for conversations
+# ("mb", 1) and 32 bits of the conversation's keyed lookup hash, never its clear id. (The two-int4 form
+# is a lock space of its own, apart from the one-bigint form.) Two conversations whose 32 bits happen to
+# agree only wait for each other's turns; nothing is mixed up.
+CONVERSATION_LOCK_CLASS = 0x6D620001
+_CONVERSATION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("class_id", type_=sa.Integer),
+                                                           sa.bindparam("key", type_=sa.Integer)))
+
+
+def conversation_lock_key(lookup: str) -> int:
+    """The second int4 of a conversation's advisory lock: the first 32 bits of its lookup hash (hex)."""
+    value = int(lookup[:8], 16)
+    return value - (1 << 32) if value >= (1 << 31) else value
+
 
 @dataclass(frozen=True)
 class _Conversation:
@@ -53,6 +67,21 @@ class ConversationRepository:
         row = _Conversation(*found) if found else None
         self._rows[(platform, conversation_id)] = row
         return row
+
+    async def lock(self, platform: str, conversation_id: str) -> None:
+        """Wait for the conversation and hold it until this transaction ends (pg_advisory_xact_lock): one turn
+        at a time across processes, waiters in arrival order (PostgreSQL queues them first come, first served).
+
+        On SQLite it does nothing: a SQLite database has one meldbot process (several cannot share its file
+        safely), every transaction there takes the write lock at BEGIN, and the bot's in-process lock keeps
+        the turns of a conversation in order."""
+        if self._uow.dialect != "postgresql":
+            return
+        # Every key this process knows (the current one first): during a rolling key rotation a process that
+        # knows only the old key and one that knows both still meet on the old one. Sorted, so two turns
+        # never take two keys in opposite orders.
+        for key in sorted({conversation_lock_key(k) for k in self._keys(platform, conversation_id)}):
+            await self._uow.session.exec(_CONVERSATION_LOCK, params={"class_id": CONVERSATION_LOCK_CLASS, "key": key})
 
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
         row = await self._row(platform, conversation_id)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from meldbot.core.messaging import Reply
-from meldbot.core.ports import Earlier
+from meldbot.core.ports import AlreadyHandled, Earlier
 from meldbot.storage.repositories._sql import chunks
 from meldbot.storage.tables import ProcessedEventRow, ProcessedEventSignalRow
 
@@ -49,11 +49,17 @@ class ProcessedEventRepository:
         return Earlier([Reply.from_json(json.dumps(r)) for r in json.loads(self._uow.sealer.open(sealed))])
 
     async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None:
-        """Record the event with its replies and the signals this unit of work read for them."""
+        """Record the event with its replies and the signals this unit of work read for them; AlreadyHandled
+        (and the transaction is lost) if another unit of work recorded it first."""
         payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
         key = self._uow.sealer.lookup("event", f"{platform}:{event_id}")
-        await self._uow.session.exec(sa.insert(_PROCESSED).values(
-            key=key, at=at, replies_sealed=self._uow.sealer.seal(payload)))
+        try:
+            await self._uow.session.exec(sa.insert(_PROCESSED).values(
+                key=key, at=at, replies_sealed=self._uow.sealer.seal(payload)))
+        except sa.exc.IntegrityError as taken:
+            # The key is the only constraint: another unit of work recorded this event first (the turn's
+            # conversation lock should prevent it; this stays a clear answer, not a failed database).
+            raise AlreadyHandled() from taken
         links = [dict(event_key=key, signal_id=i) for i in sorted(self._uow.signals_seen)]
         for chunk in chunks(links):
             await self._uow.session.exec(sa.insert(_PROCESSED_SIGNAL).values(chunk))
