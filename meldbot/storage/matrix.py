@@ -181,17 +181,17 @@ class MatrixSyncState:
             row = moved
         return row or MatrixSyncRow(account_lookup=lookup, updated_at=self._now())
 
-    async def get(self) -> MatrixSyncRow | None:
+    async def get(self) -> tuple[str | None, str | None, datetime | None]:
+        """(position, holder, holder since); all None when nothing was recorded yet."""
         async with self._uow_factory() as uow:
-            return await self._row(uow)
+            row = await self._row(uow)
+            return (row.position, row.holder, row.holder_since) if row else (None, None, None)
 
     async def position(self) -> str | None:
-        row = await self.get()
-        return row.position if row else None
+        return (await self.get())[0]
 
     async def holder(self) -> str | None:
-        row = await self.get()
-        return row.holder if row else None
+        return (await self.get())[1]
 
     async def save_position(self, position: str, holder: str) -> bool:
         """Record what `holder` fully handled; only while it is the recorded holder (a process that lost the

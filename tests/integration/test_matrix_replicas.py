@@ -134,6 +134,24 @@ async def verified(employee: ElementClient, world: World, replicas: list[Replica
         assert status["signedByOwner"] is True, (replica.name, status)
 
 
+def roles(replicas: list[Replica]) -> dict[str, dict]:
+    return {r.name: r.healthz() for r in replicas}
+
+
+async def one_holder(replicas: list[Replica]) -> tuple[Replica, Replica]:
+    """Exactly one replica holds Matrix; every one is healthy and names it. Returns (holder, standby)."""
+    def settled():
+        seen = roles(replicas)
+        holders = [n for n, h in seen.items() if h["matrix"]["role"] == "holder"]
+        return len(holders) == 1 and all(h["matrix"]["holder"] == holders[0] for h in seen.values())
+    await until(settled, "one holder named by every replica", timeout=30)
+    seen = roles(replicas)
+    assert all(h["status"] == "ok" and h["matrix"]["instance"] == n for n, h in seen.items()), seen
+    [holder] = [r for r in replicas if seen[r.name]["matrix"]["role"] == "holder"]
+    [standby] = [r for r in replicas if r is not holder]
+    return holder, standby
+
+
 def answers_per_message(employee: ElementClient, room: str, world: World) -> list[int]:
     """For each message of the employee: how many messages of the bot came before the next one."""
     counts: list[int] = []
@@ -161,11 +179,46 @@ async def test_two_processes_answer_every_message_once(world):
         await signed_in(employee, world, replicas)
         room = await employee.open_direct(world.bot_id)
         await verified(employee, world, replicas)
+        await one_holder(replicas)
         for line in SCRIPT[:4]:
             await employee.ask(room, line, world.bot_id)
         # A last line: a second answer to anything before it would have arrived by now.
         await employee.ask(room, "help", world.bot_id)
         assert_once(employee, room, world)
+    finally:
+        for replica in replicas:
+            replica.close()
+
+
+@needs_synapse
+async def test_the_standby_takes_over_within_30_seconds_after_a_kill_9_and_answers_once(world):
+    replicas = [Replica(world, "a").start(), Replica(world, "b").start()]
+    try:
+        employee = await world.element(world.employee_id)
+        await signed_in(employee, world, replicas)
+        room = await employee.open_direct(world.bot_id)
+        await verified(employee, world, replicas)
+        holder, standby = await one_holder(replicas)
+        for line in SCRIPT[:2]:   # mid-conversation: melden, wat
+            await employee.ask(room, line, world.bot_id)
+
+        holder.kill()
+        killed = time.monotonic()
+        # Said while nobody holds the stream: answered once, after the take-over.
+        gap = await employee.say(room, SCRIPT[2])
+        await until(lambda: standby.healthz()["matrix"]["role"] == "holder", "the take-over", timeout=30)
+        seconds = time.monotonic() - killed
+        print(f"\ntake-over after kill -9: {seconds:.1f} s")
+        await employee.wait_for(lambda: employee.after(room, gap, world.bot_id), "the answer to the gap message",
+                                timeout=30)
+        for line in SCRIPT[3:6]:
+            await employee.ask(room, line, world.bot_id)
+        await employee.ask(room, "help", world.bot_id)
+        assert_once(employee, room, world)
+        health = standby.healthz()
+        assert health["status"] == "ok" and health["matrix"] == {
+            "role": "holder", "holder": standby.name, "instance": standby.name, "lock": True}, health
+        assert seconds < 30
     finally:
         for replica in replicas:
             replica.close()
