@@ -112,10 +112,17 @@ class AdvisoryLeader(_Watched):
     async def _look(self) -> None:
         try:
             async with asyncio.timeout(self.timeout):
+                if self.holding and (self._conn is None or self._conn.is_closed()):
+                    # The lock lived in that session: a new connection would not hold it.
+                    raise ConnectionError("the lock connection closed")
                 if self._conn is None or self._conn.is_closed():
                     import asyncpg
 
-                    self._conn = await asyncpg.connect(self._dsn, timeout=self.timeout)
+                    # The server, too, must notice a holder that is cut off (not only killed) within seconds:
+                    # keepalives on this session, so the lock frees well within the 30 s of a take-over.
+                    self._conn = await asyncpg.connect(self._dsn, timeout=self.timeout, server_settings={
+                        "application_name": "meldbot-matrix-leader", "tcp_keepalives_idle": "5",
+                        "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3", "tcp_user_timeout": "10000"})
                 if self.holding:
                     await self._conn.fetchval("SELECT 1")
                     got = True
