@@ -20,7 +20,8 @@ from meldbot.storage import canary
 from meldbot.storage.db import Database
 from meldbot.storage.sealing import PREFIX, KeyringSealer
 from meldbot.storage.tables import (
-    AuditRow, ConversationReferenceRow, ConversationRow, EventRow, MatrixIdentityRow, MatrixTrustRow, MelderRow,
+    AuditRow, ConversationReferenceRow, ConversationRow, EventRow, MatrixIdentityRow, MatrixSyncRow, MatrixTrustRow,
+    MelderRow,
     OutboxRow, PersonRow, ProcessedEventRow, SignalKeyRow, SignalRow,
 )
 from meldbot.storage.uow import SqlUnitOfWork
@@ -67,6 +68,7 @@ class Rotation:
             ("processed_event", self._processed),
             ("conversation_reference", self._references),
             ("matrix_identity", self._matrix_identities),
+            ("matrix_sync", self._matrix_sync),
             ("matrix_trust", self._matrix_trust),
         ]
         for table, step in steps:
@@ -235,6 +237,24 @@ class Rotation:
                 created_at=row.created_at, updated_at=row.updated_at)
             await self._replace(s, row, fresh, fresh.account_lookup)
         return len(rows)
+
+    async def _matrix_sync(self, uow: SqlUnitOfWork) -> int:
+        """The shared sync position and holder (nothing sealed) move to the bot account's current keyed hash.
+        The bot's Matrix id comes from its identity row (re-keyed just before); a sync row without one is
+        moved by the next holder's write, while the previous key is still configured."""
+        s, moved = uow.session, 0
+        for identity in (await s.exec(select(MatrixIdentityRow))).all():
+            account = Identity("matrix", self._sealer.open(identity.account_sealed))
+            current = uow.person_lookup(account)
+            stale = (await s.exec(select(MatrixSyncRow).where(
+                MatrixSyncRow.account_lookup.in_(uow.person_lookups(account)),
+                MatrixSyncRow.account_lookup != current))).all()
+            for row in stale:
+                fresh = MatrixSyncRow(account_lookup=current, position=row.position, holder=row.holder,
+                                      holder_since=row.holder_since, updated_at=row.updated_at)
+                await self._replace(s, row, fresh, current)
+                moved += 1
+        return moved
 
     async def _matrix_trust(self, uow: SqlUnitOfWork) -> int:
         s = uow.session

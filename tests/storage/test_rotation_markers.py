@@ -64,3 +64,34 @@ async def test_rotation_keeps_processed_events_recognisable_through_the_previous
             await uow.commit()
     finally:
         await db.dispose()
+
+
+async def test_rotation_moves_the_shared_matrix_sync_position_to_the_current_key(database_url):
+    from meldbot.storage.matrix import MatrixIdentitySecrets, MatrixSyncState
+    from meldbot.storage.uow import UnitOfWorkFactory
+
+    await migrated(database_url)
+    old, new = new_key(), new_key()
+    db = Database(database_url)
+    bot = "@meldbot:gemeente.example"
+    try:
+        before = UnitOfWorkFactory(db, KeyringSealer(old))
+        await MatrixIdentitySecrets(before, bot, lambda: AT).save('{"master": "x"}')
+        state = MatrixSyncState(before, bot, lambda: AT)
+        await state.set_holder("meldbot-1", True)
+        assert await state.save_position("s72_1_0", "meldbot-1")
+
+        both = KeyringSealer(new, [old])
+        progress = await Rotation(db, both, batch_size=1).run()
+        assert progress.done and progress.counts.get("matrix_sync") == 1
+        async with db.engine.connect() as conn:
+            [(lookup,)] = (await conn.execute(sa.text("SELECT account_lookup FROM matrix_sync"))).all()
+        assert lookup == KeyringSealer(new).lookup("person", f"matrix:{bot}")
+        # Found under the new key alone, position and holder kept; another holder may not write over it.
+        after = MatrixSyncState(UnitOfWorkFactory(db, KeyringSealer(new)), bot, lambda: AT)
+        assert await after.get() == ("s72_1_0", "meldbot-1", AT)
+        assert not await after.save_position("s80_1_0", "meldbot-2")
+        assert await after.position() == "s72_1_0"
+        assert (await Rotation(db, both).run()).counts.get("matrix_sync") is None   # nothing left to move
+    finally:
+        await db.dispose()
