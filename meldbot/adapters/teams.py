@@ -43,7 +43,7 @@ from meldbot.adapters.teams_render import render_parts, submitted_text
 from meldbot.core.logs import where
 from meldbot.core.clock import Clock
 from meldbot.core.i18n import LANGUAGES, texts
-from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Reply
+from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Reply, SendProgress
 from meldbot.core.text import REPLACEMENT, clean_name
 
 PLATFORM = "teams"
@@ -273,6 +273,16 @@ class TeamsAdapter:
         self.notifier = TeamsNotifier(self)
         self._blocked_until: datetime | None = None
 
+    def reconfigure(self, config) -> None:
+        """A reloaded configuration (meldbot.run.reload): the meldpunten and their tenants and AFs. The
+        account and the connector settings ([teams]) stay as at start."""
+        self.config = config
+        self.allowed_tenants = {t.strip().lower() for m in config.meldpunten for t in m.teams_tenants if t.strip()}
+        if self._auth is not None:
+            self._auth.allowed_tenants = {t.casefold() for t in self.allowed_tenants}
+        if not self.allowed_tenants:
+            log.warning("no meldpunt lists a Teams tenant (meldpunt.teams_tenants): every Teams user is refused")
+
     # --- life -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -485,11 +495,14 @@ class TeamsAdapter:
             return ClaimsIdentity()
         return ClaimsIdentity({"aud": self.app_id, "appid": self.app_id}, authentication_type="Bearer")
 
-    async def deliver(self, recipient: Identity, reply: Reply, sent: set[int] | None = None) -> None:
+    async def deliver(self, recipient: Identity, reply: Reply, sent: set[int] | None = None,
+                      progress: SendProgress | None = None) -> None:
         """Send one Reply to a person: in their stored 1:1 conversation, else in a new one.
 
         A long Reply goes as several messages; `sent` holds the parts already shown (filled in here),
-        so a retry after a failure half-way continues where it stopped."""
+        so a retry after a failure half-way continues where it stopped. `progress` (the outbox row)
+        does the same across processes: its parts done are skipped, and each part's send is recorded
+        before and after the connector call."""
         if not self.ready:
             raise DeliveryError("teams: adapter not started")
         now = self._clock.now()
@@ -499,10 +512,16 @@ class TeamsAdapter:
         stored, chosen = await self._addresses.addressee(identity)
         locale = ((stored or {}).get("reference") or {}).get("locale")
         sent = set() if sent is None else sent
+        done = progress.parts_done if progress is not None else 0
         for index, activity in enumerate(render_parts(reply, texts(chosen or self._locale_language(locale)))):
-            if index not in sent:
-                stored = await self._deliver_one(identity, activity, stored)
-                sent.add(index)
+            if index in sent or index < done:
+                continue
+            if progress is not None:
+                await progress.sending(index)
+            stored = await self._deliver_one(identity, activity, stored)
+            sent.add(index)
+            if progress is not None:
+                await progress.sent(index)
 
     async def _deliver_one(self, identity: Identity, activity: Activity, stored: dict | None) -> dict | None:
         """One activity; returns the conversation data to use for the next one."""
@@ -610,8 +629,12 @@ class TeamsAdapter:
 
 
 class TeamsNotifier:
-    """The outbox's way to Teams. Shows a message once per idempotency key within this process; the
-    outbox itself records deliveries, so only a crash between send and record can repeat one."""
+    """The outbox's way to Teams. Shows a message once per idempotency key within this process.
+
+    The Bot Connector cannot be asked whether an activity was shown (there is no GET of a sent activity,
+    and a new activity cannot carry an id of the bot's choosing), so the outbox records each part's send
+    in its row (`send_parts`): any process continues after the parts accepted, and only a process dying
+    during one connector call can make Teams show that one part twice."""
 
     platform = PLATFORM
 
@@ -625,11 +648,16 @@ class TeamsNotifier:
         return self._adapter.ready
 
     async def send(self, recipient: Identity, reply: Reply, idempotency_key: str) -> None:
+        await self.send_parts(recipient, reply, idempotency_key, None)
+
+    async def send_parts(self, recipient: Identity, reply: Reply, idempotency_key: str,
+                         progress: SendProgress | None) -> None:
         if idempotency_key in self._delivered:
             return
-        # The parts of a long message already shown, kept between attempts of this process.
+        # The parts of a long message already shown, kept between attempts of this process (without a
+        # `progress`, the only record of them).
         sent = self._parts.setdefault(idempotency_key, set())
-        await self._adapter.deliver(recipient, reply, sent)
+        await self._adapter.deliver(recipient, reply, sent, progress)
         del self._parts[idempotency_key]
         self._delivered[idempotency_key] = None
         while len(self._delivered) > self._remember:

@@ -216,6 +216,33 @@ class Notifier(Protocol):
         ...
 
 
+class SendProgress(Protocol):
+    """What the outbox row knows of a message sent in parts, kept in the database so that any process
+    continues after the parts the platform accepted, not only the one that sent them.
+
+    For a platform that cannot be asked whether a message was shown (Teams): `sending(index)` is called
+    just before the platform call for part `index` (0-based), `sent(index)` right after the platform
+    accepted it. A part whose `sending` was recorded and whose `sent` was not is in doubt: its sender died
+    during the call. It is sent again (the platform may then show it twice); the parts before it never."""
+
+    @property
+    def parts_done(self) -> int:
+        """How many parts, from the first, the platform accepted before this attempt."""
+        ...
+
+    async def sending(self, index: int) -> None: ...
+
+    async def sent(self, index: int) -> None: ...
+
+
+class PartedNotifier(Notifier, Protocol):
+    """A Notifier that records each part's send in the outbox row (see SendProgress). Optional: the
+    dispatcher calls `send_parts` where a notifier has it, `send` everywhere else."""
+
+    async def send_parts(self, recipient: Identity, reply: Reply, idempotency_key: str,
+                         progress: SendProgress) -> None: ...
+
+
 @dataclass
 class Turn:
     """The outcome of handling one IncomingMessage: the direct answers to the sender."""

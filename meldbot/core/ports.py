@@ -50,6 +50,10 @@ class OutboxItem:
     recipient: Identity
     reply: Reply
     attempts: int
+    # A message sent in parts: how many the platform accepted, and, when set, the moment a send began
+    # that was never recorded (its process died during the platform call: the next part is in doubt).
+    parts_done: int = 0
+    sending_since: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from meldbot.service.services import expire_drafts, release_removed_afs
 from meldbot.storage import canary
 from meldbot.storage.canary import DataKeyRefused
 from meldbot.storage.db import Database
+from meldbot.storage.repositories.outbox import RowProgress
 from meldbot.storage.sealing import PlainSealer, Sealer, sealer_for
 from meldbot.storage.uow import UnitOfWorkFactory
 
@@ -458,7 +459,8 @@ def build_app(
     from meldbot.service.deliveries import DeliveryTrouble
 
     dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics,
-                            on_trouble=DeliveryTrouble(config, platforms), switched_off=config.platforms_off)
+                            on_trouble=DeliveryTrouble(config, platforms), switched_off=config.platforms_off,
+                            progress=lambda item, lease: RowProgress(uow, item, clock.now, lease))
     if leader is not None:
         dispatcher.notifiers = HolderOnly(dispatcher.notifiers, "matrix", leader)  # type: ignore[assignment]
     uow.on_outbox = dispatcher.kick

@@ -22,6 +22,8 @@ class Metrics:
                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
         self.delivered = Counter("meldbot_outbox_delivered", "Outbox messages delivered", ["platform"], registry=r)
         self.delivery_failures = Counter("meldbot_outbox_failures", "Failed delivery attempts", ["platform"], registry=r)
+        self.in_doubt = Counter("meldbot_outbox_in_doubt", "Message parts sent again because their sender stopped "
+                                "during the platform call (may have been shown twice)", ["platform"], registry=r)
         self.open_signals = Gauge("meldbot_signals_open", "Open signals", ["meldpunt", "status"], registry=r)
         self.backlog = Gauge("meldbot_outbox_backlog", "Outbox messages not yet delivered", registry=r)
         self.parked = Gauge("meldbot_outbox_parked", "Outbox messages parked (need the administrator)", registry=r)

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from meldbot.core.clock import Clock
-from meldbot.core.messaging import DeliveryError, Identity, Notifier, RecipientAway
+from meldbot.core.messaging import DeliveryError, Identity, Notifier, RecipientAway, SendProgress
 from meldbot.core.ports import OutboxItem, UnitOfWork, UnitOfWorkFactory
 
 # on_trouble(uow, item, reason, now, parked=...): tells the people concerned that a message is late or parked.
 Trouble = Callable[..., Awaitable[None]]
+# progress(item, lease) -> the row's record of a message sent in parts (meldbot.storage RowProgress).
+Progress = Callable[[OutboxItem, timedelta], SendProgress]
 
 log = logging.getLogger("meldbot.outbox")
 _LOOK_EVERY = timedelta(minutes=1)
@@ -50,6 +52,7 @@ class Dispatcher:
         metrics: Any = None,
         on_trouble: Trouble | None = None,
         switched_off: Collection[str] = (),
+        progress: Progress | None = None,
     ) -> None:
         self._uow = uow_factory
         self.notifiers = dict(notifiers)
@@ -69,6 +72,10 @@ class Dispatcher:
         # CLI run without the platforms a `meldbot run` beside them sends for).
         self.switched_off = tuple(p for p in switched_off if p not in self.notifiers)
         self._switched_off_looked: datetime | None = None
+        # For notifiers with `send_parts` (Teams): each part's send recorded in the row, so after a crash
+        # any process continues after the parts shown and resends at most the one in doubt.
+        self._progress = progress
+        self.in_doubt = 0       # rows found with a send cut off by a dying process, since start
 
     def start(self) -> None:
         self._stopping = False
@@ -151,8 +158,22 @@ class Dispatcher:
 
     async def _send(self, item: OutboxItem) -> str | None | DeliveryError:
         notifier = self.notifiers[item.recipient.platform]
+        send_parts = getattr(notifier, "send_parts", None)
+        if item.sending_since is not None:
+            # The process that sent it died during a platform call: part `parts_done` may have been shown.
+            # The platform cannot be asked, so that one part goes again; the parts before it do not.
+            self.in_doubt += 1
+            log.warning("outbox row in doubt: its sender stopped during a platform call; sending that part again",
+                        extra={"outbox_id": item.id, "kind": item.kind, "part": item.parts_done + 1})
+            in_doubt = getattr(self.metrics, "in_doubt", None)
+            if in_doubt is not None:
+                in_doubt.labels(item.recipient.platform).inc()
         try:
-            await notifier.send(item.recipient, item.reply, item.idempotency_key)
+            if send_parts is not None and self._progress is not None:
+                await send_parts(item.recipient, item.reply, item.idempotency_key,
+                                 self._progress(item, self.policy.lease))
+            else:
+                await notifier.send(item.recipient, item.reply, item.idempotency_key)
         except RecipientAway:
             return "away"
         except DeliveryError as exc:

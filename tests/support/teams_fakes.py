@@ -74,6 +74,11 @@ class FakeMicrosoft:
     url: str = ""
     max_activity_bytes: int | None = TEAMS_MESSAGE_LIMIT   # larger activities get 413, as in Teams
     _scripts: list[tuple[str, list[tuple[int, dict]]]] = field(default_factory=list)
+    # An activity whose text holds `hang_on` is taken (recorded as shown) but never answered, until
+    # `release()`: the bot's process can be killed during that one connector call. `hung` is set then.
+    hang_on: str | None = None
+    hung: asyncio.Event = field(default_factory=asyncio.Event)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
 
@@ -94,6 +99,7 @@ class FakeMicrosoft:
         return self
 
     async def stop(self) -> None:
+        self.release()
         if self._runner:
             await self._runner.cleanup()
 
@@ -106,6 +112,11 @@ class FakeMicrosoft:
     def fail(self, path_part: str, *responses: tuple[int, dict]) -> None:
         """The next POSTs whose path contains `path_part` get these (status, headers) instead of success."""
         self._scripts.append((path_part, list(responses)))
+
+    def release(self) -> None:
+        """Answer the calls held by `hang_on`, and hold no more."""
+        self.hang_on = None
+        self._released.set()
 
     def posts(self, conversation: str | None = None, *, accepted: bool = True) -> list[dict]:
         """Activities the bot posted (to one conversation), in order; by default only those taken."""
@@ -205,7 +216,10 @@ class FakeMicrosoft:
                                      status=413)
         scripted = self._scripted(request.path)
         status, headers = scripted if scripted else (200, {})
-        await self._record(request, status)
+        body = await self._record(request, status)
+        if self.hang_on is not None and status == 200 and self.hang_on in str(body.get("text", "")):
+            self.hung.set()
+            await self._released.wait()
         if status != 200:
             return web.json_response({"error": {"code": "Failed", "message": "try later"}}, status=status,
                                      headers=headers)

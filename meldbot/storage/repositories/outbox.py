@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -88,6 +89,8 @@ class OutboxRepository:
                 recipient=Identity(*json.loads(opened(r.recipient_sealed))),
                 reply=Reply.from_json(opened(r.payload_sealed)),
                 attempts=r.attempts,
+                parts_done=r.parts_done,
+                sending_since=r.sending_since,
             )
             for r in rows
         ]
@@ -98,17 +101,29 @@ class OutboxRepository:
     async def mark_delivered_many(self, row_ids: list[int], at: datetime) -> None:
         for chunk in chunks(row_ids):
             await self._uow.session.exec(sa.update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
-                delivered_at=at, claimed_until=None, last_error=None))
+                delivered_at=at, claimed_until=None, last_error=None, sending_since=None))
 
     async def hold(self, row_id: int, until: datetime) -> None:
         """The recipient is away: wait without counting an attempt."""
-        await self._update(row_id, next_attempt_at=until, claimed_until=None)
+        await self._update(row_id, next_attempt_at=until, claimed_until=None, sending_since=None)
 
     async def retry(self, row_id: int, *, attempts: int, at: datetime, error: str) -> None:
-        await self._update(row_id, attempts=attempts, next_attempt_at=at, claimed_until=None, last_error=error[:300])
+        # The send that failed ended with an answer (or a timeout): it is no longer under way.
+        await self._update(row_id, attempts=attempts, next_attempt_at=at, claimed_until=None, last_error=error[:300],
+                           sending_since=None)
 
     async def park(self, row_id: int, *, attempts: int, at: datetime, error: str) -> None:
-        await self._update(row_id, attempts=attempts, parked_at=at, claimed_until=None, last_error=error[:300])
+        await self._update(row_id, attempts=attempts, parked_at=at, claimed_until=None, last_error=error[:300],
+                           sending_since=None)
+
+    async def record_progress(self, row_id: int, *, parts_done: int, sending_since: datetime | None,
+                              claimed_until: datetime | None = None) -> None:
+        """A message sent in parts: how many parts the platform accepted, and the send under way (None:
+        none). `claimed_until` renews this process's claim on the row, so a long message keeps it."""
+        values: dict[str, Any] = dict(parts_done=parts_done, sending_since=sending_since)
+        if claimed_until is not None:
+            values["claimed_until"] = claimed_until
+        await self._update(row_id, **values)
 
     async def wake(self, recipient: Identity, now: datetime) -> int:
         """Make waiting rows for `recipient` due now (e.g. they just came back)."""
@@ -209,3 +224,38 @@ class OutboxRepository:
 _STATE_COLUMNS = (OutboxRow.id, OutboxRow.meldpunt_id, OutboxRow.idempotency_key, OutboxRow.kind, OutboxRow.attempts,
                   OutboxRow.created_at, OutboxRow.delivered_at, OutboxRow.parked_at, OutboxRow.next_attempt_at,
                   OutboxRow.last_error)
+
+
+class RowProgress:
+    """The outbox row's record of a message sent in parts (meldbot.core.messaging.SendProgress), each
+    write in a transaction of its own so it holds whatever happens to the process next.
+
+    Before each platform call: the send is under way (`sending_since`) and the claim is renewed for one
+    more `lease`; after it: one more part done, nothing under way. A process that finds the row later
+    continues after the parts done; a send under way that it finds was cut off by a dying process."""
+
+    def __init__(self, uow_factory: Callable[[], Any], item: OutboxItem, now: Callable[[], datetime],
+                 lease: timedelta) -> None:
+        self._uow = uow_factory
+        self._item = item
+        self._now = now
+        self._lease = lease
+        self._done = item.parts_done
+
+    @property
+    def parts_done(self) -> int:
+        return self._item.parts_done
+
+    async def _write(self, sending_since: datetime | None, claimed_until: datetime | None) -> None:
+        async with self._uow() as uow:
+            await uow.outbox.record_progress(self._item.id, parts_done=self._done, sending_since=sending_since,
+                                             claimed_until=claimed_until)
+            await uow.commit()
+
+    async def sending(self, index: int) -> None:
+        now = self._now()
+        await self._write(now, now + self._lease)
+
+    async def sent(self, index: int) -> None:
+        self._done = max(self._done, index + 1)
+        await self._write(None, None)
