@@ -202,7 +202,11 @@ async def _run(config, t, args) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_app(config, mode="run", clock=_clock(), instance=args.instance) as app:
+    from meldbot.run.reload import reloading
+
+    # SIGHUP, or a change of the file's content, reloads the configuration (meldbot.run.reload).
+    async with build_app(config, mode="run", clock=_clock(), instance=args.instance) as app, \
+            reloading(app, _config_path(args)):
         if not app.notifiers:
             print(t("cli.no_platforms"), file=sys.stderr)
         print(t("cli.running"), file=sys.stderr)

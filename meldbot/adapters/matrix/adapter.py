@@ -406,3 +406,12 @@ class MatrixAdapter:
         except RoomGone as exc:
             self.direct.forget(room_id)  # the next attempt opens a new direct chat
             raise DeliveryError(exc.reason) from None
+
+    # --- configuration --------------------------------------------------------------------------------
+
+    def reconfigure(self, config) -> None:
+        """A reloaded configuration (meldbot.run.reload): who is an AF and which servers staff come from.
+        The account and the sync settings ([matrix]) stay as at start. The AddressBook is shared with the
+        trust rules, the devices and the inbound path, so it is renewed in place."""
+        self._config = config
+        self.book.__init__(config)
