@@ -64,6 +64,8 @@ async def examine(config, t: Texts, now: datetime | None = None) -> list[Finding
         if current == head:
             found += await _data(db, sealer, t)
             found += await _waiting(db, config, t, now)
+            if config.matrix.enabled and all(f.ok for f in key):
+                found += await _matrix_holder(db, sealer, config, t, now)
     finally:
         await db.dispose()
     found += await _platforms(config, t)
@@ -160,30 +162,56 @@ async def _waiting(db: Database, config, t: Texts, now: datetime) -> list[Findin
     return [Finding(False, "\n".join(lines))]
 
 
+def _status_files(store: Path) -> list[dict]:
+    """What each process wrote in its store folder: the folder itself (one process) and one subfolder per
+    `--instance` (several processes on one machine)."""
+    found = []
+    for path in [store / "status.json", *sorted(store.glob("*/status.json"))]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            found.append(data)
+    return found
+
+
 def _matrix_status(config, t: Texts) -> list[Finding]:
-    """What the running bot wrote in its store folder: its cross-signing identity, unreadable messages."""
-    path = Path(config.matrix.store_path) / "status.json"
-    try:
-        status = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        status = {}
-    identity = status.get("identity")
-    if identity in ("created", "present"):
-        found = [Finding(True, t("doctor.matrix_identity_ok"))]
-    elif identity == "mismatch":
+    """What the running bot wrote in its store folder(s): its cross-signing identity, unreadable messages."""
+    statuses = _status_files(Path(config.matrix.store_path))
+    identities = {s.get("identity") for s in statuses}
+    if "mismatch" in identities:
         found = [Finding(False, t("doctor.matrix_identity_mismatch"))]
-    elif identity == "error":
+    elif "error" in identities:
         found = [Finding(False, t("doctor.matrix_identity_error"))]
+    elif identities & {"created", "present"}:
+        found = [Finding(True, t("doctor.matrix_identity_ok"))]
     else:
         found = [Finding(True, t("doctor.matrix_identity_unknown"))]
     # Only the last week counts as a problem: one failure long ago is not a reason to alarm now.
     week_ago = time.time() - 7 * 86400
-    recent = sum(1 for moment in status.get("undecryptable_times", []) if isinstance(moment, (int, float))
-                 and moment >= week_ago)
-    total = int(status.get("undecryptable") or 0)
+    recent = sum(1 for status in statuses for moment in status.get("undecryptable_times", [])
+                 if isinstance(moment, (int, float)) and moment >= week_ago)
+    total = sum(int(status.get("undecryptable") or 0) for status in statuses)
     found.append(Finding(recent == 0, t("doctor.matrix_undecryptable", count=recent, total=total) if recent
                          else t("doctor.matrix_undecryptable_none", total=total)))
     return found
+
+
+async def _matrix_holder(db: Database, sealer, config, t: Texts, now: datetime) -> list[Finding]:
+    """Which process reads Matrix (several processes on one database: one holds the sync stream)."""
+    from meldbot.storage.matrix import MatrixSyncState
+    from meldbot.storage.uow import UnitOfWorkFactory
+
+    try:
+        _position, holder, since = await MatrixSyncState(UnitOfWorkFactory(db, sealer), config.matrix.user_id).get()
+    except Exception as exc:   # a doctor reports; it does not stop at one question it cannot answer
+        return [Finding(False, t("doctor.db_down", error=type(exc).__name__))]
+    if holder is None:
+        return [Finding(True, t("doctor.matrix_holder_none"))]
+    local = since.astimezone(config.meldpunten[0].tz) if since and config.meldpunten else since
+    return [Finding(True, t("doctor.matrix_holder", name=holder,
+                            since=local.strftime("%d-%m-%Y %H:%M") if local else "?"))]
 
 
 async def _platforms(config, t: Texts) -> list[Finding]:

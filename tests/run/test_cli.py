@@ -167,3 +167,46 @@ def test_doctor_notices_a_wrong_data_key(tmp_path):
     wrong = meldbot(tmp_path, "doctor", env=env_for(tmp_path, MELDBOT_DATA_KEY=new_key(),
                                                      MELDBOT_STORAGE__ALLOW_PLAINTEXT="false"))
     assert wrong.returncode == 1 and "past NIET" in wrong.stdout
+
+
+def test_doctor_reads_every_process_of_several_and_names_the_matrix_holder(tmp_path):
+    """With --instance every process keeps its status in its own folder under matrix.store_path; doctor
+    looks at all of them, and names the process that holds the Matrix sync stream (matrix_sync)."""
+    import asyncio
+    import json as _json
+
+    from meldbot.core.config import load_config
+    from meldbot.storage.db import Database
+    from meldbot.storage.matrix import MatrixSyncState
+    from meldbot.storage.sealing import sealer_for
+    from meldbot.storage.uow import UnitOfWorkFactory
+
+    store = tmp_path / "matrix"
+    for name, status in {"8081": {"identity": "present", "undecryptable": 1},
+                         "8082": {"identity": "mismatch", "undecryptable": 2,
+                                  "undecryptable_times": [time.time() - 60]}}.items():
+        (store / name).mkdir(parents=True)
+        (store / name / "status.json").write_text(_json.dumps(status))
+    env = env_for(tmp_path, MELDBOT_MATRIX__ENABLED="true", MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS="true",
+                  MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9", MELDBOT_MATRIX__PASSWORD="x",
+                  MELDBOT_MATRIX__STORE_PATH=str(store))
+    assert meldbot(tmp_path, "migrate", env=env).returncode == 0
+    nobody = meldbot(tmp_path, "doctor", env=env)
+    assert "Geen proces leest nu de Matrix-berichten" in nobody.stdout
+    # One process's lost identity is the whole bot's problem; the unreadable messages of all count.
+    assert "[!!]" in nobody.stdout and "matrix-reset-identity" in nobody.stdout
+    assert "1 Matrix-bericht(en) aan de bot niet te lezen (3 in totaal)" in nobody.stdout
+
+    config = load_config(env["MELDBOT_CONFIG"] if "MELDBOT_CONFIG" in env else EXAMPLE, env)
+
+    async def hold() -> None:
+        db = Database(config.storage.url)
+        try:
+            await MatrixSyncState(UnitOfWorkFactory(db, sealer_for(config)), config.matrix.user_id).set_holder(
+                "8082", True)
+        finally:
+            await db.dispose()
+
+    asyncio.run(hold())
+    held = meldbot(tmp_path, "doctor", env=env)
+    assert "Proces 8082 leest de Matrix-berichten" in held.stdout, held.stdout
