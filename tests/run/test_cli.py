@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -210,3 +211,52 @@ def test_doctor_reads_every_process_of_several_and_names_the_matrix_holder(tmp_p
     asyncio.run(hold())
     held = meldbot(tmp_path, "doctor", env=env)
     assert "Proces 8082 leest de Matrix-berichten" in held.stdout, held.stdout
+
+
+def test_two_processes_on_one_matrix_device_folder_are_refused_in_plain_words(tmp_path):
+    """The store folder is the device: a second process on it (no --instance) stops at once with the fix;
+    with its own --instance it starts; a name that is no folder name is refused too."""
+    store = tmp_path / "matrix"
+    env = env_for(tmp_path, MELDBOT_MATRIX__ENABLED="true", MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS="true",
+                  MELDBOT_MATRIX__HOMESERVER="http://127.0.0.1:9", MELDBOT_MATRIX__PASSWORD="x",
+                  MELDBOT_MATRIX__STORE_PATH=str(store), MELDBOT_HTTP__LISTEN="127.0.0.1:0")
+    assert meldbot(tmp_path, "migrate", env=env).returncode == 0
+    first = subprocess.Popen([sys.executable, "-m", "meldbot", "run"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    try:
+        # Wait (with a deadline) until the first process holds the device folder's lock.
+        import fcntl
+
+        def held() -> bool:
+            try:
+                fd = os.open(store / ".lock", os.O_RDWR)
+            except FileNotFoundError:
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return False
+            finally:
+                os.close(fd)
+
+        deadline = time.monotonic() + 30
+        while not held():
+            assert time.monotonic() < deadline and first.poll() is None, "the first process never held the folder"
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                first.wait(timeout=0.05)   # wakes early if it dies
+        second = meldbot(tmp_path, "run", env=env, timeout=60)
+        assert second is not None and second.returncode == 2, (second.returncode, second.stderr)
+        assert "meldbot run --instance NAAM" in second.stderr and "Traceback" not in second.stderr
+        bad = meldbot(tmp_path, "run", "--instance", "../x", env=env)
+        assert bad.returncode == 2 and 'De procesnaam "../x" kan niet' in bad.stderr, bad.stderr
+        assert first.poll() is None, "the first process stopped"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(timeout=15)
+        finally:
+            if first.poll() is None:
+                first.kill()
