@@ -32,6 +32,7 @@ MODULES = [
     ("peer", "4 Peer: the same dialog on botbuilder-dialogs", 600),
     ("growth", "5 Growth: 10k, 100k and 1M signals in PostgreSQL", 1500),
     ("footprint", "6 Memory and start", 600),
+    ("replicas", "7 Replicas: turns per second with 1, 2 and 3 meldbot run processes on one PostgreSQL", 900),
 ]
 
 
