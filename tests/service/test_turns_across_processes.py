@@ -169,3 +169,29 @@ async def test_a_redelivery_that_races_past_the_processed_check_gets_the_stored_
             assert got.step == "waar" and got.answers == {"wat": FIRST.format(i=i)}, user
     assert raced, "no turn raced past the processed check: the test proved nothing"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_two_bots_on_one_storage_take_turns_on_the_fake_and_on_sqlite(storage, config, clock, monkeypatch):
+    """The ports' promise without PostgreSQL: two Bots (two processes' in-process locks) on one storage. The
+    fake holds the conversation's lock until the unit of work ends, as PostgreSQL does; SQLite (one process
+    per database file) needs none: each transaction takes the file's write lock at BEGIN."""
+    from meldbot.service.bot import Bot
+    from tests.support.fakes import FakeConversationRepository
+
+    load = FakeConversationRepository.load
+
+    async def slow_load(self, platform: str, conversation_id: str):
+        await asyncio.sleep(0)      # a real database makes the turn wait here: the other turn may run
+        return await load(self, platform, conversation_id)
+
+    monkeypatch.setattr(FakeConversationRepository, "load", slow_load)
+
+    one, two = (Bot(config, storage, clock, ("console",)) for _ in range(2))
+    await one.handle(message("piet", "melden"))
+    first, second = await asyncio.gather(one.handle(message("piet", FIRST.format(i=1))),
+                                         two.handle(message("piet", SECOND.format(i=2))))
+    async with storage() as uow:
+        loaded = await uow.conversations.load("console", "piet")
+    got = ConversationState.from_dict(loaded[0] if loaded else None).draft
+    assert {got.answers.get("wat"), got.answers.get("waar")} == {FIRST.format(i=1), SECOND.format(i=2)}
+    assert got.step == "wanneer" and not any(e in said(first) + said(second) for e in ERRORS)
