@@ -5,7 +5,7 @@ sealing) and its own engine and pool, on one fresh PostgreSQL database per measu
 the load balancer and Microsoft: it posts signed activities to /api/messages and runs the loopback Bot
 Connector (tests/support/teams_fakes.py) that takes the replies and the AF's notifications.
 
-N employees each complete a full report (9 turns) as fast as replies come (closed loop, all at once);
+N employees (150) each complete a full report (9 turns) as fast as replies come (closed loop, all at once);
 employee i's k-th message goes to process (i + k) mod P, so every conversation moves between the processes
 on every turn and every turn takes the conversation's advisory lock against the others. A turn is timed
 from the POST until its HTTP answer (the replies are posted to the connector before that). After one
@@ -62,7 +62,7 @@ async def one_run(processes: int, employees: int, fake: FakeMicrosoft) -> tuple[
     key = new_key()
     async with Store("postgres") as url:
         with tempfile.TemporaryDirectory(prefix="meldbot-replicas-") as tmp:
-            async with replicas(processes, url, fake, Path(tmp), MELDBOT_DATA_KEY=key,
+            async with replicas(processes, url, fake, Path(tmp), request_timeout=300, MELDBOT_DATA_KEY=key,
                                 MELDBOT_STORAGE__ALLOW_PLAINTEXT="false") as teams:
                 async def report(i: int, timed: list[float] | None) -> str:
                     user = melder(i)
@@ -111,7 +111,7 @@ async def one_run(processes: int, employees: int, fake: FakeMicrosoft) -> tuple[
 
 
 async def measure(quick: bool) -> list[Figure]:
-    employees = 40 if quick else 300
+    employees = 40 if quick else 150
     fake = await FakeMicrosoft(new_rsa_key(), installed={ANNA.aad}, max_activity_bytes=None).start()
     figures = []
     try:

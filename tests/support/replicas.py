@@ -168,11 +168,12 @@ class Replicas:
 
 
 @asynccontextmanager
-async def replicas(count: int, db_url: str, fake: FakeMicrosoft, workdir: Path, **env: str):
+async def replicas(count: int, db_url: str, fake: FakeMicrosoft, workdir: Path, *, request_timeout: float = 30.0,
+                   **env: str):
     """`count` processes on one (migrated) database, all serving; killed afterwards (the database goes with
     the test; a clean stop takes seconds and is tested in tests/run/test_cli.py)."""
     processes = [spawn(f"p{i + 1}", db_url, fake, workdir / f"p{i + 1}", **env) for i in range(count)]
-    timeout = aiohttp.ClientTimeout(total=30)
+    timeout = aiohttp.ClientTimeout(total=request_timeout)
     connector = aiohttp.TCPConnector(limit=200)
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
