@@ -77,9 +77,9 @@ class ConversationRepository:
         the turns of a conversation in order."""
         if self._uow.dialect != "postgresql":
             return
-        # Every key this process knows (the current one first): during a rolling key rotation a process that
-        # knows only the old key and one that knows both still meet on the old one. Sorted, so two turns
-        # never take two keys in opposite orders.
+        # Under every key this process knows (one, but during a key rotation): in a rolling rotation a process
+        # that knows only the old key and one that knows both still meet on the old one. Sorted, so two
+        # turns never take two keys in opposite orders.
         for key in sorted({conversation_lock_key(k) for k in self._keys(platform, conversation_id)}):
             await self._uow.session.exec(_CONVERSATION_LOCK, params={"class_id": CONVERSATION_LOCK_CLASS, "key": key})
 
