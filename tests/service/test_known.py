@@ -1,0 +1,62 @@
+""""Reeds bekend" in the AF's `toon` view: other signals of the meldpunt about the same address, person or
+organisation, also when the melder typed a variant, and why each one is shown."""
+
+from __future__ import annotations
+
+from meldbot.core.domain import Content
+from tests.service.office import Office
+
+
+def _content(wat: str = "Een man houdt de paspoorten van zes vrouwen", waar: str = "onbekend",
+             wie: str = "onbekend") -> Content:
+    return Content(wat=wat, waar=waar, wanneer="gisteren", wie=wie)
+
+
+def _known(view: str) -> str:
+    """The "reeds bekend" part of a `toon` view."""
+    return view.split("Reeds bekend", 1)[1].split("Geschiedenis:", 1)[0]
+
+
+async def test_an_address_with_one_s_missing_and_a_spaced_house_letter_is_already_known(office: Office) -> None:
+    await office.submit("piet", _content(waar="Dorpsstraat 12a, Bergeijk"))
+    await office.submit("klaas", _content(waar="dorpstraat 12 A"))
+    known = _known(await office.af("af", "toon 2"))
+    assert "MH-2026-0001" in known
+    assert "lijkt op: Dorpsstraat 12a" in known
+
+
+async def test_a_lower_case_organisation_is_already_known(office: Office) -> None:
+    await office.submit("piet", _content(wie="Schoonmaak Zuid B.V."))
+    await office.submit("klaas", _content(wat="Ze werken voor schoonmaak zuid bv en krijgen geen loonstrook"))
+    known = _known(await office.af("af", "toon 2"))
+    assert "MH-2026-0001 (zelfde organisatie)" in known
+
+
+async def test_a_person_the_melder_named_is_already_known_without_a_kenmerk(office: Office) -> None:
+    await office.submit("piet", _content(wat="Een man genaamd Jan de Vries regelt het werk en de woning"))
+    await office.submit("klaas", _content(wie="de Vries, Jan"))
+    known = _known(await office.af("af", "toon 2"))
+    assert "MH-2026-0001 (zelfde persoon)" in known
+
+
+async def test_a_spelling_slip_in_a_name_is_shown_as_looking_alike(office: Office) -> None:
+    await office.submit("piet", _content(wie="Piotr Nowak"))
+    await office.submit("klaas", _content(wie="Piotr Nowack"))
+    known = _known(await office.af("af", "toon 2"))
+    assert "MH-2026-0001" in known and "lijkt op: Piotr Nowak" in known
+
+
+async def test_look_alikes_stay_apart(office: Office) -> None:
+    await office.submit("piet", _content(waar="Dorpsstraat 12, Bergeijk", wie="Jan de Vries"))
+    await office.submit("klaas", _content(waar="Dorpsstraat 21, Bergeijk", wie="Jan de Vos"))
+    await office.submit("kees", _content(waar="Dorpsstraat 12b"))
+    await office.submit("anna", _content(waar="Dorpsstraat 12, Eersel"))
+    for number in (2, 3, 4):
+        view = await office.af("af", f"toon {number}")
+        assert "Reeds bekend: geen andere melding" in view, (number, view)
+
+
+async def test_an_exact_match_still_says_same_address(office: Office) -> None:
+    await office.submit("piet", _content(waar="Kerkstraat 12a, Bergeijk"))
+    await office.submit("klaas", _content(waar="kerkstraat 12 A"))
+    assert "MH-2026-0001 (zelfde adres)" in _known(await office.af("af", "toon 2"))
