@@ -195,3 +195,25 @@ async def test_two_bots_on_one_storage_take_turns_on_the_fake_and_on_sqlite(stor
     got = ConversationState.from_dict(loaded[0] if loaded else None).draft
     assert {got.answers.get("wat"), got.answers.get("waar")} == {FIRST.format(i=1), SECOND.format(i=2)}
     assert got.step == "wanneer" and not any(e in said(first) + said(second) for e in ERRORS)
+
+
+async def test_a_turn_waiting_for_a_conversation_held_elsewhere_gives_up_after_the_lock_timeout(
+        postgres_database, clock, monkeypatch):
+    """Review M2: a process cut off while its turn's transaction is open keeps the conversation's lock until
+    PostgreSQL notices (hours). A turn waiting for it gives up after the lock timeout, asks to resend and
+    stores nothing, and so frees its turn slot."""
+    from meldbot.storage.repositories.conversations import ConversationRepository
+
+    monkeypatch.setattr(ConversationRepository, "lock_timeout_seconds", 0.5)
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await apps(stack, postgres_database, clock, 2)
+        await one.bot.handle(message("piet", "melden"))
+        async with one.uow() as stuck:      # the cut-off process's open transaction
+            await stuck.conversations.lock("console", "piet")
+            replies = await asyncio.wait_for(two.bot.handle(message("piet", FIRST.format(i=1))), 10)
+        assert said(replies) == NL("error.resend")
+        got = await draft(one, "piet")
+        assert got.step == "wat" and got.answers == {}
+        # The conversation goes on once the lock is free.
+        assert "Waar was het?" in said(await two.bot.handle(message("piet", FIRST.format(i=1))))

@@ -33,6 +33,14 @@ _CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa
 CONVERSATION_LOCK_CLASS = 0x6D620001
 _CONVERSATION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("class_id", type_=sa.Integer),
                                                            sa.bindparam("key", type_=sa.Integer)))
+# How long a turn waits for its conversation's lock: the lock_timeout of the turn's transaction (SET LOCAL, so
+# the pooled connection keeps its default). A process cut off while its turn's transaction is open keeps the
+# lock until PostgreSQL notices the dead connection (TCP keepalive: hours); without a limit the waiting turns
+# would each keep one of the bot's turn slots, and a few such conversations would block the whole process.
+# Past it the turn fails as StorageUnavailable: the person is asked to resend, nothing is stored. A turn
+# holds the lock for milliseconds; 15 s is a queue of hundreds of turns of one conversation.
+CONVERSATION_LOCK_TIMEOUT_SECONDS = 15.0
+_LOCK_TIMEOUT = sa.select(sa.func.set_config("lock_timeout", sa.bindparam("timeout", type_=sa.String), True))
 
 
 def conversation_lock_key(lookup: str) -> int:
@@ -50,6 +58,8 @@ class _Conversation:
 
 
 class ConversationRepository:
+    lock_timeout_seconds = CONVERSATION_LOCK_TIMEOUT_SECONDS   # a class attribute, so a test can shorten it
+
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
         # Rows read in this unit of work: a turn loads its conversation and saves it again, one SELECT.
@@ -71,6 +81,8 @@ class ConversationRepository:
     async def lock(self, platform: str, conversation_id: str) -> None:
         """Wait for the conversation and hold it until this transaction ends (pg_advisory_xact_lock): one turn
         at a time across processes, waiters in arrival order (PostgreSQL queues them first come, first served).
+        The wait is bounded (lock_timeout_seconds, the transaction's lock_timeout, which also bounds the rest of
+        the turn's lock waits); past it the unit of work raises StorageUnavailable.
 
         On SQLite it does nothing: a SQLite database has one meldbot process (several cannot share its file
         safely), every transaction there takes the write lock at BEGIN, and the bot's in-process lock keeps
@@ -80,6 +92,8 @@ class ConversationRepository:
         # Under every key this process knows (one, but during a key rotation): in a rolling rotation a process
         # that knows only the old key and one that knows both still meet on the old one. Sorted, so two
         # turns never take two keys in opposite orders.
+        await self._uow.session.exec(_LOCK_TIMEOUT,
+                                     params={"timeout": f"{round(self.lock_timeout_seconds * 1000)}ms"})
         for key in sorted({conversation_lock_key(k) for k in self._keys(platform, conversation_id)}):
             await self._uow.session.exec(_CONVERSATION_LOCK, params={"class_id": CONVERSATION_LOCK_CLASS, "key": key})
 
