@@ -199,6 +199,13 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+class NotSendingHere(Exception):
+    """This process cannot send for the platform right now; another one does (the Matrix holder changed).
+
+    Not a failure: the outbox gives the row back unclaimed, with no attempt counted, for that process.
+    """
+
+
 class RecipientAway(Exception):
     """The recipient cannot be reached right now (e.g. not the active console identity).
 

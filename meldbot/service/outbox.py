@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from meldbot.core.clock import Clock
-from meldbot.core.messaging import DeliveryError, Identity, Notifier, RecipientAway, SendProgress
+from meldbot.core.messaging import DeliveryError, Identity, Notifier, NotSendingHere, RecipientAway, SendProgress
 from meldbot.core.ports import OutboxItem, UnitOfWork, UnitOfWorkFactory
 
 # on_trouble(uow, item, reason, now, parked=...): tells the people concerned that a message is late or parked.
@@ -20,6 +20,7 @@ Progress = Callable[[OutboxItem, timedelta], SendProgress]
 
 log = logging.getLogger("meldbot.outbox")
 _LOOK_EVERY = timedelta(minutes=1)
+_RELEASED = "released"      # an outcome: not sent by this process, given back unclaimed
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,14 @@ class Dispatcher:
                 await self._park_switched_off()
             except Exception as exc:  # its own boundary: the deliveries below go ahead regardless
                 log.error("parking rows of a switched-off platform failed", extra={"error": type(exc).__name__})
+            released: set[str] = set()     # platforms this process stopped sending for during this round
             while not self._stopping:
+                platforms = [name for name in self.notifiers if name not in released]
+                if not platforms:
+                    return delivered
                 async with self._uow() as uow:
                     items = await uow.outbox.claim_due(
-                        self._clock.now(), limit=self._batch, lease=self.policy.lease, platforms=list(self.notifiers)
+                        self._clock.now(), limit=self._batch, lease=self.policy.lease, platforms=platforms
                     )
                     await uow.commit()
                 if not items:
@@ -123,6 +128,11 @@ class Dispatcher:
                     for item, outcome in outcomes:
                         if outcome == "away":
                             await uow.outbox.hold(item.id, now + self.policy.away_hold)
+                        elif outcome == _RELEASED:
+                            # Not sent here: back unclaimed, no attempt counted, due at once for the process
+                            # that sends for the platform now (parts already shown stay counted in the row).
+                            released.add(item.recipient.platform)
+                            await uow.outbox.hold(item.id, now)
                         elif isinstance(outcome, DeliveryError):
                             await self._record_failure(uow, item, outcome, now)
                     await uow.commit()
@@ -130,7 +140,7 @@ class Dispatcher:
                     for item, outcome in outcomes:
                         if outcome is None:
                             self.metrics.delivered.labels(item.recipient.platform).inc()
-                        elif outcome != "away":
+                        elif isinstance(outcome, DeliveryError):
                             self.metrics.delivery_failures.labels(item.recipient.platform).inc()
             return delivered
 
@@ -157,7 +167,11 @@ class Dispatcher:
         return len(items)
 
     async def _send(self, item: OutboxItem) -> str | None | DeliveryError:
-        notifier = self.notifiers[item.recipient.platform]
+        # The Matrix notifier goes when this process stops holding the stream (run.app.HolderOnly), also in
+        # the middle of a batch: the rows sent before still get their outcome recorded.
+        notifier = self.notifiers.get(item.recipient.platform)
+        if notifier is None:
+            return _RELEASED
         send_parts = getattr(notifier, "send_parts", None)
         if item.sending_since is not None:
             # The process that sent it died during a platform call: part `parts_done` may have been shown.
@@ -176,6 +190,8 @@ class Dispatcher:
                 await notifier.send(item.recipient, item.reply, item.idempotency_key)
         except RecipientAway:
             return "away"
+        except NotSendingHere:
+            return _RELEASED
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # the error boundary of one delivery: never the message itself in logs

@@ -24,7 +24,7 @@ from meldbot.adapters.matrix.sync import Inbound, without_reply_fallback
 from meldbot.adapters.matrix.trust import AfTrust, Alert, Devices, TrustStore, is_unguarded_key
 from meldbot.core.i18n import texts
 from meldbot.core.logs import quiet_libraries
-from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, RecipientAway, Reply
+from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, NotSendingHere, RecipientAway, Reply
 
 IDENTITY_RETRY_SECONDS = 300.0
 
@@ -380,7 +380,7 @@ class MatrixAdapter:
     async def _deliver_quietly(self, user_id: str, reply: Reply, key: str) -> None:
         try:
             await self.deliver(user_id, reply, key)
-        except (DeliveryError, RecipientAway) as exc:
+        except (DeliveryError, RecipientAway, NotSendingHere) as exc:
             log.warning("matrix alert not delivered", extra={"error": type(exc).__name__})
 
     def _spawn(self, coro) -> asyncio.Task:
@@ -393,12 +393,14 @@ class MatrixAdapter:
 
     async def deliver(self, user_id: str, reply: Reply, key: str) -> None:
         """The Notifier's work: one message to one person, in a private encrypted chat."""
-        if not self.holding:
-            raise DeliveryError("matrix sync stream held by another process")
+        if not self.holding:   # not a failed attempt: the outbox gives the row back for the holder
+            raise NotSendingHere("matrix sync stream held by another process")
         if not self.ready.is_set():
             try:
                 await asyncio.wait_for(self.ready.wait(), 10)
             except TimeoutError:
+                if not self.holding:
+                    raise NotSendingHere("matrix sync stream held by another process") from None
                 raise DeliveryError("matrix not connected") from None
         room_id = await self.direct.room_for(user_id)
         try:
