@@ -303,11 +303,12 @@ def _matrix_leader(config, db: Database, uow: UnitOfWorkFactory, clock: Clock, n
     from meldbot.storage.matrix import MatrixSyncState
 
     state = MatrixSyncState(uow, config.matrix.user_id, clock.now)
-    if not db.is_postgres:
-        return SoleHolder(), state
 
     async def record(holding: bool) -> None:
         await state.set_holder(name, holding)
+
+    if not db.is_postgres:
+        return SoleHolder(on_change=record), state
 
     key = lock_key("matrix-sync", config.matrix.user_id.casefold())
     return AdvisoryLeader(config.storage.url, key, on_change=record), state
@@ -355,8 +356,9 @@ def _matrix_adapter(config, uow: UnitOfWorkFactory, clock: Clock, later, *, inst
             return await work.processed.replies_for("matrix", event_id) is not None
 
     async def save_position(position: str) -> None:
-        if leader is None or leader.holding:
-            await state.save_position(position, name)
+        if (leader is None or leader.holding) and not await state.save_position(position, name):
+            # Another process is recorded as holder (the leader records this one again at its next look).
+            log.warning("matrix sync position not saved: another process is recorded as holder")
 
     # With an instance name each process has its own device: <store_path>/<name>.
     folder = Path(config.matrix.store_path) / instance if instance else None

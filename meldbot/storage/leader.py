@@ -54,12 +54,18 @@ class SoleHolder(_Watched):
 
     connected = True
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[bool], Awaitable[None]] | None = None) -> None:
         super().__init__()
         self.holding = True
+        self._on_change = on_change
 
     async def start(self) -> None:
-        pass
+        """Records this process as the holder (the shared position is saved only by the recorded holder)."""
+        if self._on_change is not None:
+            try:
+                await self._on_change(True)
+            except Exception as exc:
+                log.warning("matrix sync holder not recorded", extra={"error": type(exc).__name__})
 
     async def stop(self) -> None:
         pass
@@ -68,8 +74,8 @@ class SoleHolder(_Watched):
 class AdvisoryLeader(_Watched):
     """Holds or waits for one advisory lock on a dedicated asyncpg connection.
 
-    `on_change(holding)` is awaited after each change (e.g. to record the holder); its failure is logged
-    and changes nothing. `connected` says whether the lock connection answered at the last look."""
+    `on_change(holding)` is awaited after each change (e.g. to record the holder); its failure is logged,
+    and a take-over not recorded is recorded again at each look until that succeeds. `connected` says whether the lock connection answered at the last look."""
 
     def __init__(self, url: str, key: int, *, poll: float = 5.0, check: float = 5.0, timeout: float = 3.0,
                  on_change: Callable[[bool], Awaitable[None]] | None = None) -> None:
@@ -78,6 +84,7 @@ class AdvisoryLeader(_Watched):
         self.key = key
         self.poll, self.check, self.timeout = poll, check, timeout
         self._on_change = on_change
+        self._recorded: bool | None = None   # what on_change last recorded (None: not yet, or it failed)
         self._conn = None
         self._task: asyncio.Task | None = None
         self.connected = False
@@ -144,6 +151,8 @@ class AdvisoryLeader(_Watched):
             self._set(got)
             log.info("matrix sync stream " + ("taken" if got else "given up"))
             await self._changed(got)
+        elif got and self._recorded is not True:
+            await self._changed(True)   # recording the take-over failed: again at each look until it is done
 
     async def _changed(self, holding: bool) -> None:
         if self._on_change is None:
@@ -151,4 +160,7 @@ class AdvisoryLeader(_Watched):
         try:
             await self._on_change(holding)
         except Exception as exc:
-            log.warning("matrix sync holder not recorded", extra={"error": type(exc).__name__})
+            self._recorded = None
+            log.warning("matrix sync holder not recorded; trying again", extra={"error": type(exc).__name__})
+        else:
+            self._recorded = holding

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 
@@ -195,27 +196,35 @@ class MatrixSyncState:
 
     async def save_position(self, position: str, holder: str) -> bool:
         """Record what `holder` fully handled; only while it is the recorded holder (a process that lost the
-        stream moments ago does not write over its successor)."""
+        stream moments ago does not write over its successor). One statement: the holder is checked under
+        the row lock, so a successor's `set_holder` in between always wins."""
         async with self._uow_factory() as uow:
-            row = await self._current(uow)
-            if row.holder is not None and row.holder != holder:
-                return False
-            row.position, row.holder, row.updated_at = position, holder, self._now()
-            uow.session.add(row)
+            lookups = uow.person_lookups(_identity(self._bot_user_id))
+            stmt = (sa.update(MatrixSyncRow)
+                    .where(MatrixSyncRow.account_lookup.in_(lookups), MatrixSyncRow.holder == holder)
+                    .values(position=position, updated_at=self._now()))
+            written = (await uow.session.exec(stmt)).rowcount   # type: ignore[call-overload]
             await uow.commit()
-        return True
+        return bool(written)
 
     async def set_holder(self, holder: str, holding: bool) -> None:
-        """`holder` took the stream (holding) or gave it up (then the row names nobody, if it named it)."""
+        """`holder` took the stream (holding: it is recorded whoever was recorded before, the lock says it
+        holds) or gave it up (then the row names nobody, if it still named it)."""
         async with self._uow_factory() as uow:
-            row = await self._current(uow)
             now = self._now()
-            if holding:
-                row.holder, row.holder_since = holder, now
-            elif row.holder == holder:
-                row.holder, row.holder_since = None, None
-            else:
+            if not holding:
+                lookups = uow.person_lookups(_identity(self._bot_user_id))
+                await uow.session.exec(sa.update(MatrixSyncRow)   # type: ignore[call-overload]
+                                       .where(MatrixSyncRow.account_lookup.in_(lookups),
+                                              MatrixSyncRow.holder == holder)
+                                       .values(holder=None, holder_since=None, updated_at=now))
+                await uow.commit()
                 return
-            row.updated_at = now
-            uow.session.add(row)
+            row = await self._current(uow)    # moves a row written under a key being rotated away
+            insert = postgresql.insert if uow.dialect == "postgresql" else sqlite.insert
+            stmt = insert(MatrixSyncRow).values(account_lookup=row.account_lookup, position=row.position,
+                                                holder=holder, holder_since=now, updated_at=now)
+            stmt = stmt.on_conflict_do_update(index_elements=["account_lookup"],
+                                              set_=dict(holder=holder, holder_since=now, updated_at=now))
+            await uow.session.exec(stmt)   # type: ignore[call-overload]
             await uow.commit()

@@ -138,3 +138,21 @@ async def test_sqlite_has_one_process_which_holds_the_stream():
     await sole.start()
     assert sole.holding and sole.connected and not sole.watch().is_set()
     await sole.stop()
+
+
+async def test_a_take_over_that_could_not_be_recorded_is_recorded_again_until_it_is(postgres_database):
+    calls: list[bool] = []
+
+    async def record(holding: bool) -> None:
+        calls.append(holding)
+        if len(calls) <= 2:
+            raise ConnectionError("database away for a moment")
+
+    leader = AdvisoryLeader(postgres_database, KEY, on_change=record, **FAST)
+    await leader.start()
+    try:
+        assert leader.holding
+        await until(lambda: len(calls) >= 3, "the holder to be recorded after two failures", timeout=15)
+        assert calls[:3] == [True, True, True]
+    finally:
+        await leader.stop()

@@ -48,6 +48,7 @@ Handle = Callable[[IncomingMessage], Awaitable[list[Reply]]]
 LIGHT_FILTER = {"room": {"rooms": [], "account_data": {"not_types": ["*"]}}, "presence": {"not_types": ["*"]},
                 "account_data": {"not_types": ["*"]}}
 CATCH_UP_AT_ONCE = 8  # rooms caught up at the same time after a take-over
+CATCH_UP_PAGES = 500  # pages of 100 events per room at most: a room that never ends is logged, not paged forever
 
 
 @dataclass
@@ -300,17 +301,23 @@ class Inbound:
         the spec allows a sync token as `from`). Handled already by the previous holder is skipped."""
         found: list = []
         token = position
+        complete = False
         async with self._catching_up:
-            for _ in range(20):
+            # Page up to the end of the room; the bound only stops a homeserver that never ends.
+            for _ in range(CATCH_UP_PAGES):
                 response = await self._retrying(
                     lambda t=token: self.client.room_messages(room_id, start=t, direction=MessageDirection.front,
                                                               limit=100), "catch up")
-                if isinstance(response, (RoomMessagesError, Exception)) or not response.chunk:
+                if isinstance(response, (RoomMessagesError, Exception)):
                     break
                 found.extend(response.chunk)
-                if not response.end or response.end == token:
+                if not response.chunk or not response.end or response.end == token:
+                    complete = True
                     break
                 token = response.end
+        if not complete:
+            log.error("matrix catch-up after a take-over stopped early; events may be missing",
+                      extra={"events": len(found)})
         if found:
             log.info("matrix room caught up after a take-over", extra={"events": len(found)})
         await self._room_events(room_id, found, None, caught_up=True)
