@@ -275,6 +275,17 @@ def instance_name(given: str | None) -> str | None:
     return name
 
 
+class InstanceWithAccessToken(ValueError):
+    """`--instance` / MELDBOT_INSTANCE with matrix.access_token: a token belongs to one device, so every
+    process would share it (and Matrix's resend protection and E2EE keys with it). Several processes log in
+    with a password, each with a device of its own."""
+
+
+def refuse_shared_device(config, instance: str | None) -> None:
+    if instance and config.matrix.enabled and config.matrix.access_token.get_secret_value():
+        raise InstanceWithAccessToken(instance)
+
+
 class HolderOnly(Mapping):
     """The dispatcher's notifiers: Matrix only while this process holds the sync stream (a standby has no
     rooms to send into; the holder's dispatcher takes those rows)."""
@@ -442,6 +453,7 @@ def build_app(
     adapters = []
     leader = matrix_sync = None
     instance = instance_name(instance) if mode == "run" else None
+    refuse_shared_device(config, instance)
     name = instance or f"{socket.gethostname()}-{os.getpid()}"
     if mode == "run" and config.matrix.enabled and "matrix" not in notifiers:
         leader, matrix_sync = _matrix_leader(config, db, uow, clock, name)

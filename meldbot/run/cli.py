@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "MatrixStoreInUse":   # another process uses this Matrix device
             print(t("cli.matrix_store_in_use", folder=getattr(exc, "folder", "?")), file=sys.stderr)
             return EXIT_CONFIG
+        if type(exc).__name__ == "InstanceWithAccessToken":   # one token is one device for every process
+            print(t("cli.instance_with_access_token"), file=sys.stderr)
+            return EXIT_CONFIG
         if type(exc).__name__ == "InstanceNameInvalid":
             print(t("cli.instance_invalid", name=str(exc)), file=sys.stderr)
             return EXIT_CONFIG
