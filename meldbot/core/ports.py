@@ -33,6 +33,12 @@ class AlreadyHandled(Exception):
     stored replies are the answer."""
 
 
+class ClaimLost(Exception):
+    """This process's claim on an outbox row ran out and the row is no longer its own (another process claimed
+    it, or delivered it). The sender stops before the platform call; the row's outcome is not this process's
+    to record."""
+
+
 # --- plain data the repositories hand out ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class OutboxItem:
     # that was never recorded (its process died during the platform call: the next part is in doubt).
     parts_done: int = 0
     sending_since: datetime | None = None
+    # The claim this process took (claim_due): the row stays this process's only while it is unchanged.
+    claimed_until: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from meldbot.core.clock import Clock
 from meldbot.core.messaging import DeliveryError, Identity, Notifier, NotSendingHere, RecipientAway, SendProgress
-from meldbot.core.ports import OutboxItem, UnitOfWork, UnitOfWorkFactory
+from meldbot.core.ports import ClaimLost, OutboxItem, UnitOfWork, UnitOfWorkFactory
 
 # on_trouble(uow, item, reason, now, parked=...): tells the people concerned that a message is late or parked.
 Trouble = Callable[..., Awaitable[None]]
@@ -192,6 +192,10 @@ class Dispatcher:
             return "away"
         except NotSendingHere:
             return _RELEASED
+        except ClaimLost:
+            # The row's claim ran out during this batch and another process has it: not ours any more.
+            # Stopped before the platform call; no outcome recorded, no failure counted.
+            return "lost"
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # the error boundary of one delivery: never the message itself in logs

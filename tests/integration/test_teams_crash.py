@@ -187,3 +187,51 @@ async def test_kill_9_of_meldbot_run_during_a_connector_call_shows_only_that_par
     assert "outbox row in doubt" in log and "regel" not in log
     with capsys.disabled():
         print(f"\n[teams crash] the other process delivered the rest {window:.1f} s after the kill")
+
+
+async def test_a_row_whose_claim_ran_out_mid_batch_and_was_sent_by_another_process_is_not_sent_again(
+        postgres_database, microsoft, early):
+    """Review M3: a batch is claimed once; while the first row goes slowly, the second row's claim runs out,
+    another process claims and sends it. The first process must not send its stale copy, nor record an
+    outcome or a failure for it."""
+    await migrated(postgres_database)
+    short = Reply("Een kort bericht voor Anna")
+    calls = 0
+
+    async with running(postgres_database, microsoft, early) as one, \
+            running(postgres_database, microsoft, early) as two:
+        for bot in (one, two):                  # only the calls below deliver
+            bot.app.dispatcher.stop()
+            await asyncio.wait([t for t in bot.app._tasks if getattr(t, "get_name", str)() == "outbox-dispatcher"])
+            bot.app.dispatcher.start()
+        await one.say(ANNA, "lijst")
+        await one.app.dispatcher.deliver_pending()
+        await queue_long(one.app)               # row A: four parts, each renewing A's claim
+        async with one.app.uow() as uow:        # row B, claimed in the same batch
+            await uow.outbox.add(meldpunt_id="bergeijk", recipient=Identity("teams", ANNA.aad), reply=short,
+                                 key="test:short", kind="overview", at=early.now())
+            await uow.commit()
+        original = one.adapter._deliver_one
+        lease = one.app.dispatcher.policy.lease
+
+        async def slow(identity, activity, stored):
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                early.advance(lease / 2)
+            elif calls == 2:                    # B's claim has run out, A's (renewed for part 2) has not
+                early.advance(lease / 2 + timedelta(seconds=5))
+                assert await two.app.dispatcher.deliver_pending() == 1
+            return await original(identity, activity, stored)
+
+        one.adapter._deliver_one = slow
+        await one.app.dispatcher.deliver_pending()
+        async with one.app.db.engine.connect() as conn:
+            b = (await conn.execute(sa.select(OutboxRow.delivered_at, OutboxRow.attempts, OutboxRow.last_error)
+                                    .where(OutboxRow.idempotency_key == "test:short"))).one()
+        a = await row_of(one.app)
+        failures = one.app.metrics.delivery_failures.labels("teams")._value.get()
+    assert sum(short.text in seen(p) for p in microsoft.posts()) == 1
+    assert shown_parts(microsoft) == {1: 1, 2: 1, 3: 1, 4: 1}
+    assert b[0] is not None and b[1:] == (0, None) and failures == 0
+    assert a[:2] == (4, None) and a[2] is not None

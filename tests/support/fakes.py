@@ -412,7 +412,8 @@ class FakeOutboxRepository:
         for row in sorted(due, key=lambda r: r.id)[:limit]:
             self._by_id(row.id).claimed_until = now + lease
             items.append(OutboxItem(id=row.id, meldpunt_id=row.meldpunt_id, idempotency_key=row.key, kind=row.kind,
-                                    recipient=row.recipient, reply=row.reply, attempts=row.attempts))
+                                    recipient=row.recipient, reply=row.reply, attempts=row.attempts,
+                                    claimed_until=now + lease))
         return items
 
     async def mark_delivered_many(self, row_ids: list[int], at: datetime) -> None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from meldbot.core.messaging import Identity, Reply
-from meldbot.core.ports import OutboxItem, OutboxState
+from meldbot.core.ports import ClaimLost, OutboxItem, OutboxState
 from meldbot.storage.repositories._sql import chunks, dialect_insert
 from meldbot.storage.tables import OutboxRow
 
@@ -75,8 +75,9 @@ class OutboxRepository:
         ids = list((await self._uow.session.exec(pending)).all())
         if not ids:
             return []
+        claimed_until = now + lease
         await self._uow.session.exec(
-            sa.update(OutboxRow).where(OutboxRow.id.in_(ids)).values(claimed_until=now + lease)
+            sa.update(OutboxRow).where(OutboxRow.id.in_(ids)).values(claimed_until=claimed_until)
         )
         rows = (await self._uow.session.exec(select(OutboxRow).where(OutboxRow.id.in_(ids)).order_by(OutboxRow.id))).all()
         opened = self._uow.sealer.open
@@ -91,6 +92,7 @@ class OutboxRepository:
                 attempts=r.attempts,
                 parts_done=r.parts_done,
                 sending_since=r.sending_since,
+                claimed_until=claimed_until,
             )
             for r in rows
         ]
@@ -116,14 +118,21 @@ class OutboxRepository:
         await self._update(row_id, attempts=attempts, parked_at=at, claimed_until=None, last_error=error[:300],
                            sending_since=None)
 
-    async def record_progress(self, row_id: int, *, parts_done: int, sending_since: datetime | None,
-                              claimed_until: datetime | None = None) -> None:
+    async def record_progress(self, row_id: int, *, claim: datetime | None, parts_done: int,
+                              sending_since: datetime | None, claimed_until: datetime | None = None) -> None:
         """A message sent in parts: how many parts the platform accepted, and the send under way (None:
-        none). `claimed_until` renews this process's claim on the row, so a long message keeps it."""
+        none). `claimed_until` renews this process's claim on the row, so a long message keeps it.
+
+        Only while the row is still this process's: its claim unchanged since `claim`. A slow batch can let a
+        row's claim run out and another process claim (and send) it; then nothing is written and ClaimLost
+        tells the sender to stop before its platform call."""
         values: dict[str, Any] = dict(parts_done=parts_done, sending_since=sending_since)
         if claimed_until is not None:
             values["claimed_until"] = claimed_until
-        await self._update(row_id, **values)
+        result = await self._uow.session.exec(sa.update(OutboxRow).where(
+            OutboxRow.id == row_id, OutboxRow.claimed_until == claim).values(**values))
+        if result.rowcount != 1:
+            raise ClaimLost(row_id)
 
     async def wake(self, recipient: Identity, now: datetime) -> int:
         """Make waiting rows for `recipient` due now (e.g. they just came back)."""
@@ -241,16 +250,20 @@ class RowProgress:
         self._now = now
         self._lease = lease
         self._done = item.parts_done
+        self._claim = item.claimed_until     # this process's claim on the row, renewed before each part
 
     @property
     def parts_done(self) -> int:
         return self._item.parts_done
 
     async def _write(self, sending_since: datetime | None, claimed_until: datetime | None) -> None:
+        """Raises ClaimLost when the row is no longer this process's (nothing written)."""
         async with self._uow() as uow:
-            await uow.outbox.record_progress(self._item.id, parts_done=self._done, sending_since=sending_since,
-                                             claimed_until=claimed_until)
+            await uow.outbox.record_progress(self._item.id, claim=self._claim, parts_done=self._done,
+                                             sending_since=sending_since, claimed_until=claimed_until)
             await uow.commit()
+        if claimed_until is not None:
+            self._claim = claimed_until
 
     async def sending(self, index: int) -> None:
         now = self._now()
