@@ -16,6 +16,7 @@ from datetime import date, datetime
 from meldbot.core.calendar import WorkCalendar
 from meldbot.core.i18n import Texts
 from meldbot.core.ports import SignalFacts  # noqa: F401  (monitoring works on these; tests import them here)
+from meldbot.service.disclosure import Relations, suppress
 
 FORMS = ("seksueel", "arbeid", "crimineel", "orgaan", "onbekend")
 CONTEXTS = ("balie", "huisbezoek", "toezicht", "vergunning", "anders")
@@ -229,11 +230,9 @@ def _small_png(png: bytes, colors: int = 32) -> bytes:
 
 # One row of the export: meldpunt, dimensie, sleutel, the value shown (None: empty or suppressed), suppressed.
 Row = tuple[str, str, str, "int | float | None", bool]
-
-
-def _count(meldpunt: str, dimension: str, key: str, n: int) -> Row:
-    hidden = 0 < n < SMALL
-    return (meldpunt, dimension, key, None if hidden else n, hidden)
+HIDDEN = "x"              # a suppressed count in the csv (CBS's sign for "geheim"), whatever its size
+PROTECTION = 3            # a hidden count may, by the published figures, be this much more than it is (and >= SMALL)
+_SPLITS = ("maand", "soort", "context")     # each splits a meldpunt's total over its keys
 
 
 def _median_row(meldpunt: str, key: str, median: float | None, cases: int) -> Row:
@@ -242,39 +241,104 @@ def _median_row(meldpunt: str, key: str, median: float | None, cases: int) -> Ro
     return (meldpunt, "mediaan_werkdagen", key, None if hidden else median, hidden)
 
 
-def _rows(meldpunt: str, f: Figures) -> list[Row]:
-    rows = [_count(meldpunt, "totaal", "meldingen", f.total)]
-    rows += [_count(meldpunt, "maand", m, n) for m, n in f.per_month]
-    rows += [_count(meldpunt, "soort", k, n) for k, n in f.per_form]
-    rows += [_count(meldpunt, "context", k, n) for k, n in f.per_context]
-    rows.append(_count(meldpunt, "doorgezet", "meldingen", f.passed_on))
-    rows += [_count(meldpunt, "partner", k, n) for k, n in f.per_partner]
-    rows.append(_median_row(meldpunt, "tot_terugkoppeling_partner", f.median_days_to_partner_feedback,
-                            f.partner_feedback_cases))
-    rows.append(_median_row(meldpunt, "tot_melder_geinformeerd", f.median_days_to_melder_informed,
-                            f.melder_informed_cases))
-    return rows
+def _counts(f: Figures) -> list[tuple[str, str, int]]:
+    """(dimensie, sleutel, n) of every count row, in the order of the export."""
+    out = [("totaal", "meldingen", f.total)]
+    out += [("maand", m, n) for m, n in f.per_month]
+    out += [("soort", k, n) for k, n in f.per_form]
+    out += [("context", k, n) for k, n in f.per_context]
+    out.append(("doorgezet", "meldingen", f.passed_on))
+    out += [("partner", k, n) for k, n in f.per_partner]
+    return out
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Every count of the export (zeros of partners not shown included) and what a reader knows ties them."""
+    cells: tuple[tuple[str, str, str], ...]
+    values: tuple[int, ...]
+    relations: Relations
+
+
+def _table(parts: list[tuple[str, Figures]]) -> _Table:
+    index: dict[tuple[str, str, str], int] = {}
+    values: list[int] = []
+
+    def cell(key: tuple[str, str, str], n: int = 0) -> int:
+        if key not in index:
+            index[key] = len(values)
+            values.append(n)
+        return index[key]
+
+    for meldpunt, f in parts:
+        for dimension, key, n in _counts(f):
+            cell((meldpunt, dimension, key), n)
+    partners = sorted({k for _, f in parts for k, _ in f.per_partner})
+    equal: list[dict[int, int]] = []
+    at_most: list[dict[int, int]] = []
+    lower: dict[int, int] = {}
+    for meldpunt, f in parts:
+        total = cell((meldpunt, "totaal", "meldingen"))
+        for dimension in _SPLITS:
+            # Every signal has one month, one form and one context: the cells add up to the total. Should
+            # an unknown form or context ever be stored, they add up to less (and the reader knows only that).
+            split = {index[c]: 1 for c in index if c[0] == meldpunt and c[1] == dimension}
+            relation = {**split, total: -1}
+            (equal if sum(values[i] for i in split) == values[total] else at_most).append(relation)
+        passed = cell((meldpunt, "doorgezet", "meldingen"))
+        at_most.append({passed: 1, total: -1})
+        per_partner = [cell((meldpunt, "partner", k)) for k in partners]
+        at_most += [{p: 1, passed: -1} for p in per_partner]          # passed to k <= passed on
+        if per_partner:                                                # passed on <= sum over partners
+            at_most.append({passed: 1, **{p: -1 for p in per_partner}})
+        # A median that is shown rests on SMALL or more signals: the reader knows the count is at least that.
+        if f.partner_feedback_cases >= SMALL:
+            lower[passed] = SMALL
+        if f.melder_informed_cases >= SMALL:
+            lower[total] = SMALL
+    overall = parts[-1][0]
+    for (meldpunt, dimension, key), i in list(index.items()):
+        if meldpunt == overall:           # every count over all meldpunten is the sum of theirs
+            equal.append({i: -1, **{cell((m, dimension, key)): 1 for m, _ in parts[:-1]}})
+    return _Table(tuple(index), tuple(values), Relations(equal=equal, at_most=at_most, lower=lower))
 
 
 def export_anonymous(facts_by_meldpunt: Mapping[str, Iterable[SignalFacts]], period: Period,
-                     calendars: Callable[[str], WorkCalendar], fmt: str) -> str:
+                     calendars: Callable[[str], WorkCalendar], fmt: str, *, protection: int = PROTECTION) -> str:
     """Figures per meldpunt and over all of them ("totaal") for the ketenregisseur.
 
     Counts only: no free text, no references, no dates finer than a month. Every count 1..4 is
-    suppressed ("<5" in csv, null with "suppressed": true in json); 0 stays 0. A median is given only
-    when it rests on 5 or more signals; on 1..4 it is suppressed, on none it is empty (csv) or null.
+    suppressed, and so are as many further counts as needed (the cheapest, by value) so that no
+    suppressed count can be worked out from the published counts and totals: by them, each may be at
+    least `protection` more than it is, and at least 5 (see meldbot/service/disclosure.py). A suppressed
+    count is "x" in csv, null with "suppressed": true in json; 0 is always shown and is a real 0.
+    A median is given only when it rests on 5 or more signals; on 1..4 it is suppressed ("<5" in csv),
+    on none it is empty (csv) or null.
     """
     if fmt not in ("csv", "json"):
         raise ValueError(f"unknown format {fmt!r}: use csv or json")
     if TOTAL_ROW in facts_by_meldpunt:
         raise ValueError(f"a meldpunt may not be called {TOTAL_ROW!r}")
     everything: list[SignalFacts] = []
-    rows: list[Row] = []
+    parts: list[tuple[str, Figures]] = []
     for meldpunt, facts in facts_by_meldpunt.items():
         facts = list(facts)
         everything += facts
-        rows += _rows(meldpunt, figures(facts, period, calendars))
-    rows += _rows(TOTAL_ROW, figures(everything, period, calendars))
+        parts.append((meldpunt, figures(facts, period, calendars)))
+    parts.append((TOTAL_ROW, figures(everything, period, calendars)))
+    table = _table(parts)
+    hidden = suppress(table.values, table.relations, small=SMALL, protection=protection).hidden
+    position = {c: i for i, c in enumerate(table.cells)}
+
+    rows: list[Row] = []
+    for meldpunt, f in parts:
+        for dimension, key, n in _counts(f):
+            secret = position[(meldpunt, dimension, key)] in hidden
+            rows.append((meldpunt, dimension, key, None if secret else n, secret))
+        rows.append(_median_row(meldpunt, "tot_terugkoppeling_partner", f.median_days_to_partner_feedback,
+                                f.partner_feedback_cases))
+        rows.append(_median_row(meldpunt, "tot_melder_geinformeerd", f.median_days_to_melder_informed,
+                                f.melder_informed_cases))
 
     if fmt == "json":
         return json.dumps({
@@ -286,5 +350,6 @@ def export_anonymous(facts_by_meldpunt: Mapping[str, Iterable[SignalFacts]], per
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["meldpunt", "dimensie", "sleutel", "aantal"])
     for m, d, k, v, h in rows:
-        writer.writerow([m, d, k, f"<{SMALL}" if h else "" if v is None else _plain(v)])
+        marker = f"<{SMALL}" if d == "mediaan_werkdagen" else HIDDEN
+        writer.writerow([m, d, k, marker if h else "" if v is None else _plain(v)])
     return out.getvalue()
