@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
-from meldbot.core.domain import Event, EventKind, Reference, RefQuery, Signal
+from meldbot.core.domain import Content, Event, EventKind, Reference, RefQuery, Signal
 from meldbot.core.messaging import Identity, Reply
 
 
@@ -116,6 +116,14 @@ class SignalFacts:
     melder_informed_at: datetime | None     # first feedback to the melder
 
 
+@dataclass(frozen=True)
+class SimilarCandidate:
+    """Another signal that may be "reeds bekend": its answers and the AF's kenmerken (kind, value)."""
+    reference: Reference
+    content: Content
+    tags: tuple[tuple[str, str], ...]
+
+
 # --- repositories ------------------------------------------------------------------------------------
 
 class SignalRepository(Protocol):
@@ -129,6 +137,7 @@ class SignalRepository(Protocol):
     async def events_of(self, signal_ids: list[int], kinds: list[EventKind]) -> dict[int, list[Event]]: ...
     async def set_keys(self, signal: Signal, keys: Iterable[Any], source: str, *, new: bool = False) -> None: ...
     async def matches(self, signal: Signal) -> list[tuple[Reference, str]]: ...
+    async def similar_candidates(self, signal: Signal, limit: int) -> list[SimilarCandidate]: ...
     async def merged_into(self, signal: Signal) -> list[Signal]: ...
     async def facts(self, meldpunt_ids: list[str]) -> list[SignalFacts]: ...
     async def handled_by_others(self, meldpunt_id: str, names: list[str]) -> list[Signal]: ...

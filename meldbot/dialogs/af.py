@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -157,7 +158,7 @@ def _event_line(kind: EventKind, data: dict, t: Texts, delivery: str | None = No
     return f"{label}: {detail}" if detail else label
 
 
-def signal_view(signal: Signal, melder: str, matches: list[tuple[str, str]], tz: ZoneInfo, t: Texts,
+def signal_view(signal: Signal, melder: str, matches: Sequence[tuple[str, ...]], tz: ZoneInfo, t: Texts,
                 summary_when: str, deliveries: dict[int, str] | None = None) -> str:
     """`deliveries`: per event (its place in `signal.events`) how its message to the melder fared."""
     c = signal.content
@@ -185,7 +186,9 @@ def signal_view(signal: Signal, melder: str, matches: list[tuple[str, str]], tz:
         lines.append(t("af.show.supplements"))
         lines += [f"- {_when(e.at, tz)}: {quoted(e.data.get('text'))}" for e in supplements]
     lines.append(t("af.show.known") if matches else t("af.show.known_none"))
-    lines += [t("af.show.match", reference=ref, kind=t(f"af.kind.{kind}")) for ref, kind in matches]
+    for ref, kind, *like in matches:   # (reference, kind[, the other signal's words when only alike])
+        lines.append(t("af.show.match_like", reference=ref, kind=t(f"af.kind.{kind}"), like=quoted(like[0]))
+                     if like and like[0] else t("af.show.match", reference=ref, kind=t(f"af.kind.{kind}")))
     lines.append(t("af.show.history"))
     for index, e in enumerate(signal.events):
         actor = t("af.actor.melder") if e.actor == "melder" else e.actor

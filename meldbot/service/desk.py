@@ -15,6 +15,7 @@ from meldbot.core.domain import EventKind, InvalidTransition, Outcome, Signal, S
 from meldbot.core.i18n import Texts, texts
 from meldbot.core.messaging import Identity, Platform, Reply
 from meldbot.core.ports import UnitOfWork
+from meldbot.service.known import known
 from meldbot.service.services import language_of, notify, show_action, work_calendar
 from meldbot.core.text import quote_user_text
 
@@ -122,7 +123,7 @@ class Desk:
             replies.append(Reply(self.t("af.taken", reference=signal.reference)))
         melder = await self.uow.signals.melder_of(signal)
         label = melder_label(signal, melder.display_name, str(melder.identity), self.t)
-        matches = [(str(ref), kind) for ref, kind in await self.uow.signals.matches(signal)]
+        matches = [(k.reference, k.kind, k.like or "") for k in await known(self.uow, signal)]
         await self._audit(signal, "gelezen")
         view = signal_view(signal, label, matches, self._meldpunt(signal).tz, self.t, self._when(signal),
                            deliveries=await self._deliveries(signal))

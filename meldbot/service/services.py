@@ -126,7 +126,7 @@ async def submit_signal(cmd: SubmitSignal, uow: UnitOfWork, config: Config, cloc
         at=now,
     )
     await uow.signals.add(signal, Melder(cmd.melder, cmd.melder_name))
-    await uow.signals.set_keys(signal, matching.extract(cmd.content.texts()), "auto", new=True)
+    await uow.signals.set_keys(signal, matching.extract(cmd.content.texts(), names=[cmd.content.wie]), "auto", new=True)
     await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="melder",
                            actor=signal.pseudonym or "melder", action="ingediend", at=now)
     text_key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"

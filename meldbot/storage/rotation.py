@@ -125,7 +125,7 @@ class Rotation:
     async def _rebuild_keys(self, uow: SqlUnitOfWork, row: SignalRow, content: Content) -> None:
         s = uow.session
         await s.exec(sa.delete(SignalKeyRow).where(SignalKeyRow.signal_id == row.id))
-        found = {("auto", k) for k in matching.extract(content.texts())}
+        found = {("auto", k) for k in matching.extract(content.texts(), names=[content.wie])}
         tags = (await s.exec(select(EventRow).where(EventRow.signal_id == row.id,
                                                     EventRow.kind == str(EventKind.TAG)))).all()
         for tag in tags:
@@ -133,6 +133,7 @@ class Rotation:
             key = matching.normalise(data.get("kind", ""), data.get("value", ""))
             if key is not None:
                 found.add(("kenmerk", key))
+        found |= {(source, block) for source, key in list(found) for block in matching.blocks([key])}
         for source, key in sorted(found):
             s.add(SignalKeyRow(signal_id=row.id, meldpunt_id=row.meldpunt_id, kind=key.kind,
                                digest=self._sealer.lookup("match", key.value), source=source))

@@ -213,9 +213,56 @@ def test_no_organisation_without_a_capitalised_name_next_to_a_legal_form(text):
     assert not any(key.kind == "organisatie" for key in extract([text]))
 
 
-def test_persons_are_never_extracted_from_free_text():
+def test_persons_named_in_free_text_are_extracted():
     keys = extract(["Piet Jansen woont op Kerkstraat 12 met Anna de Vries"])
-    assert keys == {MatchKey("adres", "straat:kerkstraat:12")}
+    assert keys == {MatchKey("adres", "straat:kerkstraat:12"), MatchKey("persoon", "persoon:jansen piet"),
+                    MatchKey("persoon", "persoon:anna de vries")}
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Een man genaamd jan de vries regelt het werk", "de jan vries"),
+        ("de Vries, Jan", "de jan vries"),
+        ("Volgens de buren is Adrian Horvat de baas.", "adrian horvat"),
+        ("Mevr. A. de Vries", "a de vries"),
+    ],
+)
+def test_a_person_in_free_text_gets_the_key_the_af_would_type(text, name):
+    assert MatchKey("persoon", f"persoon:{name}") in extract([text])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Jansen Uitzend B.V.", "Kerkstraat 12, 5571 AB Bergeijk", "Een jonge vrouw en een oudere man",
+     "Politie Eindhoven kwam langs", "Stichting De Brug", "Steeds andere vrouwen op Vlierstraat 3"],
+)
+def test_organisations_streets_and_plain_words_are_no_persons(text):
+    assert not any(key.kind == "persoon" for key in extract([text], names=[text]))
+
+
+def test_a_wie_answer_that_is_only_a_name_is_a_person_also_in_lower_case():
+    assert extract(["piotr nowak"], names=["piotr nowak"]) == {MatchKey("persoon", "persoon:nowak piotr")}
+    assert extract(["piotr nowak"]) == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("Ze werken voor schoonmaak zuid bv en krijgen geen loon", "schoonmaak zuid"),
+     ("horeca bakker b v", "horeca bakker"), ("Jansen Uitzend B V", "jansen uitzend")],
+)
+def test_lower_case_and_spaced_legal_forms_name_an_organisation(text, name):
+    assert MatchKey("organisatie", f"organisatie:{name}") in extract([text])
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [("Dorps straat 12", "straat:dorpsstraat:12"), ("Bergeijkse weg 50", "straat:bergeijkseweg:50"),
+     ("Achterdyk 7", "straat:achterdijk:7"), ("Meidoornln 11", "straat:meidoornlaan:11"),
+     ("Postcode 5571 KL, nummer 23", "postcode:5571kl:23")],
+)
+def test_split_and_abbreviated_streets_and_a_spelled_out_number_are_addresses(text, key):
+    assert MatchKey("adres", key) in extract([text])
 
 
 def test_extract_combines_all_answers_and_skips_non_text():

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from meldbot.core import matching
 from meldbot.core.domain import Content, Event, EventKind, Reference, RefQuery, Signal, Status
 from meldbot.core.messaging import Identity, Reply
 from meldbot.core.ports import (
@@ -31,6 +32,7 @@ from meldbot.core.ports import (
     OutboxState,
     PersonSettings,
     SignalFacts,
+    SimilarCandidate,
     UnitOfWork,
 )
 
@@ -307,7 +309,8 @@ class FakeSignalRepository:
         record = self._uow.write().signals[signal.id]
         if source == "auto" and not new:
             record.keys = [k for k in record.keys if k[2] != "auto"]
-        record.keys.extend((key.kind, key.value, source) for key in sorted(keys))
+        keys = set(keys)
+        record.keys.extend((key.kind, key.value, source) for key in sorted(keys | matching.blocks(keys)))
 
     async def matches(self, signal: Signal) -> list[tuple[Reference, str]]:
         """Other signals of the meldpunt sharing a key with `signal`: (reference, kind), oldest first."""
@@ -315,8 +318,24 @@ class FakeSignalRepository:
         mine = {value for _, value, _ in self._records[signal.id].keys}
         found = {(r.signal.reference, kind) for signal_id, r in self._records.items()
                  if signal_id != signal.id and r.signal.meldpunt_id == signal.meldpunt_id
-                 for kind, value, _ in r.keys if value in mine}
+                 for kind, value, _ in r.keys if value in mine and kind != matching.BLOCK}
         return sorted(found, key=lambda m: (m[0].year, m[0].number, m[1]))
+
+    async def similar_candidates(self, signal: Signal, limit: int) -> list[SimilarCandidate]:
+        assert signal.id is not None
+        mine = {value for _, value, _ in self._records[signal.id].keys}
+        shared = sorted(((sum(value in mine for _, value, _ in r.keys), signal_id)
+                         for signal_id, r in self._records.items()
+                         if signal_id != signal.id and r.signal.meldpunt_id == signal.meldpunt_id), reverse=True)
+        found = []
+        for count, signal_id in shared[:limit]:
+            if count:
+                r = self._records[signal_id]
+                tags = tuple((str(e.data.get("kind", "")), str(e.data.get("value", ""))) for e in r.events
+                             if e.kind is EventKind.TAG)
+                found.append(SimilarCandidate(r.signal.reference, Content.from_dict(_json_copy(r.signal.content.to_dict())),
+                                              tags))
+        return found
 
     async def merged_into(self, signal: Signal) -> list[Signal]:
         """Duplicates merged into `signal`: their melders are told too."""

@@ -11,7 +11,8 @@ from sqlmodel import select
 
 from meldbot.core.domain import Content, Context, Event, EventKind, Form, Outcome, Reference, RefQuery, Signal, Status
 from meldbot.core.messaging import Identity
-from meldbot.core.ports import Melder, SignalFacts
+from meldbot.core import matching
+from meldbot.core.ports import Melder, SignalFacts, SimilarCandidate
 from meldbot.storage.repositories._sql import dialect_insert
 from meldbot.storage.tables import (
     REMINDER_CANDIDATE_SQL,
@@ -201,12 +202,14 @@ class SignalRepository:
         return found
 
     async def set_keys(self, signal: Signal, keys, source: str, *, new: bool = False) -> None:
-        """Store matching keys for `signal` as keyed hashes; `auto` keys are replaced as a set."""
+        """Store matching keys for `signal` as keyed hashes, with their blocking keys (matching.blocks);
+        `auto` keys are replaced as a set."""
         if source == "auto" and not new:
             await self._s.exec(
                 sa.delete(SignalKeyRow).where(SignalKeyRow.signal_id == signal.id, SignalKeyRow.source == "auto")
             )
-        for key in sorted(keys):
+        keys = set(keys)
+        for key in sorted(keys | matching.blocks(keys)):
             self._s.add(SignalKeyRow(signal_id=signal.id, meldpunt_id=signal.meldpunt_id, kind=key.kind,
                                      digest=self._uow.sealer.lookup("match", key.value), source=source))
 
@@ -217,11 +220,36 @@ class SignalRepository:
             select(SignalRow.ref_year, SignalRow.ref_number, SignalKeyRow.kind)
             .join(SignalKeyRow, SignalKeyRow.signal_id == SignalRow.id)
             .where(SignalKeyRow.meldpunt_id == signal.meldpunt_id, SignalKeyRow.digest.in_(mine),
-                   SignalKeyRow.signal_id != signal.id)
+                   SignalKeyRow.signal_id != signal.id, SignalKeyRow.kind != matching.BLOCK)
             .distinct()
             .order_by(SignalRow.ref_year, SignalRow.ref_number, SignalKeyRow.kind)
         )
         return [(Reference(y, n), kind) for y, n, kind in (await self._s.exec(stmt)).all()]
+
+    async def similar_candidates(self, signal: Signal, limit: int) -> list[SimilarCandidate]:
+        """Other signals of the meldpunt sharing a key or a blocking key with `signal`, most shared first
+        (at most `limit`), unsealed in memory with the AF's kenmerken, for meldbot.core.similar."""
+        mine = select(SignalKeyRow.digest).where(SignalKeyRow.signal_id == signal.id)
+        shared = sa.func.count().label("shared")
+        ranked = (
+            select(SignalKeyRow.signal_id, shared)
+            .where(SignalKeyRow.meldpunt_id == signal.meldpunt_id, SignalKeyRow.digest.in_(mine),
+                   SignalKeyRow.signal_id != signal.id)
+            .group_by(SignalKeyRow.signal_id)
+            .order_by(shared.desc(), SignalKeyRow.signal_id.desc())
+            .limit(limit)
+            .subquery()
+        )
+        stmt = (select(SignalRow.id, SignalRow.ref_year, SignalRow.ref_number, SignalRow.content_sealed)
+                .join(ranked, ranked.c.signal_id == SignalRow.id).where(SignalRow.erased_at.is_(None)))
+        rows = (await self._s.exec(stmt)).all()
+        tags = await self.events_of([r[0] for r in rows], [EventKind.TAG])
+        opened = self._uow.sealer.open
+        return [
+            SimilarCandidate(Reference(y, n), Content.from_dict(json.loads(opened(sealed))),
+                             tuple((str(e.data.get("kind", "")), str(e.data.get("value", ""))) for e in tags.get(i, [])))
+            for i, y, n, sealed in rows
+        ]
 
     async def merged_into(self, signal: Signal) -> list[Signal]:
         """Duplicates merged into `signal`: their melders are told too."""
@@ -246,6 +274,9 @@ class SignalRepository:
         """Open signals whose handler is not one of `names` (an AF removed from the configuration)."""
         stmt = select(SignalRow).where(SignalRow.meldpunt_id == meldpunt_id, SignalRow.status != str(Status.CLOSED),
                                        SignalRow.handler.is_not(None), SignalRow.handler.not_in(names))
+        # Every process releases after a reload within seconds: each signal goes to the one that locks it first
+        # (the others skip it, or find it released), so it is handed over, audited and told once.
+        stmt = stmt.with_for_update(skip_locked=True)
         return [self._to_domain(r) for r in (await self._s.exec(stmt)).all()]
 
     async def reminder_candidates(self, meldpunt_id: str, *, lock: bool = False) -> list[Signal]:
