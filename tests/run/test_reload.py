@@ -141,3 +141,39 @@ async def test_the_file_is_watched_and_sighup_reloads_at_once(sqlite_url, tmp_pa
             await until_reloaded(hangup)
             assert afs() == 3
     assert (watching.reloads, hangup.reloads) == (1, 1)
+
+
+async def test_two_processes_releasing_a_removed_afs_signals_at_once_hand_each_over_once(
+        postgres_database, tmp_path, clock):
+    """Review M5: after a reload every process releases a removed AF's signals within seconds. Each signal is
+    handed over, audited and told to the other AFs once, not once per process."""
+    import sqlalchemy as sa
+
+    await migrated(postgres_database)
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(postgres_database), encoding="utf-8")
+    notifiers = [FakeNotifier(), FakeNotifier()]
+    one, two = (build_app(load(path), clock=clock, notifiers={"console": n}, mode="chat") for n in notifiers)
+    async with one, two:
+        chat = Chat(one, notifiers[0])
+        for i in range(6):
+            await report_as(one, f"medewerker{i}")
+            await chat.say("af2", f"oppakken {i + 1}")
+        told_before = [len(n.to("af")) for n in notifiers]
+
+        path.write_text(config_text(postgres_database, bram=False), encoding="utf-8")
+        assert await asyncio.gather(Reloader(one, path, load=load).reload("test"),
+                                    Reloader(two, path, load=load).reload("test")) == [True, True]
+        await one.dispatcher.deliver_pending()
+        await two.dispatcher.deliver_pending()
+        async with one.db.engine.connect() as conn:
+            handed = (await conn.execute(sa.text(
+                "SELECT signal_id, count(*) FROM signal_event WHERE kind = 'overgedragen' GROUP BY signal_id"))).all()
+            audited = (await conn.execute(sa.text(
+                "SELECT signal_id, count(*) FROM audit WHERE action = 'vrijgegeven' GROUP BY signal_id"))).all()
+            handlers = (await conn.execute(sa.text("SELECT handler FROM signal"))).scalars().all()
+        told = [r.text for n, before in zip(notifiers, told_before) for r in n.to("af")[before:]
+                if "staat niet meer in de configuratie" in r.text]
+    assert handlers == [None] * 6
+    assert sorted(n for _, n in handed) == [1] * 6 and sorted(n for _, n in audited) == [1] * 6
+    assert len(told) == 6 and len(set(told)) == 6
