@@ -2,8 +2,11 @@
 
 The lock is session-level (`pg_try_advisory_lock`) on a connection of its own, never one of the pool: it
 lives as long as that connection. A process killed with -9 loses its session, so the lock frees at once; a
-holder that cannot reach its lock connection any more (checked every few seconds, with a deadline) stops
-holding at once, before anyone else can take the lock. Standby processes try to take it every few seconds.
+holder whose lock session the server ends (pg_terminate_backend, a restart) steps down the moment asyncpg
+reports it; one that merely cannot reach its lock connection any more stops at its next check (every few
+seconds, with a deadline), and the server may free the lock before that. So a new holder waits one check
+and its deadline (`settle`) before its first full sync: for those seconds two processes may both believe
+they hold the stream, but only one syncs. Standby processes try to take it every few seconds.
 On SQLite there is one process: it simply holds the stream (SoleHolder).
 
 Both kinds have what the Matrix adapter needs: `holding`, and `watch()`, an event set at the next change.
@@ -53,6 +56,7 @@ class SoleHolder(_Watched):
     """SQLite: one process, which holds the stream."""
 
     connected = True
+    settle = 0.0
 
     def __init__(self, on_change: Callable[[bool], Awaitable[None]] | None = None) -> None:
         super().__init__()
@@ -85,6 +89,11 @@ class AdvisoryLeader(_Watched):
         self.poll, self.check, self.timeout = poll, check, timeout
         self._on_change = on_change
         self._recorded: bool | None = None   # what on_change last recorded (None: not yet, or it failed)
+        self._stepping_down: asyncio.Future | None = None
+        self._hold_off = 0.0    # loop time before which a holder that just stepped down does not take it again
+        # A new holder waits this long before its first full sync: a holder that lost its lock connection
+        # without hearing of it stops within one check (with its deadline).
+        self.settle = check + timeout
         self._conn = None
         self._task: asyncio.Task | None = None
         self.connected = False
@@ -130,9 +139,14 @@ class AdvisoryLeader(_Watched):
                     self._conn = await asyncpg.connect(self._dsn, timeout=self.timeout, server_settings={
                         "application_name": "meldbot-matrix-leader", "tcp_keepalives_idle": "5",
                         "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3", "tcp_user_timeout": "10000"})
+                    # The lock frees the moment the server ends the session: step down at that moment too.
+                    self._conn.add_termination_listener(self._terminated)
                 if self.holding:
                     await self._conn.fetchval("SELECT 1")
                     got = True
+                elif asyncio.get_running_loop().time() < self._hold_off:
+                    await self._conn.fetchval("SELECT 1")   # just stepped down: a standby takes it first
+                    got = False
                 else:
                     got = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key))
             self.connected = True
@@ -140,6 +154,7 @@ class AdvisoryLeader(_Watched):
             self.connected = False
             if self.holding:
                 log.error("matrix sync lock connection lost; stepping down", extra={"error": type(exc).__name__})
+                self._hold_off = asyncio.get_running_loop().time() + 2 * self.poll
             else:
                 log.warning("matrix sync lock not checkable", extra={"error": type(exc).__name__})
             conn, self._conn = self._conn, None
@@ -153,6 +168,17 @@ class AdvisoryLeader(_Watched):
             await self._changed(got)
         elif got and self._recorded is not True:
             await self._changed(True)   # recording the take-over failed: again at each look until it is done
+
+    def _terminated(self, conn) -> None:
+        """asyncpg: the lock connection ended (pg_terminate_backend, a server restart, a cut connection)."""
+        if conn is not self._conn or not self.holding:
+            return   # an old connection, or this process closed it itself
+        self._conn = None
+        self.connected = False
+        self._hold_off = asyncio.get_running_loop().time() + 2 * self.poll
+        log.error("matrix sync lock connection ended; stepping down")
+        self._set(False)
+        self._stepping_down = asyncio.ensure_future(self._changed(False))
 
     async def _changed(self, holding: bool) -> None:
         if self._on_change is None:

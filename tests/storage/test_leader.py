@@ -156,3 +156,24 @@ async def test_a_take_over_that_could_not_be_recorded_is_recorded_again_until_it
         assert calls[:3] == [True, True, True]
     finally:
         await leader.stop()
+
+
+async def test_a_holder_steps_down_the_moment_the_server_ends_its_lock_session(postgres_database):
+    # Checks far apart: only the termination listener can make it step down within the deadline below.
+    first = AdvisoryLeader(postgres_database, KEY, poll=0.3, check=60.0, timeout=2.0)
+    await first.start()
+    try:
+        assert first.holding and first.settle == 62.0
+        stepped_down = first.watch()
+        admin = await asyncpg.connect(asyncpg_dsn(postgres_database), timeout=10)
+        try:
+            pid = await admin.fetchval("SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                                       "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()")
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await asyncio.wait_for(stepped_down.wait(), 5)
+        assert not first.holding and not first.connected
+    finally:
+        await first.stop()
+    assert SoleHolder.settle == 0.0

@@ -264,6 +264,8 @@ class MatrixAdapter:
                 position = await self._read_position()
             except Exception as exc:
                 log.error("matrix shared sync position not read", extra={"error": type(exc).__name__})
+        # A holder that lost its lock without hearing of it stops within `settle` seconds: only then sync.
+        await asyncio.sleep(getattr(self.leadership, "settle", 0.0))
         log.info("matrix sync stream held by this process")
         await self.inbound.run(self._housekeeping, catch_up_from=position, on_position=self._save_position)
 
@@ -397,7 +399,7 @@ class MatrixAdapter:
             raise NotSendingHere("matrix sync stream held by another process")
         if not self.ready.is_set():
             try:
-                await asyncio.wait_for(self.ready.wait(), 10)
+                await asyncio.wait_for(self.ready.wait(), 10 + getattr(self.leadership, "settle", 0.0))
             except TimeoutError:
                 if not self.holding:
                     raise NotSendingHere("matrix sync stream held by another process") from None
