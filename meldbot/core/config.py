@@ -212,6 +212,12 @@ class ConsoleConfig(_Model):
     user: Text = "medewerker"
 
 
+class ReportConfig(_Model):
+    # `meldbot report --anonymous`: a hidden count may, by the published figures, be at least this much
+    # more than it really is (and at least 5), so nobody can work it out (meldbot/service/disclosure.py).
+    protection: PositiveInt = 3
+
+
 class RemindersConfig(_Model):
     pick_up_after_working_days: PositiveInt = 1
     partner_feedback_after_working_days: PositiveInt = 10
@@ -405,6 +411,7 @@ class Config(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     meldpunt: tuple[MeldpuntConfig, ...]
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     teams: TeamsConfig = Field(default_factory=TeamsConfig)

@@ -381,7 +381,8 @@ async def _report(config, t, args) -> int:
     async with _unit_of_work(config) as uow:
         facts = await uow.signals.facts([m.id for m in config.meldpunten])
     by_meldpunt = {m.id: [f for f in facts if f.meldpunt_id == m.id] for m in config.meldpunten}
-    print(monitoring.export_anonymous(by_meldpunt, period, lambda m: work_calendar(config, m), args.format))
+    print(monitoring.export_anonymous(by_meldpunt, period, lambda m: work_calendar(config, m), args.format,
+                                      protection=config.report.protection))
     return 0
 
 
