@@ -5,7 +5,9 @@ One fresh PostgreSQL database grows 10k -> 100k -> 1M signals (quick: 1k -> 10k)
 
 * `toon <number>` through `app.bot.handle` as the AF would type it (the reminder's action button):
   50 different signals per size, each a fresh lookup with "reeds bekend" finding 3 earlier signals
-  (same address, one also the same person); p95.
+  (same address, one also the same person); p95. "Reeds bekend" also compares, in memory, the signals
+  that share a blocking key (house number and street letter, postcode digits and number, name
+  skeletons; meldbot.core.similar), at most 40 per `toon`: the history stores those keys as the app does.
 * `lijst` through `app.bot.handle`, 30 times; p95. The queue is the same 40 open signals at every size.
 * one reminder sweep, `app.reminders.sweep()`: 9 timed sweeps, each after deleting the
   reminder_sent/outbox rows the previous sweep wrote, so each does the full work of a first sweep
@@ -468,9 +470,11 @@ class History:
             lookup, identity = self.staff[rng.randrange(STAFF)]
             out["melder"].append((signal_id, MELDPUNT, lookup, seal(identity)))
             lookup_of = self.sealer.lookup
-            for kind, value in keys:
-                out["signal_key"].append((self.next_id("signal_key"), signal_id, MELDPUNT, kind, lookup_of("match", value),
-                                          "auto"))
+            # As SignalRepository.set_keys stores them: each key with its blocking keys.
+            stored = {matching.MatchKey(kind, value) for kind, value in keys}
+            for key in sorted(stored | matching.blocks(stored)):
+                out["signal_key"].append((self.next_id("signal_key"), signal_id, MELDPUNT, key.kind,
+                                          lookup_of("match", key.value), "auto"))
             events: list[tuple] = [(created, "melder", "ingediend", json.dumps({"urgent": urgent}))]
             audit: list[tuple] = [(created, "melder", pseudonym or "melder", "ingediend", None),
                                   (picked, "af", handler, "opgepakt", None), (picked, "af", handler, "gelezen", None)]
@@ -480,9 +484,10 @@ class History:
                 audit.append((informed, "af", handler, "teruggekoppeld", None))
             if tag_person:
                 at = picked + timedelta(minutes=5)
-                value = matching.normalise("persoon", tag_person).value
-                out["signal_key"].append((self.next_id("signal_key"), signal_id, MELDPUNT, "persoon",
-                                          lookup_of("match", value), "kenmerk"))
+                tag_key = matching.normalise("persoon", tag_person)
+                for key in sorted({tag_key} | matching.blocks([tag_key])):
+                    out["signal_key"].append((self.next_id("signal_key"), signal_id, MELDPUNT, key.kind,
+                                              lookup_of("match", key.value), "kenmerk"))
                 events.append((at, handler, "kenmerk", json.dumps({"kind": "persoon", "value": tag_person})))
                 audit.append((at, "af", handler, "kenmerk", None))
             for partner in partners:
@@ -523,7 +528,8 @@ class History:
     @staticmethod
     def _check_keys(content: dict, keys: list[tuple[str, str]]) -> None:
         """The generated automatic keys are exactly what the app extracts from the answers."""
-        found = {(k.kind, k.value) for k in matching.extract([content["wat"], content["waar"], content["wie"]])}
+        found = {(k.kind, k.value) for k in matching.extract([content["wat"], content["waar"], content["wie"]],
+                                                             names=[content["wie"]])}
         if found != set(keys):
             raise AssertionError(f"generated keys {sorted(keys)} differ from extracted {sorted(found)}")
 

@@ -45,12 +45,15 @@ class MatchKey:
 # --- text folding ---------------------------------------------------------------------------
 
 _SPACES = re.compile(r" {2,}")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _plain(text: object) -> str:
     """NFKC, diacritics and control characters removed, dashes unified, white space collapsed."""
     if not isinstance(text, str):
         return ""
+    if text.isascii():  # the common case, and the same result: only control characters change
+        return _SPACES.sub(" ", _ASCII_CONTROL.sub(" ", text)).strip()
     out = []
     for ch in unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text)):
         cat = unicodedata.category(ch)
@@ -127,7 +130,7 @@ def _house_number(m: re.Match[str]) -> str | None:
 
 def _street(word: str) -> str | None:
     w = word.lower()
-    if w in _NOT_STREETS:
+    if w in _NOT_STREETS or not w.endswith(_STREET_SUFFIXES):
         return None
     for suffix in _STREET_SUFFIXES:
         if w.endswith(suffix) and len(w) - len(suffix) >= 2:
@@ -295,7 +298,7 @@ def _name_words(s: str, start: int, end: int, backward: bool) -> list[str]:
         if (folded,) in _LEGAL_SEQUENCES or folded in _FUNCTION_WORDS:
             break
         if w[0].isupper() or w[0].isdigit():
-            named += 1
+            named += any(c.isalpha() for c in w)  # "5570 BV" is a postcode, "4You BV" a name
             caps = True
         elif folded in _PARTICLES:
             pass
@@ -352,12 +355,14 @@ _NAME_CUE = re.compile(r"(?<![^\W_])(?:genaamd|heet|heette|naam is|met de naam|m
 
 
 def _is_name_word(word: str, *, lower: bool = False) -> bool:
+    if not (lower or word[0].isupper()):
+        return False
     folded = word.casefold()
     if folded in _COMMON or folded in _NOT_NAMES or folded in _FUNCTION_WORDS or folded in _TITLES:
         return False
     if (folded,) in _LEGAL_SEQUENCES or folded in _PREFIX_FORMS or _street(word):
         return False
-    return lower or word[0].isupper()
+    return True
 
 
 def _person_from(s: str, tokens: list[re.Match[str]]) -> Mention | None:

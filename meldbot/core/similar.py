@@ -13,7 +13,8 @@ Decisions (tested on tests/data/reeds_bekend_pairs.tsv):
   slip ("Berkenlaan"/"Beukenlaan", "Haverstraat"/"Havenstraat" stay apart).
 * Addresses: the house number and its letter must be equal ("12" is not "12b"); the street's suffix must
   agree (Kerkstraat is not Kerkweg), its stem may slip once, and the linking s does not count. Two postcodes
-  or two places named after the address that differ keep them apart, also when the keys are equal.
+  decide alone (one postcode is one street in one place); without them, two places named after the
+  address that differ keep them apart, also when the keys are equal.
 * Persons: the name words apart from particles (de, van, der ...) in any order; at most one word slips,
   an initial matches a first name ("A. de Vries" ~ "Anna de Vries"), and a name with an extra word
   ("Kamerverhuurder Tom Donkers") matches when all words of the shorter one (two or more) match.
@@ -123,11 +124,11 @@ def _same_address(a: Mention, b: Mention) -> bool:
     pa, pb = _address(a), _address(b)
     if pa is None or pb is None or pa[2:] != pb[2:]:
         return False
-    if a.postcode and b.postcode and a.postcode != b.postcode:
-        return False
+    if a.postcode and b.postcode:
+        return a.postcode == b.postcode   # a postcode belongs to one street in one place
     if a.town and b.town and a.town != b.town:
         return False
-    if a.key == b.key or (a.postcode and a.postcode == b.postcode):
+    if a.key == b.key:
         return True
     if not pa[0] or not pb[0] or pa[1] != pb[1]:
         return False

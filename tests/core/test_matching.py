@@ -241,6 +241,11 @@ def test_organisations_streets_and_plain_words_are_no_persons(text):
     assert not any(key.kind == "persoon" for key in extract([text], names=[text]))
 
 
+def test_postcode_letters_that_spell_a_legal_form_are_no_organisation():
+    assert extract(["Smedenlaan 112, 5570 BV Bergeijk"]) == {
+        MatchKey("adres", "straat:smedenlaan:112"), MatchKey("adres", "postcode:5570bv:112")}
+
+
 def test_a_wie_answer_that_is_only_a_name_is_a_person_also_in_lower_case():
     assert extract(["piotr nowak"], names=["piotr nowak"]) == {MatchKey("persoon", "persoon:nowak piotr")}
     assert extract(["piotr nowak"]) == set()
