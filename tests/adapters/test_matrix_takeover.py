@@ -72,3 +72,48 @@ async def test_a_catch_up_that_cannot_reach_the_end_says_events_may_be_missing(t
     with caplog.at_level(logging.INFO, logger="meldbot"):
         await catching._catch_up(ROOM, "p0")
     assert "events may be missing" in caplog.text
+
+
+class Leadership:
+    """The leader as the adapter sees it: holding, a watch event, stop()."""
+
+    def __init__(self, holding: bool) -> None:
+        self.holding, self.stopped = holding, False
+        self._event = None
+
+    def watch(self):
+        import asyncio
+
+        self._event = self._event or asyncio.Event()
+        return self._event
+
+    async def stop(self) -> None:
+        self.holding, self.stopped = False, True
+
+
+async def _ended_sync_loop(leadership) -> None:
+    """MatrixAdapter._run where the sync loop ends by itself (the access token is no longer valid)."""
+    from meldbot.adapters.matrix.adapter import MatrixAdapter
+
+    adapter = MatrixAdapter.__new__(MatrixAdapter)
+
+    async def nothing(*args, **kwargs) -> None:
+        return None
+
+    adapter.direct = SimpleNamespace(load=nothing)
+    adapter.leadership = leadership
+    adapter._hold = nothing
+    adapter.inbound = SimpleNamespace(run=nothing)
+    adapter._step_down = nothing
+    await adapter._run(session=None, logged_in=True)
+
+
+async def test_a_holder_whose_sync_loop_ended_gives_the_stream_up(caplog):
+    """Review M4: a holder whose Matrix side is dead kept the advisory lock, so no process took over."""
+    holder = Leadership(holding=True)
+    with caplog.at_level(logging.INFO, logger="meldbot"):
+        await _ended_sync_loop(holder)
+    assert holder.stopped and "giving the stream up" in caplog.text
+    standby = Leadership(holding=False)   # a standby's light sync ending holds nothing to give up
+    await _ended_sync_loop(standby)
+    assert not standby.stopped

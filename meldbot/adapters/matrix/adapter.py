@@ -252,7 +252,12 @@ class MatrixAdapter:
                     task.cancel()
                 await asyncio.gather(work, change, return_exceptions=True)
             if work.done() and not work.cancelled() and not change.done():
-                return  # the sync loop ended by itself (the access token is no longer valid)
+                # The sync loop ended by itself (the access token is no longer valid). Holding the stream
+                # now would keep every other process from reading Matrix: give it up, so one can take over.
+                if holding and hasattr(leadership, "stop"):
+                    log.error("matrix sync ended in the process that holds the stream; giving the stream up")
+                    await leadership.stop()
+                return
             if holding:
                 await self._step_down()
 
