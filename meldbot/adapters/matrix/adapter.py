@@ -247,11 +247,13 @@ class MatrixAdapter:
                 work = asyncio.ensure_future(self.inbound.run(self._standby_housekeeping, light=True))
             try:
                 await asyncio.wait({work, change}, return_when=asyncio.FIRST_COMPLETED)
+                # Read before the cancelling below: a cancelled task counts as done too.
+                ended_by_itself, changed = work.done() and not work.cancelled(), change.done()
             finally:
                 for task in (work, change):
                     task.cancel()
                 await asyncio.gather(work, change, return_exceptions=True)
-            if work.done() and not work.cancelled() and not change.done():
+            if ended_by_itself and not changed:
                 # The sync loop ended by itself (the access token is no longer valid). Holding the stream
                 # now would keep every other process from reading Matrix: give it up, so one can take over.
                 if holding and hasattr(leadership, "stop"):
