@@ -27,7 +27,7 @@ from meldbot.core.config import ListenFailed, config_warnings
 from meldbot.core.messaging import Identity, IncomingMessage, Notifier, Reply
 from meldbot.core import ports
 from meldbot.run.metrics import CONTENT_TYPE, Metrics
-from meldbot.service.outbox import Dispatcher
+from meldbot.service.outbox import Dispatcher, RetryPolicy
 from meldbot.service.services import expire_drafts, release_removed_afs
 from meldbot.storage import canary
 from meldbot.storage.canary import DataKeyRefused
@@ -427,6 +427,7 @@ def build_app(
     console_out=None,
     poll_interval: float = 5.0,
     instance: str | None = None,
+    outbox_policy: RetryPolicy | None = None,
 ) -> App:
     """Create everything; nothing starts until `async with app:`."""
     clock = clock or SystemClock()
@@ -472,7 +473,8 @@ def build_app(
             adapter.on_counts.append(metrics.matrix_counts_hook())
     from meldbot.service.deliveries import DeliveryTrouble
 
-    dispatcher = Dispatcher(uow, notifiers, clock, poll_interval=poll_interval, metrics=metrics,
+    dispatcher = Dispatcher(uow, notifiers, clock, policy=outbox_policy or RetryPolicy(), poll_interval=poll_interval,
+                            metrics=metrics,
                             on_trouble=DeliveryTrouble(config, platforms), switched_off=config.platforms_off,
                             progress=lambda item, lease: RowProgress(uow, item, clock.now, lease))
     if leader is not None:

@@ -208,7 +208,8 @@ async def _run(config, t, args) -> int:
     from meldbot.run.reload import reloading
 
     # SIGHUP, or a change of the file's content, reloads the configuration (meldbot.run.reload).
-    async with build_app(config, mode="run", clock=_clock(), instance=args.instance) as app, \
+    async with build_app(config, mode="run", clock=_clock(), instance=args.instance,
+                         outbox_policy=_outbox_policy()) as app, \
             reloading(app, _config_path(args)):
         if not app.notifiers:
             print(t("cli.no_platforms"), file=sys.stderr)
@@ -278,6 +279,20 @@ def _clock():
         logging.getLogger("meldbot.run.cli").warning("clock frozen by MELDBOT_TEST_CLOCK; for tests only")
         return ManualClock(datetime.fromisoformat(frozen))
     return SystemClock()
+
+
+def _outbox_policy():
+    """The outbox's defaults; MELDBOT_TEST_OUTBOX_LEASE (seconds) shortens how long a claimed row stays a
+    dead process's, so a test of a real process killed mid-send need not wait two minutes. Tests only."""
+    from datetime import timedelta
+
+    from meldbot.service.outbox import RetryPolicy
+
+    lease = os.environ.get("MELDBOT_TEST_OUTBOX_LEASE")
+    if not lease:
+        return None
+    logging.getLogger("meldbot.run.cli").warning("outbox lease set by MELDBOT_TEST_OUTBOX_LEASE; for tests only")
+    return RetryPolicy(lease=timedelta(seconds=float(lease)))
 
 
 def _now():

@@ -242,7 +242,12 @@ async def test_the_largest_view_reaches_a_teams_af_whole_and_in_order_as_an_answ
         await bot.app.dispatcher.deliver_pending()
         async with bot.app.uow() as uow:
             delivered = await uow.outbox.stats("test")
-        attempts = [r for r in microsoft.requests[before:] if r.path == to_anna]
+        to_her = [r for r in microsoft.requests[before:] if r.path == to_anna]
+    # Only the view's parts and the refused attempt count: a proactive message of the bot's own to Anna in
+    # that window (the background dispatcher and scheduler keep running) is no part of this delivery.
+    # A part sent twice still counts twice.
+    attempts = [r for r in to_her if r.status != 200 or seen(r.body) in answered]
+    others = [seen(r.body)[:80] for r in to_her if r not in attempts]
 
     # Before splitting, the view went as one activity: over the limit even as compact UTF-8 JSON.
     unsplit = len(teams_render(view, NL).model_dump_json(by_alias=True, exclude_none=True).encode())
@@ -252,7 +257,7 @@ async def test_the_largest_view_reaches_a_teams_af_whole_and_in_order_as_an_answ
     assert (failed.get("pending"), failed.get("parked", 0), failed.get("delivered", 0)) == (1, 0, 0), failed
     assert delivered.get("delivered") == 1, delivered
     # Part 1 once, part 2 refused once and then taken, every later part once: the AF reads each part once.
-    assert [r.status for r in attempts] == [200, 500] + [200] * (len(answered) - 1)
+    assert [r.status for r in attempts] == [200, 500] + [200] * (len(answered) - 1), others
     shown = [seen(r.body) for r in attempts if r.status == 200]
     assert shown == answered
     check_parts(shown)

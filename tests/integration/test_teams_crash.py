@@ -126,10 +126,15 @@ async def test_a_sender_refused_after_part_2_of_4_is_continued_by_another_proces
     assert row[:2] == (4, None) and row[2] is not None and in_doubt == 0
 
 
+# The processes' outbox lease: long enough for the second process to start while the first one is still
+# hanging in its call (so the row is the first's when it dies), short enough not to wait the default 120 s.
+LEASE = 30
+
+
 def _run_env(url: str, microsoft) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MELDBOT_")}
     env.update(MELDBOT_CONFIG=str(EXAMPLE), MELDBOT_STORAGE__URL=url, MELDBOT_HTTP__LISTEN="127.0.0.1:0",
-               PYTHONPATH=str(ROOT), **teams_env(microsoft))
+               PYTHONPATH=str(ROOT), MELDBOT_TEST_OUTBOX_LEASE=str(LEASE), **teams_env(microsoft))
     return env
 
 
@@ -168,7 +173,7 @@ async def test_kill_9_of_meldbot_run_during_a_connector_call_shows_only_that_par
             assert row[0] == 2 and row[1] is not None        # parts 1-2 recorded, part 3 under way
             # Part 3 was taken (Teams shows it) and its answer never came; the process died in that call.
             microsoft.release()
-            await microsoft.wait_for(lambda: shown_parts(microsoft)[4], timeout=200)
+            await microsoft.wait_for(lambda: shown_parts(microsoft)[4], timeout=LEASE + 60)
             window = time.monotonic() - killed
             async with asyncio.timeout(30):     # and recorded
                 while (row := await row_of(queuer))[2] is None:
@@ -185,6 +190,7 @@ async def test_kill_9_of_meldbot_run_during_a_connector_call_shows_only_that_par
     assert row[0] == 4 and row[1] is None and row[2] is not None
     log = (tmp_path / "second.log").read_text()
     assert "outbox row in doubt" in log and "regel" not in log
+    assert window < LEASE + 15, window        # the dead process's claim ran out after its lease, not later
     with capsys.disabled():
         print(f"\n[teams crash] the other process delivered the rest {window:.1f} s after the kill")
 
