@@ -374,14 +374,7 @@ WAIT = 30
 _names = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def synapse(tmp_path_factory):
-    from tests.support.synapse import Synapse
-
-    server = Synapse(tmp_path_factory.mktemp("synapse"))
-    server.start()
-    yield server
-    server.stop()
+# `synapse`: one server per module, from tests/integration/conftest.py.
 
 
 class MemoryStore:

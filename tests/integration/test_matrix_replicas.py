@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -171,33 +172,35 @@ def assert_once(employee: ElementClient, room: str, world: World) -> None:
     assert all(m.decrypted and not m.shield for m in employee.messages(room, world.bot_id)), employee.summary(40)
 
 
-@needs_synapse
-async def test_two_processes_answer_every_message_once(world):
+@asynccontextmanager
+async def two_processes_in_a_room(world):
+    """Two `meldbot run` processes on one database, and an employee on Element in a verified room with the bot."""
     replicas = [Replica(world, "a").start(), Replica(world, "b").start()]
     try:
         employee = await world.element(world.employee_id)
         await signed_in(employee, world, replicas)
         room = await employee.open_direct(world.bot_id)
         await verified(employee, world, replicas)
-        await one_holder(replicas)
-        for line in SCRIPT[:4]:
-            await employee.ask(room, line, world.bot_id)
-        # A last line: a second answer to anything before it would have arrived by now.
-        await employee.ask(room, "help", world.bot_id)
-        assert_once(employee, room, world)
+        yield replicas, employee, room
     finally:
         for replica in replicas:
             replica.close()
 
 
 @needs_synapse
+async def test_two_processes_answer_every_message_once(world):
+    async with two_processes_in_a_room(world) as (replicas, employee, room):
+        await one_holder(replicas)
+        for line in SCRIPT[:4]:
+            await employee.ask(room, line, world.bot_id)
+        # A last line: a second answer to anything before it would have arrived by now.
+        await employee.ask(room, "help", world.bot_id)
+        assert_once(employee, room, world)
+
+
+@needs_synapse
 async def test_the_standby_takes_over_within_30_seconds_after_a_kill_9_and_answers_once(world):
-    replicas = [Replica(world, "a").start(), Replica(world, "b").start()]
-    try:
-        employee = await world.element(world.employee_id)
-        await signed_in(employee, world, replicas)
-        room = await employee.open_direct(world.bot_id)
-        await verified(employee, world, replicas)
+    async with two_processes_in_a_room(world) as (replicas, employee, room):
         holder, standby = await one_holder(replicas)
         for line in SCRIPT[:2]:   # mid-conversation: melden, wat
             await employee.ask(room, line, world.bot_id)
@@ -219,6 +222,3 @@ async def test_the_standby_takes_over_within_30_seconds_after_a_kill_9_and_answe
         assert health["status"] == "ok" and health["matrix"] == {
             "role": "holder", "holder": standby.name, "instance": standby.name, "lock": True}, health
         assert seconds < 30
-    finally:
-        for replica in replicas:
-            replica.close()

@@ -25,18 +25,23 @@ def load(path: Path):
     return load_config(path, {})
 
 
+async def started(url: str, tmp_path, clock):
+    """A configuration file with two AFs, and an app built from it (not yet started)."""
+    await migrated(url)
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(url), encoding="utf-8")
+    notifier = FakeNotifier()
+    app = build_app(load(path), clock=clock, notifiers={"console": notifier}, mode="chat")
+    return path, app, Chat(app, notifier), notifier
+
+
 def is_queue(answer: str) -> bool:
     return answer.startswith(NL("af.queue.header", count=1)) or answer.startswith(NL("af.queue.empty"))
 
 
 async def test_an_af_removed_loses_the_af_commands_and_their_signals_an_af_added_gains_them(
         database_url, tmp_path, clock, caplog):
-    await migrated(database_url)
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(database_url), encoding="utf-8")
-    notifier = FakeNotifier()
-    app = build_app(load(path), clock=clock, notifiers={"console": notifier}, mode="chat")
-    chat = Chat(app, notifier)
+    path, app, chat, notifier = await started(database_url, tmp_path, clock)
     async with app:
         await report_as(app, "medewerker")
         await chat.say("af2", "oppakken 1")
@@ -64,12 +69,7 @@ async def test_an_af_removed_loses_the_af_commands_and_their_signals_an_af_added
 
 async def test_an_invalid_file_keeps_the_old_configuration_and_logs_only_the_keys(sqlite_url, tmp_path, clock,
                                                                                   caplog):
-    await migrated(sqlite_url)
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(sqlite_url), encoding="utf-8")
-    notifier = FakeNotifier()
-    app = build_app(load(path), clock=clock, notifiers={"console": notifier}, mode="chat")
-    chat = Chat(app, notifier)
+    path, app, chat, notifier = await started(sqlite_url, tmp_path, clock)
     async with app:
         before = app.config
         broken = config_text(sqlite_url, bram=False).replace('name = "anna"', 'name = "Anna Geheim"')

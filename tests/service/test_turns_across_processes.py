@@ -93,6 +93,14 @@ async def test_two_messages_of_one_conversation_on_two_processes_each_get_their_
         assert lost == [], f"{len(lost)} of {CONVERSATIONS} conversations lost an answer"
 
 
+async def begun(app) -> list[str]:
+    """CONVERSATIONS melders who each started a report on `app`."""
+    users = [f"melder{i}" for i in range(CONVERSATIONS)]
+    for user in users:
+        await app.bot.handle(message(user, "melden", event_id=f"$start-{user}"))
+    return users
+
+
 async def test_the_same_event_on_two_processes_gets_one_answer_twice_and_moves_the_dialog_one_step(
         postgres_database, clock):
     """Finding: one real answer plus "Je laatste bericht kon ik niet opslaan..."; the melder who resent
@@ -100,9 +108,7 @@ async def test_the_same_event_on_two_processes_gets_one_answer_twice_and_moves_t
     await migrated(postgres_database)
     async with AsyncExitStack() as stack:
         one, two = await apps(stack, postgres_database, clock, 2)
-        users = [f"melder{i}" for i in range(CONVERSATIONS)]
-        for user in users:
-            await one.bot.handle(message(user, "melden", event_id=f"$start-{user}"))
+        users = await begun(one)
         answers = await asyncio.gather(*(
             asyncio.gather(one.bot.handle(message(user, FIRST.format(i=i), event_id=f"$wat-{user}")),
                            two.bot.handle(message(user, FIRST.format(i=i), event_id=f"$wat-{user}")))
@@ -154,9 +160,7 @@ async def test_a_redelivery_that_races_past_the_processed_check_gets_the_stored_
     await migrated(postgres_database)
     async with AsyncExitStack() as stack:
         one, two = await apps(stack, postgres_database, clock, 2)
-        users = [f"melder{i}" for i in range(CONVERSATIONS)]
-        for user in users:
-            await one.bot.handle(message(user, "melden", event_id=f"$start-{user}"))
+        users = await begun(one)
         caplog.clear()
         answers = await asyncio.gather(*(
             asyncio.gather(one.bot.handle(message(user, FIRST.format(i=i), event_id=f"$wat-{user}")),

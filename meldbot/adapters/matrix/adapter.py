@@ -290,23 +290,16 @@ class MatrixAdapter:
     async def _standby_housekeeping(self) -> None:
         """A standby's E2EE work: its one-time keys on the server, others' devices known, its device
         cross-signed. AF trust stays with the holder (it alerts AFs)."""
-        client = self.client
-        if client.outgoing_to_device_messages:
-            await client.send_to_device_messages()
-        try:
-            if client.should_upload_keys:
-                await client.keys_upload()
-            if client.should_query_keys:
-                await client.keys_query()
-        except LocalProtocolError:
-            pass
-        if (self.identity_status is None and not client.should_upload_keys
-                and time.monotonic() >= self._identity_retry_at):
-            await self._ensure_identity()
+        await self._key_dance(holder=False)
 
     async def _housekeeping(self) -> None:
         """What sync_forever does between syncs: to-device messages and the key dance of E2EE; then the
         bot's own cross-signing identity, once the device keys are on the server."""
+        await self._key_dance(holder=True)
+
+    async def _key_dance(self, *, holder: bool) -> None:
+        """The holder also tells its device tracking what the key query found and claims one-time keys
+        (it sends into rooms); a standby only keeps its own device known and its keys on the server."""
         client = self.client
         if client.outgoing_to_device_messages:
             await client.send_to_device_messages()
@@ -314,8 +307,10 @@ class MatrixAdapter:
             if client.should_upload_keys:
                 await client.keys_upload()
             if client.should_query_keys:
-                self.devices.after_keys_query(await client.keys_query())
-            if client.should_claim_keys:
+                queried = await client.keys_query()
+                if holder:
+                    self.devices.after_keys_query(queried)
+            if holder and client.should_claim_keys:
                 await client.keys_claim(client.get_users_for_key_claiming())
         except LocalProtocolError:
             pass  # another task did it a moment ago
