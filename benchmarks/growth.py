@@ -54,11 +54,12 @@ import asyncpg
 from sqlalchemy import event
 
 from benchmarks.common import Figure, bench_config, main, percentile, summary_ms
-from meldbot.core import matching
+from meldbot.core import matching, similar
+from meldbot.core.matching import MatchKey, Mention
 from meldbot.run.app import build_app
 from meldbot.service.bot import FloodGuard
 from meldbot.core.clock import ManualClock
-from meldbot.core.domain import Reference
+from meldbot.core.domain import Content, Reference
 from meldbot.core.messaging import Identity, IncomingMessage
 from meldbot.service.retention import months_before
 from meldbot.storage.db import Database
@@ -290,7 +291,7 @@ async def seed_current_work(app, clock: ManualClock, rng: random.Random) -> dict
 # --- the history, generated and bulk-loaded --------------------------------------------------------
 
 SIGNAL_COLUMNS = ("id", "meldpunt_id", "ref_year", "ref_number", "status", "form", "context", "urgent", "anonymous",
-                  "pseudonym", "handler", "outcome", "content_sealed", "created_at", "updated_at", "closed_at",
+                  "pseudonym", "handler", "outcome", "content_sealed", "mentions_sealed", "created_at", "updated_at", "closed_at",
                   "partners", "forwarded_at", "partner_feedback_at", "melder_informed_at",
                   "melder_last_informed_at", "merged_into", "erased_at")
 EVENT_COLUMNS = ("id", "signal_id", "meldpunt_id", "at", "actor", "kind", "data_sealed")
@@ -429,7 +430,7 @@ class History:
 
         if not live:
             out["signal"].append((signal_id, MELDPUNT, year, number, "afgesloten", self.form(), self.context(), urgent,
-                                  anonymous, None, handler, outcome, seal("{}"), _naive(created), _naive(erased),
+                                  anonymous, None, handler, outcome, seal("{}"), None, _naive(created), _naive(erased),
                                   _naive(closed), ",".join(partners), forwarded and _naive(forwarded),
                                   feedback and _naive(feedback), informed and _naive(informed),
                                   last_informed and _naive(last_informed), merged_into, _naive(erased)))
@@ -447,22 +448,29 @@ class History:
             tag_person = person if (role != 2 or len(targets[group]) == 1) else None
             postcode = self.postcodes[street]
             keys = [("adres", f"straat:{street.lower()}:{house}"), ("adres", f"postcode:{postcode.lower()}:{house}")]
+            place = rng.choice(PLACES[:4])
+            # What the answers mention, as SignalRepository.add keeps it (checked against the app's own
+            # extraction every 200 signals, like the keys).
+            mentions = [Mention(MatchKey(*keys[0]), f"{street} {house}", postcode.lower(), place.casefold()),
+                        Mention(MatchKey(*keys[1]), f"{postcode[:4]} {postcode[4:]}", postcode.lower(), place.casefold())]
             r = rng.random()
             if r < 0.35 and role == 0:
                 org = f"{rng.choice(STREET_PARTS)}{rng.choice(TRADES).lower()} {rng.choice(SURNAMES)}"
                 who = f"{org} B.V."
                 keys.append(("organisatie", f"organisatie:{org.lower()}"))
+                mentions.append(Mention(MatchKey(*keys[-1]), who))
             elif r < 0.7:
                 who = f"een man, {rng.choice(FIRST_NAMES)}, ongeveer {rng.randint(20, 60)} jaar"
             else:
                 who = "onbekend"
             content = {"wat": rng.choice(WHAT).format(n=rng.randint(3, 14)),
-                       "waar": f"{street} {house}, {postcode[:4]} {postcode[4:]} {rng.choice(PLACES[:4])}",
+                       "waar": f"{street} {house}, {postcode[:4]} {postcode[4:]} {place}",
                        "wanneer": rng.choice(WHEN), "wanneer_iso": (created - day).isoformat(), "wie": who}
             updated = last_informed or closed
             out["signal"].append((signal_id, MELDPUNT, year, number, "afgesloten", self.form(), self.context(), urgent,
                                   anonymous, pseudonym, handler, outcome,
-                                  self.sealer.seal(json.dumps(content, ensure_ascii=False)), _naive(created),
+                                  self.sealer.seal(json.dumps(content, ensure_ascii=False)),
+                                  self.sealer.seal(similar.dump_mentions(mentions)), _naive(created),
                                   _naive(updated), _naive(closed), ",".join(partners),
                                   forwarded and _naive(forwarded), feedback and _naive(feedback),
                                   informed and _naive(informed), last_informed and _naive(last_informed),
@@ -514,7 +522,7 @@ class History:
                 out["audit"].append((self.next_id("audit"), MELDPUNT, signal_id, _naive(at), actor_kind, seal(actor),
                                      action, None if detail is None else seal(detail)))
             if role == 0 and len(out["melder"]) % 200 == 0:
-                self._check_keys(content, keys)
+                self._check_keys(content, keys, mentions)
         # Reminders sent in the past stay (retention keeps them: the signal line stays).
         if rng.random() < 0.3:
             due = created + day
@@ -526,8 +534,11 @@ class History:
                                          "melder", 0, _naive(due), _naive(due)))
 
     @staticmethod
-    def _check_keys(content: dict, keys: list[tuple[str, str]]) -> None:
-        """The generated automatic keys are exactly what the app extracts from the answers."""
+    def _check_keys(content: dict, keys: list[tuple[str, str]], mentions: list[Mention]) -> None:
+        """The generated automatic keys and mentions are exactly what the app extracts from the answers."""
+        extracted = similar.content_mentions(Content.from_dict(content))
+        if extracted != tuple(mentions):
+            raise AssertionError(f"generated mentions {mentions} differ from extracted {extracted}")
         found = {(k.kind, k.value) for k in matching.extract([content["wat"], content["waar"], content["wie"]],
                                                              names=[content["wie"]])}
         if found != set(keys):

@@ -53,6 +53,8 @@ class EventKind(StrEnum):
     PARTNER_FEEDBACK = "feedback"
     MELDER_INFORMED = "teruggekoppeld"
     SUPPLEMENTED = "aangevuld"
+    QUESTION_ASKED = "gevraagd"
+    QUESTION_ANSWERED = "beantwoord"
     CLOSED = "gesloten"
     REOPENED = "heropend"
     MERGED = "samengevoegd"
@@ -76,7 +78,12 @@ class InvalidTransition(Exception):
 
 
 class SignalClosed(Exception):
-    """A closed signal is read-only except for informing the melder and reopening."""
+    """A closed signal is read-only except for informing the melder and reopening. `merged_into`: the signal
+    it was merged into, which is where the work goes on (a merged duplicate cannot be reopened)."""
+
+    def __init__(self, reference: str, merged_into: str | None = None) -> None:
+        super().__init__(reference)
+        self.merged_into = merged_into
 
 
 REF_PATTERN = re.compile(r"^(?:MH-?)?(?:(\d{4})-)?0*(\d{1,9})$", re.IGNORECASE)
@@ -145,6 +152,58 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PartnerLog:
+    """One partner's part in a signal: when it was passed to them, discussed with them, and when they gave
+    feedback (the first time each). Content-free: partner keys come from configuration."""
+
+    forwarded_at: datetime | None = None
+    consulted_at: datetime | None = None
+    feedback_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        moments = {"forwarded": self.forwarded_at, "consulted": self.consulted_at, "feedback": self.feedback_at}
+        return {name: at.isoformat() for name, at in moments.items() if at is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> "PartnerLog":
+        def moment(name: str) -> datetime | None:
+            return datetime.fromisoformat(data[name]) if data.get(name) else None
+        return cls(moment("forwarded"), moment("consulted"), moment("feedback"))
+
+
+def derive_partner_log(partners: tuple[str, ...], forwarded_at: datetime | None,
+                       partner_feedback_at: datetime | None,
+                       events: list[Event] | None) -> tuple[dict[str, PartnerLog], bool]:
+    """The partner log of a signal stored before it had one: exact from its history when that was read
+    (True), else guessed from the monitoring facts (False): every partner passed to at the first passing on,
+    and answered when any feedback came, as reminders worked then."""
+    if events:
+        log: dict[str, PartnerLog] = {}
+        for e in events:
+            partner = e.data.get("partner")
+            if not partner:
+                continue
+            old = log.get(partner, PartnerLog())
+            if e.kind is EventKind.FORWARDED:
+                log[partner] = PartnerLog(old.forwarded_at or e.at, old.consulted_at, old.feedback_at)
+            elif e.kind is EventKind.CONSULTED:
+                log[partner] = PartnerLog(old.forwarded_at, old.consulted_at or e.at, old.feedback_at)
+            elif e.kind is EventKind.PARTNER_FEEDBACK:
+                log[partner] = PartnerLog(old.forwarded_at, old.consulted_at, old.feedback_at or e.at)
+        return log, True
+    return {p: PartnerLog(forwarded_at=forwarded_at, feedback_at=partner_feedback_at) for p in partners}, False
+
+
+class PartnerNotInvolved(Exception):
+    """Feedback from a partner the signal was neither passed to nor discussed with."""
+
+    def __init__(self, partner: str, involved: tuple[str, ...]) -> None:
+        super().__init__(partner)
+        self.partner = partner
+        self.involved = involved
+
+
 @dataclass
 class Signal:
     """A submitted signal. Drafts are dialog state, never a Signal."""
@@ -170,6 +229,10 @@ class Signal:
     melder_last_informed_at: datetime | None = None
     merged_into: str | None = None
     erased_at: datetime | None = None
+    # Per partner key: passed on, consulted, feedback. `partner_log_exact` is False for a signal stored before
+    # the log existed and read without its history: the log is then guessed (derive_partner_log) and not stored.
+    partner_log: dict[str, PartnerLog] = field(default_factory=dict)
+    partner_log_exact: bool = True
     id: int | None = None
     events: list[Event] = field(default_factory=list)
     new_events: list[Event] = field(default_factory=list)
@@ -194,7 +257,7 @@ class Signal:
 
     def _require_open(self) -> None:
         if self.status is Status.CLOSED:
-            raise SignalClosed(str(self.reference))
+            raise SignalClosed(str(self.reference), self.merged_into)
 
     @classmethod
     def submit(
@@ -248,11 +311,35 @@ class Signal:
         if partner not in self.partners:
             self.partners = (*self.partners, partner)
         self.forwarded_at = self.forwarded_at or at
+        old = self.partner_log.get(partner, PartnerLog())
+        self.partner_log[partner] = PartnerLog(old.forwarded_at or at, old.consulted_at, old.feedback_at)
         self._record(EventKind.FORWARDED, at, af, partner=partner)
 
     def consult(self, af: str, partner: str, at: datetime) -> None:
         self._handle(af, at)
+        old = self.partner_log.get(partner, PartnerLog())
+        self.partner_log[partner] = PartnerLog(old.forwarded_at, old.consulted_at or at, old.feedback_at)
         self._record(EventKind.CONSULTED, at, af, partner=partner)
+
+    def involved_partners(self) -> tuple[str, ...]:
+        """The partners the signal was passed to or discussed with, in the order they were first involved."""
+        found = [p for p, log in self.partner_log.items() if log.forwarded_at or log.consulted_at]
+        found += [p for p in self.partners if p not in found]
+        found += [str(e.data["partner"]) for e in self.events
+                  if e.kind in (EventKind.FORWARDED, EventKind.CONSULTED) and e.data.get("partner")
+                  and e.data["partner"] not in found]
+        return tuple(dict.fromkeys(found))
+
+    def waiting_partners(self) -> dict[str, datetime]:
+        """The partners the signal was passed to who gave no feedback yet, with when it was passed to them."""
+        return {p: log.forwarded_at for p, log in self.partner_log.items()
+                if log.forwarded_at is not None and log.feedback_at is None}
+
+    @property
+    def last_partner_feedback_at(self) -> datetime | None:
+        """The latest first feedback of any partner: news for the melder."""
+        moments = [log.feedback_at for log in self.partner_log.values() if log.feedback_at is not None]
+        return max(moments, default=self.partner_feedback_at)
 
     def note(self, af: str, text: str, at: datetime) -> None:
         self._require_open()
@@ -264,7 +351,12 @@ class Signal:
 
     def partner_feedback(self, af: str, partner: str, text: str, at: datetime) -> None:
         self._require_open()
+        involved = self.involved_partners()
+        if partner not in involved:
+            raise PartnerNotInvolved(partner, involved)
         self.partner_feedback_at = self.partner_feedback_at or at
+        old = self.partner_log.get(partner, PartnerLog())
+        self.partner_log[partner] = PartnerLog(old.forwarded_at, old.consulted_at, old.feedback_at or at)
         self._record(EventKind.PARTNER_FEEDBACK, at, af, partner=partner, text=text)
 
     def hand_over(self, af: str, to: str | None, at: datetime) -> None:
@@ -293,7 +385,7 @@ class Signal:
 
     def reopen(self, af: str, at: datetime) -> None:
         if self.merged_into:
-            raise SignalClosed(f"merged into {self.merged_into}")
+            raise SignalClosed(str(self.reference), self.merged_into)
         self._move(Status.IN_PROGRESS)
         self.outcome = None
         self.closed_at = None
@@ -307,6 +399,32 @@ class Signal:
         self.melder_last_informed_at = at
         extra = {"outbox": list(outbox)} if outbox else {}
         self._record(EventKind.MELDER_INFORMED, at, af, text=text, **extra)
+
+    def ask_melder(self, af: str, text: str, at: datetime, outbox: list[str] | None = None) -> None:
+        """The AF asks the melder a follow-up question through the bot. Not on a closed signal: it is
+        read-only, and a question there would wait for an answer nobody acts on (reopen it first)."""
+        self._handle(af, at)
+        extra = {"outbox": list(outbox)} if outbox else {}
+        self._record(EventKind.QUESTION_ASKED, at, af, text=text, **extra)
+
+    @property
+    def open_question(self) -> Event | None:
+        """The AF's question the melder has not answered yet (the last one asked; an answer closes all
+        asked before it). Needs the events loaded."""
+        for event in reversed(self.events):
+            if event.kind is EventKind.QUESTION_ANSWERED:
+                return None
+            if event.kind is EventKind.QUESTION_ASKED:
+                return event
+        return None
+
+    def answer_question(self, text: str, at: datetime) -> Event:
+        """The melder answers the open question; kept in every status, like a supplement (an answer that
+        comes after closing is still information the AF may need)."""
+        question = self.open_question
+        if question is None:
+            raise ValueError(f"{self.reference} has no open question")
+        return self._record(EventKind.QUESTION_ANSWERED, at, "melder", text=text, asked_by=question.actor)
 
     def supplement(self, text: str, at: datetime) -> None:
         """The melder adds information later; allowed in every status, the AF decides what follows."""

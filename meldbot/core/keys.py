@@ -14,6 +14,8 @@ exactly the strings earlier versions made, or a message queued before an upgrade
     reminder:overzicht:bergeijk:anna:2026-W48:matrix        the weekly overview, claimed without the platform
     undelivered:<row id>:MH-2026-0001:parked:1:anna:teams   a row could not be delivered (round 1)
     inform:MH-2026-0001:anna:<moment>                       feedback to the melder, naming the AF who sent it
+    ask:MH-2026-0001:anna:<moment>                          a question to the melder, naming the AF who asked
+    answered:MH-2026-0001:<moment>:anna:matrix              the melder answered it
 """
 
 from __future__ import annotations
@@ -102,6 +104,15 @@ def notices_about_row(row_id: int) -> str:
 def inform(reference: Reference, af: str, at: datetime) -> str:
     """Feedback to a melder: the key names the AF who sent it, who hears of it if it cannot be delivered."""
     return f"inform:{reference}:{af}:{at.isoformat()}"
+
+
+def ask(reference: Reference, af: str, at: datetime) -> str:
+    """A question to a melder: like `inform`, the key names the AF who asked (they hear of a failure)."""
+    return f"ask:{reference}:{af}:{at.isoformat()}"
+
+
+def answered(reference: Reference, at: datetime) -> OutboxKey:
+    return OutboxKey(f"answered:{reference}:{at.isoformat()}", str(reference))
 
 
 def reference_in(key: str) -> str | None:

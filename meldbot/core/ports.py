@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from meldbot.core.domain import Content, Event, EventKind, Reference, RefQuery, Signal
+from meldbot.core.matching import Mention
 from meldbot.core.messaging import Identity, Reply
 
 
@@ -118,9 +119,9 @@ class SignalFacts:
 
 @dataclass(frozen=True)
 class SimilarCandidate:
-    """Another signal that may be "reeds bekend": its answers and the AF's kenmerken (kind, value)."""
+    """Another signal that may be "reeds bekend": what its answers mention and the AF's kenmerken (kind, value)."""
     reference: Reference
-    content: Content
+    mentions: tuple[Mention, ...]
     tags: tuple[tuple[str, str], ...]
 
 
@@ -128,7 +129,7 @@ class SimilarCandidate:
 
 class SignalRepository(Protocol):
     async def next_reference(self, year: int) -> Reference: ...
-    async def add(self, signal: Signal, melder: Melder) -> Signal: ...
+    async def add(self, signal: Signal, melder: Melder, mentions: tuple[Mention, ...] | None = None) -> Signal: ...
     async def save(self, signal: Signal, at: datetime) -> None: ...
     async def find(self, query: RefQuery, meldpunt_ids: list[str], *, with_events: bool = False) -> Signal | None: ...
     async def melder_of(self, signal: Signal) -> Melder: ...
@@ -146,6 +147,9 @@ class SignalRepository(Protocol):
     async def erase(self, signal_id: int, reference: str, at: datetime) -> None: ...
     async def open_signals(self, meldpunt_ids: list[str]) -> list[Signal]: ...
     async def count(self) -> int: ...
+    async def pseudonyms_taken(self, meldpunt_id: str, pseudonyms: list[str]) -> set[str]:
+        """Which of `pseudonyms` a signal of the meldpunt has (erased signals have none)."""
+        ...
 
 
 class OutboxRepository(Protocol):
@@ -203,6 +207,9 @@ class AuditRepository(Protocol):
 class ReminderRepository(Protocol):
     async def claim(self, key: str, meldpunt_id: str, signal_id: int | None, due: Any, now: datetime) -> bool: ...
     async def claim_many(self, items: list[tuple[str, str, int | None, Any]], now: datetime) -> set[str]: ...
+    async def joint_partner_due(self, signal_ids: list[int]) -> dict[int, datetime]:
+        """Per signal: the due time of the last slot sent in the joint partner series (before the partner log)."""
+        ...
     async def count(self) -> int: ...
 
 

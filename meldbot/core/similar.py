@@ -24,13 +24,17 @@ Decisions (tested on tests/data/reeds_bekend_pairs.tsv):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass
+from functools import cached_property
 
 from rapidfuzz.distance import Indel
 
 from meldbot.core import matching
-from meldbot.core.matching import Mention
+from meldbot.core.domain import Content
+from meldbot.core.matching import MatchKey, Mention
 
 _VOWELS = frozenset("aeiou")
 _CONNECTORS = frozenset({"en", "zn"})
@@ -42,6 +46,12 @@ class Profile:
 
     mentions: tuple[Mention, ...]
 
+    @cached_property
+    def features(self) -> tuple[object, ...]:
+        """Per mention what the comparison reads of it (an address's parts, a name's phonetic words), worked
+        out once: `toon` compares one profile with up to 40 others."""
+        return tuple(_FEATURES[m.key.kind](m) for m in self.mentions)
+
 
 @dataclass(frozen=True)
 class Reason:
@@ -52,17 +62,44 @@ class Reason:
     text: str
 
 
-def profile(texts: Iterable[str], names: Iterable[str] = (), tags: Iterable[tuple[str, str]] = ()) -> Profile:
-    """`texts`: the answers; `names`: the answers that may be only a name (wie); `tags`: (kind, value) kenmerken."""
+def answer_mentions(texts: Iterable[str], names: Iterable[str] = ()) -> tuple[Mention, ...]:
+    """What the answers mention. `names`: the answers that may be only a name (wie). A signal's answers do not
+    change after sending: the storage keeps this, sealed, and gives it back for each candidate."""
     whole = {t for t in names if isinstance(t, str)}
     found: list[Mention] = []
     for text in texts:
         found += matching.mentions(text, name=text in whole)
+    return tuple(found)
+
+
+def content_mentions(content: Content) -> tuple[Mention, ...]:
+    return answer_mentions(content.texts(), names=[content.wie])
+
+
+def with_tags(mentions: Iterable[Mention], tags: Iterable[tuple[str, str]] = ()) -> Profile:
+    """A profile from what the answers mention and the AF's kenmerken (kind, value)."""
+    found = list(mentions)
     for kind, value in tags:
         key = matching.normalise(kind, value)
         if key is not None:
             found.append(Mention(key, value.strip()))
     return Profile(tuple(found))
+
+
+def profile(texts: Iterable[str], names: Iterable[str] = (), tags: Iterable[tuple[str, str]] = ()) -> Profile:
+    """`texts`: the answers; `names`: the answers that may be only a name (wie); `tags`: (kind, value) kenmerken."""
+    return with_tags(answer_mentions(texts, names), tags)
+
+
+def dump_mentions(mentions: Iterable[Mention]) -> str:
+    """JSON of mentions, to be sealed: the words as written are in it."""
+    return json.dumps([[m.key.kind, m.key.value, m.text, m.postcode, m.town] for m in mentions],
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def load_mentions(text: str) -> tuple[Mention, ...]:
+    return tuple(Mention(MatchKey(kind, value), words, postcode, town)
+                 for kind, value, words, postcode, town in json.loads(text))
 
 
 # --- words ----------------------------------------------------------------------------------
@@ -120,8 +157,7 @@ def _address(m: Mention) -> tuple[str, str, str, str] | None:
     return "", "", digits, letter
 
 
-def _same_address(a: Mention, b: Mention) -> bool:
-    pa, pb = _address(a), _address(b)
+def _same_address(a: Mention, pa: Any, b: Mention, pb: Any) -> bool:
     if pa is None or pb is None or pa[2:] != pb[2:]:
         return False
     if a.postcode and b.postcode:
@@ -141,10 +177,9 @@ def _name_words(m: Mention) -> list[str]:
     return [matching.phonetic(w) for w in words if w not in matching._NAME_PARTICLES or len(words) < 2]
 
 
-def _same_person(a: Mention, b: Mention) -> bool:
+def _same_person(a: Mention, mine: Any, b: Mention, theirs: Any) -> bool:
     if a.key == b.key:
         return True
-    mine, theirs = _name_words(a), _name_words(b)
     if min(len(mine), len(theirs)) < 2 or not any(len(w) > 1 for w in mine) or not any(len(w) > 1 for w in theirs):
         return False
     paired, slips = _words_match(mine, theirs)
@@ -155,10 +190,9 @@ def _org_words(m: Mention) -> list[str]:
     return [matching.phonetic(w) for w in m.key.value.split(":", 1)[1].split() if w not in _CONNECTORS]
 
 
-def _same_organisation(a: Mention, b: Mention) -> bool:
+def _same_organisation(a: Mention, mine: Any, b: Mention, theirs: Any) -> bool:
     if a.key == b.key:
         return True
-    mine, theirs = _org_words(a), _org_words(b)
     if not mine or not theirs:
         return False
     if "".join(mine) == "".join(theirs):
@@ -169,19 +203,22 @@ def _same_organisation(a: Mention, b: Mention) -> bool:
     return paired and slips <= 1
 
 
-_SAME = {"adres": _same_address, "persoon": _same_person, "organisatie": _same_organisation}
+_SAME: dict[str, Callable[[Mention, Any, Mention, Any], bool]] = {
+    "adres": _same_address, "persoon": _same_person, "organisatie": _same_organisation}
+_FEATURES: dict[str, Callable[[Mention], object]] = {
+    "adres": _address, "persoon": _name_words, "organisatie": _org_words}
 
 
 def compare(mine: Profile, theirs: Profile) -> list[Reason]:
     """At most one reason per kind, an equal key first; an address key that a postcode or a place contradicts
     ("Dorpsstraat 12, Bergeijk" / "Dorpsstraat 12, Eersel") gives none."""
     found: dict[str, Reason] = {}
-    for a in mine.mentions:
+    for a, fa in zip(mine.mentions, mine.features):
         kind = a.key.kind
         if kind in found and found[kind].same:
             continue
-        for b in theirs.mentions:
-            if b.key.kind != kind or not _SAME[kind](a, b):
+        for b, fb in zip(theirs.mentions, theirs.features):
+            if b.key.kind != kind or not _SAME[kind](a, fa, b, fb):
                 continue
             same = a.key == b.key
             if same or kind not in found:

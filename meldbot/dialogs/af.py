@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from meldbot.dialogs.commands import normalise
+from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, nearest, normalise, parse
 from meldbot.core.domain import EventKind, Outcome, RefQuery, Signal, Status
 from meldbot.core.i18n import Texts
+from meldbot.core.messaging import Action, Reply
 from meldbot.core.text import quote_user_text as quoted
 
 OUTCOMES = {o.value: o for o in Outcome} | {
@@ -25,7 +26,7 @@ MAX_AF_TEXT = 2000
 SHAPES = {
     "queue": "", "stats": "w?",
     "show": "r", "take": "r", "reopen": "r",
-    "note": "rx", "inform": "rx",
+    "note": "rx", "inform": "rx", "ask": "rx",
     "tag": "rwx",
     "consult": "rp", "forward": "rp",
     "feedback": "rpx",
@@ -94,6 +95,105 @@ def parse_af(name: str, args: str) -> AfCommand:
     return AfCommand(name, tuple(refs), every, found.get("partner", ""), found.get("word", ""), found.get("text", ""))
 
 
+# --- help and "Bedoel je ...?" ------------------------------------------------------------------
+
+# The AF's commands in the order of the meldroute: the order of `help`.
+HELP_ORDER = ("queue", "show", "take", "note", "tag", "consult", "forward", "feedback", "ask", "inform", "close",
+              "reopen", "merge", "handover", "stats")
+# Commands that change nothing a suggestion's button could regret: they may be sent with one tap. (`toon`
+# picks up a signal nobody handles, as reading it does from the notification's own button.)
+READ_ONLY = frozenset({"queue", "show", "stats", "help"})
+# The words a typo is measured against: the AF's commands and `help`, Dutch and English.
+_SUGGESTABLE = {**AF_ONLY, "help": "help"}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The command an AF probably meant: `text` is the whole message as it would have been typed."""
+
+    name: str
+    word: str
+    text: str
+    args: str
+
+    @property
+    def read_only(self) -> bool:
+        return self.name in READ_ONLY
+
+
+def _nearest(word: str) -> tuple[str, str] | None:
+    """(command name, contract word) of the one AF command (or `help`) nearest to `word`, or None."""
+    return nearest(word, _SUGGESTABLE)
+
+
+def suggest(text: str) -> Suggestion | None:
+    """The AF command `text` is a typo of, or None. Only when the first word is not a command itself,
+    is near exactly one command, and what follows fits that command (so "toen ik daar was" is no `toon`)."""
+    norm = normalise(text)
+    if not norm:
+        return None
+    word = norm.split(" ", 1)[0]
+    if word in _SUGGESTABLE or word in ANYONE or word in DIALOG or parse(text, ANYONE) is not None:
+        return None
+    found = _nearest(word)
+    if found is None:
+        return None
+    name, right = found
+    rest = text.strip().lstrip("!/").strip()
+    args = rest.split(None, 1)[1].strip() if len(rest.split(None, 1)) > 1 else ""
+    if args and name != "help":
+        try:
+            parse_af(name, args)
+        except Usage:
+            return None
+    return Suggestion(name, right, f"{right} {args}" if args else right, args)
+
+
+def _needs_arguments(name: str) -> bool:
+    """Whether the command cannot be typed alone (`toon` needs a reference; `lijst` and `rapport` do not)."""
+    shape = SHAPES.get(name, "")
+    return bool(shape[:-2] if shape.endswith("?") else shape)   # "w?": one optional word
+
+
+def suggestion_reply(found: Suggestion, t: Texts) -> Reply:
+    """"Bedoel je ...?": a button that sends it for a read-only command typed in full; for a command that
+    misses its reference, how to type it; for any other only the words to type, so nothing that changes a
+    signal ever happens before the AF types it."""
+    command = quoted(found.text)
+    if not found.args and _needs_arguments(found.name):
+        # Also for a read-only command: a button that sends a bare "toon" would only get this usage back.
+        return Reply(t("af.suggest.how", command=found.word) + "\n" + t(f"af.usage.{found.name}"))
+    if found.read_only and "\n" not in found.text:
+        return Reply(t("af.suggest.read_only", command=command),
+                     actions=(Action(t("af.suggest.button", command=found.text), found.text),))
+    return Reply(t("af.suggest.changes", command=command))
+
+
+def af_help(t: Texts) -> str:
+    """`help` for an AF: the AF's commands, how to get more, and that the melder's commands work too."""
+    lines = [t("af.help.header")]
+    lines += [f"- {t(f'af.help.line.{name}')}" for name in HELP_ORDER]
+    lines += [t("af.help.footer")]
+    return "\n".join(lines)
+
+
+def command_help(args: str, t: Texts) -> str | None:
+    """`help <command>` for an AF, with the Dutch or English word; None when the word is a melder's command
+    (their help answers it)."""
+    word = normalise(args).split(" ", 1)[0]
+    name = AF_ONLY.get(word)
+    if name is None and (word in ANYONE or word in DIALOG):
+        return None
+    prefix = ""
+    if name is None:
+        found = _nearest(word)
+        if found is None or found[0] == "help":
+            return t("af.help.unknown", word=quoted(args)) + "\n\n" + af_help(t)
+        name = found[0]
+        prefix = t("af.suggest.how", command=found[1]) + "\n"
+    return prefix + t(f"af.help.explain.{name}") + "\n" + t(f"af.usage.{name}")
+
+
 # --- views ---------------------------------------------------------------------------------------
 
 def _when(moment: datetime, tz: ZoneInfo) -> str:
@@ -113,28 +213,36 @@ def next_step(signal: Signal) -> str:
         return "af.next.closed"
     if signal.handler is None:
         return "af.next.take"
-    if signal.partner_feedback_at and (
-        signal.melder_informed_at is None or signal.melder_informed_at < signal.partner_feedback_at
-    ):
+    news = signal.last_partner_feedback_at
+    if news and (signal.melder_last_informed_at is None or signal.melder_last_informed_at < news):
         return "af.next.inform"
-    if signal.status is Status.FORWARDED and signal.partner_feedback_at is None:
+    if signal.status is Status.FORWARDED and signal.waiting_partners():
         return "af.next.feedback"
     if signal.status is Status.IN_PROGRESS:
         return "af.next.forward"
     return "af.next.close"
 
 
-def queue_view(signals: list[Signal], now: datetime, t: Texts) -> str:
+def _waiting_first(signal: Signal) -> bool:
+    """An urgent signal nobody took: it leads the list."""
+    return signal.urgent and signal.handler is None and signal.status is Status.RECEIVED
+
+
+def queue_view(signals: list[Signal], now: datetime, t: Texts, gemeenten: dict[str, str] | None = None) -> str:
+    """The open signals, urgent ones nobody took first. `gemeenten`: the name per meldpunt id, for an AF of
+    several; each line then names its gemeente."""
     if not signals:
         return t("af.queue.empty")
     lines = [t("af.queue.header", count=len(signals))]
-    for s in signals:
+    for s in sorted(signals, key=lambda s: not _waiting_first(s)):   # stable: otherwise as given, oldest first
         days = max((now - s.created_at).days, 0)
+        waiting = ", ".join(s.waiting_partners()) or ", ".join(s.partners)
+        gemeente = (gemeenten or {}).get(s.meldpunt_id)
         lines.append(t(
-            "af.queue.line", reference=s.reference, days=days, status=t(f"af.status.{s.status}"),
-            urgent=t("af.urgent_mark") if s.urgent and s.status is Status.RECEIVED else "",
-            handler=s.handler or t("af.nobody"), next=t(next_step(s), partners=", ".join(s.partners)),
-            number=s.reference.number,
+            "af.queue.line_gemeente" if gemeente else "af.queue.line", reference=s.reference, days=days,
+            status=t(f"af.status.{s.status}"), urgent=t("af.urgent_mark") if _waiting_first(s) else "",
+            handler=s.handler or t("af.nobody"), next=t(next_step(s), partners=waiting),
+            number=s.reference.number, gemeente=gemeente or "",
         ))
     return "\n".join(lines)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from rapidfuzz.distance import OSA
+
 # Contract word (Dutch or English alias) -> command name. Multi-word entries are matched first.
 ANYONE: dict[str, str] = {
     "melden": "report", "report": "report",
@@ -31,6 +33,7 @@ AF_ONLY: dict[str, str] = {
     "overleggen": "consult", "consult": "consult",
     "doorzetten": "forward", "forward": "forward",
     "feedback": "feedback",
+    "vragen": "ask", "ask": "ask",
     "terugkoppelen": "inform", "inform": "inform",
     "sluiten": "close", "close": "close",
     "heropenen": "reopen", "reopen": "reopen",
@@ -80,3 +83,26 @@ def exact(text: str, table: dict[str, str]) -> str | None:
     """The command when the whole message is exactly one contract word (used inside the dialog,
     where everything else is an answer: "stop de uitbuiting" must not cancel the draft)."""
     return table.get(normalise(text))
+
+
+# A typo is suggested only for a word of this many letters or more: "dag" is no `tag`, "ok" no `ook`.
+MIN_TYPO_LENGTH = 4
+
+
+def allowed_distance(word: str) -> int:
+    """A small edit distance only (a swapped, missing, extra or wrong letter); two in a long word."""
+    return 1 if len(word) <= 5 else 2
+
+
+def nearest(word: str, table: dict[str, str]) -> tuple[str, str] | None:
+    """(table value, contract word) of the one entry of `table` nearest to `word` (already normalised); None
+    when `word` is short, none is near, or two different values are equally near (a guess would be
+    unpredictable)."""
+    if len(word) < MIN_TYPO_LENGTH:
+        return None
+    limit = allowed_distance(word)
+    scored = sorted((OSA.distance(word, w, score_cutoff=limit), w) for w in table)
+    best = [(d, w) for d, w in scored if d <= limit and d == scored[0][0]]
+    if not best or len({table[w] for _, w in best}) > 1:
+        return None
+    return table[best[0][1]], best[0][1]

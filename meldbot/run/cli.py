@@ -315,7 +315,7 @@ async def _reminders(config, t, args) -> int:
                     who = signal.handler or t("cli.reminders_all_afs")
                     state = t("cli.reminders_overdue") if due.slot >= 0 else ""
                     rows.append((when, f"{when.astimezone(meldpunt.tz):%Y-%m-%d %H:%M}  {signal.reference}  "
-                                       f"{due.kind:9} {who:12} {state}"))
+                                       f"{due.kind:16} {who:12} {state}"))   # partner:<key>: one per partner
     print(t("cli.reminders_header", count=len(rows)))
     for _, line in sorted(rows):
         print(line.rstrip())

@@ -12,17 +12,18 @@ from typing import Any
 
 
 from meldbot.dialogs import report
-from meldbot.dialogs.af import Usage, parse_af
-from meldbot.dialogs.commands import AF_ONLY, ANYONE, Command, parse
+from meldbot.dialogs.af import Usage, af_help, command_help, parse_af, suggest, suggestion_reply
+from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, Command, exact, parse
 from meldbot.dialogs.conversation import ConversationState
 from meldbot.core.clock import Clock
 from meldbot.core.logs import where
 from meldbot.core.config import Config, MeldpuntConfig
-from meldbot.dialogs.melder import OwnSignal, my_reports
+from meldbot.dialogs.melder import OwnSignal, command_typo, command_typo_reply, my_reports
 from meldbot.core.domain import EventKind, RefQuery, Signal
 from meldbot.core.i18n import LANGUAGES, Texts, texts
 from meldbot.core.messaging import Choice, Identity, IncomingMessage, Platform, Reply
 from meldbot.core.ports import AlreadyHandled, PersonSettings, StorageUnavailable, UnitOfWork, UnitOfWorkFactory
+from meldbot.service import questions
 from meldbot.service.desk import Desk, Seat
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT
 from meldbot.service.services import (MAX_SUPPLEMENTS, SubmitSignal, SupplementSignal, TooManySupplements, submit_signal,
@@ -164,8 +165,16 @@ class Bot:
 
         draft = state.draft
         af_command = None if draft.active else parse(msg.text, AF_ONLY)
+        if af_command is not None and not self.config.af_for(msg.platform, msg.sender.user_id) and (
+                await questions.open_questions(uow, msg.sender)):
+            # Not an AF, and a question of the AF waits: "Toon de Vries, de eigenaar." is their answer.
+            af_command = None
         if af_command is not None:
             return await self._af(uow, msg, person, af_command, t)
+        if not draft.active and self.config.af_for(msg.platform, msg.sender.user_id):
+            for_af = self._af_help(msg.text, t)
+            if for_af is not None:
+                return [for_af]
 
         meldpunt, state, replies = await self._meldpunt(uow, msg, person, state, t)
         if meldpunt is None:
@@ -181,7 +190,14 @@ class Bot:
         ctx = self._context(meldpunt, t, now)
         command = parse(msg.text, ANYONE)
         name = command.name if command else None
-        if command and name == "language":
+        # Right after the notice of an expired report, the message belongs to that report ("Kerkstraat 3"),
+        # not to the AF's question: the question waits for the next message.
+        asked = [] if expired else await self._open_questions(uow, msg, draft, command)
+        if asked:
+            # A question of the AF waits: this free message is the answer (a report under way goes first).
+            replies.extend(await self._answer(uow, msg, asked, t))
+            name = None
+        elif command and name == "language":
             t, extra = await self._set_language(uow, msg, command.args, t)
             replies.extend(extra)
             ctx = self._context(meldpunt, t, now)
@@ -267,6 +283,10 @@ class Bot:
             return Reply(t("supplement.usage"))
         if len(text) > report.MAX_ANSWER:
             return Reply(t("error.too_long", max=report.MAX_ANSWER, length=len(text)))
+        waiting = await questions.open_question_on(uow, msg.sender, query)
+        if waiting is not None:   # `aanvullen` on a signal with a question of the AF: the answer
+            answered = await questions.answer_question(uow, self.config, self._clock, self.platforms, waiting, text)
+            return Reply(t("answer.done", reference=answered.reference))
         cmd = SupplementSignal(msg.sender, query, text)
         try:
             signal = await supplement_signal(cmd, uow, self.config, self._clock, self.platforms)
@@ -275,6 +295,53 @@ class Bot:
         if signal is None:
             return Reply(t("supplement.unknown", reference=quote_user_text(ref_text)))
         return Reply(t("supplement.done", reference=signal.reference))
+
+    def _af_help(self, text: str, t: Texts) -> Reply | None:
+        """For an AF outside a report: `help` lists the AF's commands, `help <command>` explains one, and a
+        typo of an AF command gets "Bedoel je ...?". None: the message goes on as anyone's."""
+        command = parse(text, ANYONE)
+        if command is not None and command.name == "help":
+            if not command.args:
+                return Reply(af_help(t))
+            explained = command_help(command.args, t)
+            return Reply(explained if explained is not None else t("help.general"))
+        found = suggest(text) if command is None else None
+        return suggestion_reply(found, t) if found is not None else None
+
+    async def _open_questions(self, uow: UnitOfWork, msg: IncomingMessage, draft: report.Draft,
+                              command: Command | None) -> list[Signal]:
+        """The melder's signals whose question of the AF this message answers: only a free message outside a
+        report. Commands as the whole message stay commands (`help`, `mijn meldingen`, `taal en`,
+        `aanvullen 7 ...`); a message that merely starts with a command word ("contact was via zijn baas",
+        and for anyone but an AF "toon de eigenaar") is an answer, as inside the report dialog. A typo of a
+        command as the whole message is not kept: `_answer` asks "Bedoel je ...?"."""
+        if draft.active or not msg.text.strip():
+            return []
+        if exact(msg.text, ANYONE) or exact(msg.text, DIALOG):
+            return []
+        if command is not None:
+            args = command.args.split()
+            if command.name == "language" and len(args) == 1 and args[0].lower()[:2] in LANGUAGES:
+                return []
+            if command.name == "supplement" and args and RefQuery.parse(args[0]):
+                return []
+        return await questions.open_questions(uow, msg.sender)
+
+    async def _answer(self, uow: UnitOfWork, msg: IncomingMessage, asked: list[Signal], t: Texts) -> list[Reply]:
+        typo = command_typo(msg.text)
+        if typo is not None:   # "mijn meldngen" is no answer: nothing is kept, the question waits
+            return [command_typo_reply(typo, asked[-1].reference.number, t)]
+        if len(asked) > 1:   # no guess: the melder says which, and nothing of this message is kept
+            return [Reply(t("answer.which", references=", ".join(str(s.reference) for s in asked),
+                            number=asked[-1].reference.number))]
+        text = report.clean(msg.text)
+        if len(text) > report.MAX_ANSWER:
+            return [Reply(t("error.too_long", max=report.MAX_ANSWER, length=len(text)))]
+        signal = await questions.answer_question(uow, self.config, self._clock, self.platforms, asked[0], text)
+        replies = [Reply(t("answer.done", reference=signal.reference))]
+        if msg.has_attachment:
+            replies.append(Reply(t("attachment.not_stored")))
+        return replies
 
     async def _set_language(self, uow: UnitOfWork, msg: IncomingMessage, args: str,
                             t: Texts) -> tuple[Texts, list[Reply]]:

@@ -11,7 +11,7 @@ from meldbot.dialogs.af import OUTCOMES, AfCommand, Usage, melder_label, partner
 from meldbot.core import keys, matching
 from meldbot.core.clock import Clock
 from meldbot.core.config import AFConfig, Config, MeldpuntConfig, PartnerConfig
-from meldbot.core.domain import EventKind, InvalidTransition, Outcome, Signal, SignalClosed, Status
+from meldbot.core.domain import EventKind, InvalidTransition, Outcome, PartnerNotInvolved, Signal, SignalClosed, Status
 from meldbot.core.i18n import Texts, texts
 from meldbot.core.messaging import Identity, Platform, Reply
 from meldbot.core.ports import UnitOfWork
@@ -45,7 +45,9 @@ class Desk:
             return await handler(command)
         except Usage as usage:
             return [Reply(self.t(usage.key, **usage.params))]
-        except SignalClosed:
+        except SignalClosed as closed:
+            if closed.merged_into:
+                return [Reply(self.t("af.merged_read_only", reference=closed, into=closed.merged_into))]
             return [Reply(self.t("af.closed_read_only"))]
         except InvalidTransition as exc:
             return [Reply(self.t("af.wrong_state", status=self.t(f"af.status.{exc.current}")))]
@@ -111,7 +113,12 @@ class Desk:
 
     async def queue(self, command: AfCommand) -> list[Reply]:
         signals = await self.uow.signals.open_signals(list(self.seats))
-        return [Reply(queue_view(signals, self.now, self.t))]
+        # An AF of several gemeenten reads which gemeente each signal belongs to.
+        gemeenten = {m: seat.meldpunt.name for m, seat in self.seats.items()} if len(self.seats) > 1 else {}
+        view = queue_view(signals, self.now, self.t, gemeenten)
+        for signal in signals:   # the list names them, their status and handler: a read, in their audit trail
+            await self._audit(signal, "lijst-bekeken")
+        return [Reply(view)]
 
     async def show(self, command: AfCommand) -> list[Reply]:
         signal = await self._signal(command, events=True)
@@ -130,11 +137,12 @@ class Desk:
         return [Reply(view), *replies]
 
     async def _deliveries(self, signal: Signal) -> dict[int, str]:
-        """Per `terugkoppelen` event (by its place in the history): whether the melder got it, and when."""
+        """Per `terugkoppelen` and `vragen` event (by its place in the history): whether the melder got it,
+        and when."""
         from meldbot.service.deliveries import status_text
 
         informed = [(i, e) for i, e in enumerate(signal.events)
-                    if e.kind is EventKind.MELDER_INFORMED and e.data.get("outbox")]
+                    if e.kind in (EventKind.MELDER_INFORMED, EventKind.QUESTION_ASKED) and e.data.get("outbox")]
         if not informed:
             return {}
         states = await self.uow.outbox.states([key for _, e in informed for key in e.data["outbox"]])
@@ -181,7 +189,7 @@ class Desk:
         return self._ok("af.tagged", signal, kind=self.t(f"af.kind.{key.kind}"))
 
     async def consult(self, command: AfCommand) -> list[Reply]:
-        signal = await self._signal(command)
+        signal = await self._signal(command, events=True)   # the history: an older row's exact partner log
         partner = self._partner(signal, command.partner)
         signal.consult(self._name(signal), partner.key, self.now)
         await self._save(signal, "overlegd", partner.key)
@@ -199,9 +207,16 @@ class Desk:
         return [*self._ok("af.forwarded", signal, partner=partner.name), Reply(text)]
 
     async def feedback(self, command: AfCommand) -> list[Reply]:
-        signal = await self._signal(command)
+        signal = await self._signal(command, events=True)   # the history: who it was passed to or discussed with
         partner = self._partner(signal, command.partner)
-        signal.partner_feedback(self._name(signal), partner.key, command.text, self.now)
+        try:
+            signal.partner_feedback(self._name(signal), partner.key, command.text, self.now)
+        except PartnerNotInvolved as refused:
+            if not refused.involved:
+                raise Usage("af.feedback_no_partners", reference=str(signal.reference), partner=partner.key,
+                            number=signal.reference.number) from None
+            raise Usage("af.feedback_not_involved", reference=str(signal.reference), partner=partner.key,
+                        partners=", ".join(refused.involved), number=signal.reference.number) from None
         await self._save(signal, "feedback", partner.key)
         return self._ok("af.feedback_recorded", signal, partner=partner.name)
 
@@ -213,6 +228,10 @@ class Desk:
         sent = [keys.inform(own.reference, me, self.now) for own in recipients]
         signal.inform_melder(me, command.text, self.now, outbox=sent)
         await self._save(signal, "teruggekoppeld")
+        for duplicate, key in zip(recipients[1:], sent[1:]):
+            # A merged duplicate's melder gets it too: their own signal says so (`mijn meldingen`, `toon`).
+            duplicate.inform_melder(me, command.text, self.now, outbox=[key])
+            await self._save(duplicate, "teruggekoppeld", str(signal.reference))
         for own, key in zip(recipients, sent):
             melder = await self.uow.signals.melder_of(own)
             t = texts(await language_of(self.uow, self.config, melder.identity))
@@ -224,13 +243,34 @@ class Desk:
         # Queued, not yet delivered: `toon` shows when it arrived, and a failure is told in this chat.
         return self._ok("af.informed", signal, melder=who, count=len(recipients))
 
+    async def ask(self, command: AfCommand) -> list[Reply]:
+        """A follow-up question to the melder of this signal, and only theirs. A merged duplicate's melder
+        cannot be asked: their signal is closed and cannot be reopened (`terugkoppelen` on the kept signal
+        does reach them). The answer comes back through the melder's turn."""
+        signal = await self._signal(command)
+        me = self._name(signal)
+        # The key names the AF who asked: if it cannot be delivered, they are the one to hear of it.
+        key = keys.ask(signal.reference, me, self.now)
+        signal.ask_melder(me, command.text, self.now, outbox=[key])
+        await self._save(signal, "gevraagd")
+        melder = await self.uow.signals.melder_of(signal)
+        t = texts(await language_of(self.uow, self.config, melder.identity))
+        text = t("af.ask.to_melder", reference=signal.reference, number=signal.reference.number,
+                 text=quote_user_text(command.text))
+        if signal.anonymous:
+            text += "\n" + t("af.ask.to_melder_anonymous")
+        await self.uow.outbox.add(meldpunt_id=signal.meldpunt_id, recipient=melder.identity, reply=Reply(text),
+                                  key=key, kind="ask", at=self.now, reference=str(signal.reference))
+        who = signal.pseudonym if signal.anonymous else self.t("af.the_melder")
+        return self._ok("af.ask.sent", signal, melder=who)
+
     async def close(self, command: AfCommand) -> list[Reply]:
         signal = await self._signal(command)
         outcome = OUTCOMES.get(command.word.casefold())
         if outcome is None:
             raise Usage("af.unknown_outcome", outcomes=", ".join(o.value for o in Outcome))
         if signal.status is Status.CLOSED:
-            raise SignalClosed(str(signal.reference))
+            raise SignalClosed(str(signal.reference), signal.merged_into)
         signal.close(self._name(signal), outcome, self.now)
         await self._save(signal, "gesloten", outcome.value)
         return self._ok("af.closed", signal, outcome=self.t(f"af.outcome.{outcome.value}"))

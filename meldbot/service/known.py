@@ -2,8 +2,8 @@
 organisation, or one that looks alike, each with why.
 
 The storage picks the candidates by keyed hashes (the exact keys and the coarse blocking keys of
-meldbot.core.matching), at most CANDIDATES of them, and unseals only those; meldbot.core.similar compares
-them here, in memory. Nothing of their content leaves this process except to the AF who asked (the AF may
+meldbot.core.matching), at most CANDIDATES of them, and unseals only what their answers mention (kept sealed
+since they were sent); meldbot.core.similar compares them here, in memory. Nothing of their content leaves this process except to the AF who asked (the AF may
 see every signal of their meldpunt); nothing of it is logged.
 """
 
@@ -38,7 +38,7 @@ async def known(uow: UnitOfWork, signal: Signal) -> list[Known]:
     mine = similar.profile(signal.content.texts(), names=[signal.content.wie], tags=_tags(signal))
     found: list[tuple[tuple[int, int], Known]] = []
     for candidate in await uow.signals.similar_candidates(signal, CANDIDATES):
-        theirs = similar.profile(candidate.content.texts(), names=[candidate.content.wie], tags=candidate.tags)
+        theirs = similar.with_tags(candidate.mentions, candidate.tags)
         for reason in similar.compare(mine, theirs):
             ref = candidate.reference
             found.append(((ref.year, ref.number),

@@ -26,7 +26,7 @@ MAX_SLOTS = 10_000
 
 @dataclass(frozen=True)
 class Due:
-    kind: str              # oppakken | spoed | partner | melder | overzicht
+    kind: str              # oppakken | spoed | partner:<key> (partner: an older row's one series) | melder | overzicht
     slot: int              # 0 for the first reminder, 1 for the first repeat, ...
     due_at: datetime       # when this slot fell due
     next_at: datetime      # when the next slot falls due
@@ -69,12 +69,19 @@ def schedule(signal: Signal, settings: RemindersConfig, cal: WorkCalendar) -> li
         else:
             series.append(("oppakken", cal.add_working_days(signal.created_at, settings.pick_up_after_working_days),
                            lambda d: cal.add_working_days(d, 1), signal.created_at, ""))
-    if open_ and signal.forwarded_at and signal.partner_feedback_at is None:
-        week = timedelta(days=settings.partner_feedback_repeat_days)
+    week = timedelta(days=settings.partner_feedback_repeat_days)
+    if open_ and signal.partner_log_exact:
+        # One series per partner passed to, from the day it was passed to them, until their own feedback.
+        for partner, since in signal.waiting_partners().items():
+            series.append((f"partner:{partner}", cal.add_working_days(since, settings.partner_feedback_after_working_days),
+                           lambda d: cal.next_office_moment(d + week), since, partner))
+    elif open_ and signal.forwarded_at and signal.partner_feedback_at is None:
+        # A row from before the partner log, read without its history: one series for all its partners, under
+        # the claim keys it had (partner:<reference>:<slot>), so no slot is sent twice.
         series.append(("partner", cal.add_working_days(signal.forwarded_at, settings.partner_feedback_after_working_days),
                        lambda d: cal.next_office_moment(d + week), signal.forwarded_at, ", ".join(signal.partners)))
     candidates: list[tuple[datetime, datetime, str]] = []
-    for anchor in (signal.partner_feedback_at, signal.closed_at):
+    for anchor in (signal.last_partner_feedback_at, signal.closed_at):
         if anchor and (signal.melder_last_informed_at is None or signal.melder_last_informed_at < anchor):
             candidates.append((cal.add_working_days(anchor, settings.melder_feedback_after_working_days), anchor, "news"))
     if signal.melder_informed_at is None:
@@ -135,6 +142,7 @@ class Reminders:
         due_items = [(keys.reminder_claim(due.kind, signal.reference, due.slot), signal, due)
                      for signal in await uow.signals.reminder_candidates(meldpunt.id, lock=True)
                      for due in due_now(signal, settings, cal, now)]
+        due_items = await _without_joint_sent(uow, due_items)
         # One statement claims them all; a key another process (or an earlier sweep) has is skipped.
         claimed = await uow.reminders.claim_many([(k, meldpunt.id, s.id, d) for k, s, d in due_items], now)
         messages: list[dict[str, Any]] = []
@@ -157,10 +165,12 @@ class Reminders:
                         uow: UnitOfWork) -> list[dict[str, Any]]:
         since = due.since.astimezone(meldpunt.tz).strftime("%d-%m-%Y")
         name = f"reminder.melder_{due.reason}" if due.kind == "melder" else f"reminder.{due.kind}"
+        if due.kind.startswith("partner:"):
+            name = "reminder.partner_one"
 
         def compose(t: Texts, af: AFConfig) -> Reply:
             text = t(name, reference=signal.reference, number=signal.reference.number, since=since,
-                     partners=due.reason, times=due.slot + 1)
+                     partners=due.reason, partner=due.reason, times=due.slot + 1)
             return Reply(text, actions=(show_action(t, signal),), urgent=due.kind == "spoed")
 
         # Queued by the caller, all of a sweep in one statement. The unit of work reads each AF's
@@ -182,12 +192,21 @@ class Reminders:
         overdue = sum(1 for s in signals for d in due_now(s, settings, cal, now))
         sent = 0
         unassigned = sum(1 for s in signals if s.handler is None)
+        # Per partner: how many open signals wait for its feedback (configuration order, then any others).
+        waiting: dict[str, int] = {p.key: 0 for p in meldpunt.partners}
+        for s in signals:
+            for partner in s.waiting_partners():
+                waiting[partner] = waiting.get(partner, 0) + 1
 
         def compose(t: Texts, af: AFConfig) -> Reply:
             mine = sum(1 for s in signals if s.handler == af.name)
-            return Reply(t("reminder.overview", week=iso.week, open=len(signals), mine=mine,
-                           unassigned=unassigned, overdue=overdue),
-                         actions=(Action(t("reminder.overview_action"), "lijst"),))
+            lines = [t("reminder.overview", week=iso.week, open=len(signals), mine=mine,
+                       unassigned=unassigned, overdue=overdue)]
+            if any(waiting.values()):
+                lines.append(t("reminder.overview_waiting"))
+                lines += [t("reminder.overview_partner", partner=_partner_name(meldpunt, key), count=count)
+                          for key, count in waiting.items() if count]
+            return Reply("\n".join(lines), actions=(Action(t("reminder.overview_action"), "lijst"),))
 
         for af in meldpunt.af:
             key = keys.overview_claim(meldpunt.id, af.name, iso.year, iso.week)
@@ -197,3 +216,21 @@ class Reminders:
             await notify(uow, self.config, meldpunt, [af], self.platforms, keys.overview(key), "overview", compose, now)
             sent += 1
         return sent
+
+
+async def _without_joint_sent(uow: UnitOfWork,
+                             items: list[tuple[str, Signal, Due]]) -> list[tuple[str, Signal, Due]]:
+    """Leave out a partner's slot that the joint series already covered: an older row was chased under
+    partner:<reference>:<slot>, for all its partners at once, until its partner log was stored; a slot of a
+    partner's own series due at or before the last joint slot sent went out then (one query for the sweep)."""
+    ids = [signal.id for _, signal, due in items if due.kind.startswith("partner:") and signal.id is not None]
+    joint = await uow.reminders.joint_partner_due(ids) if ids else {}
+    if not joint:
+        return items
+    return [(key, signal, due) for key, signal, due in items
+            if not (due.kind.startswith("partner:") and signal.id in joint and due.due_at <= joint[signal.id])]
+
+
+def _partner_name(meldpunt: MeldpuntConfig, key: str) -> str:
+    partner = meldpunt.partner(key)
+    return partner.name if partner else key

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from meldbot.core import keys, matching
+from meldbot.core import keys, similar
 from meldbot.core.calendar import WorkCalendar
 from meldbot.core.clock import Clock
 from meldbot.core.config import AFConfig, Config, MeldpuntConfig
@@ -20,6 +20,24 @@ from meldbot.core.ports import Melder, UnitOfWork
 from meldbot.dialogs.conversation import ConversationState
 
 PSEUDONYM_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # no I, O, Q: easy to read aloud
+PSEUDONYM_DIGITS = "23456789"                  # no 0 or 1: they look like O and I
+# "Melder K7F": letter, digit, letter. 23 * 8 * 23 = 4232 values, so two signals of one meldpunt practically
+# never share one, and new_pseudonym avoids the meldpunt's earlier ones.
+PSEUDONYM_SPACE = len(PSEUDONYM_LETTERS) ** 2 * len(PSEUDONYM_DIGITS)
+_PSEUDONYM_TRIES = 8
+
+
+def _random_pseudonym() -> str:
+    return "Melder " + "".join(secrets.choice(alphabet) for alphabet in
+                               (PSEUDONYM_LETTERS, PSEUDONYM_DIGITS, PSEUDONYM_LETTERS))
+
+
+async def new_pseudonym(uow: UnitOfWork, meldpunt_id: str) -> str:
+    """A pseudonym for an anonymous melder's signal, not yet used in the meldpunt when one of a few random
+    draws is free (one look-up for all of them); the last draw when the meldpunt has used nearly all."""
+    drawn = list(dict.fromkeys(_random_pseudonym() for _ in range(_PSEUDONYM_TRIES)))
+    taken = await uow.signals.pseudonyms_taken(meldpunt_id, drawn)
+    return next((p for p in drawn if p not in taken), drawn[-1])
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,7 @@ async def submit_signal(cmd: SubmitSignal, uow: UnitOfWork, config: Config, cloc
     reference = await uow.signals.next_reference(now.astimezone(meldpunt.tz).year)
     pseudonym = None
     if cmd.anonymous:
-        pseudonym = f"Melder {secrets.choice(PSEUDONYM_LETTERS)}{secrets.randbelow(9) + 1}"
+        pseudonym = await new_pseudonym(uow, meldpunt.id)
     signal = Signal.submit(
         meldpunt_id=meldpunt.id,
         reference=reference,
@@ -125,8 +143,10 @@ async def submit_signal(cmd: SubmitSignal, uow: UnitOfWork, config: Config, cloc
         pseudonym=pseudonym,
         at=now,
     )
-    await uow.signals.add(signal, Melder(cmd.melder, cmd.melder_name))
-    await uow.signals.set_keys(signal, matching.extract(cmd.content.texts(), names=[cmd.content.wie]), "auto", new=True)
+    # What the answers mention, found once: kept sealed for "reeds bekend", and as keyed hashes to find it by.
+    mentions = similar.content_mentions(cmd.content)
+    await uow.signals.add(signal, Melder(cmd.melder, cmd.melder_name), mentions)
+    await uow.signals.set_keys(signal, {m.key for m in mentions}, "auto", new=True)
     await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="melder",
                            actor=signal.pseudonym or "melder", action="ingediend", at=now)
     text_key = "notify.new_signal_urgent" if signal.urgent else "notify.new_signal"

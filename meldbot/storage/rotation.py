@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlmodel import select
 
-from meldbot.core import matching
+from meldbot.core import matching, similar
 from meldbot.core.domain import Content, EventKind
 from meldbot.core.messaging import Identity
 from meldbot.storage import canary
@@ -107,11 +107,16 @@ class Rotation:
 
     async def _signals(self, uow: SqlUnitOfWork) -> int:
         s, sealer = uow.session, self._sealer
-        rows = (await s.exec(select(SignalRow).where(self._stale(SignalRow.content_sealed))
-                             .order_by(SignalRow.id).limit(self._batch))).all()
+        # Saving a signal seals its content again, not its mentions: either may be under an older key.
+        stale = sa.or_(self._stale(SignalRow.content_sealed),
+                       sa.and_(SignalRow.mentions_sealed.is_not(None), self._stale(SignalRow.mentions_sealed)))
+        rows = (await s.exec(select(SignalRow).where(stale).order_by(SignalRow.id).limit(self._batch))).all()
         for row in rows:
             content = sealer.open(row.content_sealed)
             row.content_sealed = sealer.seal(content)
+            if row.erased_at is None:   # found again from the answers: a row from before revision 0011 gets it too
+                row.mentions_sealed = sealer.seal(similar.dump_mentions(
+                    similar.content_mentions(Content.from_dict(json.loads(content)))))
             s.add(row)
             melder = await s.get(MelderRow, row.id)
             if melder is not None:

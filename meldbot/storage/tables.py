@@ -48,6 +48,8 @@ class SignalRow(SQLModel, table=True):
         sa.UniqueConstraint("ref_year", "ref_number", name="uq_signal_reference"),
         sa.Index("ix_signal_meldpunt_status", "meldpunt_id", "status"),
         sa.Index("ix_signal_ref_number", "ref_number"),
+        # A new pseudonym is checked against the meldpunt's earlier ones (services.new_pseudonym).
+        sa.Index("ix_signal_pseudonym", "meldpunt_id", "pseudonym"),
         # The reminder sweep's candidates: a few dozen rows among millions of closed ones.
         sa.Index("ix_signal_reminder_candidates", "meldpunt_id", "id",
                  postgresql_where=sa.text(REMINDER_CANDIDATE_SQL), sqlite_where=sa.text(REMINDER_CANDIDATE_SQL)),
@@ -66,6 +68,8 @@ class SignalRow(SQLModel, table=True):
     handler: str | None = Field(default=None, max_length=64)
     outcome: str | None = Field(default=None, max_length=32)
     content_sealed: str
+    # What the answers mention (meldbot.core.matching.mentions), sealed JSON; NULL: read it from the content.
+    mentions_sealed: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     created_at: datetime = _dt()
     updated_at: datetime = _dt()
     closed_at: datetime | None = _dt(nullable=True)
@@ -77,6 +81,9 @@ class SignalRow(SQLModel, table=True):
     melder_last_informed_at: datetime | None = _dt(nullable=True)
     merged_into: str | None = Field(default=None, max_length=32)
     erased_at: datetime | None = _dt(nullable=True)   # retention: content gone, this line stays
+    # Per partner key, when the signal was passed to, discussed with and answered by that partner (JSON of
+    # domain.PartnerLog, content-free like `partners`). NULL: stored before it existed, derived from the above.
+    partner_log: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class MelderRow(SQLModel, table=True):

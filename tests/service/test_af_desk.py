@@ -160,7 +160,7 @@ async def test_overdragen_one_and_all_tells_the_new_af(chat):
 async def test_anyone_else_is_refused_and_the_attempt_is_audited(chat, command):
     await chat.report("piet")
     out = await chat.say("klaas", command)
-    assert "alleen voor de aandachtsfunctionaris" in out
+    assert "Dit is een commando voor de AF" in out
     assert "paspoorten" not in out
     from sqlmodel import select
     from meldbot.storage.tables import AuditRow
@@ -216,7 +216,7 @@ async def test_a_removed_af_loses_signals_at_the_next_start_and_the_others_are_t
         await app2.dispatcher.deliver_pending()
         assert (await chat2.signal(1)).handler is None
         assert any("bram staat niet meer" in m for m in chat2.inbox("af"))
-        assert "alleen voor de aandachtsfunctionaris" in await chat2.say("af2", "toon 1")
+        assert "Dit is een commando voor de AF" in await chat2.say("af2", "toon 1")
         assert "Je behandelt nu" in await chat2.say("af", "toon 1")
 
 

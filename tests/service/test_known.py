@@ -3,8 +3,17 @@ organisation, also when the melder typed a variant, and why each one is shown.""
 
 from __future__ import annotations
 
-from meldbot.core.domain import Content
+import pytest
+import sqlalchemy as sa
+
+from meldbot.core import similar
+from meldbot.core.domain import Content, RefQuery
+from meldbot.storage.tables import SignalRow
 from tests.service.office import Office
+
+
+# The storage's own columns: on the SQL unit of work only.
+SQL_ONLY = pytest.mark.parametrize("storage", ["sqlite"], indirect=True)
 
 
 def _content(wat: str = "Een man houdt de paspoorten van zes vrouwen", waar: str = "onbekend",
@@ -60,3 +69,40 @@ async def test_an_exact_match_still_says_same_address(office: Office) -> None:
     await office.submit("piet", _content(waar="Kerkstraat 12a, Bergeijk"))
     await office.submit("klaas", _content(waar="kerkstraat 12 A"))
     assert "MH-2026-0001 (zelfde adres)" in _known(await office.af("af", "toon 2"))
+
+
+@SQL_ONLY
+async def test_toon_reads_what_the_candidates_mention_from_the_sealed_column_not_from_their_answers(
+        office: Office, monkeypatch) -> None:
+    """Their answers are read once, at sending; `toon` unseals what they mention (the growth benchmark's cost)."""
+    await office.submit("piet", _content(waar="Dorpsstraat 12a, Bergeijk"))
+    await office.submit("klaas", _content(waar="dorpstraat 12 A"))
+    read: list[str] = []
+    original = similar.content_mentions
+    monkeypatch.setattr(similar, "content_mentions", lambda content: read.append(content.waar) or original(content))
+    known = _known(await office.af("af", "toon 2"))
+    assert "lijkt op: Dorpsstraat 12a" in known
+    assert "Dorpsstraat 12a, Bergeijk" not in read
+
+
+@SQL_ONLY
+async def test_a_signal_from_before_the_mentions_column_is_read_from_its_answers(office: Office) -> None:
+    await office.submit("piet", _content(waar="Dorpsstraat 12a, Bergeijk"))
+    await office.submit("klaas", _content(waar="dorpstraat 12 A"))
+    async with office.uow() as uow:     # as revision 0011 leaves a row that was there before it
+        await uow.session.exec(sa.update(SignalRow).where(SignalRow.ref_number == 1).values(mentions_sealed=None))
+        await uow.commit()
+    assert "lijkt op: Dorpsstraat 12a" in _known(await office.af("af", "toon 2"))
+
+
+@SQL_ONLY
+async def test_what_a_signal_mentions_is_sealed_and_erased_with_its_content(office: Office) -> None:
+    await office.submit("piet", _content(waar="Dorpsstraat 12a, Bergeijk"))
+    async with office.uow() as uow:
+        sealed = (await uow.session.exec(sa.select(SignalRow.mentions_sealed))).scalar_one()
+        assert "Dorpsstraat" not in sealed and "dorpsstraat" not in sealed
+        assert "Dorpsstraat 12a" in uow.sealer.open(sealed)
+        signal = await uow.signals.find(RefQuery(1), ["bergeijk"])
+        await uow.signals.erase(signal.id, str(signal.reference), office.clock.now())
+        await uow.commit()
+        assert (await uow.session.exec(sa.select(SignalRow.mentions_sealed))).scalar_one() is None

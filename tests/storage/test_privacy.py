@@ -128,7 +128,8 @@ async def test_rotation_interrupted_halfway_and_resumed_leaves_only_the_new_key(
     await _read_everything(db, only_new)
     old_id = KeyringSealer(old).key_id
     async with db.engine.connect() as conn:
-        for table, column in [("signal", "content_sealed"), ("melder", "identity_sealed"), ("signal_event", "data_sealed"),
+        for table, column in [("signal", "content_sealed"), ("signal", "mentions_sealed"),
+                              ("melder", "identity_sealed"), ("signal_event", "data_sealed"),
                               ("audit", "actor_sealed"), ("conversation", "state_sealed"), ("outbox", "payload_sealed"),
                               ("person", "identity_sealed")]:
             stale = (await conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {column} LIKE :p"),
@@ -140,6 +141,10 @@ async def test_rotation_interrupted_halfway_and_resumed_leaves_only_the_new_key(
         one = await uow.signals.find(RefQuery(1), ["bergeijk"])
         assert {(str(r), k) for r, k in await uow.signals.matches(one)} == {
             ("MH-2026-0002", "adres"), ("MH-2026-0003", "organisatie")}
+        # What the answers mention, sealed beside them, reads with the new key alone.
+        candidates = await uow.signals.similar_candidates(one, 40)
+        assert {str(c.reference) for c in candidates} == {"MH-2026-0002", "MH-2026-0003"}
+        assert all(c.mentions for c in candidates)
         mine = await uow.signals.of_melder(Identity("console", MELDER))
         settings = await uow.people.get(Identity("console", MELDER))
         draft = await uow.conversations.load("console", MELDER)

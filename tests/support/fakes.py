@@ -20,8 +20,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from meldbot.core import matching
+from meldbot.core import matching, similar
 from meldbot.core.domain import Content, Event, EventKind, Reference, RefQuery, Signal, Status
+from meldbot.core.matching import Mention
 from meldbot.core.messaging import Identity, Reply
 from meldbot.core.ports import (
     AlreadyHandled,
@@ -246,7 +247,7 @@ class FakeSignalRepository:
         counters[year] = counters.get(year, 0) + 1
         return Reference(year, counters[year])
 
-    async def add(self, signal: Signal, melder: Melder) -> Signal:
+    async def add(self, signal: Signal, melder: Melder, mentions: tuple[Mention, ...] | None = None) -> Signal:
         data = self._uow.write()
         signal.id = data.next_id("signal")
         stored = replace(signal, content=Content.from_dict(_json_copy(signal.content.to_dict())), events=[],
@@ -265,7 +266,8 @@ class FakeSignalRepository:
             closed_at=signal.closed_at, urgent=signal.urgent, partners=tuple(signal.partners),
             forwarded_at=signal.forwarded_at, partner_feedback_at=signal.partner_feedback_at,
             melder_informed_at=signal.melder_informed_at, melder_last_informed_at=signal.melder_last_informed_at,
-            merged_into=signal.merged_into, content=Content.from_dict(_json_copy(signal.content.to_dict())))
+            merged_into=signal.merged_into, content=Content.from_dict(_json_copy(signal.content.to_dict())),
+            partner_log=dict(signal.partner_log))
         self._keep_events(record, signal)
 
     def _matching(self, query: RefQuery, records: Iterable[SignalRecord]) -> SignalRecord | None:
@@ -333,8 +335,8 @@ class FakeSignalRepository:
                 r = self._records[signal_id]
                 tags = tuple((str(e.data.get("kind", "")), str(e.data.get("value", ""))) for e in r.events
                              if e.kind is EventKind.TAG)
-                found.append(SimilarCandidate(r.signal.reference, Content.from_dict(_json_copy(r.signal.content.to_dict())),
-                                              tags))
+                content = Content.from_dict(_json_copy(r.signal.content.to_dict()))
+                found.append(SimilarCandidate(r.signal.reference, similar.content_mentions(content), tags))
         return found
 
     async def merged_into(self, signal: Signal) -> list[Signal]:
@@ -389,6 +391,10 @@ class FakeSignalRepository:
 
     async def count(self) -> int:
         return len(self._records)
+
+    async def pseudonyms_taken(self, meldpunt_id: str, pseudonyms: list[str]) -> set[str]:
+        return {p for r in self._records.values() if r.signal.meldpunt_id == meldpunt_id
+                and (p := r.signal.pseudonym) is not None and p in pseudonyms}
 
 
 class FakeOutboxRepository:
@@ -599,9 +605,18 @@ class FakeReminderRepository:
         reminders = self._uow.write().reminders
         for key, meldpunt_id, signal_id, due in items:
             if key not in reminders:
-                reminders[key] = ReminderRecord(meldpunt_id, signal_id, due.kind, due.slot, due.due_at, now)
+                reminders[key] = ReminderRecord(meldpunt_id, signal_id, due.kind.partition(":")[0], due.slot,
+                                                due.due_at, now)
                 claimed.add(key)
         return claimed
+
+    async def joint_partner_due(self, signal_ids: list[int]) -> dict[int, datetime]:
+        found: dict[int, datetime] = {}
+        wanted = set(signal_ids)
+        for key, r in self._uow.data.reminders.items():
+            if r.signal_id in wanted and r.kind == "partner" and key.startswith("partner:MH-"):
+                found[r.signal_id] = max(found.get(r.signal_id, r.due_at), r.due_at)
+        return found
 
     async def count(self) -> int:
         return len(self._uow.data.reminders)

@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from meldbot.core.domain import Content, Context, Event, EventKind, Form, Outcome, Reference, RefQuery, Signal, Status
+from meldbot.core.domain import PartnerLog, derive_partner_log
+from meldbot.core.matching import Mention
 from meldbot.core.messaging import Identity
-from meldbot.core import matching
+from meldbot.core import matching, similar
 from meldbot.core.ports import Melder, SignalFacts, SimilarCandidate
 from meldbot.storage.repositories._sql import dialect_insert
 from meldbot.storage.tables import (
@@ -48,8 +50,11 @@ class SignalRepository:
         result = await self._s.exec(stmt.returning(CounterRow.last))
         return Reference(year, result.scalar_one())
 
-    async def add(self, signal: Signal, melder: Melder) -> Signal:
+    async def add(self, signal: Signal, melder: Melder, mentions: tuple[Mention, ...] | None = None) -> Signal:
+        """`mentions`: what the answers mention (meldbot.core.similar.content_mentions), if already found."""
         sealer, now = self._uow.sealer, signal.created_at
+        if mentions is None:
+            mentions = similar.content_mentions(signal.content)
         row = SignalRow(
             meldpunt_id=signal.meldpunt_id,
             ref_year=signal.reference.year,
@@ -62,6 +67,7 @@ class SignalRepository:
             pseudonym=signal.pseudonym,
             handler=signal.handler,
             content_sealed=sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False)),
+            mentions_sealed=sealer.seal(similar.dump_mentions(mentions)),
             created_at=now,
             updated_at=now,
         )
@@ -112,6 +118,8 @@ class SignalRepository:
         row.melder_informed_at = signal.melder_informed_at
         row.melder_last_informed_at = signal.melder_last_informed_at
         row.merged_into = signal.merged_into
+        if signal.partner_log_exact:   # a guessed log (an older row read without its history) is not stored
+            row.partner_log = json.dumps({p: log.to_dict() for p, log in signal.partner_log.items()})
         row.content_sealed = self._uow.sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False))
         row.updated_at = at
         self._s.add(row)
@@ -120,6 +128,12 @@ class SignalRepository:
     def _to_domain(self, row: SignalRow, events: list[EventRow] | None = None) -> Signal:
         self._uow.signals_seen.add(row.id)   # a reply of this turn may show it (see ProcessedEventRepository)
         opened = self._uow.sealer.open
+        history = [Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))) for e in (events or [])]
+        partners = tuple(p for p in row.partners.split(",") if p)
+        if row.partner_log is not None:
+            partner_log, exact = {p: PartnerLog.from_dict(d) for p, d in json.loads(row.partner_log).items()}, True
+        else:
+            partner_log, exact = derive_partner_log(partners, row.forwarded_at, row.partner_feedback_at, history)
         return Signal(
             id=row.id,
             meldpunt_id=row.meldpunt_id,
@@ -135,16 +149,16 @@ class SignalRepository:
             handler=row.handler,
             outcome=Outcome(row.outcome) if row.outcome else None,
             closed_at=row.closed_at,
-            partners=tuple(p for p in row.partners.split(",") if p),
+            partners=partners,
             forwarded_at=row.forwarded_at,
             partner_feedback_at=row.partner_feedback_at,
             melder_informed_at=row.melder_informed_at,
             melder_last_informed_at=row.melder_last_informed_at,
             merged_into=row.merged_into,
             erased_at=row.erased_at,
-            events=[
-                Event(EventKind(e.kind), e.at, e.actor, json.loads(opened(e.data_sealed))) for e in (events or [])
-            ],
+            partner_log=partner_log,
+            partner_log_exact=exact,
+            events=history,
         )
 
     async def find(self, query: RefQuery, meldpunt_ids: list[str], *, with_events: bool = False) -> Signal | None:
@@ -240,15 +254,23 @@ class SignalRepository:
             .limit(limit)
             .subquery()
         )
-        stmt = (select(SignalRow.id, SignalRow.ref_year, SignalRow.ref_number, SignalRow.content_sealed)
+        stmt = (select(SignalRow.id, SignalRow.ref_year, SignalRow.ref_number, SignalRow.mentions_sealed,
+                       # the answers only for a row from before revision 0011, which has no mentions
+                       sa.case((SignalRow.mentions_sealed.is_(None), SignalRow.content_sealed)))
                 .join(ranked, ranked.c.signal_id == SignalRow.id).where(SignalRow.erased_at.is_(None)))
         rows = (await self._s.exec(stmt)).all()
         tags = await self.events_of([r[0] for r in rows], [EventKind.TAG])
         opened = self._uow.sealer.open
+
+        def mentions(sealed: str | None, content: str | None) -> tuple:
+            if sealed is not None:
+                return similar.load_mentions(opened(sealed))
+            return similar.content_mentions(Content.from_dict(json.loads(opened(content or ""))))
+
         return [
-            SimilarCandidate(Reference(y, n), Content.from_dict(json.loads(opened(sealed))),
+            SimilarCandidate(Reference(y, n), mentions(sealed, content),
                              tuple((str(e.data.get("kind", "")), str(e.data.get("value", ""))) for e in tags.get(i, [])))
-            for i, y, n, sealed in rows
+            for i, y, n, sealed, content in rows
         ]
 
     async def merged_into(self, signal: Signal) -> list[Signal]:
@@ -305,7 +327,8 @@ class SignalRepository:
         await self._uow.processed.forget_signal(signal_id)   # replies that showed it
         await self._uow.outbox.forget_signal(reference)        # messages about it, delivered or not
         await s.exec(sa.update(SignalRow).where(SignalRow.id == signal_id).values(
-            content_sealed=self._uow.sealer.seal("{}"), pseudonym=None, erased_at=at, updated_at=at))
+            content_sealed=self._uow.sealer.seal("{}"), mentions_sealed=None, pseudonym=None, erased_at=at,
+            updated_at=at))
         s.add(EventRow(signal_id=signal_id, meldpunt_id=(await s.get(SignalRow, signal_id)).meldpunt_id, at=at,
                        actor="systeem", kind="gewist", data_sealed=self._uow.sealer.seal("{}")))
 
@@ -320,3 +343,8 @@ class SignalRepository:
 
     async def count(self) -> int:
         return (await self._s.exec(select(sa.func.count()).select_from(SignalRow))).one()
+
+    async def pseudonyms_taken(self, meldpunt_id: str, pseudonyms: list[str]) -> set[str]:
+        stmt = select(SignalRow.pseudonym).where(SignalRow.meldpunt_id == meldpunt_id,
+                                                 SignalRow.pseudonym.in_(pseudonyms)).distinct()
+        return {p for p in (await self._s.exec(stmt)).all() if p is not None}
