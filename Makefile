@@ -34,8 +34,10 @@ chat: $(BIN)/.installed
 	$(BIN)/meldbot --config $(CONFIG) chat
 
 ## Run the whole test suite. PostgreSQL tests run when MELDBOT_TEST_POSTGRES_URL is set.
+## TEST_WORKERS processes side by side (pytest-xdist), each test file whole in one of them.
+TEST_WORKERS ?= 2
 test: $(BIN)/.test-installed $(ELEMENT)/node_modules/.installed
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 $(BIN)/.bench-installed: $(BIN)/.test-installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
