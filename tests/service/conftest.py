@@ -64,3 +64,17 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 @pytest.fixture
 def office(storage: UnitOfWorkFactory, config: Any, clock: ManualClock) -> Office:
     return Office(storage, config, clock)
+
+
+@pytest.fixture
+async def chat(database_url: str, clock: ManualClock) -> AsyncIterator[Any]:
+    """The whole app in chat mode on SQLite and on PostgreSQL, typed to as people do (tests.support.chat.Chat)."""
+    from meldbot.run.app import build_app
+    from tests.support import FakeNotifier
+    from tests.support.chat import Chat, migrated
+
+    await migrated(database_url)
+    notifier = FakeNotifier()
+    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        yield Chat(app, notifier)

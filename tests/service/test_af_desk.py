@@ -10,15 +10,6 @@ from tests.support import FakeNotifier, make_config
 from tests.support.chat import ANONYMOUS, Chat, migrated
 
 
-@pytest.fixture
-async def chat(database_url, clock):
-    await migrated(database_url)
-    notifier = FakeNotifier()
-    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
-    async with app:
-        yield Chat(app, notifier)
-
-
 async def test_lijst_shows_open_signals_with_age_status_handler_and_next_step(chat, clock):
     await chat.report("piet")
     out = await chat.say("af", "lijst")

@@ -5,18 +5,6 @@ from __future__ import annotations
 import pytest
 
 from meldbot.core.domain import EventKind, Status
-from meldbot.run.app import build_app
-from tests.support import FakeNotifier, make_config
-from tests.support.chat import Chat, migrated
-
-
-@pytest.fixture
-async def chat(database_url, clock):
-    await migrated(database_url)
-    notifier = FakeNotifier()
-    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
-    async with app:
-        yield Chat(app, notifier)
 
 
 async def test_help_for_an_af_lists_the_af_commands_and_says_melder_commands_work_too(chat):

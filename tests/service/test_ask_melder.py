@@ -10,20 +10,9 @@ import pytest
 
 from meldbot.core.domain import EventKind, Status
 from meldbot.core.messaging import Identity, IncomingMessage
-from meldbot.run.app import build_app
-from tests.support import FakeNotifier, make_config
-from tests.support.chat import ANONYMOUS, NAMED, Chat, migrated
+from tests.support.chat import ANONYMOUS, NAMED
 
 QUESTION = "Welke kleur had het busje?"
-
-
-@pytest.fixture
-async def chat(database_url, clock):
-    await migrated(database_url)
-    notifier = FakeNotifier()
-    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
-    async with app:
-        yield Chat(app, notifier)
 
 
 def kinds(signal) -> list[EventKind]:

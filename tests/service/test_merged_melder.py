@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from meldbot.run.app import build_app
-from tests.support import FakeNotifier, make_config
-from tests.support.chat import ANONYMOUS, Chat, migrated
-
-
-@pytest.fixture
-async def chat(database_url, clock):
-    await migrated(database_url)
-    notifier = FakeNotifier()
-    app = build_app(make_config(database_url), clock=clock, notifiers={"console": notifier}, mode="chat")
-    async with app:
-        yield Chat(app, notifier)
+from tests.support.chat import ANONYMOUS
 
 
 async def test_the_melder_of_a_merged_duplicate_sees_the_feedback_in_mijn_meldingen(chat):
