@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, SecretStr
 from pydantic import StringConstraints, ValidationError, model_validator
 
+from meldbot.core.calendar import public_holidays
+
 Problem = tuple[str, str]  # (dotted key, Dutch message)
 Located = list[tuple[tuple[str | int, ...], str]]  # problems keyed relative to the model that found them
 
@@ -278,10 +280,13 @@ class ContactConfig(_Model):
     hours: Annotated[str, StringConstraints(strip_whitespace=True), _valid(lambda v: v and _parse_hours(v))] = ""
 
     def is_open(self, moment: datetime) -> bool:
-        """Whether this number is staffed at `moment`, given in the meldpunt's local time."""
+        """Whether this number is staffed at `moment`, given in the meldpunt's local time. A number with
+        hours is closed on Dutch public holidays, like an office."""
         if not self.hours:
             return True
         days, start, end = _parse_hours(self.hours)
+        if moment.date() in public_holidays(moment.year):
+            return False
         return moment.weekday() in days and start <= moment.time() < end
 
 

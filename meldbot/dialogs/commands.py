@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import OSA
 
+from meldbot.core.i18n import LANGUAGES
+
 # Contract word (Dutch or English alias) -> command name. Multi-word entries are matched first.
 ANYONE: dict[str, str] = {
     "melden": "report", "report": "report",
@@ -76,6 +78,27 @@ def parse(text: str, table: dict[str, str]) -> Command | None:
         head = " ".join(words[:size])
         if len(words) >= size and head in table:
             return Command(table[head], _split_original(text, size), head)
+    return None
+
+
+# Inside the report dialog only these whole messages are commands (the chat contract), besides `wijzig <vraag>`
+# and `taal nl` / `taal en`: everything else is the answer to the current question, also an answer that starts
+# with a command word ("taal was een probleem", "mijn meldingen zijn ...", "stop de uitbuiting").
+IN_DIALOG: dict[str, str] = DIALOG | {w: name for w, name in ANYONE.items() if name in ("help", "contact", "signs")}
+
+
+def dialog_command(text: str) -> Command | None:
+    """The command the whole message is inside the report dialog, or None: then it is the answer. `wijzig`
+    with more words comes back as `edit` with the rest as `args`; the dialog decides whether that names a
+    question (else, at a question, the message is an answer). `taal` only with a language it knows."""
+    norm = normalise(text)
+    if norm in IN_DIALOG:
+        return Command(IN_DIALOG[norm], "", norm)
+    head, _, rest = norm.partition(" ")
+    if IN_DIALOG.get(head) == "edit" and rest:
+        return Command("edit", rest, head)
+    if ANYONE.get(head) == "language" and rest in LANGUAGES:
+        return Command("language", rest, head)
     return None
 
 

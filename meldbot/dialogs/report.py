@@ -9,28 +9,36 @@ State table (one row per situation; every move is an ordinary transition):
   idle             | help / contact / signalen         | idle                   | that text
   idle             | anything else                     | idle                   | welcome
   question q       | terug                             | previous question      | question (first: stays)
+  question q       | wijzig <vraag>                    | question <vraag>, edit | question; after it: back to q
+  question q       | wijzig                            | question q             | which question (buttons)
   question q       | stop / annuleren                  | idle (draft erased)    | cancelled
   question q       | spoed                             | question q (urgent)    | numbers + question again
   question q       | help / contact / signalen         | question q             | that text + question again
   question q       | picture or file                   | question q             | "describe it in words"
   question q       | invalid answer                    | question q             | what is wrong + question again
+  question q       | any other text ("taal was ...")   | (checked as the answer, below)
   question q       | valid answer                      | next question/summary  | next question or summary
+                   |   (while editing)                 | back where it started  | that question or the summary
   summary          | versturen                         | idle                   | engine submits (Submission)
   summary          | wijzig <vraag>                    | question <vraag>, edit | question; after it: summary
   summary          | terug                             | question anoniem       | question
   summary          | anything else                     | summary                | how to go on
+
+Inside the dialog only the contract's whole messages are commands (commands.dialog_command); `taal nl` /
+`taal en` are the engine's (it changes the person's language), `mijn meldingen` and `aanvullen` are answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from meldbot.core.domain import Content, Context, Form
-from meldbot.dialogs.commands import DIALOG, ANYONE, exact, normalise
-from meldbot.dialogs.when import parse_when
+from meldbot.dialogs.commands import ANYONE, DIALOG, dialog_command, exact, normalise
+from meldbot.dialogs.when import parse_when, when_spoken
 from meldbot.core.i18n import Texts
 from meldbot.core.messaging import Action, Choice, Reply
 from meldbot.core.text import clean_incoming, quote_user_text
@@ -72,6 +80,9 @@ class DialogContext:
     tz: ZoneInfo
     contacts: tuple[Contact, ...]
     signs_text: str | None = None
+    # Outside office hours: the next opening, when an AF sees a signal at the latest; None: the office is open.
+    # Worked out only when asked (a `spoed`), not on every turn.
+    af_sees: Callable[[], datetime | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -82,12 +93,22 @@ class Draft:
     answers: dict[str, str] = field(default_factory=dict)
     when_iso: str | None = None
     when_precision: str = "none"
+    when_end: str | None = None  # the exclusive end of a weekend or a few days ("met kerst")
+    when_assumed: bool = False  # the bot chose a reading of a clock hour: the summary says which
     urgent: bool = False
     editing: bool = False
+    # While editing: the question the melder was at when they typed `wijzig`; None: back to the summary.
+    resume: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "answers": dict(self.answers), "when_iso": self.when_iso,
-                "when_precision": self.when_precision, "urgent": self.urgent, "editing": self.editing}
+        data = {"step": self.step, "answers": dict(self.answers), "when_iso": self.when_iso,
+                "when_precision": self.when_precision, "urgent": self.urgent, "editing": self.editing,
+                # Only when set: a draft without them is written as before (a rollback reads it).
+                **({"when_end": self.when_end} if self.when_end else {}),
+                **({"when_assumed": True} if self.when_assumed else {})}
+        if self.resume is not None:   # only when set: the JSON earlier versions stored otherwise
+            data["resume"] = self.resume
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Draft":
@@ -96,9 +117,11 @@ class Draft:
         step = data.get("step")
         if step not in QUESTIONS and step not in (None, "summary"):
             step = None
+        resume = data.get("resume") if data.get("resume") in QUESTIONS else None
         return cls(step=step, answers=dict(data.get("answers", {})), when_iso=data.get("when_iso"),
-                   when_precision=data.get("when_precision", "none"),
-                   urgent=bool(data.get("urgent")), editing=bool(data.get("editing")))
+                   when_precision=data.get("when_precision", "none"), when_end=data.get("when_end"),
+                   when_assumed=bool(data.get("when_assumed")),
+                   urgent=bool(data.get("urgent")), editing=bool(data.get("editing")), resume=resume)
 
     @property
     def active(self) -> bool:
@@ -164,6 +187,7 @@ def question(q: str, ctx: DialogContext, draft: Draft) -> Reply:
 
 
 WHEN_FORMATS = {"time": "%d-%m-%Y %H:%M", "part_of_day": "%d-%m-%Y %H:%M", "day": "%d-%m-%Y",
+                "weekend": "%d-%m-%Y", "days": "%d-%m-%Y",
                 "week": "%d-%m-%Y", "month": "%m-%Y", "year": "%Y"}
 
 
@@ -173,6 +197,9 @@ def _when_shown(ctx: DialogContext, draft: Draft) -> str:
     if not draft.when_iso or draft.when_precision not in WHEN_FORMATS:
         return quote_user_text(raw)
     moment = datetime.fromisoformat(draft.when_iso).astimezone(ctx.tz)
+    shown = when_spoken(ctx.texts, quote_user_text(raw), moment, draft.when_precision, draft.when_end, draft.when_assumed, ctx.tz)
+    if shown is not None:
+        return shown
     return ctx.texts("summary.when_understood", raw=quote_user_text(raw), date=moment.strftime(WHEN_FORMATS[draft.when_precision]))
 
 
@@ -214,8 +241,19 @@ def submitted(ctx: DialogContext, reference: str, anonymous: bool, pseudonym: st
     return Reply(text)
 
 
+def _moment(ctx: DialogContext, moment: datetime) -> str:
+    """A moment as people say it: "maandag 30 november om 08.30 uur"."""
+    t, local = ctx.texts, moment.astimezone(ctx.tz)
+    return t("urgent.moment", weekday=t(f"urgent.weekday.{local.weekday()}"), day=local.day,
+             month=t(f"rapport.month.{local.month}"), hour=f"{local.hour:02d}", minute=f"{local.minute:02d}")
+
+
 def _numbers(ctx: DialogContext) -> Reply:
-    return Reply(ctx.texts("urgent.numbers", contacts=contacts_text(ctx)), urgent=True)
+    """112 and the police, the numbers open now first; honest about when an AF sees the signal."""
+    t = ctx.texts
+    sees = ctx.af_sees()
+    af = t("urgent.af_now") if sees is None else t("urgent.af_later", moment=_moment(ctx, sees))
+    return Reply(t("urgent.numbers", contacts=contacts_text(ctx), af=af), urgent=True)
 
 
 def _info(word: str, ctx: DialogContext, in_dialog: str | None) -> Reply:
@@ -252,13 +290,48 @@ def _idle(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> 
     return Step(draft, (welcome(ctx),))
 
 
+def _resumed(draft: Draft) -> Draft:
+    """Editing ends: back to the question the melder was at, or to the summary."""
+    return replace(draft, step=draft.resume or "summary", editing=False, resume=None)
+
+
+def _edit_target(args: str) -> str | None:
+    """The question `wijzig <args>` names (Dutch or English name, or its number), or None."""
+    target = EDIT_ALIASES.get(args, args)
+    if target.isdigit() and 1 <= int(target) <= len(QUESTIONS):
+        target = QUESTIONS[int(target) - 1]
+    return target if target in QUESTIONS else None
+
+
+def _edit_which(ctx: DialogContext) -> Reply:
+    t = ctx.texts
+    return Reply(t("edit.which", names=", ".join(QUESTIONS)),
+                 actions=tuple(Action(t(f"label.{q}"), f"wijzig {q}") for q in QUESTIONS))
+
+
+def _edit(draft: Draft, target: str, ctx: DialogContext) -> Step:
+    """Answer `target` again, then back to where the melder was: the question they were at (kept through a
+    second `wijzig`), or the summary."""
+    if draft.step == "summary":
+        editing = replace(draft, step=target, editing=True, resume=None)
+    elif draft.editing:
+        editing = replace(draft, step=target) if target != draft.resume else _resumed(draft)
+    elif target == draft.step:
+        editing = draft
+    else:
+        editing = replace(draft, step=target, editing=True, resume=draft.step)
+    return Step(editing, (question(target, ctx, editing),))
+
+
 def _at_question(draft: Draft, q: str, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
     t = ctx.texts
-    word = exact(text, DIALOG) or exact(text, ANYONE)
+    command = dialog_command(text)
+    word = command.name if command is not None else None
+    target = _edit_target(command.args) if command is not None and word == "edit" else None
     if word == "back":
         if draft.editing:
-            back = replace(draft, step="summary", editing=False)
-            return Step(back, (summary(ctx, back),))
+            back = _resumed(draft)
+            return Step(back, (current(ctx, back),))
         index = QUESTIONS.index(q)
         if index == 0:
             return Step(draft, (Reply(t("back.first")), question(q, ctx, draft)))
@@ -271,8 +344,14 @@ def _at_question(draft: Draft, q: str, text: str, ctx: DialogContext, has_attach
         return Step(urgent, (_numbers(ctx), question(q, ctx, urgent)))
     if word in ("help", "contact", "signs"):
         return Step(draft, (_info(word, ctx, q), question(q, ctx, draft)))
-    if word in ("send", "edit", "report"):
+    if command is not None and word == "edit" and not command.args:
+        return Step(draft, (_edit_which(ctx),))
+    if target is not None:
+        return _edit(draft, target, ctx)
+    if word == "send":
         return Step(draft, (Reply(t("not_yet", word=normalise(text))), question(q, ctx, draft)))
+    if word == "language":   # the engine switches the language; here only the question again
+        return Step(draft, (question(q, ctx, draft),))
     if has_attachment and not text.strip():
         return Step(draft, (Reply(t("attachment.describe")), question(q, ctx, draft)))
 
@@ -283,12 +362,16 @@ def _at_question(draft: Draft, q: str, text: str, ctx: DialogContext, has_attach
     new = replace(draft, answers=answers)
     if q == "wanneer":
         when = parse_when(answer, ctx.now, ctx.tz, ctx.texts.language)
-        new = replace(new, when_iso=when.start.isoformat() if when.start else None, when_precision=when.precision)
+        new = replace(new, when_iso=when.start.isoformat() if when.start else None, when_precision=when.precision,
+                      when_end=when.end.isoformat() if when.end else None, when_assumed=when.assumed)
     replies: list[Reply] = []
     if has_attachment:
         replies.append(Reply(t("attachment.not_stored")))
-    if draft.editing or QUESTIONS.index(q) == len(QUESTIONS) - 1:
-        new = replace(new, step="summary", editing=False)
+    if draft.editing:
+        new = _resumed(new)
+        replies.append(current(ctx, new))
+    elif QUESTIONS.index(q) == len(QUESTIONS) - 1:
+        new = replace(new, step="summary")
         replies.append(summary(ctx, new))
     else:
         following = QUESTIONS[QUESTIONS.index(q) + 1]
@@ -331,23 +414,17 @@ def _choice(q: str, text: str) -> str | None:
 
 def _at_summary(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> Step:
     t = ctx.texts
-    word = exact(text, DIALOG) or exact(text, ANYONE)
-    norm = normalise(text)
-    first = norm.split(" ", 1)[0] if norm else ""
+    command = dialog_command(text)
+    word = command.name if command is not None else None
     if word == "send":
         return Step(Draft(), (), submit=draft)
-    if DIALOG.get(first) == "edit":
-        target = norm.split(" ", 1)[1].strip() if " " in norm else ""
-        target = EDIT_ALIASES.get(target, target)
-        if not target:
-            return Step(draft, (Reply(t("edit.which", names=", ".join(QUESTIONS)),
-                                      actions=tuple(Action(t(f"label.{q}"), f"wijzig {q}") for q in QUESTIONS)),))
-        if target.isdigit() and 1 <= int(target) <= len(QUESTIONS):
-            target = QUESTIONS[int(target) - 1]
-        if target not in QUESTIONS:
+    if command is not None and word == "edit":
+        if not command.args:
+            return Step(draft, (_edit_which(ctx),))
+        target = _edit_target(command.args)
+        if target is None:
             return Step(draft, (Reply(t("error.edit", names=", ".join(QUESTIONS))),))
-        editing = replace(draft, step=target, editing=True)
-        return Step(editing, (question(target, ctx, editing),))
+        return _edit(draft, target, ctx)
     if word == "back":
         prev = replace(draft, step=QUESTIONS[-1])
         return Step(prev, (question(QUESTIONS[-1], ctx, prev),))

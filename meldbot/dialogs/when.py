@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
-__all__ = ["When", "parse_when", "warm_up", "PRECISIONS", "PART_OF_DAY_HOURS"]
+__all__ = ["When", "parse_when", "when_spoken", "warm_up", "PRECISIONS", "PART_OF_DAY_HOURS", "HOLIDAY_MARGIN_DAYS"]
 
 # The closed set of precisions, coarsest to finest.
 #   none         start is None: not understood, vague, ongoing, or in the future
@@ -71,7 +71,9 @@ __all__ = ["When", "parse_when", "warm_up", "PRECISIONS", "PART_OF_DAY_HOURS"]
 #   part_of_day  start is the conventional hour of that part  ("vanavond" -> 20:00),
 #                or the beginning of the part when the part is still under way
 #   time         start is that moment, to the minute          ("om 14:00", "2 uur geleden", "net")
-PRECISIONS = ("none", "year", "month", "week", "day", "part_of_day", "time")
+#   weekend      start is Saturday 00:00, end Monday 00:00     ("afgelopen weekend")
+#   days         start is the first day 00:00, end the day after the last  ("met kerst", "rond pasen")
+PRECISIONS = ("none", "year", "month", "week", "weekend", "days", "day", "part_of_day", "time")
 
 # part -> (conventional hour, hour the part begins). The night belongs to the
 # evening before it: "vannacht" is the night from yesterday to today, so its
@@ -86,6 +88,7 @@ PART_OF_DAY_HOURS = {
 MAX_TEXT_CHARS = 200  # longer answers are not a "when"; dateparser is also slow on them
 MAX_LIBRARY_CHARS = 60  # dateparser only sees short remainders: it is slow on long text
 MAX_LIBRARY_WORDS = 6  # ... and on many numbers
+HOLIDAY_MARGIN_DAYS = 3  # "rond kerst": this many days before and after
 MAX_YEARS_BACK = 100  # anything older is not a signal (and would need local mean time)
 
 _UTC = timezone.utc
@@ -96,6 +99,18 @@ class When:
     raw: str  # always the user's text, unchanged
     start: datetime | None  # timezone-aware in the requested tz; None if not understood
     precision: str  # one of PRECISIONS; "none" exactly when start is None
+    # The exclusive end of an interval ("weekend", "days"), never after `now`; None for a single moment/period.
+    end: datetime | None = None
+    # True when the bot chose between two readings of a clock hour ("rond 3 uur": 03:00 or 15:00); the
+    # summary then says how it read the answer, so the melder can correct it.
+    assumed: bool = False
+
+    @property
+    def iso(self) -> str | None:
+        """The start as ISO 8601, or the interval "start/end" for a weekend or a few days."""
+        if self.start is None:
+            return None
+        return f"{self.start.isoformat()}/{self.end.isoformat()}" if self.end else self.start.isoformat()
 
     @property
     def understood(self) -> bool:
@@ -171,8 +186,16 @@ class _Day:
     # How to move back when the resulting moment would be in the future:
     # "fixed" (the user fixed the day: give up), "implicit" (no day said: one
     # day back), "week" (bare weekday: one week back), "year" (no year said: one
-    # year back).
+    # year back), "holiday" (the same holiday a year back: Easter moves).
     flex: str
+    holiday: str | None = None
+
+
+@dataclass(frozen=True)
+class _Interval:
+    start: datetime  # aware, in the requested tz, not after now
+    end: datetime  # exclusive, already capped at now
+    precision: str  # weekend / days
 
 
 @dataclass(frozen=True)
@@ -222,6 +245,59 @@ def _monday(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+# Holidays: key -> (first, last) as (month, day) for fixed days, or the English names the `holidays`
+# library gives the moving feasts (King's Day moved with the monarch and moves off a Sunday).
+_FIXED_HOLIDAYS = {
+    "kerst": ((12, 25), (12, 26)), "kerst1": ((12, 25), (12, 25)), "kerst2": ((12, 26), (12, 26)),
+    "kerstavond": ((12, 24), (12, 24)), "oudjaar": ((12, 31), (12, 31)), "nieuwjaar": ((1, 1), (1, 1)),
+    "oudennieuw": ((12, 31), (1, 1)),  # into the next year
+}
+_MOVING_HOLIDAYS = {
+    "pasen": ("Easter Sunday",), "paasmaandag": ("Easter Monday",), "goedevrijdag": ("Good Friday",),
+    "pinksteren": ("Pentecost",), "pinkstermaandag": ("Pentecost Monday",), "hemelvaart": ("Ascension Day",),
+    "koningsdag": ("King's Day", "Queen's Day"),
+}
+# What people type -> (holiday key, part of the day). Longest first in the pattern.
+_HOLIDAY_WORDS = {
+    "eerste kerstdag": ("kerst1", None), "tweede kerstdag": ("kerst2", None), "kerstavond": ("kerstavond", "avond"),
+    "de kerstdagen": ("kerst", None), "kerstdagen": ("kerst", None), "kerstmis": ("kerst", None),
+    "de kerst": ("kerst", None), "kerst": ("kerst", None),
+    "oud en nieuw": ("oudennieuw", None), "oud op nieuw": ("oudennieuw", None),
+    "oudejaarsavond": ("oudjaar", "avond"), "oudjaarsavond": ("oudjaar", "avond"),
+    "oudejaarsdag": ("oudjaar", None), "oudjaar": ("oudjaar", None),
+    "nieuwjaarsdag": ("nieuwjaar", None), "nieuwjaarsnacht": ("nieuwjaar", "nacht"), "nieuwjaar": ("nieuwjaar", None),
+    "koningsdag": ("koningsdag", None), "koninginnedag": ("koningsdag", None),
+    "eerste paasdag": ("pasen", None), "tweede paasdag": ("paasmaandag", None), "paasmaandag": ("paasmaandag", None),
+    "paaszondag": ("pasen", None), "pasen": ("pasen", None), "goede vrijdag": ("goedevrijdag", None),
+    "eerste pinksterdag": ("pinksteren", None), "tweede pinksterdag": ("pinkstermaandag", None),
+    "pinksteren": ("pinksteren", None), "hemelvaartsdag": ("hemelvaart", None), "hemelvaart": ("hemelvaart", None),
+    "christmas eve": ("kerstavond", "avond"), "christmas day": ("kerst1", None), "boxing day": ("kerst2", None),
+    "christmas": ("kerst", None), "xmas": ("kerst", None), "new year's eve": ("oudjaar", "avond"),
+    "new years eve": ("oudjaar", "avond"), "new year's day": ("nieuwjaar", None), "new years day": ("nieuwjaar", None),
+    "king's day": ("koningsdag", None), "kings day": ("koningsdag", None), "easter monday": ("paasmaandag", None),
+    "easter sunday": ("pasen", None), "easter": ("pasen", None), "good friday": ("goedevrijdag", None),
+    "whit monday": ("pinkstermaandag", None), "pentecost": ("pinksteren", None), "whitsun": ("pinksteren", None),
+    "ascension day": ("hemelvaart", None),
+}
+_HOLIDAY_RE = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(_HOLIDAY_WORDS, key=len, reverse=True))
+
+
+def _holiday_span(key: str, year: int) -> tuple[date, date] | None:
+    """The first and last day of holiday `key` in `year`; None when the calendar has no such day then."""
+    if key in _FIXED_HOLIDAYS:
+        (m1, d1), (m2, d2) = _FIXED_HOLIDAYS[key]
+        first = date(year, m1, d1)
+        return first, date(year + (m2 < m1), m2, d2)
+    import holidays  # imported lazily: only holiday answers need it
+
+    names = _MOVING_HOLIDAYS[key]
+    found = holidays.country_holidays("NL", years=year, language="en_US")
+    for day, name in found.items():
+        if name in names:
+            return day, day
+    return None
+
+
 def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in text)
@@ -267,9 +343,10 @@ class _Scan:
         self.tz = now.tzinfo
         self.days: list[_Day] = []
         self.periods: list[_Period] = []
+        self.intervals: list[_Interval] = []
         self.moments: list[_Moment] = []
         self.parts: list[str] = []
-        self.times: list[tuple[int, int, int]] = []  # (position, hour, minute)
+        self.times: list[tuple[int, int, int, bool]] = []  # (position, hour, minute, ambiguous)
         self.no_start = False  # ongoing for long, or recurring: there is no single start
         self._position = 0
         self.detail_spans: list[tuple[int, int]] = []  # clock times and parts of day
@@ -298,6 +375,13 @@ class _Scan:
         if part:
             self.parts.append(_PART_WORDS[part])
 
+    def _interval(self, first: date, end: date, precision: str) -> None:
+        start = _localize(first, 0, 0, _zone(self.now))
+        stop = _localize(end, 0, 0, _zone(self.now))
+        if stop.timestamp() > self.now.timestamp():
+            stop = self.now
+        self.intervals.append(_Interval(start, stop, precision))
+
     def _weekday(self, name: str, mode: str) -> date:
         target = _WEEKDAYS[name]
         if mode == "bare":  # the most recent one, today included
@@ -308,25 +392,35 @@ class _Scan:
             return _monday(self.today) - timedelta(days=7 - target)
         return _monday(self.today) + timedelta(days=target)  # "this_week"
 
-    def _time(self, hour: int, minute: int, ampm: str | None = None) -> bool:
-        """Record a clock time; False (leave the text alone) when it is no valid time, e.g. "31.12"."""
+    def _time(self, hour: int, minute: int, ampm: str | None = None, spoken: str | None = None) -> bool:
+        """Record a clock time; False (leave the text alone) when it is no valid time, e.g. "31.12".
+
+        `spoken` is the hour as said ("3", "drie") in a form that has no 24-hour notation ("rond 3 uur",
+        "half 4", "kwart over 3"): an hour 1-12 said so is ambiguous (03:00 or 15:00) unless a part of the
+        day says which. "03 uur", "3:00" and "15:00" are not ambiguous.
+        """
+        ambiguous = spoken is not None and not ampm and not spoken.startswith("0") and 1 <= _number(spoken) <= 12
         if ampm:
             if not 1 <= hour <= 12:
                 return False
             hour = hour % 12 + (12 if ampm.startswith("p") else 0)
         if not (0 <= hour <= 23 and 0 <= minute <= 59):
             return False
-        self.times.append((self._position, hour, minute))
+        self.times.append((self._position, hour, minute, ambiguous and hour <= 11))
         return True
 
     def clock_time(self) -> tuple[int, int] | None:
         """The clock time said; for a range ("tussen 14:00 en 16:00") its beginning."""
-        ordered = list(dict.fromkeys((h, m) for _, h, m in sorted(self.times)))
+        ordered = list(dict.fromkeys((h, m) for _, h, m, _a in sorted(self.times)))
         if len(ordered) > 1 and not (
             len(ordered) == 2 and re.search(r"\b(?:tussen|tot|between|until|till)\b", self.original)
         ):
             raise _NotUnderstood("conflicting clock times")
         return ordered[0] if ordered else None
+
+    def clock_ambiguous(self) -> bool:
+        """Whether the clock time said is an hour 1-12 that may be before or after noon."""
+        return bool(self.times) and sorted(self.times)[0][3]
 
     # -- the grammar -----------------------------------------------------------
 
@@ -370,6 +464,46 @@ class _Scan:
             self.moments.append(_Moment(moment.replace(second=0, microsecond=0)))
 
         eat(r"\b(?:een\s+|1\s+)?half\s*uur\s+(?:geleden|terug)\b|\bhalf\s+an\s+hour\s+ago\b", half_hour_ago)
+
+        # Weekends: Saturday 00:00 until Sunday 24:00, never beyond now. "vorig/afgelopen weekend" is the
+        # weekend of the previous (Monday-start) week; "dit weekend", "het weekend" and a bare "weekend" the
+        # most recent one that has begun (on a weekday: the one just passed, as "dit weekend" is said then).
+        def weekend(mode: str) -> Handler:
+            def handle(_m: re.Match[str]) -> None:
+                saturday = _monday(today) + timedelta(days=5)
+                if mode == "previous" or saturday > today:
+                    saturday -= timedelta(weeks=1)
+                self._interval(saturday, saturday + timedelta(days=2), "weekend")
+            return handle
+
+        def future(_m: re.Match[str]) -> None:
+            self.no_start = True  # ahead: never a date in the future
+
+        eat(r"\b(?:volgend|volgende|komend|komende|aanstaand|aanstaande|next|coming)\s+(?:weekend|week-end)\b", future)
+        eat(r"\b(?:vorig|vorige|afgelopen|last|past|previous)\s+(?:weekend|week-end)\b", weekend("previous"))
+        eat(r"\b(?:dit|this|het|the|in\s+het|in\s+the|tijdens\s+het|over\s+the|at\s+the|op\s+het)?\s*"
+            r"\b(?:weekend|week-end)\b", weekend("latest"))
+
+        # Holidays: the most recent one that has begun. "rond" widens it by a few days on either side.
+        def holiday(m: re.Match[str]) -> bool | None:
+            key, part = _HOLIDAY_WORDS[re.sub(r"\s+", " ", m.group(2))]
+            around = bool(m.group(1))
+            margin = timedelta(days=HOLIDAY_MARGIN_DAYS if around else 0)
+            for year in range(today.year, today.year - 3, -1):
+                span = _holiday_span(key, year)
+                if span is None or span[0] - margin > today:
+                    continue
+                first, last = span
+                if around or first != last:
+                    self._interval(first - margin, last + margin + timedelta(days=1), "days")
+                else:
+                    self._day(first, "holiday", part)
+                    self.days[-1] = _Day(first, "holiday", key)
+                return None
+            raise _NotUnderstood("no such holiday in the past years")
+
+        eat(r"\b(?:met\s+|tijdens\s+|op\s+|at\s+|on\s+|during\s+)?"
+            r"((?:rond|rondom|omstreeks|around)\s+(?:de\s+|the\s+)?)?(" + _HOLIDAY_RE + r")(?![\w'])", holiday)
 
         # Weekdays, most specific first.
         def weekday(mode: str, flex: str) -> Handler:
@@ -459,23 +593,26 @@ class _Scan:
             + r"([0-9]{1,2})[:.]([0-9]{2})" + not_a_date_after + r"(?:\s*(?:uur|u|h)\b)?" + ampm,
             lambda m: self._time(int(m.group(1)), int(m.group(2)), m.group(3)), detail=True)
         eat(not_a_date_before + r"\b([0-9]{1,2})\s*(?:uur|u|h)(?:\s*([0-9]{2}))?\b",
-            lambda m: self._time(int(m.group(1)), int(m.group(2) or 0)), detail=True)
+            lambda m: self._time(int(m.group(1)), int(m.group(2) or 0), spoken=m.group(1)), detail=True)
         eat(r"\b" + _HOUR + r"\s+(?:uur|o'?clock)\b",
-            lambda m: self._time(_number(m.group(1)), 0), detail=True)
+            lambda m: self._time(_number(m.group(1)), 0, spoken=m.group(1)), detail=True)
         eat(not_a_date_before + r"\b([0-9]{1,2})\s*(am|pm|a\.m\.|p\.m\.)(?!\w)",
             lambda m: self._time(int(m.group(1)), 0, m.group(2)), detail=True)
         eat(r"\b(?:om\s+|rond\s+|omstreeks\s+|tegen\s+)?half\s+" + _HOUR + r"\b",
-            lambda m: self._time(_number(m.group(1)) - 1 if _number(m.group(1)) else 23, 30), detail=True)
+            lambda m: self._time(_number(m.group(1)) - 1 if _number(m.group(1)) else 23, 30, spoken=m.group(1)),
+            detail=True)
         eat(r"\b(?:om\s+|rond\s+|omstreeks\s+|tegen\s+)?kwart\s+(over|voor)\s+" + _HOUR + r"\b",
-            lambda m: self._time(_number(m.group(2)) - (m.group(1) == "voor"), 45 if m.group(1) == "voor" else 15),
+            lambda m: self._time(_number(m.group(2)) - (m.group(1) == "voor"), 45 if m.group(1) == "voor" else 15,
+                                 spoken=m.group(2)),
             detail=True)
         eat(r"\b(?:half\s+past|quarter\s+past|quarter\s+to)\s+" + _HOUR + r"\b",
             lambda m: self._time(
                 _number(m.group(1)) - ("to" in m.group(0)),
                 30 if "half" in m.group(0) else 45 if "to" in m.group(0) else 15,
+                spoken=m.group(1),
             ), detail=True)
         eat(r"\b(?:om|at|rond|omstreeks|tegen|around)\s+" + _HOUR + r"\b(?!\s*[-/.:][0-9])(?!\s+" + _MONTHS + r"\b)",
-            lambda m: self._time(_number(m.group(1)), 0), detail=True)
+            lambda m: self._time(_number(m.group(1)), 0, spoken=m.group(1)), detail=True)
 
 
 # --------------------------------------------------------------------------- resolution
@@ -518,6 +655,9 @@ def _step_back(spec: _Day, k: int) -> date | None:
             return spec.day.replace(year=spec.day.year - k)
         except ValueError:  # 29 February in a common year
             return None
+    if spec.flex == "holiday" and spec.holiday:
+        span = _holiday_span(spec.holiday, spec.day.year - k)
+        return span[0] if span else None
     raise _NotUnderstood("a fixed day in the future")
 
 
@@ -528,9 +668,24 @@ def _zone(now: datetime) -> tzinfo:
     return now.tzinfo
 
 
+# What the resolution gives: start, precision, end of an interval, whether a reading was chosen.
+_Result = tuple[datetime, str, "datetime | None", bool]
+
+
 def _resolve_day(spec: _Day | None, part: str | None, hm: tuple[int, int] | None,
-                 now: datetime) -> tuple[datetime, str]:
+                 now: datetime, ambiguous: bool = False) -> _Result:
+    """The most recent past moment the pieces allow.
+
+    An ambiguous clock hour (said 1-12, no part of the day) gets both readings. Hours 1-7 are tried after
+    noon first ("om 3 uur" on an earlier day is 15:00; today 15:00 when that has passed, else 03:00): people
+    report what they saw at work or on the street, rarely at 3 at night. Hours 8-11 are tried in the morning
+    first ("gisteren om 9 uur" is 09:00). Either way the summary says which reading was taken.
+    """
     tz = _zone(now)
+    readings = [hm]
+    if ambiguous and part is None and hm is not None and hm[0] <= 11:
+        later = (hm[0] + 12, hm[1])
+        readings = [later, hm] if hm[0] <= 7 else [hm, later]
     if spec is None:
         if part is None and hm is None:
             raise _NotUnderstood("nothing said")
@@ -538,12 +693,14 @@ def _resolve_day(spec: _Day | None, part: str | None, hm: tuple[int, int] | None
     limit = now.timestamp()
     day: date | None = spec.day
     for k in range(1, 10):
-        if day is not None:
-            moment, precision, part_begins = _compose(day, part, hm, tz)
+        for reading in readings:
+            if day is None:
+                break
+            moment, precision, part_begins = _compose(day, part, reading, tz)
             if moment.timestamp() <= limit:
-                return moment, precision
+                return moment, precision, None, len(readings) > 1
             if part_begins is not None and part_begins.timestamp() <= limit:
-                return part_begins, precision  # the part of the day is under way
+                return part_begins, precision, None, False  # the part of the day is under way
         day = _step_back(spec, k)
     raise _NotUnderstood("no past candidate")
 
@@ -555,23 +712,26 @@ def _single(items: list[str], what: str) -> str | None:
     return unique[0] if unique else None
 
 
-def _from_scan(scan: _Scan, now: datetime, strong_only: bool) -> tuple[datetime, str]:
+def _from_scan(scan: _Scan, now: datetime, strong_only: bool) -> _Result:
     moments = [m for m in scan.moments if not (strong_only and m.weak)]
     days = scan.days
     # Several pieces naming the same day ("vandaag, vanochtend") are one day.
     if len({d.day for d in days}) == 1:
         days = [min(days, key=lambda d: d.flex != "fixed")]
-    anchors = len(days) + len(scan.periods) + len(moments)
+    anchors = len(days) + len(scan.periods) + len(moments) + len(scan.intervals)
     part = _single(scan.parts, "parts of the day")
     hm = scan.clock_time()
     if anchors > 1:
         raise _NotUnderstood("conflicting anchors")
+    if scan.intervals:  # a clock time with a weekend or a few days stays in the raw text only
+        interval = scan.intervals[0]
+        return interval.start, interval.precision, interval.end, False
     if scan.periods:
         period = scan.periods[0]
-        return _localize(period.start, 0, 0, _zone(now)), period.precision
+        return _localize(period.start, 0, 0, _zone(now)), period.precision, None, False
     if moments and part is None and hm is None:
-        return moments[0].at, "time"
-    return _resolve_day(days[0] if days else None, part, hm, now)
+        return moments[0].at, "time", None, False
+    return _resolve_day(days[0] if days else None, part, hm, now, scan.clock_ambiguous())
 
 
 def _dateparser_settings(now: datetime, tz: ZoneInfo) -> dict[str, object]:
@@ -617,7 +777,7 @@ def _calendar_spec(date_obj: datetime, period: str, text: str) -> _Day | _Period
     return _Day(day, "year" if calendar_date and not _has_year(text) else "fixed")
 
 
-def _resolve_calendar(spec: _Day | _Period, scan: _Scan, now: datetime, lib_text: str) -> tuple[datetime, str]:
+def _resolve_calendar(spec: _Day | _Period, scan: _Scan, now: datetime, lib_text: str) -> _Result:
     tz = _zone(now)
     if isinstance(spec, _Period):
         start = _localize(spec.start, 0, 0, tz)
@@ -625,10 +785,10 @@ def _resolve_calendar(spec: _Day | _Period, scan: _Scan, now: datetime, lib_text
             if spec.precision == "week" or _has_year(lib_text):
                 raise _NotUnderstood("a period in the future")
             start = _localize(spec.start.replace(year=spec.start.year - 1), 0, 0, tz)
-        return start, spec.precision
+        return start, spec.precision, None, False
     part = _single(scan.parts, "parts of the day")
     hm = scan.clock_time()
-    return _resolve_day(spec, part, hm, now)
+    return _resolve_day(spec, part, hm, now, scan.clock_ambiguous())
 
 
 def _library_may_see(lib_text: str) -> bool:
@@ -647,7 +807,7 @@ def _library_text(norm: str, scan: _Scan) -> str:
 
 
 def _try_dateparser(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo,
-                    language: str) -> tuple[datetime, str] | None:
+                    language: str) -> _Result | None:
     if not _library_may_see(lib_text):
         return None
     from dateparser.date import DateDataParser  # imported lazily: it is slow to load (see warm_up)
@@ -665,7 +825,7 @@ def _try_dateparser(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo,
 
 
 def _try_search(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo,
-                language: str) -> tuple[datetime, str] | None:
+                language: str) -> _Result | None:
     if not _library_may_see(lib_text):
         return None
     from dateparser.search import search_dates
@@ -682,7 +842,7 @@ def _try_search(lib_text: str, scan: _Scan, now: datetime, tz: ZoneInfo,
     return _try_dateparser(piece, scan, now, tz, language)
 
 
-def _parse(text: str, now: datetime, tz: ZoneInfo, language: str) -> tuple[datetime, str]:
+def _parse(text: str, now: datetime, tz: ZoneInfo, language: str) -> _Result:
     norm = _normalise(text)
     if not norm.strip():
         raise _NotUnderstood("empty")
@@ -696,7 +856,7 @@ def _parse(text: str, now: datetime, tz: ZoneInfo, language: str) -> tuple[datet
     result = _try_dateparser(lib_text, scan, now, tz, language)
     if result is not None:
         return result
-    if scan.days or scan.periods or any(not m.weak for m in scan.moments):
+    if scan.days or scan.periods or scan.intervals or any(not m.weak for m in scan.moments):
         return _from_scan(scan, now, strong_only=True)
     result = _try_search(lib_text, scan, now, tz, language)
     if result is not None:
@@ -724,13 +884,35 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, language: str = "nl") -> 
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
         return unknown
     try:
-        start, precision = _parse(text, now.astimezone(tz), tz, language)
+        start, precision, end, assumed = _parse(text, now.astimezone(tz), tz, language)
         start = start.astimezone(tz)
+        end = end.astimezone(tz) if end is not None else None
         if not _plausible(start, now) or precision not in PRECISIONS[1:]:
+            return unknown
+        if end is not None and not start.timestamp() <= end.timestamp() <= now.timestamp():
             return unknown
     except Exception:  # _NotUnderstood, and anything the library may throw at odd input
         return unknown
-    return When(raw=text, start=start, precision=precision)
+    return When(raw=text, start=start, precision=precision, end=end, assumed=assumed)
+
+
+def when_spoken(t: Callable[..., str], raw: str, start: datetime, precision: str, end_iso: str | None,
+                assumed: bool, tz: tzinfo) -> str | None:
+    """The summary's line for a weekend, a few days, or a clock hour the bot chose a reading for; None
+    for the other answers (the caller shows them as before).
+
+    `t` is the catalogue (meldbot.core.i18n.Texts), `raw` the user's text already quoted for display.
+    """
+    start = start.astimezone(tz)
+    if end_iso and precision in ("weekend", "days"):
+        last = (datetime.fromisoformat(end_iso).astimezone(tz) - timedelta(microseconds=1)).date()
+        return t("summary.when_interval", raw=raw, first=start.strftime("%d-%m-%Y"), last=last.strftime("%d-%m-%Y"))
+    if assumed and precision == "time":
+        weekdays, months = t("when.weekdays").split(), t("when.months").split()
+        date_text = f"{weekdays[start.weekday()]} {start.day} {months[start.month - 1]}"
+        separator = ":" if getattr(t, "language", "nl") == "en" else "."
+        return t("summary.when_read", raw=raw, date=date_text, time=f"{start.hour:02d}{separator}{start.minute:02d}")
+    return None
 
 
 def warm_up() -> None:

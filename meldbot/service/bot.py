@@ -13,7 +13,7 @@ from typing import Any
 
 from meldbot.dialogs import report
 from meldbot.dialogs.af import Usage, af_help, command_help, parse_af, suggest, suggestion_reply
-from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, Command, exact, parse
+from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, Command, dialog_command, exact, normalise, parse
 from meldbot.dialogs.conversation import ConversationState
 from meldbot.core.clock import Clock
 from meldbot.core.logs import where
@@ -27,7 +27,7 @@ from meldbot.service import questions
 from meldbot.service.desk import Desk, Seat
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT
 from meldbot.service.services import (MAX_SUPPLEMENTS, SubmitSignal, SupplementSignal, TooManySupplements, submit_signal,
-                              supplement_signal)
+                              supplement_signal, work_calendar)
 from meldbot.core.text import quote_user_text
 
 log = logging.getLogger("meldbot.bot")
@@ -176,10 +176,20 @@ class Bot:
             if for_af is not None:
                 return [for_af]
 
+        asked_for, was_asked = state.pending, state.choose_meldpunt
         meldpunt, state, replies = await self._meldpunt(uow, msg, person, state, t)
         if meldpunt is None:
             await uow.conversations.save(msg.platform, msg.conversation_id, state.to_dict(), now)
             return replies
+        if was_asked and not state.choose_meldpunt:
+            # The gemeente question is answered: what the first message asked for goes on (no need to type
+            # `melden` again); after any other first message, the welcome. The number itself is no message.
+            if draft.active and asked_for is None:
+                replies.append(report.current(self._context(meldpunt, t, now), draft))
+                await uow.conversations.save(msg.platform, msg.conversation_id,
+                                             ConversationState(draft=draft).to_dict(), now, meldpunt.id)
+                return replies
+            msg = replace(msg, text=asked_for or "", has_attachment=False, card_value=None)
 
         expired = state.draft_expired
         if draft.active and touched and now - touched > self._draft_expiry(meldpunt):
@@ -188,7 +198,13 @@ class Bot:
             replies.append(Reply(t("draft_expired", hours=self._draft_expiry_hours(meldpunt))))
 
         ctx = self._context(meldpunt, t, now)
-        command = parse(msg.text, ANYONE)
+        if draft.active:
+            # Inside the report dialog only the contract's whole messages are commands, and of the melder's own
+            # only `taal nl` / `taal en`: "taal was een probleem", `mijn meldingen`, `aanvullen 3 ...` are answers.
+            found = dialog_command(msg.text)
+            command = found if found is not None and found.name == "language" else None
+        else:
+            command = parse(msg.text, ANYONE)
         name = command.name if command else None
         # Right after the notice of an expired report, the message belongs to that report ("Kerkstraat 3"),
         # not to the AF's question: the question waits for the next message.
@@ -203,8 +219,7 @@ class Bot:
             ctx = self._context(meldpunt, t, now)
         elif command and name == "my_reports" and not command.args:
             replies.append(await self._my_reports(uow, msg, meldpunt, t))
-        elif command and name == "supplement" and (
-                not draft.active or RefQuery.parse((command.args.split() or [""])[0])):
+        elif command and name == "supplement":
             replies.append(await self._supplement(uow, msg, command.args, t))
         else:
             step = report.step(draft, msg.text, ctx, has_attachment=msg.has_attachment)
@@ -245,7 +260,8 @@ class Bot:
     async def _meldpunt(self, uow: UnitOfWork, msg: IncomingMessage, person: PersonSettings, state: ConversationState,
                         t: Texts) -> tuple[MeldpuntConfig | None, ConversationState, list[Reply]]:
         """The meldpunt this person belongs to; with several candidates, ask once and remember.
-        None: the person was asked (again), or has just answered; the state says whether they are asked."""
+        None: the person was asked (again); the state says whether they are asked. Just answered: the chosen
+        meldpunt, the state no longer asking, and the confirmation to say first."""
         candidates = self.config.meldpunten_for(msg.platform, msg.sender.user_id, msg.tenant)
         if len(candidates) == 1:
             return candidates[0], state, []
@@ -259,9 +275,22 @@ class Bot:
             if answer.isdigit() and 1 <= int(answer) <= len(candidates):
                 chosen = candidates[int(answer) - 1]
                 await uow.people.update(msg.sender, meldpunt_id=chosen.id)
-                return None, replace(state, choose_meldpunt=False), [Reply(t("meldpunt.chosen", name=chosen.name))]
+                return chosen, replace(state, choose_meldpunt=False, pending=None), [
+                    Reply(t("meldpunt.chosen", name=chosen.name))]
             return None, state, [Reply(t("meldpunt.unknown"), choices=options)]
-        return None, replace(state, choose_meldpunt=True), [Reply(t("meldpunt.ask"), choices=options)]
+        return None, replace(state, choose_meldpunt=True, pending=self._asked_for(msg.text)), [
+            Reply(t("meldpunt.ask"), choices=options)]
+
+    @staticmethod
+    def _asked_for(text: str) -> str | None:
+        """The command a first message is, kept while the gemeente question waits: a contract word as the whole
+        message (`melden`, `spoed`, `mijn meldingen`, `help`, `taal en`), never free text, which is not kept
+        outside a report (`aanvullen 3 ...` is typed again)."""
+        word = exact(text, ANYONE) or exact(text, DIALOG)
+        if word in ("report", "urgent", "my_reports", "signs", "contact", "help"):
+            return normalise(text)
+        found = dialog_command(text)
+        return normalise(text) if found is not None and found.name == "language" else None
 
     async def _my_reports(self, uow: UnitOfWork, msg: IncomingMessage, meldpunt: MeldpuntConfig,
                           t: Texts) -> Reply:
@@ -359,6 +388,8 @@ class Bot:
         return timedelta(hours=self._draft_expiry_hours(meldpunt))
 
     def _context(self, meldpunt: MeldpuntConfig, t: Texts, now: datetime) -> report.DialogContext:
+        local = now.astimezone(meldpunt.tz)   # a number's hours are the meldpunt's clock times
+        office = work_calendar(self.config, meldpunt.id)
         return report.DialogContext(
             texts=t,
             now=now,
@@ -366,9 +397,11 @@ class Bot:
             # The number that is answered right now comes first.
             contacts=tuple(
                 report.Contact(c.label, c.number, c.hours)
-                for c in sorted(meldpunt.contact, key=lambda c: not c.is_open(now))
+                for c in sorted(meldpunt.contact, key=lambda c: not c.is_open(local))
             ),
             signs_text=getattr(meldpunt, "signals_text", None),
+            # Outside office hours an AF is told at once but sees the signal at the latest at the next opening.
+            af_sees=lambda: None if office.is_office_time(now) else office.next_office_moment(now),
         )
 
     async def _submit(self, uow: UnitOfWork, msg: IncomingMessage, meldpunt: MeldpuntConfig,

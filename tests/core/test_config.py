@@ -295,6 +295,8 @@ def test_contact_hours_say_when_a_number_is_staffed(tmp_path):
     assert avim.is_open(datetime(2026, 11, 23, 9, 0))  # a Monday
     assert not avim.is_open(datetime(2026, 11, 23, 16, 30))
     assert not avim.is_open(datetime(2026, 11, 28, 9, 0))  # a Saturday
+    assert not avim.is_open(datetime(2026, 12, 25, 9, 0))  # Christmas, a Friday
+    assert load(tmp_path, MINIMAL).meldpunten[0].contact[0].is_open(datetime(2026, 12, 25, 9, 0))  # 112
 
 
 # --- who belongs where -------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ NL = texts("nl")
 AF_CHAT = ("af.", "reminder.", "notify.")
 # What the melder reads: the dialog and its answers.
 MELDER = ("question.", "help.", "welcome", "submitted", "mine.", "supplement.", "choice.", "summary.", "status.",
-          "error.", "contact", "cancelled", "draft_expired", "not_yet", "edit", "back", "answer.", "attachment.")
+          "error.", "contact", "cancelled", "draft_expired", "not_yet", "edit", "back", "answer.", "attachment.",
+          "urgent.", "report.")
 
 
 def _entries(prefixes: tuple[str, ...]) -> list[str]:
@@ -41,3 +42,13 @@ def test_everything_an_af_reads_in_chat_reads_at_b1() -> None:
 
 def test_the_melder_texts_stay_plain() -> None:
     assert flesch_douma(_entries(MELDER)) >= 75
+
+
+def test_every_question_reads_at_b1_on_its_own() -> None:
+    """Issue 19, item 5: a melder meets one question at a time, so each one reads at B1 by itself."""
+    scores = {key: flesch_douma([NL(key)]) for key in sorted(i18n.keys("nl")) if key.startswith("question.")}
+    assert all(score >= 60 for score in scores.values()), scores
+
+
+def test_the_urgent_answer_reads_at_b1() -> None:
+    assert flesch_douma(_entries(("urgent.", "report."))) >= 60

@@ -2,47 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
-
 import pytest
 
 from meldbot.dialogs.report import (
-    CHOICES, MAX_ANSWER, QUESTIONS, Contact, DialogContext, Draft, Step, step,
+    CHOICES, MAX_ANSWER, QUESTIONS, Draft, Step, step,
 )
-from meldbot.core.i18n import texts
-
-AMS = ZoneInfo("Europe/Amsterdam")
-NOW = datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc)   # Wednesday 10:30 in Amsterdam
-CONTACTS = (Contact("Acuut gevaar", "112"), Contact("Politie, team AVIM", "088-9630320", "ma-vr 08:00-16:30"))
-
-
-def ctx(language: str = "nl") -> DialogContext:
-    return DialogContext(texts=texts(language), now=NOW, tz=AMS, contacts=CONTACTS)
-
-
-ANSWERS = {
-    "wat": "Drie stapelbedden in één kamer",
-    "waar": "Molenweg 8",
-    "wanneer": "gisteren",
-    "wie": "onbekend",
-    "soort": "2",
-    "context": "toezicht",
-    "anoniem": "nee",
-}
-
-
-def run(*messages: str, draft: Draft = Draft(), language: str = "nl") -> Step:
-    result = Step(draft, ())
-    for message in messages:
-        result = step(result.draft, message, ctx(language))
-    return result
-
-
-def at_summary() -> Draft:
-    result = run("melden", *ANSWERS.values())
-    assert result.draft.step == "summary"
-    return result.draft
+from tests.support.dialog import ANSWERS, at_summary, ctx, run
 
 
 def text_of(result: Step) -> str:
@@ -159,7 +124,7 @@ def test_spoed_shows_the_numbers_and_marks_urgent_anywhere(where):
 def test_spoed_keeps_the_current_question():
     result = run("melden", "iets gezien", "spoed")
     assert result.draft.step == "waar"
-    assert "Waar was het?" in result.replies[-1].text
+    assert "Waar gebeurde het?" in result.replies[-1].text
 
 
 @pytest.mark.parametrize("word, expect", [("help", "adres"), ("contact", "112"), ("signalen", "paspoort")])
@@ -167,7 +132,7 @@ def test_help_contact_and_signalen_are_answered_then_the_question_again(word, ex
     result = run("melden", "iets gezien", word)
     assert result.draft.step == "waar" and "waar" not in result.draft.answers
     assert expect in result.replies[0].text
-    assert "Waar was het?" in result.replies[-1].text
+    assert "Waar gebeurde het?" in result.replies[-1].text
 
 
 def test_help_is_specific_to_each_question():

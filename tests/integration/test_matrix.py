@@ -198,7 +198,7 @@ async def test_more_messages_than_a_sync_shows_while_the_bot_is_away_are_all_ans
     bot.adapter.timeline_limit = 3  # the restart sync shows the last 3: the first 4 must come from the gap
     async with bot:
         # All replies come after the last line (nothing was answered while the bot was away).
-        await until(lambda: any("Waar kwam je het tegen" in e.body
+        await until(lambda: any("In welk werk kwam je het tegen" in e.body
                                 for e in employee.after(room, sent[-1], world.bot_id)), "the last question")
         async with bot.app.uow() as uow:
             state, _ = await uow.conversations.load("matrix", room)

@@ -25,7 +25,7 @@ CONVERSATIONS = 40
 # Each text is a fine answer to "wat" and to "waar": whichever turn goes first fills `wat`.
 FIRST = "Bij de Molenweg {i} wonen veel mensen in een klein huis"
 SECOND = "Kerkstraat {i}, Bergeijk: er slapen mensen in de schuur"
-QUESTION = {"waar": "Waar was het?", "wanneer": "Wanneer was het?", "wie": "Wie waren erbij?"}
+QUESTION = {"waar": "Waar gebeurde het?", "wanneer": "Wanneer was het?", "wie": "Wie waren erbij?"}
 
 
 def erring(shown: list[str]) -> list[str]:
@@ -50,7 +50,7 @@ async def test_a_full_report_whose_messages_alternate_between_two_processes(post
         state = await stored(postgres_database, [user.conversation])
         assert teams.errors() == {}
     assert all(answers) and not erring([s for a in answers for s in a])
-    assert "Wat zag of hoorde je?" in "\n".join(answers[0]) and "Waar was het?" in "\n".join(answers[1])
+    assert "Wat zag of hoorde je?" in "\n".join(answers[0]) and "Waar gebeurde het?" in "\n".join(answers[1])
     reference = REFERENCE.findall("\n".join(answers[-1]))
     assert len(reference) == 1
     [signal] = state.signals

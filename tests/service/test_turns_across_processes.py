@@ -87,7 +87,7 @@ async def test_two_messages_of_one_conversation_on_two_processes_each_get_their_
                 continue
             # In order: the turn that filled `wat` asked for `waar`, the other one for `wanneer`.
             by_text = {FIRST.format(i=i): said(first), SECOND.format(i=i): said(second)}
-            assert "Waar was het?" in by_text[got.answers["wat"]], user
+            assert "Waar gebeurde het?" in by_text[got.answers["wat"]], user
             assert "Wanneer was het?" in by_text[got.answers["waar"]], user
             assert not any(e in said(first) + said(second) for e in ERRORS)
         assert lost == [], f"{len(lost)} of {CONVERSATIONS} conversations lost an answer"
@@ -115,7 +115,7 @@ async def test_the_same_event_on_two_processes_gets_one_answer_twice_and_moves_t
             for i, user in enumerate(users)))
         for i, (user, (first, second)) in enumerate(zip(users, answers)):
             assert said(first) == said(second), user
-            assert "Waar was het?" in said(first) and not any(e in said(first) for e in ERRORS), user
+            assert "Waar gebeurde het?" in said(first) and not any(e in said(first) for e in ERRORS), user
             got = await draft(two, user)
             assert got.step == "waar" and got.answers == {"wat": FIRST.format(i=i)}, user
 
@@ -138,7 +138,7 @@ async def test_turns_waiting_on_other_processes_are_served_in_arrival_order(post
         got = await draft(one, "piet")
     assert got.answers["wat"] == FIRST.format(i=1) and got.answers["waar"] == SECOND.format(i=2)
     assert got.answers["wanneer"] == "gisteren" and got.step == "wie"
-    assert ["Waar was het?" in said(replies[0]), "Wanneer was het?" in said(replies[1]),
+    assert ["Waar gebeurde het?" in said(replies[0]), "Wanneer was het?" in said(replies[1]),
             "Wie waren erbij?" in said(replies[2])] == [True, True, True]
 
 
@@ -168,7 +168,7 @@ async def test_a_redelivery_that_races_past_the_processed_check_gets_the_stored_
             for i, user in enumerate(users)))
         raced = [r for r in caplog.records if r.getMessage().startswith("turn lost a race")]
         for i, (user, (first, second)) in enumerate(zip(users, answers)):
-            assert said(first) == said(second) and "Waar was het?" in said(first), user
+            assert said(first) == said(second) and "Waar gebeurde het?" in said(first), user
             got = await draft(two, user)
             assert got.step == "waar" and got.answers == {"wat": FIRST.format(i=i)}, user
     assert raced, "no turn raced past the processed check: the test proved nothing"
@@ -220,4 +220,4 @@ async def test_a_turn_waiting_for_a_conversation_held_elsewhere_gives_up_after_t
         got = await draft(one, "piet")
         assert got.step == "wat" and got.answers == {}
         # The conversation goes on once the lock is free.
-        assert "Waar was het?" in said(await two.bot.handle(message("piet", FIRST.format(i=1))))
+        assert "Waar gebeurde het?" in said(await two.bot.handle(message("piet", FIRST.format(i=1))))
