@@ -89,3 +89,20 @@ def test_make_chat_installs_only_what_the_chat_needs_and_make_test_the_test_tool
     chat = planned("chat")
     assert "pip install --quiet -e ." in chat and "[test]" not in chat and "meldbot" in chat
     assert "pip install --quiet -e '.[test]'" in planned("test")
+
+
+def test_the_messages_the_af_manual_quotes_are_what_the_bot_says():
+    """docs/handleiding-af.md quotes the bot's own words; the catalogue must still say them."""
+    from meldbot.core.i18n import texts
+
+    manual = (ROOT / "docs" / "handleiding-af.md").read_text(encoding="utf-8")
+    t = texts("nl")
+    quoted = {
+        "`De melder heeft je vraag over MH-2026-0007 beantwoord.`":
+            t("notify.answered", reference="MH-2026-0007", number=7),
+        '"Bedoel je: lijst?"': t("af.suggest.read_only", command="lijst"),
+        '"Bedoel je mijn meldingen?"': t("answer.typo", command="mijn meldingen", number=7),
+    }
+    for quote, said in quoted.items():
+        assert quote in manual, quote
+        assert quote.strip('`"') in said, (quote, said)

@@ -14,6 +14,7 @@ from meldbot.core.domain import RefQuery
 from meldbot.core.messaging import Identity
 from tests.support import EXAMPLE, FakeNotifier
 from tests.support.chat import Chat, migrated
+from tests.support.configs import eersel
 
 INDICATOR = "taal was een probleem, ze spraken alleen Roemeens"
 REST = ["Kerkstraat 3, Bergeijk", "gisteren", "onbekend", "2", "balie", "nee"]
@@ -92,17 +93,7 @@ async def test_wijzig_at_a_question_answers_that_question_again_then_back_to_whe
 
 # --- several gemeenten -----------------------------------------------------------------------------
 
-EERSEL = """
-[[meldpunt]]
-id = "eersel"
-name = "Gemeente Eersel"
-matrix_domains = ["eersel.nl"]
-
-  [[meldpunt.af]]
-  name = "anna"
-  display_name = "Anna de Vries"
-  console = "af-eersel"
-"""
+EERSEL = eersel("af-eersel")
 
 
 @pytest.fixture

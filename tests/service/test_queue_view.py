@@ -16,18 +16,9 @@ from meldbot.core.ports import UnitOfWorkFactory
 from meldbot.service.services import SubmitSignal, submit_signal
 from tests.service.office import NAMED, OTHER, PLATFORMS, Office
 from tests.support import EXAMPLE
+from tests.support.configs import eersel
 
-EERSEL = """
-[[meldpunt]]
-id = "eersel"
-name = "Gemeente Eersel"
-matrix_domains = ["eersel.nl"]
-
-  [[meldpunt.af]]
-  name = "anna"
-  display_name = "Anna de Vries"
-  console = "af"
-"""
+EERSEL = eersel("af")
 
 
 def _lines(out: str) -> list[str]:

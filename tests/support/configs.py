@@ -25,3 +25,19 @@ def config_text(url: str, *, bram: bool = True, carl: bool = False, bram_teams: 
     assert BRAM in text and f'url = "{url}"' in text
     bram_block = BRAM.replace('teams = ""', f'teams = "{bram_teams}"')
     return text.replace(BRAM, (bram_block if bram else "") + (CARL if carl else ""))
+
+
+def eersel(af_console: str) -> str:
+    """A second gemeente to append to the example configuration: Eersel, with Anna as its AF on the console
+    under `af_console` (the same user as Bergeijk's AF makes her an AF of two gemeenten)."""
+    return f'''
+[[meldpunt]]
+id = "eersel"
+name = "Gemeente Eersel"
+matrix_domains = ["eersel.nl"]
+
+  [[meldpunt.af]]
+  name = "anna"
+  display_name = "Anna de Vries"
+  console = "{af_console}"
+'''
