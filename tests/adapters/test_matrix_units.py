@@ -121,9 +121,20 @@ class FakeHomeserver:
 
 # --- the bot's side: a fake nio client, stores, the alert outbox ------------------------------------------
 
+class FakeSessions:
+    """nio's session store as far as trust.py reads it: every device has an Olm session unless listed."""
+
+    def __init__(self) -> None:
+        self.without: set[str] = set()  # curve25519 keys of devices without a session
+
+    def get(self, curve25519: str) -> bool:
+        return curve25519 not in self.without
+
+
 class FakeOlm:
     def __init__(self) -> None:
         self.changed_users: set[str] = set()
+        self.session_store = FakeSessions()
 
     def is_device_blacklisted(self, device: OlmDevice) -> bool:
         return device.trust_state == TrustState.blacklisted
@@ -143,6 +154,8 @@ class FakeClient:
         self.rooms: dict[str, SimpleNamespace] = {}
         self.invalidated: list[str] = []
         self.should_query_keys = False
+        self.claimed: list[dict] = []
+        self.no_one_time_keys: set[str] = set()
         # sync.py
         self.room_keys: set[str] = set()      # megolm sessions the bot holds the key of
         self.key_requests: list[str] = []
@@ -183,6 +196,14 @@ class FakeClient:
 
     async def keys_query(self):
         raise AssertionError("should_query_keys is False")
+
+    async def keys_claim(self, missing: dict[str, list[str]]) -> None:
+        """One-time keys are claimable for every device except those in `no_one_time_keys`."""
+        self.claimed.append({u: sorted(d) for u, d in missing.items()})
+        for user_id, device_ids in missing.items():
+            for device_id in device_ids:
+                if device_id not in self.no_one_time_keys:
+                    self.olm.session_store.without.discard(self.device(user_id, device_id).curve25519)
 
     # undecryptable messages
     async def request_room_key(self, event: MegolmEvent) -> None:
@@ -523,6 +544,32 @@ async def test_prepare_holds_guarded_content_for_an_af_without_a_reader():
     assert world.client.blacklisted(AF) == {"LAPTOP"}
     await world.devices.prepare(room, AF, True)
     assert world.client.blacklisted(AF) == set() and set(world.client.invalidated) == {ROOM}
+
+
+async def test_prepare_claims_a_session_for_a_new_device_and_waits_for_one_without_one_time_keys():
+    # Finding (CI, test_a_new_device_on_the_af_account_alerts_the_af): nio skips a device it has no Olm
+    # session with and still counts the room key as shared, so a laptop signed in a moment ago could not
+    # read the alert about itself nor anything after it with that key.
+    world = World("tofu")
+    world.add_af_device("PHONE")
+    room = world.client.add_room(ROOM, AF)
+    await world.devices.prepare(room, AF, False)
+    assert world.client.claimed == []  # every device has a session: nothing to claim
+
+    world.add_af_device("LAPTOP")
+    world.client.olm.session_store.without.add(world.client.device(AF, "LAPTOP").curve25519)
+    world.trust.stale(AF)
+    await world.devices.prepare(room, AF, False)  # claimed now, so the laptop gets the room key
+    assert world.client.claimed == [{AF: ["LAPTOP"]}]
+
+    world.add_af_device("TABLET")  # its one-time keys are not on the server yet
+    world.client.olm.session_store.without.add(world.client.device(AF, "TABLET").curve25519)
+    world.client.no_one_time_keys.add("TABLET")
+    world.trust.stale(AF)
+    with pytest.raises(DeliveryError):  # the outbox tries again in a few seconds
+        await world.devices.prepare(room, AF, False)
+    world.devices.session_patience = 0  # a device that never gets a session does not block forever
+    await world.devices.prepare(room, AF, False)
 
 
 async def test_prepare_gives_a_fresh_room_key_only_when_a_device_was_taken_away():

@@ -175,6 +175,11 @@ function listen() {
             acceptInvite(member.roomId, event.getContent().is_direct === true, event.getSender());
         }
     });
+    // Element lists an invite as soon as its room appears, also when no membership event fired for it.
+    client.on(ClientEvent.Room, (room) => acceptIfInvited(room));
+    client.on(RoomEvent.MyMembership, (room, membership) => {
+        if (membership === "invite") acceptIfInvited(room);
+    });
 }
 
 const joining = new Set();
@@ -182,13 +187,32 @@ const joining = new Set();
 async function acceptInvite(roomId, isDirect, inviter) {
     if (joining.has(roomId)) return;
     joining.add(roomId);
+    // A person whose join fails (a busy homeserver) presses "Accept" again: up to five tries, 0.5-8 s apart.
+    for (let attempt = 1; ; attempt++) {
+        try {
+            await client.joinRoom(roomId);
+            console.warn("joined", roomId, "after", attempt, "attempt(s)");
+            break;
+        } catch (err) {
+            console.warn("joining", roomId, "failed (attempt", attempt, "):", err);
+            if (attempt >= 5) {
+                joining.delete(roomId);
+                return;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** (attempt - 1)));
+        }
+    }
     try {
-        await client.joinRoom(roomId);
         if (isDirect && inviter) await addDirect(inviter, roomId); // as Element does for a DM invite
     } catch (err) {
-        console.warn("joining", roomId, "failed:", err);
-        joining.delete(roomId);
+        console.warn("marking", roomId, "as direct failed:", err);
     }
+}
+
+function acceptIfInvited(room) {
+    if (room?.getMyMembership() !== "invite") return;
+    const invite = room.getMember(me.user_id)?.events.member;
+    acceptInvite(room.roomId, invite?.getContent().is_direct === true, invite?.getSender());
 }
 
 async function addDirect(userId, roomId) {
@@ -257,12 +281,7 @@ const commands = {
                 return device && Object.keys(device.signatures?.[me.user_id] ?? {}).length > 1;
             });
         }
-        for (const room of client.getRooms()) {
-            if (room.getMyMembership() === "invite") {
-                const invite = room.getMember(me.user_id)?.events.member;
-                acceptInvite(room.roomId, invite?.getContent().is_direct === true, invite?.getSender());
-            }
-        }
+        for (const room of client.getRooms()) acceptIfInvited(room);
         return { user_id: me.user_id, device_id: me.device_id };
     },
 

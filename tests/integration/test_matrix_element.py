@@ -93,6 +93,9 @@ async def test_element_users_report_and_handle_a_signal_with_every_message_reada
                 assert device["signedByOwner"] is True, device
             ids = [world.employee_id, world.af_id, employee.device_id, af.device_id, bot.adapter.device_id, room,
                    notice.room_id]
+    except BaseException:
+        print("meldbot's log (the end):\n" + log_stream.getvalue()[-12_000:])  # shown by pytest on failure
+        raise
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])

@@ -249,7 +249,7 @@ class ElementClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ElementClientError(f"{self.name}: timed out after {timeout} s waiting for {what}; "
-                                         f"got {self.summary()}")
+                                         f"got {self.summary()}; {self._log_tail()}")
             if not self.running:
                 raise ElementClientError(f"{self.name}: waiting for {what}, but the client is not running; "
                                          f"got {self.summary()}; {self._log_tail()}")

@@ -55,6 +55,10 @@ class Verdict:
 
 UNGUARDED_KINDS = ("identity", "unconfirmed")
 
+# How long a send waits (by failing and being retried by the outbox) for a reader's device that has no
+# Olm session yet, e.g. one that signed in a moment ago; after that it is left out of the room key.
+SESSION_PATIENCE = 60.0
+
 
 def is_unguarded_key(key: str) -> bool:
     """Alerts about the AF's identity go to every device of theirs: the held ones are the ones to warn."""
@@ -263,6 +267,8 @@ class Devices:
         self._spawn = spawn
         self._rechecks: set[str] = set()
         self._away: set[str] = set()  # recipients without any device; the outbox holds their messages
+        self._no_session_since: dict[tuple[str, str], float] = {}  # (user, device) -> first seen without one
+        self.session_patience = SESSION_PATIENCE
 
     def devices_of(self, user_id: str) -> list:
         return list(self.client.device_store.active_user_devices(user_id))
@@ -380,6 +386,43 @@ class Devices:
             # holds it until they sign in somewhere (see after_keys_query).
             self._away.add(recipient)
             raise RecipientAway(recipient)
+        await self._sessions_for_readers(room)
+
+    async def _sessions_for_readers(self, room) -> None:
+        """nio hands the room key only to devices it has an Olm session with; one without is skipped
+        and the key still counts as shared, so that device could never read this message nor the next
+        ones with the same key (a device that appeared a moment ago, whose one-time keys were not yet
+        claimable). Claim now; a device that still has no session makes this attempt fail, and the
+        outbox tries again in a few seconds. After SESSION_PATIENCE seconds such a device is left out."""
+        missing = self._missing_sessions(room)
+        if missing:
+            try:
+                await self.client.keys_claim(missing)
+            except LocalProtocolError:
+                pass
+            except NETWORK_ERRORS as exc:
+                raise DeliveryError(f"homeserver unreachable ({type(exc).__name__})") from None
+            missing = self._missing_sessions(room)
+        now = time.monotonic()
+        waiting = False
+        for user_id, devices in missing.items():
+            for device_id in devices:
+                first = self._no_session_since.setdefault((user_id, device_id), now)
+                waiting = waiting or now - first < self.session_patience
+        if waiting:
+            log.info("a reader's device has no encryption session yet; trying again soon")
+            raise DeliveryError("a device of a reader has no encryption session yet")
+
+    def _missing_sessions(self, room) -> dict[str, list[str]]:
+        olm = self.client.olm
+        missing: dict[str, list[str]] = {}
+        for user_id in room.users:
+            for device in self.devices_of(user_id):
+                if device.id == self.client.device_id or olm.is_device_blacklisted(device):
+                    continue
+                if not olm.session_store.get(device.curve25519):
+                    missing.setdefault(user_id, []).append(device.id)
+        return missing
 
     def has_af(self, room) -> bool:
         return any(self._book.is_af(u) for u in room.users if u != self.client.user_id)
