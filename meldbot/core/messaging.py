@@ -84,6 +84,14 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Fact:
+    """One answer in an overview: the question's label and what was answered, as the text shows it."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Reply:
     """What the bot says. Adapters render it: numbered text, Adaptive Cards or sanitised HTML.
 
@@ -98,6 +106,11 @@ class Reply:
     urgent: bool = False
     # The language the text is in (set by the bot on direct answers), for the labels adapters add.
     language: str | None = None
+    # An overview (the report's summary) as label-value pairs, for platforms that show a list or a table.
+    # `text` stays complete: its lines facts_lines[0] up to (not including) facts_lines[1] say the same
+    # in words, and a platform with a list shows the facts in their place.
+    facts: tuple[Fact, ...] = ()
+    facts_lines: tuple[int, int] = (0, 0)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -107,6 +120,7 @@ class Reply:
     @classmethod
     def from_json(cls, raw: str) -> "Reply":
         data = json.loads(raw)
+        start, end = data.get("facts_lines", (0, 0))
         return cls(
             text=data["text"],
             choices=tuple(Choice(**c) for c in data.get("choices", ())),
@@ -114,7 +128,18 @@ class Reply:
             image_alt=data.get("image_alt", ""),
             urgent=data.get("urgent", False),
             language=data.get("language"),
+            # Rows stored before facts existed have neither key: their text says it all.
+            facts=tuple(Fact(**f) for f in data.get("facts", ())),
+            facts_lines=(int(start), int(end)),
         )
+
+    def parts(self) -> tuple[list[str], list[str]]:
+        """The text's lines before and after those the facts stand for (all lines before, when none)."""
+        lines = self.text.split("\n")
+        if not self.facts:
+            return lines, []
+        start, end = self.facts_lines
+        return lines[:start], lines[end:]
 
 
 # The mark under each part of a reply that had to be split: "(2/3)". Measured at its widest.
@@ -133,6 +158,9 @@ def split_reply(reply: Reply, fits: Callable[[Reply], bool]) -> list[Reply]:
     """
     if fits(reply):
         return [reply]
+
+    # A split reply is plain lines: the facts' line numbers would no longer match the parts.
+    reply = replace(reply, facts=(), facts_lines=(0, 0))
 
     def piece(text: str, last: bool) -> Reply:
         text = f"{text}\n{_WIDEST_MARK}" if text else _WIDEST_MARK

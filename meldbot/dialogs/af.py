@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, nearest, normalise, parse
+from meldbot.dialogs.forms import form_label
 from meldbot.core.domain import EventKind, Outcome, RefQuery, Signal, Status
 from meldbot.core.i18n import Texts
 from meldbot.core.messaging import Action, Reply
@@ -273,7 +274,7 @@ def signal_view(signal: Signal, melder: str, matches: Sequence[tuple[str, ...]],
     lines = [
         t("af.show.title", reference=signal.reference, status=t(f"af.status.{signal.status}"),
           urgent=t("af.urgent_mark") if signal.urgent else ""),
-        t("af.show.meta", created=_when(signal.created_at, tz), form=t(f"choice.soort.{signal.form}"),
+        t("af.show.meta", created=_when(signal.created_at, tz), form=form_label(t, signal.form),
           context=t(f"choice.context.{signal.context}")),
         t("af.show.melder", melder=melder),
         t("af.show.handler", handler=signal.handler or t("af.nobody")),
@@ -312,7 +313,7 @@ def partner_text(signal: Signal, partner_name: str, partner_contact: str, meldpu
         t("af.partner.to", partner=partner_name, contact=partner_contact or "-"),
         "-----",
         t("af.partner.subject", reference=signal.reference, meldpunt=meldpunt_name),
-        t("af.partner.meta", created=_when(signal.created_at, tz), form=t(f"choice.soort.{signal.form}"),
+        t("af.partner.meta", created=_when(signal.created_at, tz), form=form_label(t, signal.form),
           context=t(f"choice.context.{signal.context}")),
         t("summary.line", label=t("label.wat"), value=quoted(c.wat)),
         t("summary.line", label=t("label.waar"), value=quoted(c.waar)),

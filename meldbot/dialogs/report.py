@@ -7,7 +7,10 @@ State table (one row per situation; every move is an ordinary transition):
   idle             | melden                            | question wat           | intro + question
   idle             | spoed                             | question wat (urgent)  | numbers + question
   idle             | help / contact / signalen         | idle                   | that text
-  idle             | anything else                     | idle                   | welcome
+  idle             | "ik wil iets melden", "meldne"    | (as melden; understand.opener)
+  idle             | a greeting, or nothing            | idle                   | welcome
+  idle             | a typo of another command         | idle                   | "Bedoel je ...?" + button
+  idle             | anything else                     | idle                   | two short lines
   question q       | terug                             | previous question      | question (first: stays)
   question q       | wijzig <vraag>                    | question <vraag>, edit | question; after it: back to q
   question q       | wijzig                            | question q             | which question (buttons)
@@ -17,12 +20,16 @@ State table (one row per situation; every move is an ordinary transition):
   question q       | picture or file                   | question q             | "describe it in words"
   question q       | invalid answer                    | question q             | what is wrong + question again
   question q       | any other text ("taal was ...")   | (checked as the answer, below)
+  choice q         | a label, everyday yes/no          | (as that choice; understand.choice)
+  choice q         | a typo of one choice or command   | question q, offer kept | "Bedoel je ...?"; a yes takes it
   question q       | valid answer                      | next question/summary  | next question or summary
                    |   (while editing)                 | back where it started  | that question or the summary
   summary          | versturen                         | idle                   | engine submits (Submission)
   summary          | wijzig <vraag>                    | question <vraag>, edit | question; after it: summary
   summary          | terug                             | question anoniem       | question
+  summary          | "ok", "klopt", "nee", "laat maar" | (as versturen / wijzig; stop only offered)
   summary          | anything else                     | summary                | how to go on
+  any              | after "Bedoel je ...?": a yes     | (as the offered word)
 
 Inside the dialog only the contract's whole messages are commands (commands.dialog_command); `taal nl` /
 `taal en` are the engine's (it changes the person's language), `mijn meldingen` and `aanvullen` are answers.
@@ -37,10 +44,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from meldbot.core.domain import Content, Context, Form
+from meldbot.dialogs import understand
 from meldbot.dialogs.commands import ANYONE, DIALOG, dialog_command, exact, normalise
 from meldbot.dialogs.when import parse_when, when_spoken
 from meldbot.core.i18n import Texts
-from meldbot.core.messaging import Action, Choice, Reply
+from meldbot.core.messaging import Action, Choice, Fact, Reply
 from meldbot.core.text import clean_incoming, quote_user_text
 
 QUESTIONS = ("wat", "waar", "wanneer", "wie", "soort", "context", "anoniem")
@@ -99,6 +107,8 @@ class Draft:
     editing: bool = False
     # While editing: the question the melder was at when they typed `wijzig`; None: back to the summary.
     resume: str | None = None
+    # The bot asked "Bedoel je ...?": this contract message is what a yes ("ja", "ja graag", "ok") sends.
+    offer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {"step": self.step, "answers": dict(self.answers), "when_iso": self.when_iso,
@@ -108,6 +118,8 @@ class Draft:
                 **({"when_assumed": True} if self.when_assumed else {})}
         if self.resume is not None:   # only when set: the JSON earlier versions stored otherwise
             data["resume"] = self.resume
+        if self.offer is not None:
+            data["offer"] = self.offer
         return data
 
     @classmethod
@@ -121,7 +133,8 @@ class Draft:
         return cls(step=step, answers=dict(data.get("answers", {})), when_iso=data.get("when_iso"),
                    when_precision=data.get("when_precision", "none"), when_end=data.get("when_end"),
                    when_assumed=bool(data.get("when_assumed")),
-                   urgent=bool(data.get("urgent")), editing=bool(data.get("editing")), resume=resume)
+                   urgent=bool(data.get("urgent")), editing=bool(data.get("editing")), resume=resume,
+                   offer=data["offer"] if isinstance(data.get("offer"), str) else None)
 
     @property
     def active(self) -> bool:
@@ -213,6 +226,7 @@ def current(ctx: DialogContext, draft: Draft) -> Reply:
 def summary(ctx: DialogContext, draft: Draft) -> Reply:
     t = ctx.texts
     lines = [t("summary.header")]
+    facts: list[Fact] = []
     for q in QUESTIONS:
         value = draft.answers.get(q, "")
         if not value:
@@ -224,13 +238,17 @@ def summary(ctx: DialogContext, draft: Draft) -> Reply:
         elif q not in CHOICES:
             value = quote_user_text(value)
         lines.append(t("summary.line", label=t(f"label.{q}"), value=value))
+        facts.append(Fact(t(f"label.{q}"), value.lstrip("\n")))
+    # The answers' lines, which a platform with a list or table shows as the facts.
+    first = len(t("summary.header").split("\n"))
+    facts_lines = (first, len("\n".join(lines).split("\n")))
     if draft.urgent:
         lines.append(t("summary.urgent"))
     lines.append(t("summary.footer"))
     # Buttons where the platform has them (the same words typed work everywhere).
     actions = (Action(t("button.send"), "versturen"), Action(t("button.edit"), "wijzig"),
                Action(t("button.cancel"), "stop"))
-    return Reply("\n".join(lines), actions=actions, urgent=draft.urgent)
+    return Reply("\n".join(lines), actions=actions, urgent=draft.urgent, facts=tuple(facts), facts_lines=facts_lines)
 
 
 def submitted(ctx: DialogContext, reference: str, anonymous: bool, pseudonym: str | None) -> Reply:
@@ -268,6 +286,9 @@ def _info(word: str, ctx: DialogContext, in_dialog: str | None) -> Reply:
 # --- the step function ---------------------------------------------------------------------------
 
 def step(draft: Draft, text: str, ctx: DialogContext, *, has_attachment: bool = False) -> Step:
+    if draft.offer is not None:
+        # After "Bedoel je ...?" a yes sends what was offered; anything else is read as a new answer.
+        text, draft = (draft.offer if understand.yes(text) else text), replace(draft, offer=None)
     if draft.step is None:
         return _idle(draft, text, ctx, has_attachment)
     if draft.step == "summary":
@@ -287,7 +308,14 @@ def _idle(draft: Draft, text: str, ctx: DialogContext, has_attachment: bool) -> 
         return Step(draft, (_info(word, ctx, None),))
     if has_attachment:
         return Step(draft, (Reply(ctx.texts("attachment.idle")), welcome(ctx)))
-    return Step(draft, (welcome(ctx),))
+    reading = understand.opener(text) if word is None else understand.NOTHING
+    if reading.word == understand.HELLO:
+        return Step(draft, (welcome(ctx),))
+    if reading.word is not None:     # "ik wil iets melden", "meldne": as if `melden` was typed
+        return _idle(draft, reading.word, ctx, has_attachment)
+    if reading.near is not None:
+        return Step(draft, (_suggestion(ctx, reading.near),))
+    return Step(draft, (_not_understood(ctx),))
 
 
 def _resumed(draft: Draft) -> Draft:
@@ -355,6 +383,12 @@ def _at_question(draft: Draft, q: str, text: str, ctx: DialogContext, has_attach
     if has_attachment and not text.strip():
         return Step(draft, (Reply(t("attachment.describe")), question(q, ctx, draft)))
 
+    if q in CHOICES and clean(text) and _choice(q, clean(text)) is None:
+        reading = understand.choice(q, text, CHOICES[q], CHOICE_ALIASES[q])
+        if reading.word is not None:     # "arbeidsuitbuiting", "ja graag, ik wil anoniem blijven"
+            text = reading.word
+        elif reading.near is not None:
+            return _offered(draft, q, reading.near, ctx)
     answer, problem = _validate(q, text, ctx)
     if problem:
         return Step(draft, (Reply(problem), question(q, ctx, draft)))
@@ -437,4 +471,39 @@ def _at_summary(draft: Draft, text: str, ctx: DialogContext, has_attachment: boo
         return Step(draft, (_info(word, ctx, "summary"), summary(ctx, draft)))
     if has_attachment:
         return Step(draft, (Reply(t("attachment.describe")), summary(ctx, draft)))
+    reading = understand.confirm(text, QUESTIONS, EDIT_ALIASES)
+    if reading.word is not None:     # "ja klopt, verstuur maar", "verander waar": the contract's words
+        return _at_summary(draft, reading.word, ctx, has_attachment)
+    if reading.near is not None:     # "laat maar", "versturne": only on a yes
+        return _offered(draft, "summary", reading.near, ctx)
     return Step(draft, (Reply(t("summary.how")),))
+
+
+# --- understanding people: "Bedoel je ...?" and short answers when nothing is understood -----------------------
+
+def _suggestion(ctx: DialogContext, near: str, q: str | None = None) -> Reply:
+    """"Bedoel je arbeid (arbeidsuitbuiting)?" with a button that sends the word. At the yes/no question a yes
+    cannot mean "what you offered" (`ja` is an answer there), so the reply says which word to type."""
+    t = ctx.texts
+    label = t(f"choice.{q}.{near}") if q in CHOICES and t.has(f"choice.{q}.{near}") else None
+    meant = t("understand.meant_choice", word=near, label=label) if label else t("understand.meant", word=near)
+    if near == "stop":
+        meant += " " + t("understand.stop_means")
+    if q in (None, "anoniem"):
+        return Reply(meant + " " + t("understand.type_word", word=near), actions=(Action(near, near),))
+    return Reply(meant + " " + t("understand.yes"), actions=(Action(t("understand.button", word=near), near),))
+
+
+def _offered(draft: Draft, q: str, near: str, ctx: DialogContext) -> Step:
+    """Nothing is kept: the offer waits for a yes; at the yes/no question only the button or the word itself."""
+    offered = draft if q == "anoniem" else replace(draft, offer=near)
+    return Step(offered, (_suggestion(ctx, near, q),))
+
+
+def _not_understood(ctx: DialogContext) -> Reply:
+    """Outside a report: two lines, not the whole welcome again (a greeting or `help` still gets that). As the
+    contract asks of a first message, they name `melden`, 112 and the police number that is open now."""
+    t = ctx.texts
+    police = next((c for c in ctx.contacts if c.number.replace(" ", "") != "112"), None)
+    line = t("understand.idle_police", label=police.label, number=police.number) if police else ""
+    return Reply(t("understand.idle", police=line), actions=(Action(t("understand.start"), "melden"),))

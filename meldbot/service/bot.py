@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
-from meldbot.dialogs import report
+from meldbot.dialogs import report, understand
 from meldbot.dialogs.af import Usage, af_help, command_help, parse_af, suggest, suggestion_reply
 from meldbot.dialogs.commands import AF_ONLY, ANYONE, DIALOG, Command, dialog_command, exact, normalise, parse
 from meldbot.dialogs.conversation import ConversationState
@@ -271,8 +271,9 @@ class Bot:
             candidates = list(self.config.meldpunten)
         options = tuple(Choice(i, m.id, m.name) for i, m in enumerate(candidates, start=1))
         if state.choose_meldpunt:
-            answer = msg.text.strip()
-            if answer.isdigit() and 1 <= int(answer) <= len(candidates):
+            # The number as before, or the gemeente's name ("Eersel", "ik werk bij Bergeijk").
+            answer = understand.meldpunt(msg.text, [m.name for m in candidates]).word
+            if answer is not None and answer.isdigit() and 1 <= int(answer) <= len(candidates):
                 chosen = candidates[int(answer) - 1]
                 await uow.people.update(msg.sender, meldpunt_id=chosen.id)
                 return chosen, replace(state, choose_meldpunt=False, pending=None), [
@@ -290,7 +291,11 @@ class Bot:
         if word in ("report", "urgent", "my_reports", "signs", "contact", "help"):
             return normalise(text)
         found = dialog_command(text)
-        return normalise(text) if found is not None and found.name == "language" else None
+        if found is not None and found.name == "language":
+            return normalise(text)
+        # "ik wil iets melden", "meldne": a report (or an urgent one) is what they asked for.
+        opened = understand.opener(text).word
+        return opened if opened in ("melden", "spoed") else None
 
     async def _my_reports(self, uow: UnitOfWork, msg: IncomingMessage, meldpunt: MeldpuntConfig,
                           t: Texts) -> Reply:

@@ -17,6 +17,7 @@ from meldbot.core.calendar import WorkCalendar
 from meldbot.core.i18n import Texts
 from meldbot.core.ports import SignalFacts  # noqa: F401  (monitoring works on these; tests import them here)
 from meldbot.service.disclosure import Relations, suppress
+from meldbot.dialogs.forms import form_label
 
 FORMS = ("seksueel", "arbeid", "crimineel", "orgaan", "onbekend")
 CONTEXTS = ("balie", "huisbezoek", "toezicht", "vergunning", "anders")
@@ -157,7 +158,7 @@ def report_text(f: Figures, t: Texts) -> str:
     lines += [f"  {_month_name(m, t)}: {n}" for m, n in f.per_month]
     lines.append("")
     lines.append(t("rapport.per_form"))
-    lines += [f"  {t(f'choice.soort.{k}')}: {n}" for k, n in f.per_form]
+    lines += [f"  {form_label(t, k)}: {n}" for k, n in f.per_form]
     lines.append("")
     lines.append(t("rapport.per_context"))
     lines += [f"  {t(f'choice.context.{k}')}: {n}" for k, n in f.per_context]

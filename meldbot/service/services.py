@@ -18,6 +18,7 @@ from meldbot.core.keys import OutboxKey
 from meldbot.core.messaging import Action, Identity, Platform, Reply
 from meldbot.core.ports import Melder, UnitOfWork
 from meldbot.dialogs.conversation import ConversationState
+from meldbot.dialogs.forms import form_label
 
 PSEUDONYM_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # no I, O, Q: easy to read aloud
 PSEUDONYM_DIGITS = "23456789"                  # no 0 or 1: they look like O and I
@@ -55,7 +56,8 @@ class SubmitSignal:
 def work_calendar(config: Config, meldpunt_id: str) -> WorkCalendar:
     """The working days and office hours of one meldpunt."""
     meldpunt, settings = meldpunt_of(config, meldpunt_id), config.reminders_for(meldpunt_id)
-    return WorkCalendar(meldpunt.tz, settings.office_start, settings.office_end, settings.is_closing_day)
+    return WorkCalendar(meldpunt.tz, settings.office_start, settings.office_end, settings.is_closing_day,
+                        settings.is_open_day)
 
 
 def meldpunt_of(config: Config, meldpunt_id: str) -> MeldpuntConfig:
@@ -165,7 +167,7 @@ async def _notify_about(uow: UnitOfWork, config: Config, meldpunt: MeldpuntConfi
         afs = [a for a in meldpunt.af if a.name == signal.handler] or afs
 
     def compose(t: Texts, af: AFConfig) -> Reply:
-        return Reply(t(text_key, reference=reference, form=t(f"choice.soort.{signal.form}"), number=reference.number),
+        return Reply(t(text_key, reference=reference, form=form_label(t, signal.form), number=reference.number),
                      actions=(show_action(t, signal),), urgent=signal.urgent and kind == "new_signal")
 
     await notify(uow, config, meldpunt, afs, platforms, key, kind, compose, now)

@@ -144,3 +144,14 @@ async def test_with_several_gemeenten_the_answer_itself_is_not_taken_as_a_comman
     assert "Typ melden" in out
     async with two.app.uow() as uow:
         assert await uow.signals.find(RefQuery(1), ["bergeijk", "eersel"]) is None
+
+
+async def test_with_several_gemeenten_an_opener_goes_on_and_the_gemeente_may_be_named(two):
+    """Everyday words at both steps: "ik wil iets melden" is kept while the gemeente is asked, and the
+    gemeente's name counts like its number."""
+    asked = await two.say("piet", "ik wil iets melden")
+    assert "gemeente" in asked and "Vraag 1 van 7" not in asked
+    out = await two.say("piet", "ik werk bij Eersel")
+    assert "Gemeente Eersel" in out and "Vraag 1 van 7" in out
+    async with two.app.uow() as uow:
+        assert (await uow.people.get(Identity("console", "piet"))).meldpunt_id == "eersel"

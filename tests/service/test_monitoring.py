@@ -213,7 +213,7 @@ def test_the_dutch_report_text_shows_every_number():
     assert lines[0] == "Cijfers 2026: 28 melding(en)"
     for line in ["  januari 2026: 4", "  februari 2026: 0", "  maart 2026: 6", "  november 2026: 5",
                  "  december 2026: 2", "  seksuele uitbuiting: 8", "  arbeidsuitbuiting: 13",
-                 "  gedwongen orgaanverwijdering: 1", "  weet ik niet: 2", "  aan de balie: 9",
+                 "  gedwongen orgaanverwijdering: 1", "  soort nog onbekend: 2", "  aan de balie: 9",
                  "  bij controle of toezicht: 8", "  anders: 4",
                  "Doorgezet naar een partner: 18 van de 28 meldingen.",
                  "  politie: 10", "  nla: 8", "  kmar: 1",
