@@ -1,4 +1,4 @@
-"""How a Reply looks in Teams: escaped text that always works, plus an Adaptive Card with buttons."""
+"""How a Reply looks in Teams: escaped Markdown text, or one Adaptive Card with the words and the buttons."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from microsoft_agents.activity import Activity, Attachment
 
 from meldbot.core.i18n import Texts
 from meldbot.core.messaging import Reply, split_reply
-from meldbot.core.text import escape_markup
+from meldbot.core.text import QUOTE, escape_markup
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.5"
@@ -55,43 +55,88 @@ def _submit(title: str, command: str) -> dict:
     return {"type": "Action.Submit", "title": title, "data": {SUBMIT_KEY: command}}
 
 
+def _text_blocks(lines: list[str], *, first: bool) -> list[dict]:
+    """One TextBlock per line: Teams' Markdown joins single line breaks and shows no <br>, so a line of
+    its own is the one way every client keeps them. An empty line becomes space above the next block."""
+    blocks: list[dict] = []
+    gap = False
+    for line in lines:
+        if not line.strip():
+            gap = True
+            continue
+        block: dict = {"type": "TextBlock", "text": escape_markup(line), "wrap": True}
+        if not (first and not blocks):
+            block["spacing"] = "Medium" if gap else "None"
+        blocks.append(block)
+        gap = False
+    return blocks
+
+
+def _fact_value(value: str) -> str:
+    """An answer in a FactSet cell: its own lines, without the quote marks the plain text needs to tell
+    them from the bot's lines (the cell already does that)."""
+    lines = [line.removeprefix(QUOTE).strip() for line in value.split("\n")]
+    return "\n\n".join(escape_markup(line) for line in lines if line) or "-"
+
+
+def _rows(buttons: list[dict]) -> list[list[dict]]:
+    """Buttons in rows Teams shows whole (it hides a seventh behind "..."), as even as possible."""
+    if not buttons:
+        return []
+    count = -(-len(buttons) // MAX_BUTTONS)
+    size = -(-len(buttons) // count)
+    return [buttons[i:i + size] for i in range(0, len(buttons), size)]
+
+
 def card(reply: Reply, t: Texts, fallback: str) -> dict:
-    """Buttons only; the words stay in the message text, escaped (no markup from a melder's answer can
-    become a link or formatting in a card, whose text blocks read Markdown)."""
-    body: list[dict] = [{"type": "TextBlock", "wrap": True, "isSubtle": True,
-                         "text": t("teams.card.choose" if reply.choices else "teams.card.act")}]
+    """The whole message as one card: the text (escaped: a TextBlock reads Markdown, so no markup from a
+    melder's answer can become a link or formatting), an overview as a FactSet, and the choices and
+    actions as buttons in rows of at most six; more than six choices become a drop-down with one button."""
+    before, after = reply.parts()
+    body = _text_blocks(before, first=True)
+    if reply.facts:
+        body.append({"type": "FactSet", "facts": [{"title": escape_markup(f.label), "value": _fact_value(f.value)}
+                                                  for f in reply.facts]})
+        body += _text_blocks(after, first=True)      # the default space below the list
+    if reply.choices:
+        body.append({"type": "TextBlock", "wrap": True, "isSubtle": True, "text": t("teams.card.choose")})
     if reply.image:
         body.append({"type": "Image", "url": _data_url(reply.image), "altText": reply.image_alt or t("teams.image_alt")})
-    actions: list[dict] = []
+    buttons: list[dict] = []
     if len(reply.choices) > MAX_BUTTONS:
         body.append({"type": "Input.ChoiceSet", "id": SUBMIT_KEY, "style": "compact",
                      "placeholder": t("teams.card.placeholder"),
                      "choices": [{"title": t("teams.choice_button", number=c.number, label=c.label), "value": c.word}
                                  for c in reply.choices]})
-        actions.append({"type": "Action.Submit", "title": t("teams.card.submit")})
+        buttons.append({"type": "Action.Submit", "title": t("teams.card.submit")})
     else:
-        actions += [_submit(t("teams.choice_button", number=c.number, label=c.label), c.word) for c in reply.choices]
-    actions += [_submit(a.label, a.command) for a in reply.actions]
+        buttons += [_submit(t("teams.choice_button", number=c.number, label=c.label), c.word) for c in reply.choices]
+    buttons += [_submit(a.label, a.command) for a in reply.actions]
+    rows = _rows(buttons)
+    body += [{"type": "ActionSet", "actions": row} for row in rows[:-1]]
     return {"type": "AdaptiveCard", "$schema": CARD_SCHEMA, "version": CARD_VERSION, "fallbackText": fallback,
-            "body": body, "actions": actions}
+            "body": body, "actions": rows[-1] if rows else []}
 
 
 def render(reply: Reply, t: Texts) -> Activity:
     """One message activity per Reply, so a retry can never show half of it.
 
+    A Reply with buttons is one Adaptive Card that holds its words too, and no activity text: Teams
+    shows text beside a card as a second bubble that repeats the choices. The numbered plain text (what
+    to type) is the card's fallbackText, for clients that cannot draw cards.
+
     Not every Teams client honours textFormat "plain": some read the text as Markdown or HTML, so a
     melder's `<img onerror=...>` or `**...**` would become markup. The text is escaped for both and sent
     as Markdown (Teams' default), so every client shows the same characters and keeps the line breaks."""
     text = escape_markup(plain_text(reply, t))
-    attachments: list[Attachment] = []
+    activity = Activity(type="message", text_format="markdown")
     if reply.choices or reply.actions:
-        attachments.append(Attachment(content_type=CARD_TYPE, content=card(reply, t, text)))
-    elif reply.image:
-        attachments.append(Attachment(content_type="image/png", content_url=_data_url(reply.image),
-                                      name=t("teams.image_name")))
-    activity = Activity(type="message", text=text, text_format="markdown")
-    if attachments:
-        activity.attachments = attachments
+        activity.attachments = [Attachment(content_type=CARD_TYPE, content=card(reply, t, text))]
+    else:
+        activity.text = text
+        if reply.image:
+            activity.attachments = [Attachment(content_type="image/png", content_url=_data_url(reply.image),
+                                               name=t("teams.image_name"))]
     if reply.urgent:
         # Teams raises an activity-feed alert for this message, also when the chat is muted.
         activity.channel_data = {"notification": {"alert": True}}

@@ -96,7 +96,7 @@ async def test_the_adapter_runs_a_turn_and_a_proactive_message_with_fakes_for_al
     assert {at for _, at in book.writes} == {early.now()}
     assert woken == [Identity("teams", ANNA.aad)]          # installing the app: what waits for her is due
     [sent] = microsoft.proactive(ANNA.conversation)
-    assert card_of(sent)["body"][0]["text"] == texts("en")("teams.card.choose")
+    assert card_of(sent)["body"][-1]["text"] == texts("en")("teams.card.choose")
     assert microsoft.creates() == [] and not database.exists()
     assert adapter.ready is False                           # stopped with the server
 
@@ -114,7 +114,7 @@ async def test_a_report_typed_in_a_personal_chat_reaches_the_af_in_a_new_one_to_
             reference = await uow.references.get(Identity("teams", PIET.aad))
             signals = await uow.signals.of_melder(Identity("teams", PIET.aad))
     assert NL("question.wat") in "\n".join(texts_of(first)) and first[0]["textFormat"] == "markdown"
-    assert "MH-2026-0001" in last[-1]["text"]
+    assert "MH-2026-0001" in seen(last[-1])
     assert signals[0].content.waar == "Kerkstraat 3, Bergeijk"
     assert reference["reference"]["conversation"]["id"] == PIET.conversation and reference["tenant"] == TENANT
     # Teams needs the tenant and the person to create a 1:1 chat; the bot is the app.
@@ -123,7 +123,8 @@ async def test_a_report_typed_in_a_personal_chat_reaches_the_af_in_a_new_one_to_
     assert create.body["members"] == [{"id": ANNA.aad}] and create.body["bot"]["id"] == f"28:{APP_ID}"
     # The notification shows on locked screens: reference and command, no content; a button to read it.
     [message] = notice
-    assert "toon 1" in message["text"] and "paspoort" not in message["text"] and "Kerkstraat" not in message["text"]
+    assert "toon 1" in card_of(message)["fallbackText"]
+    assert "paspoort" not in json.dumps(message) and "Kerkstraat" not in json.dumps(message)
     assert press(message, "toon 1") == {"meldbot": "toon 1"}
     # Every connector call carried the bot's token.
     assert {r.authorization for r in microsoft.requests} == {f"Bearer {OUTBOUND_TOKEN}"}
@@ -135,14 +136,14 @@ async def test_a_report_by_card_buttons_is_handled_like_typing_and_the_af_reads_
         for line in SCRIPT[:4]:
             await bot.say(PIET, line)
         [question] = await bot.say(PIET, "onbekend")              # who -> which form: a choice
-        assert "2. arbeid — arbeidsuitbuiting" in seen(question)     # the text fallback
+        assert "2&#46; arbeid — arbeidsuitbuiting" in card_of(question)["fallbackText"]     # the text fallback
         assert "2. arbeidsuitbuiting" in buttons(question)
         [question] = await bot.say(PIET, value=press(question, "arbeid"))
         [question] = await bot.say(PIET, value=press(question, "toezicht"))
         [summary] = await bot.say(PIET, value=press(question, "nee"))
-        assert "arbeidsuitbuiting" in summary["text"] and "controle of toezicht" in summary["text"]
+        assert "Soort: arbeidsuitbuiting" in seen(summary) and "controle of toezicht" in seen(summary)
         done = await bot.say(PIET, value={"meldbot": "versturen"})
-        assert "MH-2026-0001" in done[-1]["text"]
+        assert "MH-2026-0001" in seen(done[-1])
         [notice] = await microsoft.wait_for(with_text(microsoft, f"a:created-{ANNA.aad}", "MH-2026-0001"))
         shown = await bot.say(ANNA, value=press(notice, "toon 1"))
         async with bot.app.uow() as uow:
@@ -182,8 +183,8 @@ async def test_installing_the_app_keeps_the_address_so_the_af_is_reached_without
         for line in SCRIPT:
             await bot.say(PIET, line)
         [notice] = await microsoft.wait_for(
-            lambda: [p for p in microsoft.proactive(ANNA.conversation) if "MH-2026-0001" in p["text"]])
-    assert microsoft.creates() == [] and "toon 1" in notice["text"]
+            lambda: [p for p in microsoft.proactive(ANNA.conversation) if "MH-2026-0001" in seen(p)])
+    assert microsoft.creates() == [] and "toon 1" in card_of(notice)["fallbackText"]
 
 
 async def test_an_unreachable_connector_is_retried_not_parked(db_url, microsoft, early):
@@ -217,14 +218,14 @@ async def test_a_reminder_and_feedback_reach_people_after_a_restart_through_stor
     early.set(datetime(2026, 11, 19, 10, 31, tzinfo=AMS))    # one working day later: pick-up reminder due
     async with running(db_url, microsoft, early) as bot:     # a new process: nothing in memory
         [reminder] = await microsoft.wait_for(
-            lambda: [p for p in microsoft.proactive(ANNA.conversation) if p["text"].startswith("Herinnering")])
+            lambda: [p for p in microsoft.proactive(ANNA.conversation) if seen(p).startswith("Herinnering")])
         await bot.say(ANNA, value=press(reminder, "toon 1"))
         await bot.say(ANNA, "terugkoppelen 1 Dank je wel. We hebben het doorgezet naar de politie.")
         [feedback] = await microsoft.wait_for(
-            lambda: [p for p in microsoft.proactive(PIET.conversation) if "doorgezet naar de politie" in p["text"]])
+            lambda: [p for p in microsoft.proactive(PIET.conversation) if "doorgezet naar de politie" in seen(p)])
     after = microsoft.requests[before:]
     assert not [r for r in after if r.path == "/v3/conversations"]     # no new chats: references from the db
-    assert "MH-2026-0001" in reminder["text"]
+    assert "MH-2026-0001" in seen(reminder)
     assert feedback["recipient"]["id"] == PIET.teams_id and feedback["conversation"]["id"] == PIET.conversation
     assert "replyToId" not in feedback
 
@@ -278,7 +279,7 @@ async def test_anonymous_mode_is_for_local_testing_warns_and_still_refuses_forei
         assert await bot.post(rogue, auth=None) == 401
     assert any("NOT authenticated" in r.getMessage() for r in caplog.records)
     replies = microsoft.replies_to(body["id"])
-    assert NL("question.wat") in replies[-1]["text"]
+    assert NL("question.wat") in seen(replies[-1])
     assert all(r.authorization is None for r in microsoft.requests)     # no token to send, none sent
 
 
@@ -319,7 +320,7 @@ async def test_a_short_429_is_waited_out_and_the_message_is_sent_once(db_url, mi
         await bot.app.dispatcher.deliver_pending()
         async with bot.app.uow() as uow:
             stats = await uow.outbox.stats("new_signal")
-    attempts = [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in b["text"]]
+    attempts = [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in seen(b)]
     assert len(attempts) == 2 and len(microsoft.posts(ANNA.conversation)) == 2   # "lijst" answer + notice
     assert bot.sleeps == [1.0]
     assert stats == {"pending": 0, "parked": 0, "delivered": 1}
@@ -331,7 +332,7 @@ async def test_a_long_429_is_honoured_before_trying_again_and_the_message_is_sen
         microsoft.fail(f"/v3/conversations/{ANNA.conversation}/activities", (429, {"Retry-After": "120"}))
         await bot.say(PIET, SCRIPT[-1])
         def notice_attempts():
-            return [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in b["text"]]
+            return [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in seen(b)]
         await microsoft.wait_for(notice_attempts)
         early.advance(timedelta(seconds=30))            # due again for the outbox, but Teams asked for 120 s
         await bot.app.dispatcher.deliver_pending()
@@ -355,7 +356,7 @@ async def test_a_connector_failing_with_500_for_a_while_loses_nothing_and_sends_
             await bot.app.dispatcher.deliver_pending()
         async with bot.app.uow() as uow:
             stats = await uow.outbox.stats("new_signal")
-    failed = [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in b["text"]]
+    failed = [b for b in microsoft.posts(ANNA.conversation, accepted=False) if "MH-2026-0001" in seen(b)]
     assert len(failed) == 4                                      # three refusals, then taken
     assert len(with_text(microsoft, ANNA.conversation, "MH-2026-0001")()) == 1
     assert stats == {"pending": 0, "parked": 0, "delivered": 1}
@@ -430,7 +431,8 @@ async def test_a_melders_markup_and_forged_lines_reach_the_af_in_teams_as_plain_
         [view, *_] = await bot.say(ANNA, "toon 1")
     # Whatever a Teams client makes of the text (Markdown, HTML or plain), nothing becomes markup...
     assert view["textFormat"] == "markdown"
-    assert "<img" not in view["text"] and "**" not in view["text"] and "[klik]" not in view["text"]
+    raw = json.dumps(view)          # the text, or a card and its fallback
+    assert "<img" not in raw and "**" not in raw and "[klik]" not in raw
     # ...the AF reads the characters the melder typed, and the forged line stands quoted under its label.
     text = seen(view)
     assert ("- Wat: \n  > <img src=x onerror=alert(1)> **vet** [klik](https://x.example)\n"
@@ -489,19 +491,20 @@ async def test_a_stored_reference_takes_a_lone_surrogate_in_any_string(db_url, m
 
 # --- rendering, tokens, addresses, the app package ---------------------------------------------------
 
-def test_a_reply_with_choices_becomes_plain_text_plus_a_card_whose_buttons_send_the_word():
+def test_a_reply_with_choices_becomes_one_card_whose_buttons_send_the_word():
     reply = Reply("Welke soort?", choices=(Choice(1, "seksueel", "seksuele uitbuiting"),
                                            Choice(2, "arbeid", "arbeidsuitbuiting")))
     out = render(reply, NL).model_dump(by_alias=True, exclude_none=True, mode="json")
-    assert out["textFormat"] == "markdown"
-    assert out["text"] == "Welke soort?<br>1&#46; seksueel — seksuele uitbuiting<br>2&#46; arbeid — arbeidsuitbuiting"
+    # One bubble: no text beside the card (Teams would show it as a second message repeating the choices).
+    assert out["textFormat"] == "markdown" and "text" not in out
     card = card_of(out)
-    assert card["type"] == "AdaptiveCard" and card["fallbackText"] == out["text"]
+    assert card["type"] == "AdaptiveCard"
+    # The numbered choices as text, for clients that cannot draw cards.
+    assert card["fallbackText"] == "Welke soort?<br>1&#46; seksueel — seksuele uitbuiting<br>2&#46; arbeid — arbeidsuitbuiting"
+    assert [b["text"] for b in card["body"]] == ["Welke soort?", NL("teams.card.choose")]
     assert [(a["type"], a["title"], a["data"]) for a in card["actions"]] == [
         ("Action.Submit", "1. seksuele uitbuiting", {"meldbot": "seksueel"}),
         ("Action.Submit", "2. arbeidsuitbuiting", {"meldbot": "arbeid"})]
-    # The words a melder typed never go into the card, where Teams would read them as markdown.
-    assert "Welke soort" not in json.dumps(card["body"])
 
 
 def test_many_choices_become_a_drop_down_and_an_action_without_its_command_in_the_text_is_spelled_out():
@@ -510,8 +513,9 @@ def test_many_choices_become_a_drop_down_and_an_action_without_its_command_in_th
     [choice_set] = [b for b in card["body"] if b["type"] == "Input.ChoiceSet"]
     assert choice_set["id"] == "meldbot" and len(choice_set["choices"]) == 9
     assert len(card["actions"]) == 1
-    out = render(Reply("Weekoverzicht.", actions=(Action("Toon de lijst", "lijst"),)), NL)
-    assert out.text.endswith(NL("teams.action_line", label="Toon de lijst", command="lijst"))
+    out = card_of(render(Reply("Weekoverzicht.", actions=(Action("Toon de lijst", "lijst"),)), NL).model_dump(
+        by_alias=True, mode="json"))
+    assert out["fallbackText"].endswith(NL("teams.action_line", label="Toon de lijst", command="lijst"))
 
 
 def test_an_image_goes_inline_as_a_data_url_and_urgent_replies_raise_an_alert():
@@ -662,5 +666,5 @@ async def test_buttons_speak_the_language_the_person_chose_even_from_a_dutch_tea
             await bot.say(PIET, line)
         [question] = [p for p in await bot.say(PIET, SCRIPT[4]) if card_of(p)]
     card = card_of(question)
-    assert card["body"][0]["text"] == english("teams.card.choose") != NL("teams.card.choose")
-    assert english("question.soort") in question["text"]
+    assert card["body"][-1]["text"] == english("teams.card.choose") != NL("teams.card.choose")
+    assert english("question.soort") in seen(question)

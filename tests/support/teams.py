@@ -107,8 +107,19 @@ async def stored_rows(app) -> dict[str, int]:
 
 
 def seen(posted: dict) -> str:
-    """What a Teams client shows of a message's text: it reads it as Markdown with HTML in it."""
-    return html.unescape(posted.get("text", "").replace("<br>", "\n")).replace("\xa0", " ")
+    """What a Teams client shows of a message's words: its text, read as Markdown with HTML in it, or
+    for a message that is one Adaptive Card, the card's TextBlocks and facts, a line each."""
+    if "text" in posted:
+        return html.unescape(posted["text"].replace("<br>", "\n")).replace("\xa0", " ")
+    lines = []
+    for attachment in posted.get("attachments") or []:
+        content = attachment.get("content")
+        for block in content.get("body", []) if isinstance(content, dict) else []:
+            if block.get("type") == "TextBlock":
+                lines.append(block["text"])
+            elif block.get("type") == "FactSet":
+                lines += [f"{fact['title']}: {fact['value']}" for fact in block["facts"]]
+    return html.unescape("\n".join(lines)).replace("\xa0", " ")
 
 
 def texts_of(posted: list[dict]) -> list[str]:

@@ -9,6 +9,7 @@ import struct
 import nh3
 
 from meldbot.core.messaging import Reply
+from meldbot.core.text import QUOTE
 
 # Only what we produce ourselves; anything else (a melder's <script>, <a>, <img>) was escaped to text
 # before it got here, and nh3 is the second line of defence.
@@ -30,16 +31,34 @@ def _html_text(text: str) -> str:
     return html.escape(neutralise(text), quote=True).replace("\r\n", "\n").replace("\n", "<br>")
 
 
+def _fact_html(value: str) -> str:
+    """An answer in a list item: its own lines, without the quote marks the plain body needs to tell them
+    from the bot's lines (the list item already does that)."""
+    lines = [line.removeprefix(QUOTE).strip() for line in value.split("\n")]
+    return "<br>".join(_html_text(line) for line in lines if line) or "-"
+
+
 def sanitise(markup: str) -> str:
     return nh3.clean(markup, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=set(),
                      strip_comments=True, link_rel=None)
 
 
 def render(reply: Reply) -> dict:
-    """An m.text content: numbered choices in both forms; actions as the command to type."""
+    """An m.text content: numbered choices in both forms; actions as the command to type; an overview
+    (facts) as a list in the HTML, as lines in the body."""
     mark = URGENT_MARK if reply.urgent else ""
     body = [mark + neutralise(reply.text)]
-    markup = [f"<p>{'<strong>' + mark + '</strong>' if mark else ''}{_html_text(reply.text)}</p>"]
+    strong_mark = f"<strong>{mark}</strong>" if mark else ""
+    if reply.facts:
+        # An overview as a list, the words around it as paragraphs; the body keeps the lines as typed.
+        before, after = ("\n".join(lines) for lines in reply.parts())
+        markup = [f"<p>{strong_mark}{_html_text(before)}</p>" if before or mark else ""]
+        markup.append("<ul>" + "".join(f"<li><strong>{_html_text(f.label)}</strong>: {_fact_html(f.value)}</li>"
+                                       for f in reply.facts) + "</ul>")
+        if after:
+            markup.append(f"<p>{_html_text(after)}</p>")
+    else:
+        markup = [f"<p>{strong_mark}{_html_text(reply.text)}</p>"]
     if reply.choices:
         body += [f"{c.number}. {neutralise(c.word)} — {neutralise(c.label)}" for c in reply.choices]
         numbers = [c.number for c in reply.choices]
