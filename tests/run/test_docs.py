@@ -82,13 +82,18 @@ def test_every_af_device_policy_is_explained_in_the_example_configuration():
 
 def test_make_chat_installs_only_what_the_chat_needs_and_make_test_the_test_tools(tmp_path):
     """The README's first command must reach a prompt quickly: no Synapse, pytest or hypothesis."""
-    def planned(target: str) -> str:
-        return subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, check=True,
+    def planned(target: str) -> str:  # -B: the whole plan, also what this checkout has installed already
+        return subprocess.run(["make", "-B", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, check=True,
                               capture_output=True, text=True).stdout
 
     chat = planned("chat")
     assert "pip install --quiet -e ." in chat and "[test]" not in chat and "meldbot" in chat
-    assert "pip install --quiet -e '.[test]'" in planned("test")
+    test = planned("test")
+    assert "pip install --quiet -e '.[test]'" in test
+    # Everything the README's test command needs comes with it: Element's crypto stack, the Teams
+    # Playground and the Chromium that drives its page.
+    assert "npm ci --prefix tests/element" in test and "npm ci --prefix tests/playground" in test
+    assert "apt-get install -y -qq chromium" in test
 
 
 def test_the_messages_the_af_manual_quotes_are_what_the_bot_says():
