@@ -1,4 +1,5 @@
-"""Working days and office hours of one meldpunt: Dutch public holidays, weekends, configured closing days."""
+"""Working days and office hours of one meldpunt: Dutch public holidays, weekends, configured closing and open
+days; and how a moment reads in its time zone."""
 
 from __future__ import annotations
 
@@ -18,17 +19,20 @@ def public_holidays(year: int) -> frozenset[date]:
     """The Dutch public holidays of one year, as the `holidays` library knows them (cached per year).
 
     The library counts Bevrijdingsdag (5 May) only in lustrum years (2025, 2030, ...) and does count
-    Goede Vrijdag; a meldpunt adds other closing days through its configuration.
+    Goede Vrijdag; a meldpunt adds other closing days through its configuration, and keeps a listed holiday
+    as a working day through `open_days`.
     """
     return frozenset(holidays.country_holidays("NL", years=year))
 
 
 class WorkCalendar:
-    """When one meldpunt is open: working days (no weekend, public holiday or closing day) and office
-    hours in its own time zone. Every answer is in local time; moments passed in may be in any zone."""
+    """When one meldpunt is open: working days (no weekend, public holiday or closing day; a public holiday
+    that is an open day is a working day) and office hours in its own time zone. Every answer is in local
+    time; moments passed in may be in any zone."""
 
     def __init__(self, tz: ZoneInfo, office_start: time, office_end: time,
-                 is_closing_day: Callable[[date], bool] = lambda d: False) -> None:
+                 is_closing_day: Callable[[date], bool] = lambda d: False,
+                 is_open_day: Callable[[date], bool] = lambda d: False) -> None:
         if office_start.tzinfo is not None or office_end.tzinfo is not None:
             raise ValueError("office hours are local clock times without a time zone")
         if not office_start < office_end:
@@ -37,6 +41,7 @@ class WorkCalendar:
         self.office_start = office_start
         self.office_end = office_end
         self._is_closing_day = is_closing_day
+        self._is_open_day = is_open_day
 
     def __repr__(self) -> str:
         return f"WorkCalendar({self.tz.key}, {self.office_start:%H:%M}-{self.office_end:%H:%M})"
@@ -44,7 +49,10 @@ class WorkCalendar:
     # -- days -------------------------------------------------------------------------------------
 
     def is_working_day(self, d: date) -> bool:
-        return d.weekday() < 5 and d not in public_holidays(d.year) and not self._is_closing_day(d)
+        # An open day only lifts a public holiday: a weekend stays closed, and the configuration refuses a
+        # day that is both a closing and an open day.
+        holiday = d in public_holidays(d.year) and not self._is_open_day(d)
+        return d.weekday() < 5 and not holiday and not self._is_closing_day(d)
 
     def _next_working_day(self, d: date) -> date:
         """The first working day after `d`."""
@@ -109,3 +117,12 @@ class WorkCalendar:
             return 0
         first, last = self._local(start).date(), self._local(end).date()
         return sum(1 for n in range(1, (last - first).days + 1) if self.is_working_day(first + timedelta(days=n)))
+
+
+def labelled(moment: datetime, tz: ZoneInfo, *, seconds: bool = False) -> str:
+    """`moment` on the clock of `tz`, with the zone's abbreviation: "2026-11-30 09:15 CET". What an
+    administrator reads beside the chat, which shows the meldpunt's local time too."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("a moment needs a time zone (naive datetime given)")
+    local = moment.astimezone(tz)
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")

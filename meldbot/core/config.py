@@ -140,6 +140,9 @@ Clock = Annotated[str, _valid(_clock)]
 ClosingDay = Annotated[
     str, BeforeValidator(lambda v: v.isoformat() if isinstance(v, date) else v), AfterValidator(_closing_day)
 ]
+WebAddress = Annotated[str, StringConstraints(strip_whitespace=True), _pattern(
+    r"(https://[^\s/?#]+\.[^\s/?#]+([/?#]\S*)?)?", "moet een https-adres zijn, zoals https://www.bergeijk.nl "
+    "(of leeg)")]
 MatrixId = _pattern(r"(@[^:\s]+:\S+)?", "moet een Matrix-id zijn, zoals @anna:bergeijk.nl")
 Domain = Annotated[
     str,
@@ -230,6 +233,8 @@ class RemindersConfig(_Model):
     weekly_overview: Clock = "09:00"
     office_hours: Annotated[str, _valid(_time_range)] = "08:30-17:00"
     closing_days: tuple[ClosingDay, ...] = ()
+    # Working days although the holiday library lists them (Goede Vrijdag in many gemeenten).
+    open_days: tuple[ClosingDay, ...] = ()
     retention_closed_months: PositiveInt = 24
     draft_expiry_hours: PositiveInt = 24
     sweep_seconds: float = Field(default=60.0, gt=0, le=3600)  # how often the database is asked what is due
@@ -246,9 +251,30 @@ class RemindersConfig(_Model):
     def office_end(self) -> time:
         return _time_range(self.office_hours)[1]
 
+    @model_validator(mode="after")
+    def _check(self) -> "RemindersConfig":
+        _raise_if(_closed_and_open(self.closing_days, self.open_days))
+        return self
+
     def is_closing_day(self, day: date) -> bool:
         """A configured closing day (once or every year); Dutch public holidays are the caller's to add."""
         return day.isoformat() in self.closing_days or day.strftime("%m-%d") in self.closing_days
+
+    def is_open_day(self, day: date) -> bool:
+        """A configured open day (once or every year): a working day even if it is a Dutch public holiday."""
+        return day.isoformat() in self.open_days or day.strftime("%m-%d") in self.open_days
+
+
+def _closed_and_open(closing: Sequence[str], open_days: Sequence[str]) -> Located:
+    """Open days that are closing days as well ("05-05" every year covers "2030-05-05" once): which one
+    counts would be a guess, so the configuration says it instead."""
+    def same(a: str, b: str) -> bool:
+        return a == b or a[-5:] == b[-5:] and (len(a) == 5 or len(b) == 5)
+
+    return [(("open_days", i), f"'{day}' staat ook in closing_days (als '{other}'); een dag is gesloten of open, "
+             "niet allebei: haal hem uit een van de twee lijsten")
+            for i, day in enumerate(open_days) for other in [next((c for c in closing if same(c, day)), None)]
+            if other is not None]
 
 
 class AFConfig(_Model):
@@ -391,6 +417,19 @@ class TeamsConfig(_Model):
     openid_metadata_url: Text = "https://login.botframework.com/v1/.well-known/openidconfiguration"
     outbound_token: SecretStr = SecretStr("")  # tests only
     allowed_service_urls: tuple[str, ...] = ()
+    # For the app package (`meldbot teams-manifest`): Teams shows them with the app. Empty privacy and terms
+    # addresses are the website's.
+    website: WebAddress = ""
+    privacy_url: WebAddress = ""
+    terms_url: WebAddress = ""
+
+    @property
+    def privacy_address(self) -> str:
+        return self.privacy_url or self.website
+
+    @property
+    def terms_address(self) -> str:
+        return self.terms_url or self.website
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> "TeamsConfig":
@@ -434,6 +473,11 @@ class Config(_Model):
         for i, m in enumerate(self.meldpunt):
             if first.setdefault(m.id, i) != i:
                 problems.append((("meldpunt", i, "id"), f"'{m.id}' staat ook bij meldpunt[{first[m.id]}]"))
+            # A [meldpunt.reminders] table overrides one list and keeps the other: check the two together.
+            if m.reminders is not None and {"closing_days", "open_days"} & m.reminders.model_fields_set:
+                merged = m.reminder_settings(self.reminders)
+                problems += [(("meldpunt", i, "reminders", *key), message)
+                             for key, message in _closed_and_open(merged.closing_days, merged.open_days)]
         _raise_if(problems)
         return self
 
@@ -516,12 +560,31 @@ def config_warnings(config: Config) -> list[ConfigWarning]:
     found = [ConfigWarning(key, "cli.config.matrix_id_case",
                            {"setting": key, "user_id": user_id, "lowercase": user_id.lower()})
              for key, user_id in ids if user_id != user_id.lower()]
+    found += _open_days_without_holiday(config)
     if config.teams.enabled:
         without = [(i, m) for i, m in enumerate(config.meldpunt) if not any(t.strip() for t in m.teams_tenants)]
         everyone = len(without) == len(config.meldpunt)
         found += [ConfigWarning(key, "cli.config.teams_no_tenants", {"setting": key, "meldpunt": meldpunt.name},
                                 blocking=everyone)
                   for i, meldpunt in without for key in [_dotted(("meldpunt", i, "teams_tenants"))]]
+    return found
+
+
+def _open_days_without_holiday(config: Config) -> list[ConfigWarning]:
+    """An open day (one date) that is no Dutch public holiday changes nothing: a weekend stays closed and
+    an ordinary weekday is open anyway. Probably a typing error, like Good Friday one day off."""
+    tables: list[tuple[tuple[str | int, ...], RemindersConfig]] = [(("reminders",), config.reminders)]
+    tables += [(("meldpunt", i, "reminders"), m.reminders) for i, m in enumerate(config.meldpunt)
+               if m.reminders is not None and "open_days" in m.reminders.model_fields_set]
+    found = []
+    for where, settings in tables:
+        for j, text in enumerate(settings.open_days):
+            if len(text) != 10:
+                continue   # every year: a holiday in some years only (Koningsdag on a Sunday moves)
+            day = date.fromisoformat(text)
+            if day not in public_holidays(day.year):
+                key = _dotted((*where, "open_days", j))
+                found.append(ConfigWarning(key, "cli.config.open_day_no_holiday", {"setting": key, "day": text}))
     return found
 
 

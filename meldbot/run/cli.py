@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--instance", default=None,
                      help="naam van dit proces bij meer processen op één database (anders MELDBOT_INSTANCE); "
                           "elk proces krijgt dan een eigen Matrix-apparaat in <matrix.store_path>/<naam>")
-    sub.add_parser("migrate", help="werk het databaseschema bij")
+    migrate = sub.add_parser("migrate", help="werk het databaseschema bij, of zet het terug naar een oudere versie")
+    migrate.add_argument("--to", default="head", metavar="VERSIE",
+                         help="naar deze versie (zoals 0011) in plaats van de nieuwste; ook terug, bij een rollback")
+    migrate.add_argument("--yes", action="store_true",
+                         help="ook terugzetten als daarbij gegevens gewist worden (maak eerst een back-up)")
     sub.add_parser("check-config", help="controleer de configuratie")
     audit = sub.add_parser("audit", help="toon wie een melding las of er iets mee deed")
     audit.add_argument("reference", help="het nummer, bijvoorbeeld MH-2026-0007 of 7")
@@ -170,18 +174,43 @@ async def _unit_of_work(config):
 
 
 async def _migrate(config, t, args) -> int:
+    """Upgrade to the newest schema, or with --to to any revision, also back (a rollback to older code).
+    A downgrade that deletes data (DOWNGRADE_KEEPS_DATA) needs --yes; nothing here asks a question."""
     from meldbot.storage import canary
+    from meldbot.storage.db import DOWNGRADE_KEEPS_DATA, UnknownRevision, downgrades_between, head_revision, resolve
     from meldbot.storage.sealing import sealer_for
 
+    try:
+        target = resolve(args.to)
+    except UnknownRevision as exc:
+        print(t("cli.migrate.unknown", revision=exc.revision, known=", ".join([*exc.known, "head", "base"])),
+              file=sys.stderr)
+        return EXIT_CONFIG
     db = Database(config.storage.url)
     try:
-        before, after = await db.migrate()
-        # Marks a new database as sealed with this key (or as plaintext); refuses a key that does not fit.
-        await canary.ensure(db, sealer_for(config))
+        try:
+            steps = downgrades_between(await db.current_revision(), target)
+        except UnknownRevision as exc:   # the database is newer than this code: only its own code can go back
+            print(t("cli.migrate.newer", current=exc.revision, head=head_revision()), file=sys.stderr)
+            return EXIT_DATABASE
+        lossy = [rev for rev in steps if rev not in DOWNGRADE_KEEPS_DATA]
+        if lossy and not args.yes:
+            lost = "; ".join(t("cli.migrate.lost_list", revision=rev,
+                               what=t(f"cli.migrate.lost.{rev}") if t.has(f"cli.migrate.lost.{rev}")
+                               else t("cli.migrate.lost_other", revision=rev)) for rev in lossy)
+            print(t("cli.migrate.loses_data", revision=args.to, lost=lost), file=sys.stderr)
+            return 1
+        before, after = await db.move_to(args.to)
+        if after == head_revision():
+            # Marks a new database as sealed with this key (or as plaintext); refuses a key that does not fit.
+            await canary.ensure(db, sealer_for(config))
     finally:
         await db.dispose()
-    if before == after:
-        print(t("cli.up_to_date", head=after))
+    if steps:
+        print(t("cli.migrate.down", before=before, after=after or "leeg"))
+    elif before == after:
+        print(t("cli.up_to_date", head=after) if after == head_revision()
+              else t("cli.migrate.already", revision=after or "leeg"))
     else:
         print(t("cli.migrated", before=before or "leeg", after=after))
     return 0
@@ -246,6 +275,7 @@ async def _audit(config, t, args) -> int:
     """Print a signal's audit trail; this read by the administrator is itself recorded."""
     import getpass
 
+    from meldbot.core.calendar import labelled
     from meldbot.core.domain import RefQuery
 
     query = RefQuery.parse(args.reference)
@@ -261,11 +291,19 @@ async def _audit(config, t, args) -> int:
                                actor=f"cli:{getpass.getuser()}", action="audit-gelezen", at=_now())
         entries = await uow.audit.of_signal(signal.id)
         await uow.commit()
+    # In the meldpunt's own time zone, as the chat shows it, and said so: the server may run on UTC.
+    meldpunt = _meldpunt_of(config, signal.meldpunt_id)
     print(t("cli.audit_header", reference=signal.reference))
+    print(t("cli.times.zone", zone=meldpunt.timezone, meldpunt=meldpunt.name))
     for e in entries:
         detail = f" ({e.detail})" if e.detail else ""
-        print(f"{e.at.astimezone().strftime('%Y-%m-%d %H:%M:%S')}  {e.actor_kind:6}  {e.actor:20}  {e.action}{detail}")
+        print(f"{labelled(e.at, meldpunt.tz, seconds=True)}  {e.actor_kind:6}  {e.actor:20}  {e.action}{detail}")
     return 0
+
+
+def _meldpunt_of(config, meldpunt_id: str):
+    """The meldpunt a row names; the first one for a row of a meldpunt no longer configured."""
+    return config.meldpunt_by_id(meldpunt_id) or config.meldpunten[0]
 
 
 def _clock():
@@ -316,7 +354,9 @@ async def _reminders(config, t, args) -> int:
                     state = t("cli.reminders_overdue") if due.slot >= 0 else ""
                     rows.append((when, f"{when.astimezone(meldpunt.tz):%Y-%m-%d %H:%M}  {signal.reference}  "
                                        f"{due.kind:16} {who:12} {state}"))   # partner:<key>: one per partner
-    print(t("cli.reminders_header", count=len(rows)))
+    # The meldpunt's zone, as the chat shows it, and said so: the server may run on UTC.
+    zones = ", ".join(dict.fromkeys(m.timezone for m in config.meldpunten))
+    print(t("cli.reminders_header", count=len(rows), zones=zones))
     for _, line in sorted(rows):
         print(line.rstrip())
     return 0

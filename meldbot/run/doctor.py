@@ -62,7 +62,7 @@ async def examine(config, t: Texts, now: datetime | None = None) -> list[Finding
                                  warning=True))
         found += key
         if current == head:
-            found += await _data(db, sealer, t)
+            found += await _data(db, config, t)
             found += await _waiting(db, config, t, now)
             if config.matrix.enabled and all(f.ok for f in key):
                 found += await _matrix_holder(db, sealer, config, t, now)
@@ -107,23 +107,29 @@ async def _key(db: Database, sealer, t: Texts) -> list[Finding]:
     return [Finding(False, t(text, **params))]
 
 
-async def _data(db: Database, sealer, t: Texts) -> list[Finding]:
+def _local(config, meldpunt_id: str, moment: datetime) -> str:
+    """A moment on the clock of the row's meldpunt (else the first), with the zone: "30-11-2026 09:15 CET"."""
+    meldpunt = config.meldpunt_by_id(meldpunt_id) or config.meldpunten[0]
+    return moment.astimezone(meldpunt.tz).strftime("%d-%m-%Y %H:%M %Z")
+
+
+async def _data(db: Database, config, t: Texts) -> list[Finding]:
     out = []
     outbox = OutboxRow.__table__.c
     async with db.engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.count()).where(outbox.parked_at.is_not(None)))).scalar_one()
         parked = (await conn.execute(
             sa.select(outbox.id, outbox.kind, outbox.idempotency_key, outbox.attempts, outbox.parked_at,
-                      outbox.last_error).where(outbox.parked_at.is_not(None)).order_by(outbox.id).limit(PARKED_SHOWN)
+                      outbox.last_error, outbox.meldpunt_id).where(outbox.parked_at.is_not(None)).order_by(outbox.id).limit(PARKED_SHOWN)
         )).all()
     if total:
         # Each parked row by its number (for `meldbot outbox resend`), never its recipient or content.
         lines = [t("doctor.parked", count=total)]
-        for row_id, kind, key, attempts, parked_at, error in parked:
+        for row_id, kind, key, attempts, parked_at, error, meldpunt_id in parked:
             reference = reference_in(key)
             lines.append(t("doctor.parked_row", id=row_id, kind=kind, attempts=attempts,
                            about=t("delivery.about", reference=reference) if reference else "",
-                           since=parked_at.astimezone().strftime("%d-%m-%Y %H:%M"),
+                           since=_local(config, meldpunt_id, parked_at),
                            reason=plain_reason(t, error), error=error or "?"))
         if total > len(parked):
             lines.append(t("doctor.parked_more", count=total - len(parked)))
@@ -144,17 +150,18 @@ async def _waiting(db: Database, config, t: Texts, now: datetime) -> list[Findin
     async with db.engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.count()).where(*where))).scalar_one()
         rows = (await conn.execute(
-            sa.select(outbox.id, outbox.kind, outbox.idempotency_key, outbox.recipient_platform, outbox.next_attempt_at)
+            sa.select(outbox.id, outbox.kind, outbox.idempotency_key, outbox.recipient_platform, outbox.next_attempt_at,
+                      outbox.meldpunt_id)
             .where(*where).order_by(outbox.id).limit(PARKED_SHOWN))).all()
     if not total:
         return []
     off = config.platforms_off
     lines = [t("doctor.waiting", count=total)]
-    for row_id, kind, key, platform, due in rows:
+    for row_id, kind, key, platform, due, meldpunt_id in rows:
         reference = reference_in(key)
         lines.append(t("doctor.waiting_row", id=row_id, kind=kind, platform=platform,
                        about=t("delivery.about", reference=reference) if reference else "",
-                       since=due.astimezone().strftime("%d-%m-%Y %H:%M"),
+                       since=_local(config, meldpunt_id, due),
                        off=t("doctor.waiting_off") if platform in off else ""))
     if total > len(rows):
         lines.append(t("doctor.parked_more", count=total - len(rows)))
@@ -209,9 +216,8 @@ async def _matrix_holder(db: Database, sealer, config, t: Texts, now: datetime) 
         return [Finding(False, t("doctor.db_down", error=type(exc).__name__))]
     if holder is None:
         return [Finding(True, t("doctor.matrix_holder_none"))]
-    local = since.astimezone(config.meldpunten[0].tz) if since and config.meldpunten else since
     return [Finding(True, t("doctor.matrix_holder", name=holder,
-                            since=local.strftime("%d-%m-%Y %H:%M") if local else "?"))]
+                            since=_local(config, "", since) if since else "?"))]
 
 
 async def _platforms(config, t: Texts) -> list[Finding]:

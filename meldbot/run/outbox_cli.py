@@ -106,7 +106,7 @@ def _print_list(config, t, rows, platforms: dict[int, str], stuck: set[int]) -> 
             reason = t("cli.outbox.stuck_off" if platform in config.platforms_off else "cli.outbox.stuck",
                        platform=platform)
         print(f"{row.id:<7} {row.kind:<16} {reference_in(row.key) or '-':<13} {to:<7} {platform:<9} "
-              f"{row.attempts:<9} {since:%Y-%m-%d %H:%M}  {status:<17} {reason}")
+              f"{row.attempts:<9} {since:%Y-%m-%d %H:%M %Z}  {status:<17} {reason}")
     print(t("cli.outbox.list_footer"))
     if stuck & {row.id for row in rows}:
         print(t("cli.outbox.stuck_footer"))

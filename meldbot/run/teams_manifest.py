@@ -172,12 +172,18 @@ def build_package(manifest: dict) -> bytes:
     return buffer.getvalue()
 
 
-def package_for(config, *, website_url: str, privacy_url: str | None = None, terms_url: str | None = None,
-                developer_name: str | None = None) -> bytes:
-    """The package for this deployment: the bot id from teams.app_id, the organisation from the first meldpunt."""
-    manifest = build_manifest(config.teams.app_id, developer_name=developer_name or config.meldpunten[0].name,
-                              website_url=website_url, privacy_url=privacy_url, terms_url=terms_url,
-                              language=config.language)
+def package_for(config, *, website_url: str | None = None, privacy_url: str | None = None,
+                terms_url: str | None = None, developer_name: str | None = None) -> bytes:
+    """The package for this deployment: the bot id from teams.app_id, the organisation from the first meldpunt,
+    the addresses from [teams] website, privacy_url and terms_url unless given here. An empty privacy or terms
+    address is the website's (the one given here, else the configured one)."""
+    settings, t = config.teams, texts(config.language)
+    website = website_url or settings.website
+    if not website:
+        raise ManifestError(t("teams.manifest.no_website"))
+    manifest = build_manifest(settings.app_id, developer_name=developer_name or config.meldpunten[0].name,
+                              website_url=website, privacy_url=privacy_url or settings.privacy_url or website,
+                              terms_url=terms_url or settings.terms_url or website, language=config.language)
     return build_package(manifest)
 
 
@@ -187,9 +193,10 @@ def add_command(subparsers) -> None:
     t = texts("nl")
     parser = subparsers.add_parser("teams-manifest", help=t("teams.manifest.help"))
     parser.add_argument("--output", default="meldbot-teams.zip", help=t("teams.manifest.help_output"))
-    parser.add_argument("--website", required=True, help=t("teams.manifest.help_website"))
-    parser.add_argument("--privacy", default=None, help=t("teams.manifest.help_privacy"))
-    parser.add_argument("--terms", default=None, help=t("teams.manifest.help_terms"))
+    # Each overrides its key in [teams]; without the flag and the key the command says which key to set.
+    parser.add_argument("--website", default=None, help=t("teams.manifest.help_site"))
+    parser.add_argument("--privacy", default=None, help=t("teams.manifest.help_privacy_page"))
+    parser.add_argument("--terms", default=None, help=t("teams.manifest.help_terms_page"))
     parser.add_argument("--developer", default=None, help=t("teams.manifest.help_developer"))
 
 

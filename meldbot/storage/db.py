@@ -125,6 +125,49 @@ def head_revision() -> str:
     return head
 
 
+def revisions() -> list[str]:
+    """Every schema revision, oldest first (the history is one line: each revision revises the one before)."""
+    return [script.revision for script in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))]
+
+
+# Revisions whose downgrade keeps every piece of information: what they drop is derived again from what
+# stays (0011's mentions from the content, 0012's partner log from the history) or is an index. A downgrade
+# through any other revision deletes data, so `meldbot migrate --to` asks for --yes; a new revision counts
+# as one that deletes data until it is listed here.
+DOWNGRADE_KEEPS_DATA = frozenset({"0005", "0009", "0011", "0012"})
+
+
+class UnknownRevision(Exception):
+    """`meldbot migrate --to` named a revision this code does not have; `known` lists the ones it has."""
+
+    def __init__(self, revision: str, known: list[str]) -> None:
+        super().__init__(f"unknown revision {revision!r}")
+        self.revision, self.known = revision, known
+
+
+def resolve(revision: str) -> str | None:
+    """The revision `revision` names: an id, "head" (the newest) or "base" (None: no schema at all)."""
+    known = revisions()
+    if revision == "head":
+        return known[-1]
+    if revision == "base":
+        return None
+    if revision not in known:
+        raise UnknownRevision(revision, known)
+    return revision
+
+
+def downgrades_between(current: str | None, target: str | None) -> list[str]:
+    """The revisions whose downgrade runs when going from `current` back to `target`, newest first; empty
+    when `target` is not older. A `current` this code does not know raises UnknownRevision."""
+    known = revisions()
+    if current is not None and current not in known:
+        raise UnknownRevision(current, known)
+    upper = known.index(current) + 1 if current is not None else 0
+    lower = known.index(target) + 1 if target is not None else 0
+    return list(reversed(known[lower:upper]))
+
+
 POOL_SIZE = 10   # PostgreSQL connections kept open; up to 20 more under load
 
 
@@ -193,9 +236,20 @@ class Database:
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, revision)
 
-        async with self.engine.begin() as conn:
-            await conn.run_sync(upgrade)
+        await self._change_schema(upgrade)
         return before, await self.current_revision()
+
+    async def move_to(self, revision: str) -> tuple[str | None, str | None]:
+        """Upgrade or downgrade to `revision` (an id, "head" or "base"); returns (before, after). The caller
+        decides whether a downgrade may delete data (downgrades_between, DOWNGRADE_KEEPS_DATA)."""
+        target = resolve(revision)
+        before = await self.current_revision()
+        if downgrades_between(before, target):
+            await self.downgrade(target or "base")
+            return before, await self.current_revision()
+        if target is None or target == before:
+            return before, before
+        return await self.migrate(target)
 
     async def downgrade(self, revision: str) -> None:
         cfg = alembic_config()
@@ -204,8 +258,30 @@ class Database:
             cfg.attributes["connection"] = sync_conn
             command.downgrade(cfg, revision)
 
-        async with self.engine.begin() as conn:
-            await conn.run_sync(down)
+        await self._change_schema(down)
+
+    async def _change_schema(self, work) -> None:
+        """Run `work` (Alembic on a sync connection) in one transaction.
+
+        SQLite changes a column by copying the table and dropping the old one (Alembic's batch mode); with
+        foreign keys on, dropping `signal` would delete every row that cascades from it (events, audit,
+        keys), so they are off while the schema changes and checked before the commit. The pragma only
+        takes effect outside a transaction, hence on the driver's connection before BEGIN."""
+        async with self.engine.connect() as conn:
+            sqlite = self.engine.dialect.name == "sqlite"
+            if sqlite:
+                raw = await conn.get_raw_connection()
+                await raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            try:
+                async with conn.begin():
+                    await conn.run_sync(work)
+                    if sqlite:
+                        broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                        if broken:
+                            raise RuntimeError(f"schema change left rows without their parent: {broken[:5]}")
+            finally:
+                if sqlite:
+                    await raw.driver_connection.execute("PRAGMA foreign_keys=ON")
 
     async def compact_log(self) -> None:
         """SQLite: fold the write-ahead log into the file, so erased pages leave the WAL as well."""

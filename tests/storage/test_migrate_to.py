@@ -1,0 +1,142 @@
+"""Issue 20 item 1: `meldbot migrate --to <revision>`, the rollback docs/beheer.md promises, through the command
+on a database with signals (SQLite and PostgreSQL): down one revision and up again keeps every row and the bot
+works after; a downgrade that deletes data needs --yes; an unknown revision is one Dutch line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import sqlalchemy as sa
+
+from meldbot.core.clock import ManualClock
+from meldbot.run.app import build_app
+from meldbot.storage.db import DOWNGRADE_KEEPS_DATA, Database, downgrades_between, head_revision, revisions
+from tests.support import EXAMPLE, FakeNotifier, make_config
+from tests.support.chat import SCRIPT, migrated, report_as
+
+ONE_BEFORE_HEAD = revisions()[-2]
+
+
+async def migrate(monkeypatch, url: str, *args: str) -> int:
+    """`meldbot migrate <args>` through meldbot.run.cli.main, beside the running test's event loop."""
+    from meldbot.run.cli import main
+
+    monkeypatch.setenv("MELDBOT_STORAGE__URL", url)
+    monkeypatch.setenv("MELDBOT_CONFIG", str(EXAMPLE))
+    root, ours = logging.getLogger(), logging.getLogger("meldbot")
+    saved = root.handlers[:], root.level, ours.level
+    try:
+        return await asyncio.to_thread(main, ["migrate", *args])
+    finally:
+        root.handlers[:], _, _ = saved
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
+
+
+async def with_signals(url: str, clock: ManualClock) -> None:
+    await migrated(url)
+    async with build_app(make_config(url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat") as app:
+        await report_as(app, "piet")
+        await report_as(app, "klaas")
+        await app.bot.handle(_say("af", "toon 1"))
+        await app.bot.handle(_say("af", "doorzetten 1 politie"))
+
+
+def _say(user: str, text: str):
+    from tests.support.chat import say
+
+    return say(user, text)
+
+
+async def rows(url: str) -> dict[str, list[tuple]]:
+    """Every row of the tables both revisions have, in a stable order."""
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            out = {}
+            for table in ("signal", "signal_event", "melder", "audit", "outbox", "reference_counter"):
+                columns = ("id", "status", "partners", "content_sealed") if table == "signal" else ("*",)
+                result = await conn.execute(sa.text(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1"))
+                out[table] = [tuple(row) for row in result.all()]
+            return out
+    finally:
+        await db.dispose()
+
+
+async def revision(url: str) -> str | None:
+    db = Database(url)
+    try:
+        return await db.current_revision()
+    finally:
+        await db.dispose()
+
+
+async def test_migrate_to_one_before_head_and_back_keeps_every_row_and_the_bot_works(
+        database_url, clock, monkeypatch, capsys):
+    await with_signals(database_url, clock)
+    before = await rows(database_url)
+    assert len(before["signal"]) == 2 and before["signal"][0][2] == "politie"
+    capsys.readouterr()
+
+    assert await migrate(monkeypatch, database_url, "--to", ONE_BEFORE_HEAD) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.splitlines() == [out] and f"{head_revision()} -> {ONE_BEFORE_HEAD}" in out and "teruggezet" in out
+    assert await revision(database_url) == ONE_BEFORE_HEAD
+    assert await rows(database_url) == before
+
+    assert await migrate(monkeypatch, database_url) == 0
+    assert f"{ONE_BEFORE_HEAD} -> {head_revision()}" in capsys.readouterr().out
+    assert await revision(database_url) == head_revision()
+    assert await rows(database_url) == before
+
+    async with build_app(make_config(database_url), clock=clock, notifiers={"console": FakeNotifier()},
+                         mode="chat") as app:
+        shown = "\n".join(r.text for r in await app.bot.handle(_say("af", "toon 1")))
+        last = await report_as(app, "jan")
+    assert SCRIPT[1] in shown and "MH-2026-0003" in last[-1].text
+
+
+async def test_migrate_to_an_unknown_revision_lists_the_known_ones(sqlite_url, monkeypatch, capsys):
+    await migrated(sqlite_url)
+    assert await migrate(monkeypatch, sqlite_url, "--to", "0099") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "'0099' bestaat niet" in err
+    assert all(known in err for known in [*revisions(), "head", "base"])
+    assert await revision(sqlite_url) == head_revision()
+
+
+async def test_a_downgrade_that_deletes_data_needs_yes(database_url, clock, monkeypatch, capsys):
+    await with_signals(database_url, clock)
+    before = await rows(database_url)
+    capsys.readouterr()
+    assert await migrate(monkeypatch, database_url, "--to", "0009") == 1       # through 0010: Matrix sync state
+    err = capsys.readouterr().err
+    assert "--yes" in err and "0010" in err and "back-up" in err
+    assert await revision(database_url) == head_revision()
+
+    assert await migrate(monkeypatch, database_url, "--to", "0009", "--yes") == 0
+    assert f"{head_revision()} -> 0009" in capsys.readouterr().out
+    assert await revision(database_url) == "0009"
+    assert await migrate(monkeypatch, database_url, "--to", "head") == 0
+    assert await revision(database_url) == head_revision()
+    assert await rows(database_url) == before
+
+
+async def test_migrate_to_an_older_revision_on_a_new_database_and_then_to_where_it_is(sqlite_url, monkeypatch,
+                                                                                      capsys):
+    assert await migrate(monkeypatch, sqlite_url, "--to", "0003") == 0
+    assert "leeg -> 0003" in capsys.readouterr().out
+    assert await migrate(monkeypatch, sqlite_url, "--to", "0003") == 0
+    assert "al op versie 0003" in capsys.readouterr().out
+    assert await migrate(monkeypatch, sqlite_url) == 0
+    assert await revision(sqlite_url) == head_revision()
+
+
+def test_every_downgrade_that_deletes_data_says_what_it_deletes():
+    from meldbot.core.i18n import texts
+
+    lossy = [rev for rev in downgrades_between(head_revision(), None) if rev not in DOWNGRADE_KEEPS_DATA]
+    assert set(DOWNGRADE_KEEPS_DATA) <= set(revisions()) and lossy
+    for language in ("nl", "en"):
+        assert [rev for rev in lossy if not texts(language).has(f"cli.migrate.lost.{rev}")] == []
