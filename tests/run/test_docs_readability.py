@@ -82,7 +82,7 @@ def test_the_measure_fails_the_old_privacy_text():
     assert flesch_douma(OLD_PRIVACY) < B1
 
 
-@pytest.mark.parametrize("name", ["privacy.md", "handleiding-af.md"])
+@pytest.mark.parametrize("name", ["privacy.md", "handleiding-af.md", "eerste-uur.md"])
 def test_the_doc_reads_at_b1(name, capsys):
     score = flesch_douma((DOCS / name).read_text(encoding="utf-8"))
     with capsys.disabled():
