@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "MatrixStoreInUse":   # another process uses this Matrix device
             print(t("cli.matrix_store_in_use", folder=getattr(exc, "folder", "?")), file=sys.stderr)
             return EXIT_CONFIG
+        if type(exc).__name__ == "MatrixStoreLocked":   # the device's keys fit no data key this process has
+            print(t(f"cli.matrix_store_{getattr(exc, 'reason', 'wrong_key')}", folder=getattr(exc, "folder", "?")),
+                  file=sys.stderr)
+            return EXIT_CONFIG
         if type(exc).__name__ == "InstanceWithAccessToken":   # one token is one device for every process
             print(t("cli.instance_with_access_token"), file=sys.stderr)
             return EXIT_CONFIG

@@ -235,6 +235,8 @@ async def _platforms(config, t: Texts) -> list[Finding]:
         out.append(Finding(ok, t("doctor.matrix_ok", url=config.matrix.homeserver) if ok
                            else t("doctor.matrix_down", url=config.matrix.homeserver)))
         out += _matrix_status(config, t)
+        if config.data_key is None:   # nio's own default pickle key: a copy of the folder reads the bot's chats
+            out.append(Finding(False, t("doctor.matrix_store_unprotected"), warning=True))
     if config.teams.enabled:
         if config.teams.anonymous:
             out.append(Finding(False, t("doctor.teams_anonymous")))

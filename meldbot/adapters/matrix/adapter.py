@@ -14,12 +14,12 @@ from nio import LocalProtocolError
 
 from meldbot.adapters.matrix import cross_signing
 from meldbot.adapters.matrix.common import (
-    ENCRYPTION_STATE, NETWORK_ERRORS, PLATFORM, AddressBook, JsonFile, MatrixLoginError, MatrixStoreInUse, RoomGone,
-    SoleHolder, backoff, log,
+    ENCRYPTION_STATE, NETWORK_ERRORS, PLATFORM, AddressBook, JsonFile, MatrixLoginError, MatrixStoreInUse,
+    MatrixStoreLocked, RoomGone, SoleHolder, backoff, log,
 )
 from meldbot.adapters.matrix.direct import DirectRooms
 from meldbot.adapters.matrix.outbound import Sender
-from meldbot.adapters.matrix.session import Session, new_client
+from meldbot.adapters.matrix.session import Session, StoreKeys, new_client
 from meldbot.adapters.matrix.sync import Inbound, without_reply_fallback
 from meldbot.adapters.matrix.trust import AfTrust, Alert, Devices, TrustStore, is_unguarded_key
 from meldbot.core.i18n import texts
@@ -29,7 +29,7 @@ from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, Not
 IDENTITY_RETRY_SECONDS = 300.0
 
 __all__ = ["ENCRYPTION_STATE", "MatrixAdapter", "MatrixLoginError", "MatrixNotifier", "MatrixStoreInUse",
-           "without_reply_fallback"]
+           "MatrixStoreLocked", "without_reply_fallback"]
 
 
 class MatrixNotifier:
@@ -140,8 +140,10 @@ class MatrixAdapter:
         """Log in or restore; a refused login raises MatrixLoginError, an unreachable server is retried."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_folder()
-        client = self.client = self._client_factory(self._settings, self.folder, self._send_timeout)
-        session = Session(self._settings, self.folder)
+        keys = StoreKeys.for_config(self._config)   # the store's secrets under a key from MELDBOT_DATA_KEY
+        client = self.client = self._client_factory(self._settings, self.folder, self._send_timeout,
+                                                    pickle_key=keys.current)
+        session = Session(self._settings, self.folder, keys)
         self.trust = AfTrust(client, self._settings.af_device_policy, self.book, self._trust_store, self._queue_alert,
                              recheck=lambda af_id, delay: self.devices.recheck(af_id, delay))
         self.devices = Devices(client, self.book, self.trust, self._person_back, self._spawn)
@@ -162,7 +164,7 @@ class MatrixAdapter:
         try:
             await session.login(client)
             logged_in = True
-        except MatrixLoginError:
+        except (MatrixLoginError, MatrixStoreLocked):
             await client.close()
             self._unlock_folder()
             raise
@@ -231,6 +233,9 @@ class MatrixAdapter:
                 logged_in = True
             except MatrixLoginError as exc:
                 log.error("matrix login refused; fix the credentials", extra={"error": str(exc)})
+                return
+            except MatrixStoreLocked as exc:
+                log.error("matrix store not opened: no key this process has fits it", extra={"error": exc.reason})
                 return
             except NETWORK_ERRORS as exc:
                 failures += 1

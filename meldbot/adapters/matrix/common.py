@@ -36,6 +36,16 @@ class MatrixStoreInUse(Exception):
         self.folder = folder
 
 
+class MatrixStoreLocked(Exception):
+    """The store folder's keys open with no key this process has (`reason`: "no_key" without MELDBOT_DATA_KEY,
+    "wrong_key" with it). Nothing was changed; no new device is made in its place."""
+
+    def __init__(self, folder: str, reason: str) -> None:
+        super().__init__(f"{folder}: {reason}")
+        self.folder = folder
+        self.reason = reason
+
+
 class SoleHolder:
     """Without a leader election (one process, SQLite, the adapter alone): this process holds the stream."""
 
