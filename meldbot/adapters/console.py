@@ -20,7 +20,10 @@ def render(reply: Reply) -> str:
     """Plain text: choices as a numbered list, buttons as the command to type."""
     lines = [reply.text]
     for choice in reply.choices:
-        lines.append(f"  {choice.number}. {choice.word} — {choice.label}")
+        if choice.word == str(choice.number):  # answered by its number only: "1. Gemeente Bergeijk"
+            lines.append(f"  {choice.number}. {choice.label}")
+        else:
+            lines.append(f"  {choice.number}. {choice.word} — {choice.label}")
     for action in reply.actions:
         lines.append(f"  [{action.command}]")
     return "\n".join(lines)

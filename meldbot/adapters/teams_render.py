@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -45,6 +46,36 @@ def plain_text(reply: Reply, t: Texts) -> str:
         if action.command not in reply.text:
             lines.append(t("teams.action_line", label=action.label, command=action.command))
     return "\n".join(lines)
+
+
+# fallbackText is shown as it is by clients that cannot draw cards: plain text, short, no markup, no entities.
+FALLBACK_MAX = 600
+_NOT_IN_FALLBACK = re.compile(r"[<>\[\]*_`~#|\\&\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _plain(line: str) -> str:
+    return " ".join(_NOT_IN_FALLBACK.sub(" ", line).split())
+
+
+def fallback_text(reply: Reply, t: Texts) -> str:
+    """The card's fallbackText: the bot's own lines (an overview's answers left out: a melder's answers never go
+    in it), the numbered choices and what to type, as plain text. Stripped of markup characters and control
+    characters rather than escaped, so it reads the same whether a client shows it as text or as Markdown, and
+    short: it does not double the size of a card (a summary of three long answers stays one card)."""
+    before, after = reply.parts()
+    lines = [_plain(line) for line in (before + after if reply.facts else before)]
+    text = "\n".join(line for line in lines if line)
+    if len(text) > FALLBACK_MAX:
+        text = text[:FALLBACK_MAX].rsplit(" ", 1)[0] + " \u2026"
+    out = [text] if text else []
+    for c in reply.choices:
+        line = (t("teams.choice_button", number=c.number, label=c.label) if c.word == str(c.number)
+                else t("teams.choice_line", number=c.number, word=c.word, label=c.label))
+        out.append(_plain(line)[:200])
+    for a in reply.actions:
+        if a.command not in reply.text:
+            out.append(_plain(t("teams.action_line", label=a.label, command=a.command))[:200])
+    return "\n".join(out)
 
 
 def _data_url(image: bytes) -> str:
@@ -122,8 +153,8 @@ def render(reply: Reply, t: Texts) -> Activity:
     """One message activity per Reply, so a retry can never show half of it.
 
     A Reply with buttons is one Adaptive Card that holds its words too, and no activity text: Teams
-    shows text beside a card as a second bubble that repeats the choices. The numbered plain text (what
-    to type) is the card's fallbackText, for clients that cannot draw cards.
+    shows text beside a card as a second bubble that repeats the choices. A short plain text (the bot's
+    lines, the numbered choices, what to type) is the card's fallbackText, for clients that cannot draw cards.
 
     Not every Teams client honours textFormat "plain": some read the text as Markdown or HTML, so a
     melder's `<img onerror=...>` or `**...**` would become markup. The text is escaped for both and sent
@@ -131,7 +162,7 @@ def render(reply: Reply, t: Texts) -> Activity:
     text = escape_markup(plain_text(reply, t))
     activity = Activity(type="message", text_format="markdown")
     if reply.choices or reply.actions:
-        activity.attachments = [Attachment(content_type=CARD_TYPE, content=card(reply, t, text))]
+        activity.attachments = [Attachment(content_type=CARD_TYPE, content=card(reply, t, fallback_text(reply, t)))]
     else:
         activity.text = text
         if reply.image:

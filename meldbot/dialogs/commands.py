@@ -53,6 +53,17 @@ def normalise(text: str) -> str:
     return " ".join(plain.casefold().split())
 
 
+def bare(text: str) -> str:
+    """A whole message as a command word: normalised, and trailing ! . ? ignored ("Spoed!", "stop.", "help?").
+    Only for whole-message commands: the arguments of a command keep their punctuation."""
+    return normalise(text).rstrip("!.?\u2026 ").strip()
+
+
+def asks(text: str) -> bool:
+    """The message ends in a question mark: "versturen?", "klopt dat?" ask something, they do not decide."""
+    return text.rstrip().endswith(("?", "\uff1f"))
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -73,6 +84,8 @@ def parse(text: str, table: dict[str, str]) -> Command | None:
     norm = normalise(text)
     if not norm:
         return None
+    if bare(text) in table:     # a whole-message command with a trailing "!", "." or "?"
+        return Command(table[bare(text)], "", bare(text))
     words = norm.split(" ")
     for size in (2, 1):
         head = " ".join(words[:size])
@@ -90,8 +103,10 @@ IN_DIALOG: dict[str, str] = DIALOG | {w: name for w, name in ANYONE.items() if n
 def dialog_command(text: str) -> Command | None:
     """The command the whole message is inside the report dialog, or None: then it is the answer. `wijzig`
     with more words comes back as `edit` with the rest as `args`; the dialog decides whether that names a
-    question (else, at a question, the message is an answer). `taal` only with a language it knows."""
-    norm = normalise(text)
+    question (else, at a question, the message is an answer). `taal` only with a language it knows. A trailing
+    "!", "." or "?" does not change the command ("Spoed!", "stop.", "help?"): the dialog decides what a question
+    mark means for a command that cannot be undone (`versturen?`, `stop?`)."""
+    norm = bare(text)
     if norm in IN_DIALOG:
         return Command(IN_DIALOG[norm], "", norm)
     head, _, rest = norm.partition(" ")
@@ -105,7 +120,7 @@ def dialog_command(text: str) -> Command | None:
 def exact(text: str, table: dict[str, str]) -> str | None:
     """The command when the whole message is exactly one contract word (used inside the dialog,
     where everything else is an answer: "stop de uitbuiting" must not cancel the draft)."""
-    return table.get(normalise(text))
+    return table.get(bare(text))
 
 
 # A typo is suggested only for a word of this many letters or more: "dag" is no `tag`, "ok" no `ook`.

@@ -14,7 +14,7 @@ State table (one row per situation; every move is an ordinary transition):
   question q       | terug                             | previous question      | question (first: stays)
   question q       | wijzig <vraag>                    | question <vraag>, edit | question; after it: back to q
   question q       | wijzig                            | question q             | which question (buttons)
-  question q       | stop / annuleren                  | idle (draft erased)    | cancelled
+  question q       | stop / annuleren (also "stop.")   | idle (draft erased)    | cancelled
   question q       | spoed                             | question q (urgent)    | numbers + question again
   question q       | help / contact / signalen         | question q             | that text + question again
   question q       | picture or file                   | question q             | "describe it in words"
@@ -27,9 +27,17 @@ State table (one row per situation; every move is an ordinary transition):
   summary          | versturen                         | idle                   | engine submits (Submission)
   summary          | wijzig <vraag>                    | question <vraag>, edit | question; after it: summary
   summary          | terug                             | question anoniem       | question
+  choice anoniem   | doubt ("liever niet"), a `nee`    | question anoniem       | "Wil je anoniem blijven?
+                   |   with a reason, a contradiction  |                        |   Typ ja of nee." + choices
+  choice anoniem   | a question ("anoniem?")           | question anoniem       | its help + question again
   summary          | "ok", "klopt", "nee", "laat maar" | (as versturen / wijzig; stop only offered)
+  summary          | a question ("klopt dat?", "ok?",  | summary                | how to go on (nothing sent)
+                   |   "versturen?")                   |                        |
+  any              | stop? / annuleren?                | (stop only offered)
   summary          | anything else                     | summary                | how to go on
   any              | after "Bedoel je ...?": a yes     | (as the offered word)
+  any              | after "Bedoel je ...?": a yes and | (offered again)
+                   |   more ("ja, maar ook seksueel")  |
 
 Inside the dialog only the contract's whole messages are commands (commands.dialog_command); `taal nl` /
 `taal en` are the engine's (it changes the person's language), `mijn meldingen` and `aanvullen` are answers.
@@ -45,7 +53,7 @@ from zoneinfo import ZoneInfo
 
 from meldbot.core.domain import Content, Context, Form
 from meldbot.dialogs import understand
-from meldbot.dialogs.commands import ANYONE, DIALOG, dialog_command, exact, normalise
+from meldbot.dialogs.commands import ANYONE, DIALOG, asks, dialog_command, exact, normalise
 from meldbot.dialogs.when import parse_when, when_spoken
 from meldbot.core.i18n import Texts
 from meldbot.core.messaging import Action, Choice, Fact, Reply
@@ -189,14 +197,22 @@ def welcome(ctx: DialogContext) -> Reply:
     return Reply(ctx.texts("welcome", contacts=contacts_text(ctx)))
 
 
+def said(t: Texts, word: str) -> str:
+    """A contract word as the melder's language says it, and the bot accepts it typed: `arbeid` is "labour" in
+    English, `versturen` "send", `ja` "yes" (understand.word.* in the catalogue; in Dutch the word itself)."""
+    key = "understand.word." + word.replace(" ", "_")
+    return t(key) if t.has(key) else word
+
+
+def _choices(q: str, t: Texts) -> tuple[Choice, ...]:
+    return tuple(Choice(i, said(t, word), t(f"choice.{q}.{word}")) for i, word in enumerate(CHOICES.get(q, ()), start=1))
+
+
 def question(q: str, ctx: DialogContext, draft: Draft) -> Reply:
     t = ctx.texts
     number = QUESTIONS.index(q) + 1
     text = t("question.progress", number=number, total=len(QUESTIONS)) + "\n" + t(f"question.{q}")
-    choices = tuple(
-        Choice(i, word, t(f"choice.{q}.{word}")) for i, word in enumerate(CHOICES.get(q, ()), start=1)
-    )
-    return Reply(text, choices=choices)
+    return Reply(text, choices=_choices(q, t))
 
 
 WHEN_FORMATS = {"time": "%d-%m-%Y %H:%M", "part_of_day": "%d-%m-%Y %H:%M", "day": "%d-%m-%Y",
@@ -287,7 +303,10 @@ def _info(word: str, ctx: DialogContext, in_dialog: str | None) -> Reply:
 
 def step(draft: Draft, text: str, ctx: DialogContext, *, has_attachment: bool = False) -> Step:
     if draft.offer is not None:
-        # After "Bedoel je ...?" a yes sends what was offered; anything else is read as a new answer.
+        # After "Bedoel je ...?" a yes sends what was offered; a yes with more ("ja, maar ook seksueel") is neither
+        # the offer nor another answer, and the offer is made again; anything else is read as a new answer.
+        if understand.yes_and_more(text) and draft.step is not None:
+            return _offered(replace(draft, offer=None), draft.step, draft.offer, ctx)
         text, draft = (draft.offer if understand.yes(text) else text), replace(draft, offer=None)
     if draft.step is None:
         return _idle(draft, text, ctx, has_attachment)
@@ -366,6 +385,8 @@ def _at_question(draft: Draft, q: str, text: str, ctx: DialogContext, has_attach
         prev = replace(draft, step=QUESTIONS[index - 1])
         return Step(prev, (question(QUESTIONS[index - 1], ctx, prev),))
     if word == "cancel":
+        if asks(text):   # "stop?": a question; erasing cannot be undone, so it is only offered
+            return _offered(draft, q, "stop", ctx)
         return Step(Draft(), (Reply(t("cancelled")),), erased=True)
     if word == "urgent":
         urgent = replace(draft, urgent=True)
@@ -389,6 +410,8 @@ def _at_question(draft: Draft, q: str, text: str, ctx: DialogContext, has_attach
             text = reading.word
         elif reading.near is not None:
             return _offered(draft, q, reading.near, ctx)
+        elif q == "anoniem" and len(clean(text)) <= MAX_ANSWER:
+            return Step(draft, _anonymity_again(text, ctx, draft))
     answer, problem = _validate(q, text, ctx)
     if problem:
         return Step(draft, (Reply(problem), question(q, ctx, draft)))
@@ -424,7 +447,7 @@ def _validate(q: str, text: str, ctx: DialogContext) -> tuple[str, str | None]:
     if q in CHOICES:
         choice = _choice(q, cleaned)
         if choice is None:
-            options = ", ".join(f"{i} {w}" for i, w in enumerate(CHOICES[q], start=1))
+            options = ", ".join(f"{c.number} {c.word}" for c in _choices(q, t))
             return "", t("error.choice", options=options)
         return choice, None
     return cleaned, None
@@ -450,6 +473,11 @@ def _at_summary(draft: Draft, text: str, ctx: DialogContext, has_attachment: boo
     t = ctx.texts
     command = dialog_command(text)
     word = command.name if command is not None else None
+    if word in ("send", "cancel") and asks(text):
+        # "versturen?", "stop?": a question. Sending and erasing cannot be undone: nothing happens on a "?".
+        if word == "cancel":
+            return _offered(draft, "summary", "stop", ctx)
+        return Step(draft, (Reply(t("summary.how")),))
     if word == "send":
         return Step(Draft(), (), submit=draft)
     if command is not None and word == "edit":
@@ -483,15 +511,27 @@ def _at_summary(draft: Draft, text: str, ctx: DialogContext, has_attachment: boo
 
 def _suggestion(ctx: DialogContext, near: str, q: str | None = None) -> Reply:
     """"Bedoel je arbeid (arbeidsuitbuiting)?" with a button that sends the word. At the yes/no question a yes
-    cannot mean "what you offered" (`ja` is an answer there), so the reply says which word to type."""
+    cannot mean "what you offered" (`ja` is an answer there), so the reply says which word to type. The word
+    shown is the one the melder's language types ("Did you mean labour ...?", "Then type yes.")."""
     t = ctx.texts
+    shown = said(t, near)
     label = t(f"choice.{q}.{near}") if q in CHOICES and t.has(f"choice.{q}.{near}") else None
-    meant = t("understand.meant_choice", word=near, label=label) if label else t("understand.meant", word=near)
+    meant = t("understand.meant_choice", word=shown, label=label) if label else t("understand.meant", word=shown)
     if near == "stop":
         meant += " " + t("understand.stop_means")
     if q in (None, "anoniem"):
-        return Reply(meant + " " + t("understand.type_word", word=near), actions=(Action(near, near),))
-    return Reply(meant + " " + t("understand.yes"), actions=(Action(t("understand.button", word=near), near),))
+        return Reply(meant + " " + t("understand.type_word", word=shown), actions=(Action(shown, near),))
+    return Reply(meant + " " + t("understand.yes"), actions=(Action(t("understand.button", word=shown), near),))
+
+
+def _anonymity_again(text: str, ctx: DialogContext, draft: Draft) -> tuple[Reply, ...]:
+    """No reading at the anonymity question. A question ("anoniem?") gets what the choice means; doubt ("liever
+    niet"), a contradiction or a `nee` with a reason gets one short line and the two choices: guessing `nee`
+    would show the melder's name to the AF."""
+    t = ctx.texts
+    if asks(text):
+        return Reply(t("help.question.anoniem")), question("anoniem", ctx, draft)
+    return (Reply(t("understand.anoniem_again", yes=said(t, "ja"), no=said(t, "nee")), choices=_choices("anoniem", t)),)
 
 
 def _offered(draft: Draft, q: str, near: str, ctx: DialogContext) -> Step:

@@ -7,7 +7,11 @@ Predictable on purpose:
 - a free-text question is never read here (any text is its answer);
 - one message, one meaning: two readings in one message ("seksueel of arbeid", "nee, ik wil anoniem blijven")
   or a negation the tables do not cover ("geen arbeid") is no reading, and the question is asked again;
-- "Bedoel je ...?" only when exactly one meaning is within a small edit distance, never for short words.
+- "Bedoel je ...?" only when exactly one meaning is within a small edit distance, never for short words;
+- punctuation ends a phrase: "liever niet, anoniem" is "liever niet" and "anoniem", not "liever niet anoniem";
+- a message ending in "?" asks something: at the summary and the anonymity question it is no answer;
+- at the anonymity question a wrong `nee` shows the melder's name to the AF, the one error that cannot be undone:
+  what may mean either ("liever niet", "geen probleem") is asked again, and so is a `nee` with an explanation.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from functools import cache
 from rapidfuzz.distance import OSA
 
 from meldbot.core.i18n import LANGUAGES, texts
-from meldbot.dialogs.commands import ANYONE, DIALOG, IN_DIALOG, MIN_TYPO_LENGTH, allowed_distance, normalise
+from meldbot.dialogs.commands import ANYONE, DIALOG, IN_DIALOG, MIN_TYPO_LENGTH, allowed_distance, asks, normalise
 
 
 @dataclass(frozen=True)
@@ -38,25 +42,53 @@ FILLER = ""  # a phrase that carries no meaning of its own ("ik denk", "graag", 
 NO_READING = "!"
 # A weak yes ("prima", "graag", "is goed") means yes alone, and nothing beside another answer ("nee, is goed").
 WEAK = "~"
-# Words that turn a meaning around when no phrase covers them: "geen arbeid", "niet versturen".
-NEGATIONS = frozenset({"niet", "geen", "niets", "nooit", "not", "dont", "never", "nothing"})
+# A phrase that may mean either answer ("liever niet": rather not be named, or rather not be anonymous?): alone or
+# beside `nee` no reading; beside a plain other answer ("liever niet, anoniem") that answer.
+UNSURE = "?"
+# Words that turn a meaning around when no phrase covers them: "geen arbeid", "niet versturen", "zonder drugs",
+# "arbeid nee".
+NEGATIONS = frozenset({"niet", "geen", "niets", "nooit", "zonder", "nee", "neen", "not", "dont", "never", "nothing",
+                       "without", "no", "nope"})
+# Where a message is made of clauses ("liever niet, anoniem"), the place a punctuation mark stood.
+BOUNDARY = ","
 # Longer messages are explanations: they are read for the words in them, but get no "Bedoel je ...?".
 MAX_TOKENS_NEAR = 12
-_LONGEST = 7
+_LONGEST = 12
 
 
-def tokens(text: str) -> list[str]:
+def tokens(text: str, *, boundaries: bool = False) -> list[str]:
     """The words of a message: normalised (case, accents, a leading ! or /), punctuation as spaces, "don't" as
-    "dont", a letter typed three times or more as two ("jaaa", "neeee")."""
+    "dont", a letter typed three times or more as two ("jaaa", "neeee"). `boundaries`: a punctuation mark
+    between words (, . ; : ! ? brackets, a dash between spaces) becomes a BOUNDARY word, which no phrase spans."""
     norm = normalise(text).replace("'", "").replace("\u2019", "")
     norm = re.sub(r"(?<!\w)-(?=\d)", " minus ", norm)   # "-1" is no option number
-    norm = re.sub(r"[^\w]+", " ", norm)
+    if boundaries:
+        norm = re.sub(r"[.,;:!?()\[\]{}\"/|\u2026]+|\s[-\u2013\u2014]+\s", f" {BOUNDARY} ", norm)
+        norm = re.sub(r"[^\w,]+", " ", norm)
+    else:
+        norm = re.sub(r"[^\w]+", " ", norm)
     norm = re.sub(r"(\w)\1{2,}", r"\1\1", norm)
-    return norm.split()
+    words: list[str] = []
+    for w in norm.split():
+        if w != BOUNDARY or (words and words[-1] != BOUNDARY):
+            words.append(w)
+    while words and words[-1] == BOUNDARY:
+        words.pop()
+    return words
+
+
+def _content(words: Sequence[str]) -> list[str]:
+    return [w for w in words if w != BOUNDARY]
 
 
 def _table(*groups: tuple[str, tuple[str, ...]]) -> dict[str, str]:
-    return {" ".join(tokens(phrase)): meaning for meaning, phrases in groups for phrase in phrases}
+    """phrase -> meaning; a phrase with punctuation ("ja, de AF ziet ...") also as typed without it."""
+    table: dict[str, str] = {}
+    for meaning, phrases in groups:
+        for phrase in phrases:
+            table[" ".join(tokens(phrase))] = meaning
+            table[" ".join(tokens(phrase, boundaries=True))] = meaning
+    return table
 
 
 # Said around an answer, without meaning of its own.
@@ -77,6 +109,9 @@ def _scan(words: Sequence[str], table: Mapping[str, str]) -> tuple[list[str], li
     rest: list[str] = []
     i = 0
     while i < len(words):
+        if words[i] == BOUNDARY:
+            i += 1
+            continue
         for size in range(min(_LONGEST, len(words) - i), 0, -1):
             phrase = " ".join(words[i:i + size])
             if phrase in table:
@@ -107,11 +142,18 @@ def _read(words: list[str], table: Mapping[str, str], *, unknown_ok: bool,
     `unknown_ok`: words no phrase covers may stand beside the meaning ("arbeid, ze werkten 14 uur per dag");
     otherwise every word must be covered. `numbers`: the options a bare number picks ("optie 2"), counted only
     when nothing else is unknown. `near_words`: contract messages a one-word message may be a typo of."""
-    if not words:
+    if not _content(words):
         return NOTHING
     meanings, rest = _scan(words, table)
     if any(w in NEGATIONS for w in rest):
         return NOTHING
+    if UNSURE in meanings:
+        # "liever niet" alone, or beside `nee`: no reading; beside a plain `ja` ("liever niet, anoniem"): `ja`. Only
+        # towards `ja`: a wrong `ja` hides a name the AF can still ask for through the bot; a wrong `nee` shows it.
+        others = {m for m in meanings if m != UNSURE and not m.endswith(WEAK)}
+        if others != {"ja"}:
+            return NOTHING
+        meanings = [m for m in meanings if m in others]
     numbered = [w for w in rest if w.isdigit()]
     if len(numbered) == 1 and len(rest) == 1 and 1 <= int(numbered[0]) <= len(numbers):
         meanings.append(numbers[int(numbered[0]) - 1])    # "optie 2", "2 arbeid"
@@ -120,7 +162,7 @@ def _read(words: list[str], table: Mapping[str, str], *, unknown_ok: bool,
         return NOTHING                                      # otherwise a number is part of the explanation
     near: set[str] = set()
     unknown: list[str] = []
-    tokens_ok = len(words) <= MAX_TOKENS_NEAR
+    tokens_ok = len(_content(words)) <= MAX_TOKENS_NEAR
     for w in rest:
         found = _near_meanings(w, table) if tokens_ok else set()
         if found == {FILLER}:
@@ -144,8 +186,8 @@ def _read(words: list[str], table: Mapping[str, str], *, unknown_ok: bool,
         return Reading(word=meanings[0])
     if len(near) == 1 and tokens_ok:
         return Reading(near=near.pop())
-    if near_words and len(words) == 1 and not near:
-        typo = _near_word(words[0], near_words)
+    if near_words and len(_content(words)) == 1 and not near:
+        typo = _near_word(_content(words)[0], near_words)
         if typo is not None:
             return Reading(near=typo)
     return NOTHING
@@ -217,26 +259,62 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
                "naam niet", "mijn naam niet", "mijn naam liever niet", "naam liever niet", "liever geen naam",
                "liever niet met naam", "liever niet met mijn naam", "geen naam", "niet met naam",
                "niet met mijn naam", "mijn naam niet noemen", "mijn naam niet doorgeven", "niet herkenbaar",
-               "ja anoniem", "anonymous", "stay anonymous", "yes anonymous", "no name"),
+               "ja anoniem", "anonymous", "stay anonymous", "yes anonymous", "no name",
+               # "noemen" is no filler: "liever niet noemen" is rather not named, "nee, liever niet noemen" doubt.
+               "liever niet noemen", "liever niet te noemen", "niet noemen", "hoeft niet te noemen",
+               "hoef niet genoemd te worden", "niet genoemd worden", "liever niet genoemd", "liever niet genoemd worden",
+               "naam niet noemen", "mijn naam liever niet noemen", "naam liever niet noemen", "geen naam noemen",
+               "noem mijn naam maar niet", "noem mijn naam niet", "noem me niet", "naam liever niet doorgeven",
+               "mijn naam liever niet doorgeven", "niet doorgeven wie ik ben", "liever niet herkenbaar",
+               "liever niet bekend", "liever geen naam noemen", "niet bekend worden", "wil niet bekend worden", "onbekend blijven",
+               "liever onbekend", "liever niet zichtbaar", "niet zichtbaar", "niet zichtbaar voor de af",
+               "hou me anoniem", "houd me anoniem", "houd mij anoniem", "hou mij anoniem", "graag anoniem blijven",
+               "anoniem alstublieft", "anoniem alsjeblieft", "liever anoniem blijven", "zonder naam graag",
+               "naam hoeft niet", "mijn naam hoeft niet", "mijn naam hoeft er niet bij", "naam hoeft er niet bij",
+               "naam mag niet", "mijn naam mag niet", "mijn naam mag niet bij de af", "naam mag er niet bij",
+               "mijn naam mag er niet bij", "de af mag mijn naam niet zien", "af mag mijn naam niet zien",
+               "de af mag mijn naam niet weten", "af mag mijn naam niet weten", "mag mijn naam niet zien",
+               "mag mijn naam niet weten", "mag niet weten wie ik ben", "niemand mag weten dat ik het ben",
+               "ik wil niet dat de af mijn naam ziet", "wil niet dat de af mijn naam ziet",
+               "ik wil niet dat de af weet wie ik ben", "niet mijn naam", "niet mijn naam graag",
+               "keep me anonymous", "rather not be named", "id rather not be named", "rather stay anonymous",
+               "id rather stay anonymous", "dont use my name", "do not use my name", "dont show my name",
+               "do not show my name", "please dont show my name", "dont share my name", "do not share my name",
+               "not my name", "keep my name out of it", "i dont want my name shown", "no name please",
+               "without my name", "without a name"),
         "nee": ("nee", "neen", "nee hoor", "nee dank je", "nee dank u", "nee dankjewel", "nee bedankt",
-                "nee dankje", "nope", "neuh", "nah", "no", "no thanks", "welnee", "liever niet", "hoeft niet",
+                "nee dankje", "nope", "neuh", "nah", "no", "no thanks", "welnee", "hoeft niet",
                 "niet nodig", "is niet nodig", "hoeft niet hoor", "nee hoeft niet", "niet perse", "niet per se",
                 "niet anoniem", "niet anoniem blijven", "liever niet anoniem", "hoef niet anoniem",
+                "hoef niet anoniem te blijven", "niet anoniem te blijven", "liever niet anoniem blijven",
                 "anoniem hoeft niet", "anoniem is niet nodig", "anoniem niet nodig", "naam mag", "mijn naam mag",
                 "naam mag erbij", "mijn naam mag erbij", "mijn naam mag zien", "mag mijn naam zien",
                 "mag mijn naam weten", "mag mijn naam bij", "met naam is prima", "naam mag gezien worden",
                 "mijn naam is goed", "mijn naam is prima",
                 "met naam", "met mijn naam", "met naam graag", "naam erbij", "mijn naam erbij", "mijn naam mag er bij",
-                "de af mag mijn naam zien", "af mag mijn naam zien", "geen probleem", "not anonymous",
+                "de af mag mijn naam zien", "af mag mijn naam zien", "not anonymous",
                 "no need", "my name is fine", "use my name"),
+        # Either answer: "liever niet" (rather not be named? rather not be anonymous?), "geen probleem".
+        UNSURE: ("liever niet", "liever van niet", "liever niet hoor", "geen probleem", "geen bezwaar",
+                 "maakt niet uit", "maakt me niet uit", "maakt mij niet uit", "rather not", "id rather not",
+                 "no problem"),
     },
 }
 # The whole fillers table is too loose for the yes/no question: "is" or "graag" alone mean something there.
 _YES_NO_FILLERS = (FILLER, (
-    "ik", "wil", "ik wil", "blijven", "te", "het", "is", "dat", "dank", "je", "u", "bedankt", "dank je", "hoor",
-    "toch", "wel", "de", "af", "voor", "please", "i", "want", "to", "thanks", "want to", "dan", "maar", "zo",
-    "joh", "aub", "alsjeblieft", "doe maar", "gewoon", "noemen",
+    "ik", "wil", "ik wil", "blijven", "het", "is", "dat", "dank", "je", "u", "bedankt", "dank je", "hoor",
+    "toch", "wel", "de", "af", "voor", "please", "i", "i want", "thanks", "want to", "dan", "maar", "zo",
+    "joh", "aub", "alsjeblieft", "alstublieft", "doe maar", "gewoon",
 ))
+# Not fillers there: "te" and "noemen" ("liever niet te noemen" is no `nee`), nor "want", which starts a reason.
+# A reason after `ja` is read only when it says nothing about the answer: no meaning, no negation, none of these.
+_ABOUT_THE_NAME = frozenset({
+    "naam", "namen", "name", "named", "noemen", "genoemd", "anoniem", "anonieme", "anonimiteit", "anonymous",
+    "anonymity", "schuilnaam", "pseudoniem", "pseudonym", "weten", "weet", "wie", "who", "know", "knows",
+    "herkenbaar", "herkennen", "herkent", "bekend", "onbekend", "identiteit", "identity", "zien", "ziet", "see",
+    "uit", "uitmaken", "mag", "erbij", "bij", "af",
+})
+_REASONS = frozenset({"want", "omdat", "because", "aangezien", "since"})
 
 
 def _label_words(label: str) -> str:
@@ -256,9 +334,11 @@ def _choice_table(q: str, options: tuple[str, ...], aliases: tuple[tuple[str, st
         for language in LANGUAGES:   # the label the bot shows, in each language: "arbeidsuitbuiting"
             t = texts(language)
             if t.has(f"choice.{q}.{word}"):
-                table[_label_words(t(f"choice.{q}.{word}"))] = word
-                # as a button may show it: "2 arbeid (arbeidsuitbuiting)"
-                table[f"{word} {_label_words(t(f'choice.{q}.{word}'))}"] = word
+                label = t(f"choice.{q}.{word}")
+                for shown in (_label_words(label), " ".join(tokens(label, boundaries=True))):
+                    table[shown] = word
+                    # as a button may show it: "2 arbeid (arbeidsuitbuiting)"
+                    table[f"{word} {shown}"] = table[f"{word} {BOUNDARY} {shown}"] = word
     return table
 
 
@@ -266,17 +346,35 @@ def choice(q: str, text: str, options: Sequence[str], aliases: Mapping[str, str]
     """What `text` chooses at choice question `q` (options in their order: a number picks one), after the exact
     rule found nothing. A small typo of a dialog command as the whole message is `near` that command."""
     table = _choice_table(q, tuple(options), tuple(sorted(aliases.items())))
-    words = tokens(text)
+    if q == "anoniem" and asks(text):
+        return NOTHING              # "anoniem?", "nee?": a question, explained, not an answer
+    words = tokens(text, boundaries=True)
     reading = _read(words, table, unknown_ok=q != "anoniem", numbers=options,
                     near_words={w: w for w in IN_DIALOG})
-    if reading == NOTHING and 2 <= len(words) <= 3:   # "huis bezoek": one word typed as two
-        reading = _read(["".join(words)], table, unknown_ok=False, numbers=options)
-    if reading.word is None and reading.near is None and q == "anoniem":
-        # At yes/no an explanation may follow the answer: "ja graag, want ik ken de familie".
-        head, _, _ = " ".join(words).partition(" want ")
-        if head != " ".join(words):
-            reading = _read(head.split(), table, unknown_ok=False, numbers=options)
+    content = _content(words)
+    if reading == NOTHING and 2 <= len(content) <= 3:   # "huis bezoek": one word typed as two
+        reading = _read(["".join(content)], table, unknown_ok=False, numbers=options)
+    if reading == NOTHING and q == "anoniem":
+        reading = _with_reason(words, table, options)
     return reading
+
+
+def _with_reason(words: list[str], table: Mapping[str, str], options: Sequence[str]) -> Reading:
+    """At yes/no a reason may follow the answer: "ja graag, want ik ken de familie" is `ja`. Only `ja`, and only
+    when the reason says nothing about the answer: "ja want mijn naam mag erbij" and "ja want het maakt niet uit"
+    contradict it. A `nee` with a reason is asked again: "nee want ik wil anoniem blijven" and "nee, want ik
+    woon in de buurt" may well mean the opposite, and a wrong `nee` shows the name."""
+    at = next((i for i, w in enumerate(words) if w in _REASONS), None)
+    if at is None:
+        return NOTHING
+    head, reason = words[:at], _content(words[at + 1:])
+    found = _read(head, table, unknown_ok=False, numbers=options)
+    if found.word != "ja":
+        return NOTHING
+    meanings, _ = _scan(reason, table)
+    if meanings or set(reason) & (NEGATIONS | _ABOUT_THE_NAME | _REASONS):
+        return NOTHING
+    return found
 
 
 # --- yes, after "Bedoel je ...?" ----------------------------------------------------------------------------
@@ -291,8 +389,18 @@ _YES = _table(
 
 
 def yes(text: str) -> bool:
-    """The message is a plain yes ("ja", "ja graag", "jazeker", "ok", "klopt") and nothing else."""
-    return _read(tokens(text), _YES, unknown_ok=False).word == "ja"
+    """The message is a plain yes ("ja", "ja graag", "jazeker", "ok", "klopt") and nothing else; "ja?" is none."""
+    return not asks(text) and _read(tokens(text, boundaries=True), _YES, unknown_ok=False).word == "ja"
+
+
+_YES_WORDS = frozenset({"ja", "jaa", "jawel", "jazeker", "yes", "yep", "jep", "ok", "oke", "okay", "klopt"})
+
+
+def yes_and_more(text: str) -> bool:
+    """A yes with something else beside it ("ja, maar ook seksueel"): after "Bedoel je arbeid?" that is neither
+    the offer nor another answer, and the offer is made again."""
+    words = _content(tokens(text))
+    return bool(set(words) & _YES_WORDS) and not yes(text) and len(words) > 1
 
 
 # --- the summary ---------------------------------------------------------------------------------------------
@@ -328,8 +436,11 @@ _EDIT_VERBS = frozenset({"verander", "veranderen", "wijzigen", "aanpassen", "pas
 def confirm(text: str, questions: Sequence[str], aliases: Mapping[str, str]) -> Reading:
     """What `text` means at the summary, after the contract's commands found nothing: `versturen` only when every
     word says so ("ja klopt, verstuur maar"); "nee" or "klopt niet" asks which question (`wijzig`); "verander
-    waar" is `wijzig waar`; cancelling in other words ("laat maar") is only offered, as is a typo of a command."""
-    words = tokens(text)
+    waar" is `wijzig waar`; cancelling in other words ("laat maar") is only offered, as is a typo of a command.
+    A question ("klopt dat?", "ok?") is no answer: nothing is sent on a question mark."""
+    if asks(text):
+        return NOTHING
+    words = _content(tokens(text, boundaries=True))
     if not words:
         return NOTHING
     named = [w for w in words if w in questions or w in aliases]

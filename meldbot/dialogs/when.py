@@ -38,6 +38,10 @@
 #   passed (03:00 today); "zaterdagnacht" is the night from Saturday to Sunday.
 # - Clock times are 24-hour and literal ("om 3 uur" is 03:00) unless a part of
 #   the day says otherwise ("om 3 uur 's middags"); "half drie" is 02:30.
+# - "12 uur 's nachts" / "'s avonds" is midnight at the end of the day named:
+#   "gisteren 12 uur 's nachts" is 00:00 today (the night between yesterday and
+#   today), as most people mean it; the summary says "Ik lees: ..." so the
+#   melder can correct it.
 #   "12.11" is a clock time (12:11), like "14.30"; "31.12" is no valid time, so a date.
 # - "N dagen/weken/maanden geleden" is that calendar day (precision day);
 #   "N uur/minuten geleden" is that moment. "vorige week/maand", "vorig jaar"
@@ -625,16 +629,13 @@ def _compose(day: date, part: str | None, hm: tuple[int, int] | None,
         hour, minute = hm
         if part == "middag" and 1 <= hour <= 6:
             hour += 12
-        elif part == "avond":
+        elif part in ("avond", "nacht"):
             if 6 <= hour <= 11:
                 hour += 12
             elif hour < 6:  # after midnight
                 day += timedelta(days=1)
-        elif part == "nacht":
-            if 6 <= hour <= 11:
-                hour += 12
-            elif hour < 6:
-                day += timedelta(days=1)
+            elif hour == 12:  # "12 uur 's nachts" is midnight, at the end of that day: never noon
+                hour, day = 0, day + timedelta(days=1)
         return _localize(day, hour, minute, tz), "time", None
     if part is not None:
         anchor, begins = PART_OF_DAY_HOURS[part]
@@ -698,7 +699,9 @@ def _resolve_day(spec: _Day | None, part: str | None, hm: tuple[int, int] | None
                 break
             moment, precision, part_begins = _compose(day, part, reading, tz)
             if moment.timestamp() <= limit:
-                return moment, precision, None, len(readings) > 1
+                # Midnight is a reading too ("gisteren 12 uur 's nachts": the night after yesterday): say so.
+                midnight = reading is not None and reading[0] == 12 and part in ("avond", "nacht")
+                return moment, precision, None, len(readings) > 1 or midnight
             if part_begins is not None and part_begins.timestamp() <= limit:
                 return part_begins, precision, None, False  # the part of the day is under way
         day = _step_back(spec, k)

@@ -269,7 +269,7 @@ class Bot:
             return self.config.meldpunt_by_id(person.meldpunt_id), state, []
         if not candidates:
             candidates = list(self.config.meldpunten)
-        options = tuple(Choice(i, m.id, m.name) for i, m in enumerate(candidates, start=1))
+        options = tuple(Choice(i, str(i), m.name) for i, m in enumerate(candidates, start=1))
         if state.choose_meldpunt:
             # The number as before, or the gemeente's name ("Eersel", "ik werk bij Bergeijk").
             answer = understand.meldpunt(msg.text, [m.name for m in candidates]).word

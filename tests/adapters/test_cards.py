@@ -183,8 +183,8 @@ def test_the_summary_is_one_card_with_the_answers_as_facts_and_its_three_buttons
     # The melder's markup stays characters: escaped for Teams' Markdown, no <br> (a card shows it as is).
     assert "<img" not in json.dumps(card) and "**" not in json.dumps(card)
     assert [a["data"][SUBMIT_KEY] for a in card["actions"]] == ["versturen", "wijzig", "stop"]
-    # The plain text (every answer, what to type) is the fallback for clients without cards.
-    assert "Kerkstraat 3" in card["fallbackText"] and "versturen" in card["fallbackText"]
+    # The fallback for clients without cards is short plain text: what to type, none of the melder's answers.
+    assert "Kerkstraat 3" not in card["fallbackText"] and "versturen" in card["fallbackText"]
 
 
 def test_a_question_is_one_card_with_the_question_and_its_choices_as_buttons():
@@ -196,8 +196,8 @@ def test_a_question_is_one_card_with_the_question_and_its_choices_as_buttons():
     assert [b["text"] for b in card["body"]] == ["Vraag 5 van 7", "Welke soort?", NL("teams.card.choose")]
     assert [(a["title"], a["data"]) for a in card["actions"]] == [
         ("1. seksuele uitbuiting", {SUBMIT_KEY: "seksueel"}), ("2. arbeidsuitbuiting", {SUBMIT_KEY: "arbeid"})]
-    assert card["fallbackText"] == "Vraag 5 van 7<br>Welke soort?<br>1&#46; seksueel — seksuele uitbuiting<br>" \
-                                   "2&#46; arbeid — arbeidsuitbuiting"
+    assert card["fallbackText"] == "Vraag 5 van 7\nWelke soort?\n1. seksueel — seksuele uitbuiting\n" \
+                                   "2. arbeid — arbeidsuitbuiting"
 
 
 def test_seven_buttons_go_in_two_rows_and_nothing_says_tap():
@@ -275,3 +275,53 @@ def test_no_sentence_speaks_of_tapping_as_if_everyone_were_on_a_phone():
     for language, word in (("nl", r"\btik\b|\btikken\b"), ("en", r"\btap\b")):
         bad = [k for k, v in _catalogue(language).items() if re.search(word, v, re.IGNORECASE)]
         assert not bad, bad
+
+
+def _long_summary() -> Reply:
+    """The summary the dialog makes after three answers of 4,000 characters (the most an answer may be)."""
+    from tests.support.dialog import ctx, run
+
+    long = ("Er kwamen steeds andere mannen binnen en de vrouwen spraken geen Nederlands. " * 60)[:4000]
+    result = run("melden", long, long, "gisteren", long, "1", "1", "ja")
+    assert result.draft.step == "summary"
+    return result.replies[-1]
+
+
+def test_the_fallback_text_is_short_plain_text_and_does_not_repeat_the_answers():
+    """fallbackText repeated the whole text escaped as Markdown ("&#45; Wat: &#91;klik&#93;...<br>"): twice the size
+    of the card, and unreadable where a client shows it as text."""
+    reply = _long_summary()
+    card = render(reply, NL).attachments[0].content
+    fallback = card["fallbackText"]
+    assert len(fallback) < 1000
+    assert "&#" not in fallback and "<br>" not in fallback
+    assert "Er kwamen steeds" not in fallback
+    assert NL("summary.header") in fallback and "versturen" in fallback
+
+
+def test_a_summary_with_three_answers_of_4000_characters_stays_one_card_with_its_facts():
+    reply = _long_summary()
+    parts = render_parts(reply, NL)
+    assert len(parts) == 1
+    [activity] = parts
+    assert activity_size(activity) <= ACTIVITY_BUDGET
+    card = activity.attachments[0].content
+    assert problems(card) == []
+    [facts] = [b for b in card["body"] if b["type"] == "FactSet"]
+    assert len(facts["facts"]) == 7
+
+
+def test_no_markup_from_anyone_reaches_the_fallback_text():
+    hostile = "<img src=x onerror=alert(1)> **vet** [klik](https://x.example) `code` _schuin_ \x07&lt;"
+    reply = Reply(f"Bedoel je {hostile}?", choices=(Choice(1, "x", hostile),), actions=(Action(hostile, hostile),))
+    fallback = render(reply, NL).attachments[0].content["fallbackText"]
+    for bad in "<>[]*_`&\x07":
+        assert bad not in fallback, bad
+    assert "klik" in fallback      # the words stay, only the markup characters go
+
+
+def test_a_gemeente_choice_that_sends_its_number_reads_as_number_and_name_in_the_fallback():
+    reply = Reply("Bij welke gemeente werk je?", choices=(Choice(1, "1", "Gemeente Bergeijk"),
+                                                         Choice(2, "2", "Gemeente Eersel")))
+    fallback = render(reply, NL).attachments[0].content["fallbackText"]
+    assert fallback.split("\n")[1:] == ["1. Gemeente Bergeijk", "2. Gemeente Eersel"]

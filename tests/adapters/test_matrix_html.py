@@ -64,3 +64,16 @@ def test_a_question_has_its_text_and_numbered_choices_in_html_and_body():
 def test_a_reply_without_facts_renders_as_before():
     reply = Reply("Weekoverzicht", actions=(Action("Toon de lijst", "lijst"),))
     assert render(reply)["formatted_body"] == "<p>Weekoverzicht</p><ul><li>Toon de lijst: <code>lijst</code></li></ul>"
+
+
+def test_a_choice_answered_by_its_number_shows_no_word_in_the_body_html_or_terminal():
+    """The gemeente buttons send the number; "1. 1 — Gemeente Bergeijk" read as a slip in every plain view."""
+    from meldbot.adapters import console
+
+    reply = Reply("Bij welke gemeente werk je?", choices=(Choice(1, "1", "Gemeente Bergeijk"),
+                                                            Choice(2, "2", "Gemeente Eersel")))
+    content = render(reply)
+    assert "1. Gemeente Bergeijk" in content["body"] and "1 —" not in content["body"]
+    assert "<li>Gemeente Eersel</li>" in content["formatted_body"]
+    shown = console.render(reply)
+    assert "1. Gemeente Bergeijk" in shown and "1 —" not in shown

@@ -57,12 +57,21 @@ def test_a_choice_is_answered_by_number_or_word(q, typed, stored):
     assert result.draft.answers[q] == stored
 
 
-@pytest.mark.parametrize("q, typed", [("soort", "6"), ("soort", "0"), ("context", "kantoor"), ("anoniem", "misschien")])
+@pytest.mark.parametrize("q, typed", [("soort", "6"), ("soort", "0"), ("context", "kantoor")])
 def test_an_unknown_choice_is_refused_and_the_question_asked_again(q, typed):
     result = step(Draft(step=q), typed, ctx())
     assert result.draft.step == q and q not in result.draft.answers
     assert "Dat antwoord ken ik niet" in result.replies[0].text
     assert result.replies[-1].choices
+
+
+@pytest.mark.parametrize("typed", ["misschien", "3", "liever niet"])
+def test_an_unknown_answer_to_the_anonymity_question_is_asked_again_in_one_line_with_both_choices(typed):
+    """Never a guess there: one short line that says what to type, with the two choices."""
+    result = step(Draft(step="anoniem"), typed, ctx())
+    assert result.draft.step == "anoniem" and "anoniem" not in result.draft.answers
+    [reply] = result.replies
+    assert "Wil je anoniem blijven? Typ ja of nee." in reply.text and len(reply.choices) == 2
 
 
 @pytest.mark.parametrize("typed", ["", "   ", "\x00\x07", "\n\t"])

@@ -5,7 +5,21 @@ mark "-" (must not guess) gets a meaning.
 
 Scoring per line: right when the reading is the expected one (a typo read at once as the word it is a typo of
 counts as right too); wrong when the reading is a meaning other than the expected one. A "Bedoel je ...?" where a
-meaning was expected is neither."""
+meaning was expected is neither.
+
+How independent each measure is, honestly:
+- the main sets (`soort.tsv` ...) were written together with the rules: they are tuned, their score says little
+  about messages nobody thought of;
+- the holdout sets (`holdout-*.tsv`) were written after the first version of the rules and not tuned on then;
+  the review of issue 19 changed two holdout lines on purpose ("anoniem?" is a question now, no answer) and added
+  one phrase that a holdout line uses ("liever geen naam noemen", `ja` before "noemen" stopped being a filler);
+- the adversarial sets (`adversarial-anoniem.tsv`, 98 ways to say or doubt anonymity; `adversarial-summary.tsv`,
+  24 questions and yeses at the summary) were written after the review, BEFORE the rules were changed, as a third
+  measure. Before the fix the dialog read adversarial-anoniem 32.7% right with 32 wrong readings (29 of them a
+  `nee` where the melder wanted anonymity or was unsure), adversarial-summary 33.3% right with 16 reports sent on a
+  question. The rules were then changed knowing these lines, so their after-score is tuned too; the before-score
+  is the independent one.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +31,13 @@ from pathlib import Path
 import pytest
 
 from meldbot.dialogs import understand
-from meldbot.dialogs.commands import ANYONE, DIALOG, dialog_command, exact, normalise
+from meldbot.dialogs.commands import ANYONE, DIALOG, Command, normalise
 from meldbot.dialogs.report import QUESTIONS, Draft, step
 from tests.support.dialog import at_summary, ctx
 
 DATA = Path(__file__).parents[1] / "data" / "understanding"
 SETS = ("soort", "context", "anoniem", "summary", "idle", "gemeente")
+ADVERSARIAL = ("anoniem", "summary")
 GEMEENTEN = ("Gemeente Bergeijk", "Gemeente Eersel", "Gemeente Valkenswaard")
 FLOOR = 0.9
 
@@ -55,10 +70,23 @@ def old_choice(q: str, text: str) -> str | None:
     return OLD_ALIASES[q].get(norm)
 
 
+def old_dialog_command(text: str) -> tuple[str, str] | None:
+    """commands.dialog_command before issue 19's review: (name, args), punctuation not ignored."""
+    norm = normalise(text)
+    table = {**DIALOG, "help": "help", "contact": "contact", "signalen": "signs", "signs": "signs"}
+    if norm in table:
+        return table[norm], ""
+    head, _, rest = norm.partition(" ")
+    if table.get(head) == "edit" and rest:
+        return "edit", rest
+    return None
+
+
 def old_summary(text: str) -> str:
-    command = dialog_command(text)
-    if command is None:
+    found = old_dialog_command(text)
+    if found is None:
         return "-"
+    command = Command(found[0], found[1], "")
     dutch = {"send": "versturen", "cancel": "stop", "back": "terug", "urgent": "spoed", "help": "help",
              "contact": "contact", "signs": "signalen"}
     if command.name == "edit":
@@ -73,7 +101,7 @@ def old_summary(text: str) -> str:
 
 def old_idle(text: str) -> str:
     """Before issue 19 every other message got the welcome: that is "not understood" and a greeting at once."""
-    word = exact(text, ANYONE) or exact(text, DIALOG)
+    word = ANYONE.get(normalise(text)) or DIALOG.get(normalise(text))
     return {"report": "melden", "urgent": "spoed", "help": "help", "contact": "contact",
             "signs": "signalen"}.get(word or "", "hallo|-")
 
@@ -200,16 +228,16 @@ def score(name: str, reader: Callable[[str], str]) -> Score:
 
 
 def score_set(name: str) -> tuple[Score, Score]:
-    """(old, new) for a set; a holdout set is read like the set it belongs to."""
-    old_reader, new_reader = READERS[name.removeprefix("holdout-")]
+    """(old, new) for a set; a holdout or adversarial set is read like the set it belongs to."""
+    old_reader, new_reader = READERS[name.removeprefix("holdout-").removeprefix("adversarial-")]
     return score(name, old_reader), score(name, new_reader)
 
 
 def table() -> str:
-    lines = [f"{'set':<18}{'lines':>6}{'before':>9}{'after':>9}{'wrong after':>13}"]
-    for name in [*SETS, *(f"holdout-{s}" for s in SETS)]:
+    lines = [f"{'set':<22}{'lines':>6}{'before':>9}{'after':>9}{'wrong after':>13}"]
+    for name in [*SETS, *(f"holdout-{s}" for s in SETS), *(f"adversarial-{s}" for s in ADVERSARIAL)]:
         old, new = score_set(name)
-        lines.append(f"{name:<18}{new.total:>6}{old.share:>9.1%}{new.share:>9.1%}{len(new.wrong):>13}")
+        lines.append(f"{name:<22}{new.total:>6}{old.share:>9.1%}{new.share:>9.1%}{len(new.wrong):>13}")
     return "\n".join(lines)
 
 
@@ -254,3 +282,16 @@ def test_the_old_exact_rule_understood_every_line_it_read_the_same_way(name):
 
 if __name__ == "__main__":
     print(table())
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_the_adversarial_set_gets_no_wrong_reading_and_anonymity_is_never_read_as_nee(name, capsys):
+    """A wrong `nee` at the anonymity question shows the melder's name to the AF; a wrong `versturen` sends. Every
+    line of these sets is one where either would be wrong."""
+    old, new = score_set(f"adversarial-{name}")
+    with capsys.disabled():
+        print(f"\n[understanding] adversarial-{name}: {old.share:.1%} before, {new.share:.1%} after ({new.total})")
+    assert len(rows(f"adversarial-{name}")) >= (60 if name == "anoniem" else 20)
+    assert new.wrong == []
+    if name == "anoniem":
+        assert all(e != "nee" for _, e in rows("adversarial-anoniem"))

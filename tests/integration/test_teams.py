@@ -136,7 +136,7 @@ async def test_a_report_by_card_buttons_is_handled_like_typing_and_the_af_reads_
         for line in SCRIPT[:4]:
             await bot.say(PIET, line)
         [question] = await bot.say(PIET, "onbekend")              # who -> which form: a choice
-        assert "2&#46; arbeid — arbeidsuitbuiting" in card_of(question)["fallbackText"]     # the text fallback
+        assert "2. arbeid — arbeidsuitbuiting" in card_of(question)["fallbackText"]     # the text fallback
         assert "2. arbeidsuitbuiting" in buttons(question)
         [question] = await bot.say(PIET, value=press(question, "arbeid"))
         [question] = await bot.say(PIET, value=press(question, "toezicht"))
@@ -500,7 +500,7 @@ def test_a_reply_with_choices_becomes_one_card_whose_buttons_send_the_word():
     card = card_of(out)
     assert card["type"] == "AdaptiveCard"
     # The numbered choices as text, for clients that cannot draw cards.
-    assert card["fallbackText"] == "Welke soort?<br>1&#46; seksueel — seksuele uitbuiting<br>2&#46; arbeid — arbeidsuitbuiting"
+    assert card["fallbackText"] == "Welke soort?\n1. seksueel — seksuele uitbuiting\n2. arbeid — arbeidsuitbuiting"
     assert [b["text"] for b in card["body"]] == ["Welke soort?", NL("teams.card.choose")]
     assert [(a["type"], a["title"], a["data"]) for a in card["actions"]] == [
         ("Action.Submit", "1. seksuele uitbuiting", {"meldbot": "seksueel"}),

@@ -155,3 +155,47 @@ async def test_with_several_gemeenten_an_opener_goes_on_and_the_gemeente_may_be_
     assert "Gemeente Eersel" in out and "Vraag 1 van 7" in out
     async with two.app.uow() as uow:
         assert (await uow.people.get(Identity("console", "piet"))).meldpunt_id == "eersel"
+
+
+def _gemeente(id_: str, name: str, domain: str, af: str) -> str:
+    return f'''
+[[meldpunt]]
+id = "{id_}"
+name = "{name}"
+matrix_domains = ["{domain}"]
+
+  [[meldpunt.af]]
+  name = "af-{domain.split('.')[0]}"
+  display_name = "AF {name}"
+  console = "{af}"
+'''
+
+
+@pytest.fixture
+async def three(database_url: str, clock, tmp_path: Path) -> Any:
+    """Three gemeenten whose ids are no words of their names: "ehv" for Eindhoven, and "team-2" (a digit) as
+    the third option."""
+    from meldbot.run.app import build_app
+
+    path = tmp_path / "drie-gemeenten.toml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8") + _gemeente("ehv", "Gemeente Eindhoven", "eindhoven.nl", "af-ehv")
+                    + _gemeente("team-2", "Gemeente Veldhoven", "veldhoven.nl", "af-veldhoven"), encoding="utf-8")
+    config = load_config(path, {"MELDBOT_STORAGE__URL": database_url,
+                                "MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS": "true"})
+    await migrated(database_url)
+    notifier = FakeNotifier()
+    app = build_app(config, clock=clock, notifiers={"console": notifier}, mode="chat")
+    async with app:
+        yield Chat(app, notifier)
+
+
+@pytest.mark.parametrize("label,meldpunt_id", [("Gemeente Eindhoven", "ehv"), ("Gemeente Veldhoven", "team-2")])
+async def test_a_gemeente_button_picks_that_gemeente_whatever_its_id(three, label, meldpunt_id):
+    """A button sends what its choice says (Teams: the card's value); it sent the gemeente's id, which the answer
+    is not read by: "ehv" was not understood, "team-2" picked the second gemeente."""
+    [asked] = await three.replies("piet", "melden")
+    [button] = [c for c in asked.choices if c.label == label]
+    out = await three.say("piet", button.word)
+    assert label in out and "Vraag 1 van 7" in out
+    async with three.app.uow() as uow:
+        assert (await uow.people.get(Identity("console", "piet"))).meldpunt_id == meldpunt_id

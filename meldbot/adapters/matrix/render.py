@@ -60,9 +60,12 @@ def render(reply: Reply) -> dict:
     else:
         markup = [f"<p>{strong_mark}{_html_text(reply.text)}</p>"]
     if reply.choices:
-        body += [f"{c.number}. {neutralise(c.word)} — {neutralise(c.label)}" for c in reply.choices]
+        # A choice answered by its number only (the gemeente question) shows no word: "1. Gemeente Bergeijk".
+        body += [f"{c.number}. {neutralise(c.label)}" if c.word == str(c.number)
+                 else f"{c.number}. {neutralise(c.word)} — {neutralise(c.label)}" for c in reply.choices]
         numbers = [c.number for c in reply.choices]
-        items = "".join(f"<li><strong>{_html_text(c.word)}</strong> — {_html_text(c.label)}</li>"
+        items = "".join(f"<li>{_html_text(c.label)}</li>" if c.word == str(c.number)
+                        else f"<li><strong>{_html_text(c.word)}</strong> — {_html_text(c.label)}</li>"
                         for c in reply.choices)
         if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
             markup.append(f'<ol start="{numbers[0]}">{items}</ol>')

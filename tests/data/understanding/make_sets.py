@@ -139,13 +139,13 @@ anoniem += labelled("ja", "2", "ja", "Ja", "JA", "ja.", "2.", "2 ja", "yes", "ja
                     "ja anoniem graag", "wel anoniem", "ja dank je", "ja, liever anoniem", "sure", "yep",
                     "graag zelfs", "ja, zonder naam")
 anoniem += labelled("nee", "1", "nee", "Nee", "NEE", "nee.", "1.", "1 nee", "no", "nee hoor", "Nee hoor",
-                    "nee dank je", "nee dank u", "nee bedankt", "nee dankjewel", "liever niet", "hoeft niet",
+                    "nee dank je", "nee dank u", "nee bedankt", "nee dankjewel", "hoeft niet",
                     "niet nodig", "is niet nodig", "nee, hoeft niet", "niet anoniem", "ik wil niet anoniem blijven",
                     "ik hoef niet anoniem te blijven", "ik wil liever niet anoniem blijven", "liever niet anoniem",
                     "anoniem hoeft niet", "mijn naam mag erbij", "mijn naam mag", "naam mag erbij",
                     "de AF mag mijn naam zien", "nee, de AF mag mijn naam zien",
                     "nee (nee, de AF mag mijn naam zien)", "met mijn naam", "met naam", "mijn naam is prima",
-                    "geen probleem", "not anonymous", "no thanks", "nope", "neen", "nee, niet nodig",
+                    "not anonymous", "no thanks", "nope", "neen", "nee, niet nodig",
                     "welnee", "nee hoor, mijn naam mag erbij", "Nee!", "neee", "nee, niet anoniem", "niet per se",
                     "nee hoor, hoeft niet", "no need", "my name is fine", "nee dankje", "mijn naam erbij",
                     "ok, maar mijn naam mag erbij", "nee, is goed", "nee hoor, prima")
@@ -159,7 +159,10 @@ anoniem += labelled("-", "3", "0", "12", "misschien", "weet ik niet", "geen idee
                     "nu", "ka", "neh?", "dat weet ik nog niet", "mag ik dat later zeggen", "geen voorkeur",
                     "wat raad je aan", "ja maar alleen als het moet", "liever niet anoniem, of toch wel",
                     "niet", "anoniem of niet", "ja, niet anoniem", "nee, anoniem", "help", "?", "arbeid",
-                    "balie", "de buurman", "whatever", "nee graag anoniem")
+                    "balie", "de buurman", "whatever", "nee graag anoniem",
+                    # Were `nee` until the review of issue 19: "liever niet" may be "rather not be named", and a
+                    # wrong `nee` shows the name to the AF; these are asked again ("Wil je anoniem blijven?").
+                    "liever niet", "geen probleem")
 write("anoniem", anoniem)
 
 # --- the summary: "Klopt dit? Typ versturen." -----------------------------------------------------------------
