@@ -522,6 +522,9 @@ class FakeConversationRepository:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self._uow = uow
 
+    async def prefetch(self, platform: str, conversation_id: str, reader: Identity) -> None:
+        """Nothing to do: reads here cost nothing."""
+
     async def lock(self, platform: str, conversation_id: str) -> None:
         lock = self._uow._storage.locks.setdefault((platform, conversation_id), asyncio.Lock())
         if lock not in self._uow.held:      # held already by this transaction: as in PostgreSQL, no wait

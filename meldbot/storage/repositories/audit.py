@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from meldbot.core.ports import AuditEntry
@@ -12,6 +13,9 @@ from meldbot.storage.tables import AuditRow
 
 if TYPE_CHECKING:
     from meldbot.storage.uow import SqlUnitOfWork
+
+
+_AUDIT_INSERT = sa.insert(AuditRow.__table__)   # a Core statement: no ORM object, no flush
 
 
 class AuditRepository:
@@ -23,7 +27,7 @@ class AuditRepository:
     async def append(self, *, meldpunt_id: str, signal_id: int | None, actor_kind: str, actor: str, action: str,
                      at: datetime, detail: str | None = None) -> None:
         sealer = self._uow.sealer
-        self._uow.session.add(AuditRow(
+        await self._uow.session.exec(_AUDIT_INSERT, params=dict(
             meldpunt_id=meldpunt_id, signal_id=signal_id, at=at, actor_kind=actor_kind, actor_sealed=sealer.seal(actor),
             action=action, detail_sealed=sealer.seal(detail) if detail is not None else None,
         ))

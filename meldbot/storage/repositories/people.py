@@ -39,6 +39,10 @@ class PersonRepository:
         self._read[identity] = settings = PersonSettings(row[0], row[1]) if row else PersonSettings()
         return settings
 
+    def keep(self, identity: Identity, settings: PersonSettings) -> None:
+        """Settings read together with something else in this unit of work (ConversationRepository.lock)."""
+        self._read[identity] = settings
+
     async def update(self, identity: Identity, **values: Any) -> None:
         self._read.pop(identity, None)
         key = self._uow.person_lookup(identity)

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from meldbot.storage.uow import SqlUnitOfWork
 
 
+_SIGNAL_INSERT = sa.insert(SignalRow.__table__).returning(SignalRow.__table__.c.id)
+_MELDER = MelderRow.__table__
+_EVENT = EventRow.__table__
+_SIGNAL_KEY = SignalKeyRow.__table__
+
+
 class SignalRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
@@ -55,7 +61,8 @@ class SignalRepository:
         sealer, now = self._uow.sealer, signal.created_at
         if mentions is None:
             mentions = similar.content_mentions(signal.content)
-        row = SignalRow(
+        # Core statements, no ORM objects or flush: a submission is the dearest turn of a report.
+        result = await self._s.exec(_SIGNAL_INSERT, params=dict(
             meldpunt_id=signal.meldpunt_id,
             ref_year=signal.reference.year,
             ref_number=signal.reference.number,
@@ -70,40 +77,30 @@ class SignalRepository:
             mentions_sealed=sealer.seal(similar.dump_mentions(mentions)),
             created_at=now,
             updated_at=now,
-        )
-        self._s.add(row)
-        await self._s.flush()
-        signal.id = row.id
-        self._uow.signals_seen.add(row.id)
-        self._s.add(
-            MelderRow(
-                signal_id=row.id,
-                meldpunt_id=signal.meldpunt_id,
-                lookup=self._uow.person_lookup(melder.identity),
-                identity_sealed=sealer.seal(
-                    json.dumps(
-                        {"platform": melder.identity.platform, "user_id": melder.identity.user_id, "name": melder.display_name},
-                        ensure_ascii=False,
-                    )
-                ),
-            )
-        )
-        self._add_events(signal)
+        ))
+        signal.id = result.scalar_one()
+        self._uow.signals_seen.add(signal.id)
+        await self._s.exec(sa.insert(_MELDER), params=dict(
+            signal_id=signal.id,
+            meldpunt_id=signal.meldpunt_id,
+            lookup=self._uow.person_lookup(melder.identity),
+            identity_sealed=sealer.seal(
+                json.dumps(
+                    {"platform": melder.identity.platform, "user_id": melder.identity.user_id, "name": melder.display_name},
+                    ensure_ascii=False,
+                )
+            ),
+        ))
+        await self._add_events(signal)
         return signal
 
-    def _add_events(self, signal: Signal) -> None:
-        for event in signal.new_events:
-            self._s.add(
-                EventRow(
-                    signal_id=signal.id,
-                    meldpunt_id=signal.meldpunt_id,
-                    at=event.at,
-                    actor=event.actor,
-                    kind=str(event.kind),
-                    data_sealed=self._uow.sealer.seal(json.dumps(event.data, ensure_ascii=False)),
-                )
-            )
+    async def _add_events(self, signal: Signal) -> None:
+        rows = [dict(signal_id=signal.id, meldpunt_id=signal.meldpunt_id, at=event.at, actor=event.actor,
+                     kind=str(event.kind), data_sealed=self._uow.sealer.seal(json.dumps(event.data, ensure_ascii=False)))
+                for event in signal.new_events]
         signal.new_events.clear()
+        if rows:
+            await self._s.exec(sa.insert(_EVENT), params=rows)
 
     async def save(self, signal: Signal, at: datetime) -> None:
         row = await self._s.get(SignalRow, signal.id)
@@ -123,7 +120,7 @@ class SignalRepository:
         row.content_sealed = self._uow.sealer.seal(json.dumps(signal.content.to_dict(), ensure_ascii=False))
         row.updated_at = at
         self._s.add(row)
-        self._add_events(signal)
+        await self._add_events(signal)
 
     def _to_domain(self, row: SignalRow, events: list[EventRow] | None = None) -> Signal:
         self._uow.signals_seen.add(row.id)   # a reply of this turn may show it (see ProcessedEventRepository)
@@ -223,9 +220,11 @@ class SignalRepository:
                 sa.delete(SignalKeyRow).where(SignalKeyRow.signal_id == signal.id, SignalKeyRow.source == "auto")
             )
         keys = set(keys)
-        for key in sorted(keys | matching.blocks(keys)):
-            self._s.add(SignalKeyRow(signal_id=signal.id, meldpunt_id=signal.meldpunt_id, kind=key.kind,
-                                     digest=self._uow.sealer.lookup("match", key.value), source=source))
+        rows = [dict(signal_id=signal.id, meldpunt_id=signal.meldpunt_id, kind=key.kind,
+                     digest=self._uow.sealer.lookup("match", key.value), source=source)
+                for key in sorted(keys | matching.blocks(keys))]
+        if rows:
+            await self._s.exec(sa.insert(_SIGNAL_KEY), params=rows)
 
     async def matches(self, signal: Signal) -> list[tuple[Reference, str]]:
         """Other signals of the meldpunt sharing a key with `signal`: (reference, kind), oldest first."""
