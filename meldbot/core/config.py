@@ -591,7 +591,8 @@ def _open_days_without_holiday(config: Config) -> list[ConfigWarning]:
 # --- loading -----------------------------------------------------------------------------------------------
 
 _NOT_CONFIG = ("MELDBOT_CONFIG", "MELDBOT_DATA_KEY", "MELDBOT_DATA_KEY_PREVIOUS",  # and MELDBOT_TEST_*: read by others,
-               "MELDBOT_INSTANCE")  # not config keys (MELDBOT_INSTANCE: the process name, `meldbot run --instance`)
+               "MELDBOT_INSTANCE",  # not config keys (MELDBOT_INSTANCE: the process name, `meldbot run --instance`;
+               "MELDBOT_OPERATOR")  # MELDBOT_OPERATOR: who sits at `meldbot chat`, for the audit, meldbot.service.desk)
 
 _MESSAGES = {kind: text for kinds, text in [  # pydantic error type -> Dutch; anything else: "ongeldige waarde"
     ("missing", "ontbreekt"),

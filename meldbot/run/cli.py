@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from meldbot.core import logs
 from meldbot.core.config import ConfigError, ListenFailed, config_warnings, load_config
@@ -26,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="overschrijft logging.level")
     parser.add_argument("--log-json", action="store_true", help="logregels als JSON (overschrijft logging.format)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("chat", help="meldbot in de terminal (lokaal, zonder accounts)")
+    chat = sub.add_parser("chat", help="meldbot in de terminal (lokaal, zonder accounts)")
+    chat.add_argument("--beheer", action="store_true",
+                      help="ook op een echte database (Matrix of Teams staat aan in de configuratie): "
+                           "je leest dan echte meldingen, en de audit legt vast dat het via de terminal was")
     run = sub.add_parser("run", help="start de ingestelde platforms en de HTTP-server")
     run.add_argument("--instance", default=None,
                      help="naam van dit proces bij meer processen op één database (anders MELDBOT_INSTANCE); "
@@ -70,6 +74,19 @@ def _config_path(args) -> str:
     return args.config or os.environ.get("MELDBOT_CONFIG") or "config.toml"
 
 
+def _platforms_in_file(config, path: str) -> list[str]:
+    """Matrix and Teams as the configuration switches them on, also when the environment switches them off:
+    a configuration with a platform belongs to a real meldpunt, and `meldbot chat` on it reads real reports."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = {}
+    return [name.capitalize() for name in ("matrix", "teams")
+            if getattr(config, name).enabled or (raw.get(name) or {}).get("enabled") is True]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "new-key":
@@ -94,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         for warning in config_warnings(config):
             print(t("doctor.warn_mark") + t(warning.text_key, **warning.params))
         return 0
+    if args.command == "chat" and not args.beheer and _platforms_in_file(config, path):
+        print(t("cli.chat.on_platforms", platforms=t("cli.chat.and").join(_platforms_in_file(config, path))), file=sys.stderr)
+        return EXIT_CONFIG
     try:
         return asyncio.run(_start(config, t, args))
     except SchemaOutdated as exc:

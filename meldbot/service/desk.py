@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +28,12 @@ class Seat:
 
     meldpunt: MeldpuntConfig
     af: AFConfig
+
+
+def console_operator() -> str:
+    """Who runs the terminal: MELDBOT_OPERATOR, which deploy/meldbot-beheer sets to the login behind sudo or
+    runuser (the process itself runs as the service user), else the process's own user."""
+    return os.environ.get("MELDBOT_OPERATOR") or getpass.getuser()
 
 
 class Desk:
@@ -70,9 +78,16 @@ class Desk:
                         date=signal.erased_at.astimezone(self._meldpunt(signal).tz).strftime("%d-%m-%Y"))
         return signal
 
+    def _actor(self, name: str) -> str:
+        """The AF's name, and for the terminal also who sat at it: `meldbot chat` on a real database is a
+        read by whoever has the server and the key, not by the AF (docs/privacy.md), and the audit says so."""
+        if self.identity.platform != "console":
+            return name
+        return f"{name} (console:{console_operator()})"
+
     async def _audit(self, signal: Signal, action: str, detail: str | None = None) -> None:
         await self.uow.audit.append(meldpunt_id=signal.meldpunt_id, signal_id=signal.id, actor_kind="af",
-                                    actor=self._name(signal), action=action, at=self.now, detail=detail)
+                                    actor=self._actor(self._name(signal)), action=action, at=self.now, detail=detail)
 
     async def _save(self, signal: Signal, action: str, detail: str | None = None) -> None:
         await self.uow.signals.save(signal, self.now)
@@ -341,5 +356,6 @@ class Desk:
         png = monitoring.chart_png(figures, self.t)
         for seat in self.seats.values():
             await self.uow.audit.append(meldpunt_id=seat.meldpunt.id, signal_id=None, actor_kind="af",
-                                        actor=seat.af.name, action="rapport", at=self.now, detail=period.label)
+                                        actor=self._actor(seat.af.name), action="rapport", at=self.now,
+                                        detail=period.label)
         return [Reply(text, image=png, image_alt=self.t("af.chart_alt", period=period.label))]

@@ -1,8 +1,9 @@
 """Issue 20 item 1: docs/beheer.md is what an administrator runs. The blocks marked `<!-- test: NAME -->` run
 here as root, line by line, on a temporary root folder with a uniquely named system user and database, and
 the restore drill reads a signal back from the restored copy; the EnvironmentFile example is read the way
-systemd reads it. Deviations, each on purpose: this checkout's files are copied instead of `git clone`, and
-instead of `pip install` (31 s from PyPI in the real run) the new venv sees this checkout's venv.
+systemd reads it. Deviations, each on purpose: this checkout's files are copied instead of `git clone`,
+`git pull` and `git checkout`; instead of `pip install` (31 s from PyPI in the real run) the new venv sees this
+checkout's venv; `systemctl` is a script that writes down what it was asked.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from meldbot.run.cli import _parser
+from meldbot.storage.db import head_revision
 from tests.support import ROOT
 
 DOC = ROOT / "docs" / "beheer.md"
@@ -29,6 +32,16 @@ _BLOCK = re.compile(r"<!-- test: ([\w-]+) -->\n```(\w+)\n(.*?)```", re.S)
 
 def blocks() -> dict[str, str]:
     return {name: body for name, _, body in _BLOCK.findall(DOC.read_text(encoding="utf-8"))}
+
+
+def block(name: str) -> str:
+    """A marked block this file runs (or, for `config`, applies); test_every_marked_block_is_run counts the calls."""
+    return blocks()[name]
+
+
+def test_every_marked_block_is_run():
+    ran = set(re.findall(r'\bblock\("([\w-]+)"\)', Path(__file__).read_text(encoding="utf-8")))
+    assert ran == set(blocks()), (set(blocks()) - ran, ran - set(blocks()))
 
 
 def _subcommands() -> set[str]:
@@ -88,6 +101,18 @@ def _env_example() -> str:
     return text + "\n"
 
 
+def test_the_environment_file_example_quotes_every_value_with_single_quotes():
+    values = [line for line in _env_example().splitlines() if line and not line.startswith("#")]
+    assert values and all(re.fullmatch(r"MELDBOT_\w+='[^'\"]*'", line) for line in values), values
+    assert '"' not in _env_example()
+
+
+def test_publiccode_gives_a_release_date_with_its_version():
+    text = (ROOT / "publiccode.yml").read_text(encoding="utf-8")
+    assert re.search(r"^softwareVersion: ", text, re.M)
+    assert re.search(r'^releaseDate: "\d{4}-\d{2}-\d{2}"$', text, re.M)
+
+
 def test_the_environment_file_example_gives_the_values_the_doc_means(tmp_path):
     values = systemd_env(_env_example())
     assert values == {"MELDBOT_MATRIX__PASSWORD": "vul-hier-het-wachtwoord-in",
@@ -116,6 +141,38 @@ def test_the_doc_names_only_commands_and_options_meldbot_has():
     assert _parser().parse_args(to.split()).to == "0011"
 
 
+def _meldbot_commands(text: str) -> list[str]:
+    """Every `meldbot <subcommand> ...` the doc writes, in code blocks and inline code, up to where the shell
+    command ends; a placeholder like <nummer> becomes 1."""
+    code = re.findall(r"```[a-z]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
+    found = []
+    for part in code:
+        for line in part.splitlines():
+            for m in re.finditer(r"(?:^|\s|bin/)meldbot ([a-z][a-z-]+.*)", line):
+                command = re.split(r"\s(?:\||&&|;|>|#)\s?|\s*\)?$", m.group(1))[0].rstrip(")")
+                if command.split()[0] in _subcommands():
+                    found.append(re.sub(r"<[^>]+>", "1", command))
+    return found
+
+
+def test_every_meldbot_line_of_the_doc_parses_with_the_real_options():
+    commands = _meldbot_commands(DOC.read_text(encoding="utf-8"))
+    assert {"chat --beheer", "migrate --to 0011 --yes", "outbox resend --all-parked"} <= set(commands)
+    wrong = []
+    for command in commands:
+        try:
+            _parser().parse_args(shlex.split(command))
+        except SystemExit:
+            wrong.append(command)
+    assert not wrong, wrong
+
+
+def test_the_option_check_catches_an_option_meldbot_does_not_have(capsys):
+    [command] = _meldbot_commands("```sh\nmeldbot migrate --naar 0011\n```\n")
+    with pytest.raises(SystemExit):
+        _parser().parse_args(shlex.split(command))
+
+
 def test_the_unit_writes_only_where_the_install_made_a_folder():
     install = blocks()["install"]
     assert re.search(r"useradd .*--create-home --home-dir /var/lib/meldbot\b", install)
@@ -142,13 +199,24 @@ class Machine:
 
     def __init__(self, root: Path, user: str) -> None:
         self.root, self.user = root, user
+        self.errors = ""
+        stubs = root / "stubs"
+        stubs.mkdir()
+        # systemctl: what the doc asks of it, one call a line; git: the commit of this checkout.
+        (stubs / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {root}/systemctl.log\n')
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        (stubs / "git").write_text(f'#!/bin/sh\ncase "$*" in *rev-parse*) echo {head.strip() or "0" * 40};; '
+                                   f'*) echo "git $* is not stubbed" >&2; exit 1;; esac\n')
+        for stub in stubs.iterdir():
+            stub.chmod(0o755)
         self.paths = {"/opt/meldbot": root / "opt/meldbot", "/etc/meldbot": root / "etc/meldbot",
                       "/var/lib/meldbot": root / "var/lib/meldbot", "/var/backups/meldbot": root / "backups",
-                      "/usr/local/sbin/meldbot": root / "sbin/meldbot", "/etc/systemd/system/": root / "systemd/"}
+                      "/usr/local/sbin/meldbot": root / "sbin/meldbot", "/etc/systemd/system/": root / "systemd/",
+                      "/etc/cron.d/": root / "etc/cron.d/"}
         (root / "sbin").mkdir()
         (root / "systemd").mkdir()
         (root / "var/lib").mkdir(parents=True)
-        (root / "etc").mkdir()
+        (root / "etc/cron.d").mkdir(parents=True)
 
     def sub(self, text: str) -> str:
         for old, new in self.paths.items():
@@ -158,19 +226,23 @@ class Machine:
         return re.sub(rf"(?<![\w./@-])meldbot(_proef)?(?![\w./@-])(?! (?:{commands})\b)",
                       lambda m: self.user + (m.group(1) or ""), text)
 
-    def run(self, block: str, **env: str) -> str:
-        """Each line of the block as root in sh, stopping at the first failure; the output."""
-        out = []
+    def run(self, block: str, *, may_fail: tuple[str, str] | None = None, **env: str) -> str:
+        """Each line of the block as root in sh, stopping at the first failure; the output (stderr in
+        self.errors). `may_fail`: (line, text) a line that may fail when its output says `text`."""
+        out, self.errors = [], ""
         for line in _lines(block):
-            line = self.sub(line)
-            if line.startswith("git clone "):
+            original, line = line, self.sub(line)
+            if line.startswith("git clone ") or re.match(r"git -C \S+ (pull|checkout)\b", line):
                 _copy_checkout(self.paths["/opt/meldbot"])
                 continue
             if "/.venv/bin/pip install" in line:   # the real run took 31 s from PyPI; here: this checkout's venv
                 _see_this_venv(self.paths["/opt/meldbot"] / ".venv")
                 continue
             done = subprocess.run(["sh", "-c", line], cwd="/", capture_output=True, text=True, timeout=120,
-                                  env={"PATH": f"{self.root}/sbin:/usr/sbin:/usr/bin:/sbin:/bin", **env})
+                                  env={"PATH": self.path, **env})
+            self.errors += done.stderr
+            if may_fail and original == may_fail[0] and may_fail[1] in done.stdout + done.stderr:
+                continue
             assert done.returncode == 0, (line, done.stdout, done.stderr)
             if line.startswith("install -m 755") and line.endswith(str(self.paths["/usr/local/sbin/meldbot"])):
                 helper = self.paths["/usr/local/sbin/meldbot"]
@@ -181,6 +253,26 @@ class Machine:
                     unit.write_text(self.sub(unit.read_text()))
             out.append(done.stdout)
         return "".join(out)
+
+    @property
+    def path(self) -> str:
+        return f"{self.root}/stubs:{self.root}/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    def psql(self, database: str, query: str) -> str:
+        return subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-tAc", query, database], cwd="/",
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    def reported(self) -> None:
+        """Signal 1 in the service's database, once."""
+        self.run(block("check"))
+        if self.psql(self.user, "select count(*) from signal") != "0":
+            return
+        report = ["melden", "Een man schrijft steeds nieuwe vrouwen in op zijn adres en houdt hun paspoorten.",
+                  "Kerkstraat 3, Bergeijk", "gisteren", "onbekend", "1", "balie", "nee", "versturen"]
+        done = subprocess.run([str(self.paths["/usr/local/sbin/meldbot"]), "chat", "--beheer"],
+                              input="\n".join(report) + "\n", capture_output=True, text=True, cwd="/", timeout=60,
+                              env={"PATH": self.path})
+        assert "MH-" in done.stdout, done.stdout + done.stderr
 
 
 def _lines(block: str) -> list[str]:
@@ -247,13 +339,22 @@ def machine():
 
 @pytest.fixture(scope="module")
 def installed(machine):
-    b = blocks()
-    for name in ("install", "postgresql", "config-file"):
-        machine.run(b[name])
+    machine.run(block("install"))
+    machine.run(block("postgresql"))
+    machine.run(block("config-file"))
     toml = machine.paths["/etc/meldbot"] / "meldbot.toml"
-    toml.write_text(_apply(toml.read_text(), machine.sub(b["config"])))
-    machine.run(b["envfile"])
+    toml.write_text(_apply(toml.read_text(), machine.sub(block("config"))))
+    machine.run(block("envfile"))
     return machine
+
+
+def test_running_the_envfile_block_again_keeps_the_data_key(installed):
+    env_file = installed.paths["/etc/meldbot"] / "meldbot.env"
+    before = env_file.read_text()
+    assert before.count("MELDBOT_DATA_KEY=") == 1
+    out = installed.run(block("envfile"))
+    assert env_file.read_text() == before
+    assert "Let op: meldbot.env heeft al een MELDBOT_DATA_KEY. Die blijft staan." in out
 
 
 def _apply(toml: str, snippet: str) -> str:
@@ -295,7 +396,7 @@ def test_the_install_makes_the_user_folders_and_permissions_the_doc_promises(ins
 
 
 def test_check_config_migrate_and_doctor_run_as_the_service_user(installed):
-    out = installed.run(blocks()["check"])
+    out = installed.run(block("check"))
     assert "De configuratie is in orde" in out and "Alles in orde." in out
     assert "De sleutel (MELDBOT_DATA_KEY) past bij de gegevens." in out
 
@@ -303,33 +404,40 @@ def test_check_config_migrate_and_doctor_run_as_the_service_user(installed):
 def test_systemd_accepts_the_installed_unit(installed):
     if not shutil.which("systemd-analyze"):
         pytest.fail("systemd-analyze is needed (Debian: apt-get install systemd)")
-    installed.run(blocks()["unit"])
+    installed.run(block("unit"))
     unit = installed.paths["/etc/systemd/system/"] / "meldbot.service"
     assert unit.exists()
+    # verify exits 0 on some complaints too: nothing it says may name the unit.
+    assert not [line for line in installed.errors.splitlines() if "meldbot.service" in line], installed.errors
 
 
 def test_the_restore_drill_reads_signal_1_back_and_a_wrong_key_is_refused(installed):
     m = installed
-    m.run(blocks()["check"])
-    report = ["melden", "Een man schrijft steeds nieuwe vrouwen in op zijn adres en houdt hun paspoorten.",
-              "Kerkstraat 3, Bergeijk", "gisteren", "onbekend", "1", "balie", "nee", "versturen"]
-    helper = str(m.paths["/usr/local/sbin/meldbot"])
-    done = subprocess.run([helper, "chat"], input="\n".join(report) + "\n", capture_output=True, text=True,
-                          cwd="/", timeout=60)
-    assert "MH-" in done.stdout, done.stdout + done.stderr
-    m.run(blocks()["backup-postgresql"])
-    out = m.run(blocks()["restore-postgresql"])
-    assert "De sleutel (MELDBOT_DATA_KEY) past bij de gegevens." in out
-    out = m.run(blocks()["restore-read"])
-    assert "Wat: Een man schrijft steeds nieuwe vrouwen in" in out, out
-    # The same copy with another key: refused with the doc's sentence, nothing shown.
+    m.run(block("check"))
+    m.reported()
+    m.run(block("backup-postgresql"))
     env_file = m.paths["/etc/meldbot"] / "meldbot.env"
     saved = env_file.read_text()
+    # As the doc tells a site with PostgreSQL elsewhere: the production address in meldbot.env. The drill's own
+    # MELDBOT_STORAGE__URL must still win, or it reads (and audits) production.
+    env_file.write_text(saved + f"MELDBOT_STORAGE__URL='postgresql+asyncpg://{m.user}@/{m.user}?host=/run/postgresql'\n")
+    try:
+        out = m.run(block("restore-postgresql"))
+        assert "De sleutel (MELDBOT_DATA_KEY) past bij de gegevens." in out
+        reads = "select count(*) from audit where action = 'gelezen'"
+        production, proef = m.psql(m.user, reads), m.psql(f"{m.user}_proef", reads)
+        out = m.run(block("restore-read"))
+        assert "Wat: Een man schrijft steeds nieuwe vrouwen in" in out, out
+        assert m.psql(m.user, reads) == production
+        assert int(m.psql(f"{m.user}_proef", reads)) == int(proef) + 1
+    finally:
+        env_file.write_text(saved)
+    # The same copy with another key: refused with the doc's sentence, nothing shown.
     try:
         env_file.write_text(re.sub(r"^MELDBOT_DATA_KEY=.*$", "", saved, flags=re.M))
-        line = m.sub(_lines(blocks()["restore-read"])[-1])
+        line = m.sub(_lines(block("restore-read"))[-1])
         done = subprocess.run(["sh", "-c", line], cwd="/", capture_output=True, text=True, timeout=60,
-                              env={"PATH": f"{m.root}/sbin:/usr/sbin:/usr/bin:/sbin:/bin"})
+                              env={"PATH": m.path})
         assert done.returncode != 0 and "Wat:" not in done.stdout
         assert "maar MELDBOT_DATA_KEY ontbreekt" in done.stderr, done.stderr
         assert "maar MELDBOT_DATA_KEY ontbreekt" in DOC.read_text(encoding="utf-8")
@@ -341,8 +449,10 @@ def test_the_sqlite_backup_command_makes_a_copy_that_opens_with_the_key(installe
     m = installed
     url = f"sqlite+aiosqlite:///{m.paths['/var/lib/meldbot']}/meldbot.db"
     m.run("meldbot migrate\n", MELDBOT_STORAGE__URL=url)
-    m.run(blocks()["backup-sqlite"])
-    [copy] = m.paths["/var/backups/meldbot"].glob("*.db")
+    m.run(block("backup-sqlite"))
+    m.run(block("upgrade-sqlite"))
+    assert (m.paths["/var/backups/meldbot"] / "voor-update.db").stat().st_size > 0
+    [copy] = [p for p in m.paths["/var/backups/meldbot"].glob("meldbot-*.db")]
     restored = m.paths["/var/lib/meldbot"] / "meldbot-proef.db"   # a fresh file where the service may write
     shutil.copy(copy, restored)
     shutil.chown(restored, m.user, m.user)
@@ -358,3 +468,41 @@ def test_no_doc_points_the_service_at_a_folder_the_unit_cannot_write():
     bad = [(p.name, m) for p in docs.glob("*.md")
            for m in re.findall(r'(?:store_path|url)\s*=\s*"(/opt/[^"]*)"', p.read_text(encoding="utf-8"))]
     assert not bad, bad
+
+
+def test_upgrade_then_rollback_to_0011_then_upgrade_again_and_signal_1_still_reads(installed):
+    """The doc's upgrade and rollback blocks as written. This checkout is the only code there is, so between the
+    rollback and the next upgrade `meldbot doctor` sees new code on a 0011 schema and says so."""
+    m = installed
+    m.reported()
+    log = m.root / "systemctl.log"
+    revision = "select version_num from alembic_version"
+    m.run(block("upgrade"))
+    assert m.psql(m.user, revision) == head_revision()
+    assert (m.paths["/var/backups/meldbot"] / "voor-update.dump").stat().st_size > 0
+    m.run(block("rollback"))
+    assert m.psql(m.user, revision) == "0011"
+    m.run(block("upgrade"), may_fail=("meldbot doctor", "Het databaseschema is oud (versie 0011"))
+    assert m.psql(m.user, revision) == head_revision()
+    assert log.read_text().splitlines() == [f"stop {m.user} meldbot@*", f"start {m.user}"] * 3
+    done = subprocess.run(["sh", "-c", f"printf '%s\\n' ':als af' 'toon 1' | {m.paths['/usr/local/sbin/meldbot']} chat --beheer"],
+                          cwd="/", capture_output=True, text=True, timeout=60, env={"PATH": m.path})
+    assert "Wat: Een man schrijft steeds nieuwe vrouwen in" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_backup_cron_line_makes_a_dump_and_deletes_what_is_older_than_35_days(installed):
+    m = installed
+    m.reported()
+    m.run(block("backup-cron"))
+    [line] = [x for x in (m.root / "etc/cron.d/meldbot-backup").read_text().splitlines() if x and x[0] != "#"]
+    fields = line.split(None, 6)
+    assert fields[:6] == ["30", "2", "*", "*", "*", "root"]
+    folder = m.paths["/var/backups/meldbot"]
+    old, young = folder / "meldbot-oud.dump", folder / "meldbot-jong.dump"
+    for path, days in ((old, 36), (young, 34)):
+        path.write_text("x")
+        subprocess.run(["touch", "-d", f"{days} days ago", str(path)], check=True)
+    today = folder / f"meldbot-{subprocess.run(['date', '+%F'], capture_output=True, text=True).stdout.strip()}.dump"
+    today.unlink(missing_ok=True)
+    m.run(fields[6].replace("\\%", "%") + "\n")        # cron turns \% into %
+    assert today.stat().st_size > 0 and young.exists() and not old.exists()

@@ -260,3 +260,17 @@ def test_two_processes_on_one_matrix_device_folder_are_refused_in_plain_words(tm
         finally:
             if first.poll() is None:
                 first.kill()
+
+
+def test_chat_on_a_configuration_with_matrix_needs_beheer_even_when_the_environment_switches_it_off(tmp_path):
+    """`meldbot chat` on a real meldbot's configuration is root reading real reports (docs/privacy.md)."""
+    real = tmp_path / "echt.toml"
+    real.write_text(EXAMPLE.read_text().replace("[matrix]\nenabled = false", "[matrix]\nenabled = true", 1))
+    env = env_for(tmp_path, MELDBOT_MATRIX__ENABLED="false", MELDBOT_TEAMS__ENABLED="false")
+    assert meldbot(tmp_path, "migrate", env=env).returncode == 0
+    refused = meldbot(tmp_path, "--config", str(real), "chat", stdin=":stop\n", env=env)
+    assert refused.returncode == 2 and refused.stdout == ""
+    [line] = refused.stderr.strip().splitlines()
+    assert "Deze configuratie zet Matrix aan" in line and "meldbot chat --beheer" in line
+    allowed = meldbot(tmp_path, "--config", str(real), "chat", "--beheer", stdin=":stop\n", env=env)
+    assert allowed.returncode == 0, allowed.stderr

@@ -54,9 +54,10 @@ class Office:
             await uow.commit()
         return signal
 
-    async def af(self, user: str, text: str) -> str:
-        """An AF command (`toon 1`) through the desk, as the bot hands it over after authorising the seat."""
-        identity = Identity("console", user)
+    async def af(self, user: str, text: str, *, platform: str = "console") -> str:
+        """An AF command (`toon 1`) through the desk, as the bot hands it over after authorising the seat;
+        `platform` names where the AF typed it (the seat is always the console AF `user`)."""
+        identity = Identity(platform, user)
         seats = [Seat(m, a) for m, a in self.config.af_for("console", user)]
         assert seats, f"{user} is no AF in the example configuration"
         t = texts("nl")

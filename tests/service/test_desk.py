@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from meldbot.core.domain import EventKind, Status
 from meldbot.core.messaging import Identity
+from meldbot.service.desk import console_operator
 from tests.service.office import OTHER, Office
 
 
@@ -18,7 +19,19 @@ async def test_toon_shows_the_report_picks_it_up_and_audits_the_read(office: Off
     signal = await office.signal(1)
     assert signal.handler == "anna" and signal.status is Status.IN_PROGRESS
     assert await office.actions(1) == ["ingediend", "opgepakt", "gelezen"]
-    assert [(e.actor, e.action) for e in await office.audit(1)][-1] == ("anna", "gelezen")
+    assert [(e.actor, e.action) for e in await office.audit(1)][-1] == (f"anna (console:{console_operator()})",
+                                                                          "gelezen")
+
+
+async def test_a_read_in_the_terminal_names_who_sat_at_it_and_a_chat_read_names_only_the_af(
+        office: Office, monkeypatch) -> None:
+    """`meldbot chat --beheer` on a real database is root with the key, not the AF in a chat (docs/privacy.md)."""
+    await office.submit("piet")
+    monkeypatch.setenv("MELDBOT_OPERATOR", "beheerder")
+    await office.af("af", "toon 1")
+    await office.af("af", "toon 1", platform="matrix")
+    assert [(e.actor_kind, e.actor, e.action) for e in await office.audit(1)][-2:] == [
+        ("af", "anna (console:beheerder)", "gelezen"), ("af", "anna", "gelezen")]
 
 
 async def test_an_unknown_reference_is_answered_and_changes_nothing(office: Office) -> None:

@@ -14,6 +14,7 @@ from meldbot.core.domain import Context, Form
 from meldbot.core.messaging import Identity
 from meldbot.core.ports import UnitOfWorkFactory
 from meldbot.service.services import SubmitSignal, submit_signal
+from meldbot.service.desk import console_operator
 from tests.service.office import NAMED, OTHER, PLATFORMS, Office
 from tests.support import EXAMPLE
 from tests.support.configs import eersel
@@ -44,7 +45,7 @@ async def test_lijst_is_in_the_audit_trail_of_every_signal_it_shows(office: Offi
     assert (await office.actions(1))[-1] == "lijst-bekeken"
     assert "lijst-bekeken" not in await office.actions(2)                 # closed: not in the list
     entry = (await office.audit(1))[-1]
-    assert entry.actor_kind == "af" and entry.actor == "anna"
+    assert entry.actor_kind == "af" and entry.actor == f"anna (console:{console_operator()})"
 
 
 @pytest.fixture
