@@ -42,6 +42,7 @@ from __future__ import annotations
 import bisect
 import gc
 import json
+import os
 import random
 import statistics
 import sys
@@ -371,6 +372,21 @@ class History:
         plans.sort()
         return plans, targets
 
+    def street_variant(self, street: str) -> str | None:
+        """The street with one letter of its stem left out, as someone might type it, such that the app's
+        own comparison (meldbot.core.similar) calls it a look-alike of `street`; None if no such spelling."""
+        cache = self.__dict__.setdefault("_variants", {})
+        if street not in cache:
+            cache[street] = None
+            mine = similar.profile([f"{street} 3001"])
+            for i in range(1, len(street) - 1):
+                candidate = street[:i] + street[i + 1:]
+                reasons = similar.compare(mine, similar.profile([f"{candidate} 3001"]))
+                if any(r.kind == "adres" and not r.same for r in reasons):
+                    cache[street] = candidate
+                    break
+        return cache[street]
+
     def target_identity(self, group: int, salt: int) -> tuple[str, str, str]:
         """The shared address and person of one `toon` target group (house numbers >= 3000: reserved)."""
         rng = random.Random(salt * 1000 + group)
@@ -466,6 +482,16 @@ class History:
             content = {"wat": rng.choice(WHAT).format(n=rng.randint(3, 14)),
                        "waar": f"{street} {house}, {postcode[:4]} {postcode[4:]} {place}",
                        "wanneer": rng.choice(WHEN), "wanneer_iso": (created - day).isoformat(), "wie": who}
+            # Variant-tolerant matching: the second earlier signal of a target group names the address as
+            # someone typed it, a letter short and without postcode, so only meldbot.core.similar's look-alike
+            # comparison finds it ("lijkt op: ..."). Its keys and mentions are the app's own extraction.
+            variant = self.street_variant(street) if role == 2 and len(targets[group]) == 2 else None
+            if variant:
+                content["waar"] = f"{variant} {house}"
+                mentions = list(similar.content_mentions(Content.from_dict(content)))
+                keys = sorted({(k.kind, k.value) for k in matching.extract(
+                    [content["wat"], content["waar"], content["wie"]], names=[content["wie"]])})
+                targets[group][-1] = "~" + reference
             updated = last_informed or closed
             out["signal"].append((signal_id, MELDPUNT, year, number, "afgesloten", self.form(), self.context(), urgent,
                                   anonymous, pseudonym, handler, outcome,
@@ -641,6 +667,11 @@ class Reset:
         await self.conn.execute("DELETE FROM outbox WHERE id > $1", self.outbox)
 
 
+def _looks_alike(out: str, reference: str) -> bool:
+    """`toon` lists `reference` as a look-alike address ("lijkt op: ...")."""
+    return any(reference in line and "lijkt op" in line for line in out.splitlines())
+
+
 async def measure_size(app, conn, targets, open_count: int, warm_up: int, explain_all: bool) -> dict:
     reset = Reset(conn)
     await reset.mark()
@@ -673,19 +704,26 @@ async def measure_size(app, conn, targets, open_count: int, warm_up: int, explai
             raise AssertionError(f"lijst shows another queue: {out[:200]!r}")
         lijst.append(elapsed)
 
-    toon, matches = [], 0
+    toon, matches, variants, variants_expected = [], 0, 0, 0
     order = list(targets)
     random.Random(len(targets)).shuffle(order)
     for number, expected in order:
         elapsed, out = await handle(app, f"toon {number}")
-        missing = [ref for ref in expected if f"{ref} (zelfde adres)" not in out]
+        missing = [ref for ref in expected if not ref.startswith("~") and f"{ref} (zelfde adres)" not in out]
         if missing or "(zelfde persoon)" not in out:
-            raise AssertionError(f"toon {number}: reeds bekend lacks {missing}: {out[-400:]!r}")
+            raise AssertionError(f"toon {number}: reeds bekend lacks {missing}: {out[-1500:]!r}")
         matches += out.count("(zelfde ")
+        # A look-alike is counted, not required: the candidates are the 40 sharing most (blocking) keys,
+        # so at a large size other signals may crowd it out; the figure says how often that happened.
+        for ref in expected:
+            if ref.startswith("~"):
+                variants_expected += 1
+                variants += _looks_alike(out, ref[1:])
         toon.append(elapsed)
 
     result = {"sweep": sweeps, "steady": steady, "sent": sent, "lijst": lijst, "toon": toon,
-              "matches": matches / len(toon), "sql": {}, "explain": []}
+              "matches": (matches + variants) / len(toon), "variants": variants / len(toon),
+              "variants_found": (variants, variants_expected), "sql": {}, "explain": []}
     # One more run of each, instrumented: what the database does, and EXPLAIN ANALYZE of the slowest
     # statement (at the largest size, or whenever one statement takes more than SLOW_STATEMENT_MS).
     runs = {"sweep": app.reminders.sweep, "lijst": lambda: handle(app, "lijst"),
@@ -722,6 +760,8 @@ def _label(n: int) -> str:
 
 async def measure(quick: bool) -> list[Figure]:
     sizes = [1_000, 10_000] if quick else [10_000, 100_000, 1_000_000]
+    if os.environ.get("BENCH_GROWTH_SIZES"):      # e.g. 10000: only these sizes (to debug one)
+        sizes = [int(n) for n in os.environ["BENCH_GROWTH_SIZES"].split(",")]
     name = f"meldbot_bench_{uuid.uuid4().hex[:10]}"
     url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + "/" + name
     await _admin(f'CREATE DATABASE "{name}"')
@@ -796,7 +836,13 @@ async def measure(quick: bool) -> list[Figure]:
         erased = f"{load['erased']} of {load['total']} erased by retention; loaded in {load['seconds']:.0f} s"
         figures.append(Figure(SECTION, f"toon p95 at {label}", percentile(r["toon"], 95) * 1000, "ms",
                               target=TOON_TARGET_MS if at_target else None,
-                              detail=f"{summary_ms(r['toon'])}; {r['matches']:.1f} reeds-bekend lines each; {sql('toon')}"))
+                              detail=f"{summary_ms(r['toon'])}; {r['matches']:.1f} reeds-bekend lines each, {r.get('variants', 0):.1f} of them a look-alike address (a letter short, no postcode: found only by meldbot.core.similar); {sql('toon')}"))
+        found, expected = r.get("variants_found", (0, 0))
+        figures.append(Figure(SECTION, f"toon: look-alike addresses found at {label}", found, f"of {expected}",
+                              detail="each target has one earlier signal whose address is the street a letter short "
+                                     "without postcode; it shares only a blocking key (house number, first letter) "
+                                     "with the target, and `toon` compares at most 40 candidates, those sharing most "
+                                     "keys first (newest first among equals)"))
         figures.append(Figure(SECTION, f"lijst p95 at {label}", percentile(r["lijst"], 95) * 1000, "ms",
                               detail=f"{summary_ms(r['lijst'])}; {open_count} open signals; {sql('lijst')}"))
         figures.append(Figure(SECTION, f"sweep at {label}", statistics.median(r["sweep"]) * 1000, "ms",

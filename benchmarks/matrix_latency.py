@@ -90,14 +90,18 @@ async def _run_meldbot() -> None:
     # Light instrumentation (a perf_counter pair per call): where a turn's time goes inside the bot.
     stats: dict[str, dict[str, float]] = {}
     current: dict[int, str] = {}
-    on_event, handle, send = adapter._on_event, app.bot.handle, adapter._send_to_room
+    # The adapter builds its Inbound (meldbot/adapters/matrix/sync.py) at start: its class is timed, and the
+    # adapter's handle callable, which Inbound is given then.
+    from meldbot.adapters.matrix.sync import Inbound
 
-    async def timed_on_event(room_id, event):
+    on_event, send, handle = Inbound._on_event, Inbound._send, adapter._handle_message
+
+    async def timed_on_event(self, room_id, event):
         started = time.perf_counter()
         entry = stats.setdefault(getattr(event, "event_id", "?"), {"handle": 0.0, "send": 0.0})
         current[id(asyncio.current_task())] = entry
         try:
-            await on_event(room_id, event)
+            await on_event(self, room_id, event)
         finally:
             entry["total"] = time.perf_counter() - started
             current.pop(id(asyncio.current_task()), None)
@@ -111,17 +115,17 @@ async def _run_meldbot() -> None:
             if entry is not None:
                 entry["handle"] += time.perf_counter() - started
 
-    async def timed_send(*args, **kwargs):
+    async def timed_send(self, *args, **kwargs):
         started = time.perf_counter()
         try:
-            return await send(*args, **kwargs)
+            return await send(self, *args, **kwargs)
         finally:
             entry = current.get(id(asyncio.current_task()))
             if entry is not None:
                 entry["send"] += time.perf_counter() - started
                 entry.setdefault("first_send", time.perf_counter() - started)
 
-    adapter._on_event, app.bot.handle, adapter._send_to_room = timed_on_event, timed_handle, timed_send
+    Inbound._on_event, Inbound._send, adapter._handle_message = timed_on_event, timed_send, timed_handle
     async with app:
         await asyncio.wait_for(adapter.ready.wait(), WAIT)
         print("ready", flush=True)
@@ -309,6 +313,7 @@ async def measure(quick: bool) -> list[Figure]:
     await asyncio.to_thread(synapse.start)
     bots: list[BotProcess] = []
     employee = None
+    element: dict | None = None
     try:
         bot_id = synapse.register("meldbot", PASSWORD)
         af_id = synapse.register("af", PASSWORD)
@@ -357,6 +362,9 @@ async def measure(quick: bool) -> list[Figure]:
         for index in range(measured):
             for name in (rooms if index % 2 == 0 else reversed(rooms)):
                 await turn(name, count=True)
+        await employee.stop()            # its sync loop would only add load to the Element turns
+        employee = None
+        element = await _element_turns(synapse, {"meldbot": bot_id, "echo": echo_id}, folder, measured, warm_up)
     finally:
         if employee:
             await employee.stop()
@@ -364,8 +372,113 @@ async def measure(quick: bool) -> list[Figure]:
         await asyncio.to_thread(synapse.stop)
 
     figures = _figures(samples, event_ids, inside)
+    if element is not None:
+        figures += _element_figures(element, inside)
     shutil.rmtree(folder, ignore_errors=True)
     return figures
+
+
+class _TimedElement:
+    """An Element client (tests/support/element.py) that notes when each message reached this process."""
+
+    def __new__(cls, *args, **kwargs):
+        from tests.support.element import ElementClient
+
+        class Timed(ElementClient):
+            def __init__(self, *a, **k) -> None:
+                super().__init__(*a, **k)
+                self.arrivals: dict[str, float] = {}
+
+            def _add(self, line: dict) -> None:
+                self.arrivals.setdefault(line["event_id"], time.perf_counter())
+                super()._add(line)
+
+        return Timed(*args, **kwargs)
+
+
+async def _element_turns(synapse, bots: dict[str, str], folder: Path, measured: int, warm_up: int) -> dict:
+    """The same dialog from an employee on Element's crypto stack (matrix-js-sdk + Rust crypto), to the same two
+    bot processes. With meldbot the client runs Element's "exclude insecure devices" (only cross-signed
+    devices get room keys: meldbot's device is signed by its identity); the echo bot (bare matrix-nio, no
+    cross-signing) would get no keys in that mode, so with it the client sends to all devices. Round trip:
+    from just before the `say` command to the moment the bot's first answer, decrypted, reached this process."""
+    from tests.support.element import node_command
+
+    try:
+        node_command()
+    except AssertionError as exc:
+        return {"unavailable": str(exc)}
+    employee_id = synapse.register("medewerker-element", PASSWORD)
+    client = _TimedElement(folder / "element.log", name="employee")
+    samples: dict[str, list[float]] = {name: [] for name in bots}
+    event_ids: dict[str, list[str]] = {name: [] for name in bots}
+    try:
+        await client.start(synapse.url, employee_id, PASSWORD, isolation="signed")
+        rooms = {name: await client.open_direct(bot_id) for name, bot_id in bots.items()}
+        lines = {name: itertools.cycle(SCRIPT) for name in rooms}
+        mode = {"meldbot": "signed", "echo": "all"}
+        current = ["signed"]
+
+        async def turn(name: str, count: bool) -> None:
+            body = next(lines[name])
+            replies = MELDBOT_REPLIES.get(body, 1) if name == "meldbot" else 1
+            if current[0] != mode[name]:
+                await client.set_isolation(mode[name])
+                current[0] = mode[name]
+            await asyncio.sleep(PAUSE)
+            started = time.perf_counter()
+            event_id = await client.say(rooms[name], body)
+
+            def answers():
+                after = client.after(rooms[name], event_id, bots[name])
+                return after if after is not None and len(after) >= replies else None
+
+            answer = (await client.wait_for(answers, f"the answer of {name} to {body!r}", WAIT))[0]
+            if not answer.decrypted:
+                raise RuntimeError(f"{name}'s answer to {body!r} was not decrypted: {answer.summary()}")
+            if name == "meldbot" and answer.shield:
+                raise RuntimeError(f"Element shows a shield on meldbot's answer: {answer.summary()}")
+            if name == "echo" and answer.body != body:
+                raise RuntimeError(f"the echo bot answered {answer.body!r} to {body!r}")
+            if count:
+                samples[name].append(client.arrivals[answer.event_id] - started)
+                event_ids[name].append(event_id)
+
+        for _ in range(warm_up):
+            for name in rooms:
+                await turn(name, count=False)
+        for index in range(measured):
+            for name in (list(rooms) if index % 2 == 0 else list(reversed(list(rooms)))):
+                await turn(name, count=True)
+    finally:
+        await client.stop()
+    return {"samples": samples, "event_ids": event_ids}
+
+
+def _element_figures(element: dict, inside: dict) -> list[Figure]:
+    section = f"{SECTION} (Element)"
+    if "unavailable" in element:
+        return [Figure(section, "p50 ratio meldbot/echo, Element client", float("nan"), target=1.15,
+                       detail=f"not measured: {element['unavailable']}")]
+    samples, event_ids = element["samples"], element["event_ids"]
+    p = {(name, q): percentile(values, q) for name, values in samples.items() for q in (50, 95)}
+    handle = [inside.get("meldbot", {}).get(e, {}).get("handle") for e in event_ids["meldbot"]]
+    handle = [h for h in handle if h is not None]
+    inner = f"; inside meldbot: handle p50 {percentile(handle, 50) * 1000:.1f} ms" if handle else ""
+    how = ("employee on Element's crypto stack (matrix-js-sdk, Rust crypto; 'exclude insecure devices' with "
+           "meldbot, whose device is cross-signed; all devices with the bare matrix-nio echo bot), same Synapse, "
+           "same two bot processes, turns interleaved ABBA; meldbot's answers decrypted without a shield")
+    return [
+        Figure(section, "p50 ratio meldbot/echo, Element client", p["meldbot", 50] / p["echo", 50], target=1.15,
+               detail=f"meldbot p50 {p['meldbot', 50] * 1000:.1f} ms, echo p50 {p['echo', 50] * 1000:.1f} ms{inner}; "
+                      + how),
+        Figure(section, "p95 ratio meldbot/echo, Element client", p["meldbot", 95] / p["echo", 95], target=1.3,
+               detail=f"meldbot p95 {p['meldbot', 95] * 1000:.1f} ms, echo p95 {p['echo', 95] * 1000:.1f} ms"),
+        Figure(section, "meldbot answer p50, Element client", p["meldbot", 50] * 1000, "ms",
+               detail=summary_ms(samples["meldbot"])),
+        Figure(section, "echo answer p50, Element client", p["echo", 50] * 1000, "ms",
+               detail=summary_ms(samples["echo"])),
+    ]
 
 
 def _figures(samples: dict[str, list[float]], event_ids: dict[str, list[str]], inside: dict) -> list[Figure]:

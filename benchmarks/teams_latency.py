@@ -1,31 +1,44 @@
 """Benchmark 2, Teams against the limit: POST /api/messages -> the reply at the loopback connector.
 
-meldbot (meldbot/adapters/teams.py on the Agents SDK's CloudAdapter, its own JWT validation, SQLite) is
-measured against a minimal echo agent on the same SDK in the same process and the same run:
+meldbot (meldbot/adapters/teams.py on the Agents SDK's CloudAdapter, its own JWT validation) is measured
+against two echo agents on the same SDK, in the same process and the same run, on SQLite and again on
+PostgreSQL (BENCH_TEAMS_DATABASES=sqlite narrows it):
 
-- the echo agent is the SDK's own minimal turn: an `ActivityHandler` that replies with the text it got,
-  run by the aiohttp `CloudAdapter` through `start_agent_process`, behind the SDK's standard
+- the committing echo agent, the honest limit: the echo agent below that first commits one row per turn
+  (INSERT of the activity id and text, unique on the id, as the least a durable bot does to answer a
+  retry once) to the same database as meldbot, with an engine made as meldbot makes its own
+  (meldbot.storage.db.make_engine: WAL and BEGIN IMMEDIATE on SQLite, a pool on PostgreSQL), and only
+  then answers. Targets: meldbot p50 <= 1.2x, p95 <= 1.5x this agent.
+- the bare echo agent, the SDK's own minimal turn: an `ActivityHandler` that replies with the text it
+  got, run by the aiohttp `CloudAdapter` through `start_agent_process`, behind the SDK's standard
   `jwt_authorization_middleware` (`JwtTokenValidator`: PyJWKClient in a worker thread, RS256 check,
   audience = our app id). Its JWKS address is the one place redirected: to the loopback key server
   instead of login.botframework.com. Outbound it uses the SDK's `RestChannelServiceClientFactory`
   (a new `TeamsConnectorClient` per turn, like meldbot) with a static token, as meldbot is configured.
-- both reply through the same loopback Bot Connector (tests/support/teams_fakes.py). A turn is timed from the
-  start of the signed POST (body and token prepared beforehand) until the connector has read the first
-  `message` activity that replies to it; an asyncio future set by the connector's handler marks it,
-  so nothing is quantised by polling.
+  It stores nothing, so it is no limit for a turn that must commit before it answers; its figure stays
+  beside the others.
+- all three reply through the same loopback Bot Connector (tests/support/teams_fakes.py). A turn is timed
+  from the start of the signed POST (body and token prepared beforehand) until the connector has read
+  the first `message` activity that replies to it; an asyncio future set by the connector's handler
+  marks it, so nothing is quantised by polling.
 - an employee types the report dialog of tests/support/chat.py (9 messages); every dialog is a new
-  employee and conversation. Blocks of one dialog alternate meldbot / echo (the order flips every
-  pair, ABBA), after one untimed warm-up dialog on each. Between blocks meldbot's outbox is allowed to
-  deliver the AF's notice, untimed, so its background work does not land in the echo's block.
+  employee and conversation. Dialogs of the three agents take turns, in each of the six orders in turn,
+  after two untimed warm-up dialogs each. Between blocks meldbot's outbox is allowed to deliver the AF's
+  notice, untimed, so its background work does not land in an echo agent's block.
+- checked: every meldbot dialog ends with a signal reference, every echo answer is the text sent, and
+  the committing agent's table holds one row per turn it was sent.
+
+BENCH_INJECT_DELAY_MS=<ms> makes meldbot's turn sleep that long first: only to show that the quick
+regression check (`python -m benchmarks.run --quick`, tests/run/test_bench_quick.py) catches a slower turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +51,7 @@ from zoneinfo import ZoneInfo
 from benchmarks.common import Figure, main, percentile, summary_ms
 
 import aiohttp  # noqa: E402  (benchmarks.common puts the repo root on sys.path first)
+import sqlalchemy as sa  # noqa: E402
 from aiohttp import web  # noqa: E402
 from jwt import PyJWKClient  # noqa: E402
 from microsoft_agents.hosting.aiohttp import (  # noqa: E402
@@ -54,12 +68,14 @@ from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import 
 
 from meldbot.run.app import build_app, teams_adapter  # noqa: E402
 from meldbot.core.clock import ManualClock  # noqa: E402
+from meldbot.storage.db import make_engine  # noqa: E402
 from benchmarks.common import bench_config  # noqa: E402
 from tests.support.teams_fakes import ANNA, APP_ID, OUTBOUND_TOKEN, TENANT, FakeMicrosoft, User, activity, new_key  # noqa: E402
-from tests.support.chat import SCRIPT, migrated  # noqa: E402
+from tests.support.chat import SCRIPT  # noqa: E402
 
 SECTION = "2 Teams"
-TARGET_P50_RATIO = 1.2
+TARGET_P50_RATIO = 1.2   # against the committing echo agent
+TARGET_P95_RATIO = 1.5
 AMS = ZoneInfo("Europe/Amsterdam")
 TURN_TIMEOUT = 30.0
 
@@ -150,13 +166,13 @@ class _StaticConnections:
         return self._provider
 
 
-async def start_echo(fake: FakeMicrosoft, stack: AsyncExitStack) -> str:
+async def start_echo(fake: FakeMicrosoft, stack: AsyncExitStack, agent: ActivityHandler | None = None) -> str:
     # The SDK's validator fetches Bot Framework keys from login.botframework.com through a cached
     # PyJWKClient; point that one cache entry at the loopback key server, change nothing else.
     JwtTokenValidator._jwk_client_manager._cache[AuthenticationConstants.PUBLIC_ABS_JWKS_URL] = \
         _JwkClientCacheEntry(PyJWKClient(fake.url + "/keys"), threading.Lock())
     adapter = CloudAdapter(channel_service_client_factory=RestChannelServiceClientFactory(_StaticConnections()))
-    agent = EchoAgent()
+    agent = agent or EchoAgent()
 
     async def messages(request: web.Request) -> web.Response:
         return await start_agent_process(request, agent, adapter)
@@ -167,6 +183,56 @@ async def start_echo(fake: FakeMicrosoft, stack: AsyncExitStack) -> str:
         web_app["agent_configuration"] = AgentAuthConfiguration(client_id=APP_ID, tenant_id=TENANT)
     web_app.router.add_post("/api/messages", messages)
     return await serve(web_app, stack)
+
+
+ECHO_TURNS = sa.Table(
+    "bench_echo_turn", sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("activity_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+
+class CommittingEchoAgent(ActivityHandler):
+    """The echo agent that first commits one row per turn, the least a turn that must not lose what it
+    answers can do: the physical limit for a durable bot on this stack."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.insert = ECHO_TURNS.insert()
+
+    async def on_message_activity(self, turn_context) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(self.insert, {"activity_id": turn_context.activity.id,
+                                             "text": turn_context.activity.text or ""})
+        await turn_context.send_activity(MessageFactory.text(turn_context.activity.text or ""))
+
+
+class _Rows:
+    """Counts the committing echo agent's rows after the run."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    async def __aenter__(self) -> "_Rows":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.engine.dispose()
+
+    async def count(self) -> int:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(sa.func.count()).select_from(ECHO_TURNS))).scalar_one()
+
+
+async def start_committing_echo(fake: FakeMicrosoft, db_url: str, stack: AsyncExitStack) -> str:
+    """Same SDK stack as start_echo; its table in meldbot's database, its engine made as meldbot makes its own
+    (meldbot.storage.db.make_engine: WAL and BEGIN IMMEDIATE on SQLite, a pool on PostgreSQL)."""
+    engine = make_engine(db_url)
+    stack.push_async_callback(engine.dispose)
+    async with engine.begin() as conn:
+        await conn.run_sync(ECHO_TURNS.metadata.create_all)
+    return await start_echo(fake, stack, CommittingEchoAgent(engine))
 
 
 # --- the employee ----------------------------------------------------------------------------------------
@@ -223,68 +289,117 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-async def measure(quick: bool) -> list[Figure]:
+AGENTS = ("meldbot", "commit", "echo")
+LABEL = {"meldbot": "meldbot", "commit": "committing echo", "echo": "bare echo"}
+DB_LABEL = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+# Every order of the three agents once per six rounds: what the machine does meanwhile hits all alike.
+ORDERS = list(itertools.permutations(AGENTS))
+
+
+def injected_delay(app) -> None:
+    """BENCH_INJECT_DELAY_MS=<ms>: meldbot's turn sleeps that long first. Only to prove that the quick
+    regression check (tests/run/test_bench_quick.py) fails on a slower turn."""
+    delay = float(os.environ.get("BENCH_INJECT_DELAY_MS") or 0) / 1000
+    if delay <= 0:
+        return
+    handle = app.bot.handle
+
+    async def slower(message):
+        await asyncio.sleep(delay)
+        return await handle(message)
+
+    app.bot.handle = slower
+
+
+async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list[Figure]:
+    """meldbot, the committing echo agent and the bare echo agent, interleaved, with `kind` as the database."""
+    from benchmarks.burst import Store
+
     logging.getLogger("meldbot").setLevel(logging.ERROR)      # the test setup's warnings are expected
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a sweep started late is no finding here
-    dialogs = 3 if quick else 34                              # x 9 turns: 27 / 306 measured turns each
-    with tempfile.TemporaryDirectory(prefix="meldbot-bench-teams-") as tmp:
-        db_url = f"sqlite+aiosqlite:///{os.path.join(tmp, 'meldbot.db')}"
-        await migrated(db_url)
-        async with AsyncExitStack() as stack:
-            fake = TimedMicrosoft(new_key(), installed={ANNA.aad})
-            await fake.start()
-            stack.push_async_callback(fake.stop)
-            http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)))
-            bench = Bench(fake, http, fake.token())       # one token for the run, as Teams reuses its token
-            _app, meldbot_url = await start_meldbot(fake, db_url, stack)
-            echo_url = await start_echo(fake, stack)
+    if dialogs is None:
+        dialogs = 4 if quick else 34                          # x 9 turns: 36 / 306 measured turns each
+    section = SECTION if kind == "sqlite" else f"{SECTION} ({DB_LABEL[kind]})"
+    async with Store(kind) as db_url, AsyncExitStack() as stack:
+        fake = TimedMicrosoft(new_key(), installed={ANNA.aad})
+        await fake.start()
+        stack.push_async_callback(fake.stop)
+        http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)))
+        bench = Bench(fake, http, fake.token())       # one token for the run, as Teams reuses its token
+        app, meldbot_url = await start_meldbot(fake, db_url, stack)
+        injected_delay(app)
+        urls = {"meldbot": meldbot_url, "echo": await start_echo(fake, stack),
+                "commit": await start_committing_echo(fake, db_url, stack)}
 
-            # Warm-up: key fetches, first connections, SQLite pages, the AF's first 1:1 chat.
-            reports = 0
-            for _ in range(2):
-                await bench.dialog(meldbot_url)
+        reports = 0
+
+        async def block(who: str) -> list[float]:
+            nonlocal reports
+            turns, last = await bench.dialog(urls[who])
+            if who == "meldbot":
+                if not any("MH-2026-" in (r.get("text") or "") for r in last):
+                    raise RuntimeError("meldbot's dialog did not end with a signal reference")
                 reports += 1
                 await settle(bench, reports)
-                await bench.dialog(echo_url)
+            elif [r.get("text") for r in last] != [SCRIPT[-1]]:
+                raise RuntimeError(f"the {LABEL[who]} agent answered {last!r}")
+            return turns
 
-            samples = {"meldbot": [], "echo": []}
-            checked = {"meldbot": 0, "echo": 0}
-            started = time.perf_counter()
-            for block in range(dialogs * 2):
-                pair, second = divmod(block, 2)
-                who = ("meldbot", "echo")[(second + pair) % 2]       # ABBA: meldbot first in even pairs
-                if who == "meldbot":
-                    turns, last = await bench.dialog(meldbot_url)
-                    if not any("MH-2026-" in (r.get("text") or "") for r in last):
-                        raise RuntimeError("meldbot's dialog did not end with a signal reference")
-                    reports += 1
-                    await settle(bench, reports)
-                else:
-                    turns, last = await bench.dialog(echo_url)
-                    if [r.get("text") for r in last] != [SCRIPT[-1]]:
-                        raise RuntimeError(f"the echo agent answered {last!r}")
-                samples[who].extend(turns)
-                checked[who] += 1
-            wall = time.perf_counter() - started
+        # Warm-up: key fetches, first connections, database pages, the AF's first 1:1 chat.
+        for _ in range(2):
+            for who in AGENTS:
+                await block(who)
 
-    mel, echo = samples["meldbot"], samples["echo"]
-    p50 = ratio(percentile(mel, 50), percentile(echo, 50))
-    p95 = ratio(percentile(mel, 95), percentile(echo, 95))
-    how = (f"{checked['meldbot']} report dialogs (each ended with a reference) vs {checked['echo']} echo dialogs "
-           f"of {len(SCRIPT)} turns, alternating ABBA after 2 warm-up dialogs each, {wall:.1f} s; "
-           "echo = SDK ActivityHandler + CloudAdapter + SDK jwt_authorization_middleware (JwtTokenValidator), "
-           "meldbot = its own InboundAuth")
+        samples: dict[str, list[float]] = {who: [] for who in AGENTS}
+        started = time.perf_counter()
+        for round_ in range(dialogs):
+            for who in ORDERS[round_ % len(ORDERS)]:
+                samples[who].extend(await block(who))
+        wall = time.perf_counter() - started
+        rows = await stack.enter_async_context(_Rows(db_url))
+        committed = await rows.count()
+    expected = (dialogs + 2) * len(SCRIPT)
+    if committed != expected:
+        raise RuntimeError(f"the committing echo agent stored {committed} rows for {expected} turns")
+
+    mel, commit, echo = samples["meldbot"], samples["commit"], samples["echo"]
+    ms = {(who, q): percentile(samples[who], q) * 1000 for who in AGENTS for q in (50, 95)}
+    db = DB_LABEL[kind]
+    how = (f"{dialogs} report dialogs (each ended with a reference), {dialogs} dialogs with each echo agent, "
+           f"{len(SCRIPT)} turns each, the three in every order in turn after 2 warm-up dialogs each, {wall:.1f} s; "
+           f"committing echo = the bare echo agent that first commits one row per turn (INSERT of the activity "
+           f"id and text, unique on the id) to the same {db} database through meldbot's engine settings; "
+           "both echo agents: SDK ActivityHandler + CloudAdapter + SDK jwt_authorization_middleware; "
+           "meldbot: its own InboundAuth")
     return [
-        Figure(SECTION, "p50 ratio meldbot/echo", p50, "x", target=TARGET_P50_RATIO,
-               detail=f"meldbot {percentile(mel, 50) * 1000:.2f} ms / echo {percentile(echo, 50) * 1000:.2f} ms; "
-                      + how),
-        Figure(SECTION, "p95 ratio meldbot/echo", p95, "x",
-               detail=f"meldbot {percentile(mel, 95) * 1000:.2f} ms / echo {percentile(echo, 95) * 1000:.2f} ms"),
-        Figure(SECTION, "meldbot POST -> first reply at connector", percentile(mel, 50) * 1000, "ms p50",
+        Figure(section, f"p50 ratio meldbot/committing echo, {db}", ratio(ms["meldbot", 50], ms["commit", 50]), "x",
+               target=TARGET_P50_RATIO,
+               detail=f"meldbot {ms['meldbot', 50]:.2f} ms / committing echo {ms['commit', 50]:.2f} ms; " + how),
+        Figure(section, f"p95 ratio meldbot/committing echo, {db}", ratio(ms["meldbot", 95], ms["commit", 95]), "x",
+               target=TARGET_P95_RATIO,
+               detail=f"meldbot {ms['meldbot', 95]:.2f} ms / committing echo {ms['commit', 95]:.2f} ms"),
+        Figure(section, f"p50 ratio meldbot/bare echo, {db}", ratio(ms["meldbot", 50], ms["echo", 50]), "x",
+               detail=f"meldbot {ms['meldbot', 50]:.2f} ms / bare echo {ms['echo', 50]:.2f} ms (an agent that "
+                      "stores nothing: no physical limit for a turn that must commit before it answers)"),
+        Figure(section, f"p95 ratio meldbot/bare echo, {db}", ratio(ms["meldbot", 95], ms["echo", 95]), "x",
+               detail=f"meldbot {ms['meldbot', 95]:.2f} ms / bare echo {ms['echo', 95]:.2f} ms"),
+        Figure(section, f"meldbot POST -> first reply at connector, {db}", ms["meldbot", 50], "ms p50",
                detail=summary_ms(mel)),
-        Figure(SECTION, "echo agent POST -> reply at connector", percentile(echo, 50) * 1000, "ms p50",
+        Figure(section, f"committing echo POST -> reply at connector, {db}", ms["commit", 50], "ms p50",
+               detail=summary_ms(commit) + f"; {committed} rows committed"),
+        Figure(section, f"bare echo POST -> reply at connector, {db}", ms["echo", 50], "ms p50",
                detail=summary_ms(echo)),
     ]
+
+
+async def measure(quick: bool, databases: tuple[str, ...] | None = None) -> list[Figure]:
+    """Both databases; BENCH_TEAMS_DATABASES=sqlite (or postgresql) narrows it."""
+    if databases is None:
+        databases = tuple(os.environ.get("BENCH_TEAMS_DATABASES", "sqlite,postgresql").split(","))
+    figures: list[Figure] = []
+    for kind in databases:
+        figures += await measure_on(kind, quick)
+    return figures
 
 
 if __name__ == "__main__":
