@@ -106,3 +106,16 @@ async def test_what_a_signal_mentions_is_sealed_and_erased_with_its_content(offi
         await uow.signals.erase(signal.id, str(signal.reference), office.clock.now())
         await uow.commit()
         assert (await uow.session.exec(sa.select(SignalRow.mentions_sealed))).scalar_one() is None
+
+
+async def test_a_look_alike_address_is_not_crowded_out_by_signals_that_only_share_common_names(
+        office: Office) -> None:
+    """Finding (growth benchmark, 100k and 1M signals): the candidates were the 40 signals sharing the most
+    keys, so dozens that share two common name blocks pushed out the one look-alike address that shares a
+    single, rare block. A key shared by few signals now weighs more than one shared by many."""
+    await office.submit("piet", _content(waar="Dorpsstraat 12a, Bergeijk"))
+    for _ in range(45):
+        await office.submit("kees", _content(wie="Jan Bakker en Piet Jansen"))
+    await office.submit("klaas", _content(waar="dorpstraat 12 A", wie="Jan Jansen"))
+    known = _known(await office.af("af", "toon 47"))
+    assert "MH-2026-0001" in known and "lijkt op: Dorpsstraat 12a" in known, known

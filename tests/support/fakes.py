@@ -326,9 +326,11 @@ class FakeSignalRepository:
     async def similar_candidates(self, signal: Signal, limit: int) -> list[SimilarCandidate]:
         assert signal.id is not None
         mine = {value for _, value, _ in self._records[signal.id].keys}
-        shared = sorted(((sum(value in mine for _, value, _ in r.keys), signal_id)
-                         for signal_id, r in self._records.items()
-                         if signal_id != signal.id and r.signal.meldpunt_id == signal.meldpunt_id), reverse=True)
+        same_meldpunt = {i: r for i, r in self._records.items() if r.signal.meldpunt_id == signal.meldpunt_id}
+        holders = {value: sum(value in {v for _, v, _ in r.keys} for r in same_meldpunt.values()) for value in mine}
+        # As the SQL storage: each shared key weighs 1 / the number of signals holding it.
+        shared = sorted(((sum(1.0 / holders[v] for v in {v for _, v, _ in r.keys} & mine), signal_id)
+                         for signal_id, r in same_meldpunt.items() if signal_id != signal.id), reverse=True)
         found = []
         for count, signal_id in shared[:limit]:
             if count:

@@ -240,16 +240,23 @@ class SignalRepository:
         return [(Reference(y, n), kind) for y, n, kind in (await self._s.exec(stmt)).all()]
 
     async def similar_candidates(self, signal: Signal, limit: int) -> list[SimilarCandidate]:
-        """Other signals of the meldpunt sharing a key or a blocking key with `signal`, most shared first
-        (at most `limit`), unsealed in memory with the AF's kenmerken, for meldbot.core.similar."""
+        """Other signals of the meldpunt sharing a key or a blocking key with `signal`, unsealed in memory with
+        the AF's kenmerken, for meldbot.core.similar: at most `limit`, those sharing the most telling keys first.
+        Each shared key weighs 1 / the number of signals that hold it, so one rare block (a look-alike address)
+        is not pushed out by dozens of signals that share only common name blocks."""
         mine = select(SignalKeyRow.digest).where(SignalKeyRow.signal_id == signal.id)
-        shared = sa.func.count().label("shared")
+        keyed = (
+            select(SignalKeyRow.signal_id.label("signal_id"),
+                   sa.func.count().over(partition_by=SignalKeyRow.digest).label("holders"))
+            .where(SignalKeyRow.meldpunt_id == signal.meldpunt_id, SignalKeyRow.digest.in_(mine))
+            .subquery()
+        )
+        weight = sa.func.sum(1.0 / keyed.c.holders).label("weight")
         ranked = (
-            select(SignalKeyRow.signal_id, shared)
-            .where(SignalKeyRow.meldpunt_id == signal.meldpunt_id, SignalKeyRow.digest.in_(mine),
-                   SignalKeyRow.signal_id != signal.id)
-            .group_by(SignalKeyRow.signal_id)
-            .order_by(shared.desc(), SignalKeyRow.signal_id.desc())
+            select(keyed.c.signal_id, weight)
+            .where(keyed.c.signal_id != signal.id)
+            .group_by(keyed.c.signal_id)
+            .order_by(weight.desc(), keyed.c.signal_id.desc())
             .limit(limit)
             .subquery()
         )
