@@ -4,6 +4,8 @@ first message after the gemeente question continues what the melder asked for.""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from meldbot.core.domain import RefQuery
 from meldbot.core.messaging import Identity
 from tests.support import EXAMPLE, FakeNotifier
 from tests.support.chat import Chat, migrated
-from tests.support.configs import eersel
+from tests.support.configs import eersel, gemeente
 
 INDICATOR = "taal was een probleem, ze spraken alleen Roemeens"
 REST = ["Kerkstraat 3, Bergeijk", "gisteren", "onbekend", "2", "balie", "nee"]
@@ -96,12 +98,13 @@ async def test_wijzig_at_a_question_answers_that_question_again_then_back_to_whe
 EERSEL = eersel("af-eersel")
 
 
-@pytest.fixture
-async def two(database_url: str, clock, tmp_path: Path) -> Any:
+@asynccontextmanager
+async def _chat_with(extra: str, database_url: str, clock, tmp_path: Path) -> AsyncIterator[Chat]:
+    """The whole app in chat mode on the example configuration with `extra` gemeenten appended."""
     from meldbot.run.app import build_app
 
-    path = tmp_path / "twee-gemeenten.toml"
-    path.write_text(EXAMPLE.read_text(encoding="utf-8") + EERSEL, encoding="utf-8")
+    path = tmp_path / "gemeenten.toml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8") + extra, encoding="utf-8")
     config = load_config(path, {"MELDBOT_STORAGE__URL": database_url,
                                 "MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS": "true"})
     await migrated(database_url)
@@ -109,6 +112,12 @@ async def two(database_url: str, clock, tmp_path: Path) -> Any:
     app = build_app(config, clock=clock, notifiers={"console": notifier}, mode="chat")
     async with app:
         yield Chat(app, notifier)
+
+
+@pytest.fixture
+async def two(database_url: str, clock, tmp_path: Path) -> Any:
+    async with _chat_with(EERSEL, database_url, clock, tmp_path) as chat:
+        yield chat
 
 
 async def test_with_several_gemeenten_melden_goes_on_after_the_gemeente_is_chosen(two):
@@ -157,36 +166,16 @@ async def test_with_several_gemeenten_an_opener_goes_on_and_the_gemeente_may_be_
         assert (await uow.people.get(Identity("console", "piet"))).meldpunt_id == "eersel"
 
 
-def _gemeente(id_: str, name: str, domain: str, af: str) -> str:
-    return f'''
-[[meldpunt]]
-id = "{id_}"
-name = "{name}"
-matrix_domains = ["{domain}"]
-
-  [[meldpunt.af]]
-  name = "af-{domain.split('.')[0]}"
-  display_name = "AF {name}"
-  console = "{af}"
-'''
-
-
 @pytest.fixture
 async def three(database_url: str, clock, tmp_path: Path) -> Any:
     """Three gemeenten whose ids are no words of their names: "ehv" for Eindhoven, and "team-2" (a digit) as
     the third option."""
-    from meldbot.run.app import build_app
-
-    path = tmp_path / "drie-gemeenten.toml"
-    path.write_text(EXAMPLE.read_text(encoding="utf-8") + _gemeente("ehv", "Gemeente Eindhoven", "eindhoven.nl", "af-ehv")
-                    + _gemeente("team-2", "Gemeente Veldhoven", "veldhoven.nl", "af-veldhoven"), encoding="utf-8")
-    config = load_config(path, {"MELDBOT_STORAGE__URL": database_url,
-                                "MELDBOT_STORAGE__ALLOW_PLAINTEXT_WITH_PLATFORMS": "true"})
-    await migrated(database_url)
-    notifier = FakeNotifier()
-    app = build_app(config, clock=clock, notifiers={"console": notifier}, mode="chat")
-    async with app:
-        yield Chat(app, notifier)
+    extra = (gemeente("ehv", "Gemeente Eindhoven", "eindhoven.nl", "af-ehv", af_name="af-eindhoven",
+                      af_display="AF Gemeente Eindhoven")
+             + gemeente("team-2", "Gemeente Veldhoven", "veldhoven.nl", "af-veldhoven", af_name="af-veldhoven",
+                        af_display="AF Gemeente Veldhoven"))
+    async with _chat_with(extra, database_url, clock, tmp_path) as chat:
+        yield chat
 
 
 @pytest.mark.parametrize("label,meldpunt_id", [("Gemeente Eindhoven", "ehv"), ("Gemeente Veldhoven", "team-2")])

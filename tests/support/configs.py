@@ -27,17 +27,22 @@ def config_text(url: str, *, bram: bool = True, carl: bool = False, bram_teams: 
     return text.replace(BRAM, (bram_block if bram else "") + (CARL if carl else ""))
 
 
+def gemeente(id_: str, name: str, domain: str, af_console: str, *, af_name: str, af_display: str) -> str:
+    """A gemeente to append to the example configuration, with one AF on the console under `af_console`."""
+    return f'''
+[[meldpunt]]
+id = "{id_}"
+name = "{name}"
+matrix_domains = ["{domain}"]
+
+  [[meldpunt.af]]
+  name = "{af_name}"
+  display_name = "{af_display}"
+  console = "{af_console}"
+'''
+
+
 def eersel(af_console: str) -> str:
     """A second gemeente to append to the example configuration: Eersel, with Anna as its AF on the console
     under `af_console` (the same user as Bergeijk's AF makes her an AF of two gemeenten)."""
-    return f'''
-[[meldpunt]]
-id = "eersel"
-name = "Gemeente Eersel"
-matrix_domains = ["eersel.nl"]
-
-  [[meldpunt.af]]
-  name = "anna"
-  display_name = "Anna de Vries"
-  console = "{af_console}"
-'''
+    return gemeente("eersel", "Gemeente Eersel", "eersel.nl", af_console, af_name="anna", af_display="Anna de Vries")
