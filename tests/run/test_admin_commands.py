@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import time
 import zipfile
 from datetime import datetime, timezone
@@ -15,29 +13,11 @@ import pytest
 
 from meldbot.core.clock import ManualClock
 from meldbot.run.app import build_app
-from tests.support import EXAMPLE, FakeNotifier, make_config
-from tests.support.chat import migrated, report_as
+from tests.support import FakeNotifier, make_config
+from tests.support.chat import migrated, report_as, run_cli
 
 AMS = ZoneInfo("Europe/Amsterdam")
 APP_ID = "6f1c2b1e-8d7a-4c51-9a3e-2b7d9c4e1f00"
-
-
-async def run_cli(monkeypatch, url: str, *args: str, **env: str) -> int:
-    """`meldbot <args>` through meldbot.run.cli.main, beside the running test's event loop."""
-    from meldbot.run.cli import main
-
-    monkeypatch.setenv("MELDBOT_STORAGE__URL", url)
-    monkeypatch.setenv("MELDBOT_CONFIG", str(EXAMPLE))
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    root, ours = logging.getLogger(), logging.getLogger("meldbot")
-    saved = root.handlers[:], root.level, ours.level
-    try:
-        return await asyncio.to_thread(main, list(args))
-    finally:
-        root.handlers[:], _, _ = saved
-        root.setLevel(saved[1])
-        ours.setLevel(saved[2])
 
 
 @pytest.fixture

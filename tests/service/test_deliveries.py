@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import timedelta
 
 import pytest
@@ -14,9 +12,8 @@ from meldbot.run.app import build_app
 from meldbot.run.doctor import examine
 from meldbot.core.i18n import texts
 from meldbot.core.messaging import DeliveryError, Identity
-from tests.support import EXAMPLE, FakeNotifier, make_config
-from tests.support.chat import NAMED, Chat
-from tests.support.chat import migrated
+from tests.support import FakeNotifier, make_config
+from tests.support.chat import NAMED, Chat, migrated, run_cli
 
 FEEDBACK = "terugkoppelen 1 Dank je, het is doorgezet naar de politie."
 NOT_INSTALLED = "teams: recipient has not installed the app (403 on create)"
@@ -151,23 +148,6 @@ async def test_a_failed_message_to_an_af_is_told_to_the_other_af_and_notices_do_
         rendered = app.metrics.render().decode()
         assert "meldbot_outbox_parked 3.0" in rendered
         assert 'meldbot_outbox_parked_by_kind{kind="delivery_notice"} 1.0' in rendered
-
-
-async def run_cli(monkeypatch, url: str, *args: str) -> int:
-    """`meldbot <args>` through meldbot.run.cli.main, as the administrator runs it beside the bot."""
-    from meldbot.run.cli import main
-
-    monkeypatch.setenv("MELDBOT_STORAGE__URL", url)
-    monkeypatch.setenv("MELDBOT_CONFIG", str(EXAMPLE))
-    # main() sets up logging for a process of its own; give pytest its handlers back afterwards.
-    root, ours = logging.getLogger(), logging.getLogger("meldbot")
-    saved = root.handlers[:], root.level, ours.level
-    try:
-        return await asyncio.to_thread(main, list(args))
-    finally:
-        root.handlers[:], _, _ = saved
-        root.setLevel(saved[1])
-        ours.setLevel(saved[2])
 
 
 async def test_meldbot_outbox_lists_and_resends_a_parked_terugkoppelen(office, database_url, clock, monkeypatch,

@@ -7,8 +7,6 @@ table, as it was; the one exception is a cache the code fills again itself (DERI
 
 from __future__ import annotations
 
-import asyncio
-import logging
 
 import pytest
 import sqlalchemy as sa
@@ -16,8 +14,8 @@ import sqlalchemy as sa
 from meldbot.core.clock import ManualClock
 from meldbot.run.app import build_app
 from meldbot.storage.db import DOWNGRADE_KEEPS_DATA, Database, downgrades_between, head_revision, revisions
-from tests.support import EXAMPLE, FakeNotifier, make_config
-from tests.support.chat import SCRIPT, migrated, report_as
+from tests.support import FakeNotifier, make_config
+from tests.support.chat import SCRIPT, migrated, report_as, run_cli
 
 ONE_BEFORE_HEAD = revisions()[-2]
 # Columns a lossless downgrade drops that the code derives again when it finds them empty: they come back NULL.
@@ -25,19 +23,8 @@ DERIVED = {"0011": {("signal", "mentions_sealed")}}
 
 
 async def migrate(monkeypatch, url: str, *args: str) -> int:
-    """`meldbot migrate <args>` through meldbot.run.cli.main, beside the running test's event loop."""
-    from meldbot.run.cli import main
-
-    monkeypatch.setenv("MELDBOT_STORAGE__URL", url)
-    monkeypatch.setenv("MELDBOT_CONFIG", str(EXAMPLE))
-    root, ours = logging.getLogger(), logging.getLogger("meldbot")
-    saved = root.handlers[:], root.level, ours.level
-    try:
-        return await asyncio.to_thread(main, ["migrate", *args])
-    finally:
-        root.handlers[:], _, _ = saved
-        root.setLevel(saved[1])
-        ours.setLevel(saved[2])
+    """`meldbot migrate <args>` through meldbot.run.cli.main."""
+    return await run_cli(monkeypatch, url, "migrate", *args)
 
 
 async def with_signals(url: str, clock: ManualClock) -> None:

@@ -3,6 +3,9 @@ AF's desk read back through the unit of work. For the tests that run the whole b
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from meldbot.core.domain import RefQuery
 from meldbot.core.messaging import Identity, IncomingMessage
 from meldbot.storage.db import Database
@@ -76,3 +79,24 @@ class Chat:
         async with self.app.uow() as uow:
             signal = await uow.signals.find(RefQuery(number), ["bergeijk"])
             return await uow.audit.of_signal(signal.id)
+
+
+async def run_cli(monkeypatch, url: str, *args: str, **env: str) -> int:
+    """`meldbot <args>` through meldbot.run.cli.main on the example configuration and the database `url`, beside
+    the running test's event loop, as the administrator runs it beside the bot; `env`: more variables."""
+    from meldbot.run.cli import main
+    from tests.support import EXAMPLE
+
+    monkeypatch.setenv("MELDBOT_STORAGE__URL", url)
+    monkeypatch.setenv("MELDBOT_CONFIG", str(EXAMPLE))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # main() sets up logging for a process of its own; give pytest its handlers back afterwards.
+    root, ours = logging.getLogger(), logging.getLogger("meldbot")
+    saved = root.handlers[:], root.level, ours.level
+    try:
+        return await asyncio.to_thread(main, list(args))
+    finally:
+        root.handlers[:], _, _ = saved
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
