@@ -217,6 +217,10 @@ async def test_the_largest_view_reaches_a_teams_af_whole_and_in_order_as_an_answ
         supplemented = NL("notify.supplemented", reference=REFERENCE, number=1)
         await microsoft.wait_for(lambda: len([p for p in microsoft.posts() if supplemented in seen(p)])
                                  == MAX_SUPPLEMENTS)
+        # And the notice about the refused addition, before the connector is scripted below: delivered in that
+        # window, it took the scripted answers meant for the view's parts.
+        refused = NL("notify.supplement_refused", reference=REFERENCE, number=1)[:60]
+        await microsoft.wait_for(lambda: any(refused in seen(p) for p in microsoft.posts()))
 
         # A direct answer: `toon 1` in the AF's own chat.
         views = recording_views(bot.app)
