@@ -185,9 +185,10 @@ class ConversationRepository(Protocol):
         order. The first statement of a turn, before anything of the conversation is read."""
         ...
 
-    async def prefetch(self, platform: str, conversation_id: str, reader: Identity) -> None:
-        """Read now what a turn reads first, the conversation and `reader`'s settings (a storage may do it in
-        one statement); `load` and `people.get(reader)` in this unit of work then give what was read."""
+    async def prefetch(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None = None) -> None:
+        """Read now what a turn reads first, the conversation, `reader`'s settings and the platform event (a
+        storage may do it in one statement); `load`, `people.get(reader)` and `processed.replies_for` in this
+        unit of work then give what was read."""
         ...
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None: ...
     async def save(self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime,

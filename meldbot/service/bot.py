@@ -137,7 +137,7 @@ class Bot:
             # First, before the processed check and the conversation: the conversation is ours until commit.
             # A redelivery on another process waits here, then finds the answer stored by the first turn.
             await uow.conversations.lock(msg.platform, msg.conversation_id)
-            await uow.conversations.prefetch(msg.platform, msg.conversation_id, msg.sender)
+            await uow.conversations.prefetch(msg.platform, msg.conversation_id, msg.sender, msg.event_id)
             if msg.event_id:
                 earlier = await uow.processed.replies_for(msg.platform, msg.event_id,
                                                           since=self._clock.now() - PROCESSED_REPLIES_KEPT)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from meldbot.core.messaging import Identity
 from meldbot.core.ports import StorageUnavailable
 from meldbot.storage.db import Database
+from meldbot.storage.fast import FastStatements
 from meldbot.storage.matrix import MatrixIdentityRepository, MatrixTrustRepository
 from meldbot.storage.repositories.audit import AuditRepository
 from meldbot.storage.repositories.conversations import ConversationRepository
@@ -61,6 +62,8 @@ class SqlUnitOfWork:
 
     async def __aenter__(self) -> "SqlUnitOfWork":
         self.session = self._db.sessions()
+        # The turn's prebuilt statements: straight to asyncpg on PostgreSQL (meldbot/storage/fast.py).
+        self.fast = FastStatements(self.session, self._db.engine.dialect)
         self.outbox_written = False
         self.signals_seen = set()
         return self
@@ -68,6 +71,7 @@ class SqlUnitOfWork:
     async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
             try:
+                self.fast.released()
                 await self.session.rollback()
             finally:
                 await self.session.close()
@@ -78,10 +82,15 @@ class SqlUnitOfWork:
             # The service sees the core's exception; the driver's stays attached as the cause.
             raise StorageUnavailable(type(exc).__name__) from exc
 
+    async def run(self, stmt, params=None):
+        """A prebuilt Core statement (a module constant with bind parameters) with `params`: see FastStatements."""
+        return await self.fast.run(stmt, params)
+
     async def flush(self) -> None:
         await self.session.flush()
 
     async def commit(self) -> None:
+        self.fast.released()
         await self.session.commit()
         if self.outbox_written and self._on_outbox:
             self._on_outbox()

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+import pytest
 from sqlalchemy import event
 
+from meldbot.storage import fast
 from meldbot.core.messaging import Identity, IncomingMessage
 from meldbot.run.app import build_app
 from tests.support import FakeNotifier, make_config
@@ -16,12 +18,16 @@ from tests.support.chat import SCRIPT, migrated
 # PostgreSQL: the conversation's lock (with the transaction's lock_timeout) + the conversation and the person
 # in one read + the conversation's update; SQLite has no lock statement. BEGIN and COMMIT are not counted.
 ORDINARY_TURN = {"postgresql": 3, "sqlite": 2}
+# A message with a platform event id (Teams, Matrix): the event is looked up in the same read as the
+# conversation, and recorded with the turn's replies: one statement more.
+ORDINARY_EVENT_TURN = {"postgresql": 4, "sqlite": 3}
 # `versturen`: lock, reads, reference number, signal, melder, events, keys, audit, the AFs' languages,
 # their notification, the conversation's removal.
 SUBMISSION = {"postgresql": 11, "sqlite": 10}
 
 
-async def test_a_melder_turn_runs_few_statements(database_url, clock):
+@pytest.mark.parametrize("with_event", [False, True], ids=["console", "event-id"])
+async def test_a_melder_turn_runs_few_statements(database_url, clock, with_event):
     await migrated(database_url)
     app = build_app(make_config(database_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
     async with app:
@@ -36,18 +42,26 @@ async def test_a_melder_turn_runs_few_statements(database_url, clock):
             if in_turn.get() and "key_canary" not in statement:
                 counted.append(statement)
 
+        def count_fast(statement):   # the turn's statements sent straight to asyncpg (meldbot/storage/fast.py)
+            count(None, None, statement, None, None, False)
+
         event.listen(app.db.engine.sync_engine, "before_cursor_execute", count)
+        fast.listeners.append(count_fast)
         per_turn = []
         try:
-            for line in SCRIPT:
+            for n, line in enumerate(SCRIPT):
                 counted.clear()
                 in_turn.set(True)
                 replies = await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"),
-                                                               conversation_id="anna", text=line))
+                                                               conversation_id="anna", text=line,
+                                                               event_id=f"$event{n}" if with_event else None))
                 assert replies
                 in_turn.set(False)
                 per_turn.append(len([s for s in counted if not s.lstrip().upper().startswith(("BEGIN", "COMMIT"))]))
         finally:
             event.remove(app.db.engine.sync_engine, "before_cursor_execute", count)
-    assert max(per_turn[1:-1]) <= ORDINARY_TURN[dialect], (per_turn, counted)
-    assert per_turn[-1] <= SUBMISSION[dialect], per_turn
+            fast.listeners.remove(count_fast)
+    ordinary = (ORDINARY_EVENT_TURN if with_event else ORDINARY_TURN)[dialect]
+    assert max(per_turn[1:-1]) <= ordinary, (per_turn, counted)
+    # With an event id the submission also records the event with its replies, and links it to the new signal.
+    assert per_turn[-1] <= SUBMISSION[dialect] + 2 * with_event, per_turn

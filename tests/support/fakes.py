@@ -524,7 +524,7 @@ class FakeConversationRepository:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self._uow = uow
 
-    async def prefetch(self, platform: str, conversation_id: str, reader: Identity) -> None:
+    async def prefetch(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None = None) -> None:
         """Nothing to do: reads here cost nothing."""
 
     async def lock(self, platform: str, conversation_id: str) -> None:

@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from meldbot.core.messaging import Identity
 from meldbot.core.ports import PersonSettings
-from meldbot.storage.tables import ConversationRow, PersonRow
+from meldbot.storage.tables import ConversationRow, PersonRow, ProcessedEventRow
 
 if TYPE_CHECKING:
     from meldbot.storage.uow import SqlUnitOfWork
@@ -26,16 +26,22 @@ _CONVERSATION_BY_KEYS = sa.select(
 _CONVERSATION_UPDATE = sa.update(_CONVERSATION).where(_CONVERSATION.c.key == sa.bindparam("k")).values(
     state_sealed=sa.bindparam("state"), updated_at=sa.bindparam("at", type_=_CONVERSATION.c.updated_at.type),
     meldpunt_id=sa.bindparam("meldpunt"))
-# A turn's first reads in one statement: the conversation and the person who writes, each or both absent.
+# A turn's first reads in one statement: the conversation, the person who writes and the platform event (was
+# it handled before?), each or all absent.
 _PERSON = PersonRow.__table__
+_PROCESSED = ProcessedEventRow.__table__
 _ONE = sa.select(sa.literal(1).label("one")).subquery("one")
 _CONVERSATION_AND_PERSON = sa.select(
     _CONVERSATION.c.key, _CONVERSATION.c.updated_at, _CONVERSATION.c.meldpunt_id, _CONVERSATION.c.state_sealed,
     _PERSON.c.lookup, _PERSON.c.language, _PERSON.c.meldpunt_id.label("person_meldpunt_id"),
+    _PROCESSED.c.key.label("event_key"), _PROCESSED.c.replies_sealed, _PROCESSED.c.at,
 ).select_from(
     _ONE.outerjoin(_CONVERSATION, _CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
     .outerjoin(_PERSON, _PERSON.c.lookup.in_(sa.bindparam("lookups", expanding=True)))
+    .outerjoin(_PROCESSED, _PROCESSED.c.key.in_(sa.bindparam("events", expanding=True)))
 ).limit(1)
+NO_EVENT = "-"   # the event key asked for when a message has no event id: no row has it
+_CONVERSATION_INSERT = sa.insert(_CONVERSATION)
 _CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa.bindparam("keys", expanding=True)))
 
 # The conversation's advisory lock on PostgreSQL: two int4 keys, meldbot's class id for conversations
@@ -87,8 +93,7 @@ class ConversationRepository:
     async def _row(self, platform: str, conversation_id: str) -> _Conversation | None:
         if (platform, conversation_id) in self._rows:
             return self._rows[(platform, conversation_id)]
-        result = await self._uow.session.exec(_CONVERSATION_BY_KEYS,
-                                              params={"keys": self._keys(platform, conversation_id)})
+        result = await self._uow.run(_CONVERSATION_BY_KEYS, {"keys": self._keys(platform, conversation_id)})
         found = result.first()
         row = _Conversation(*found) if found else None
         self._rows[(platform, conversation_id)] = row
@@ -109,22 +114,28 @@ class ConversationRepository:
         # that knows only the old key and one that knows both still meet on the old one. Sorted, so two
         # turns never take two keys in opposite orders.
         first, *more = sorted({conversation_lock_key(k) for k in self._keys(platform, conversation_id)})
-        await self._uow.session.exec(_LOCK_WITH_TIMEOUT, params={
+        await self._uow.run(_LOCK_WITH_TIMEOUT, {
             "timeout": f"{round(self.lock_timeout_seconds * 1000)}ms", "class_id": CONVERSATION_LOCK_CLASS, "key": first})
         for key in more:
-            await self._uow.session.exec(_CONVERSATION_LOCK, params={"class_id": CONVERSATION_LOCK_CLASS, "key": key})
+            await self._uow.run(_CONVERSATION_LOCK, {"class_id": CONVERSATION_LOCK_CLASS, "key": key})
 
-    async def prefetch(self, platform: str, conversation_id: str, reader: Identity) -> None:
-        """The conversation and the reader's settings in one statement (one round trip less per turn), kept for
-        `load` and `people.get` in this unit of work. After `lock`: a statement sees what was committed when
+    async def prefetch(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None = None) -> None:
+        """The conversation, the reader's settings and whether the platform event `event_id` was handled before,
+        in one statement (two round trips less per turn), kept for `load`, `people.get` and
+        `processed.replies_for` in this unit of work. After `lock`: a statement sees what was committed when
         it began, so a read in the locking statement could miss the turn it waited for."""
         if (platform, conversation_id) in self._rows:
             return
-        result = await self._uow.session.exec(_CONVERSATION_AND_PERSON, params={
-            "keys": self._keys(platform, conversation_id), "lookups": self._uow.person_lookups(reader)})
+        processed = self._uow.processed
+        events = processed.keys_for(platform, event_id) if event_id else [NO_EVENT]
+        result = await self._uow.run(_CONVERSATION_AND_PERSON, {
+            "keys": self._keys(platform, conversation_id), "lookups": self._uow.person_lookups(reader),
+            "events": events})
         found = result.first()
         self._rows[(platform, conversation_id)] = _Conversation(*found[:4]) if found and found[0] else None
         self._uow.people.keep(reader, PersonSettings(found[5], found[6]) if found and found[4] else PersonSettings())
+        if event_id:
+            processed.keep(platform, event_id, (found[8], found[9]) if found and found[7] else None)
 
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
         row = await self._row(platform, conversation_id)
@@ -136,25 +147,24 @@ class ConversationRepository:
         self, platform: str, conversation_id: str, state: dict[str, Any], at: datetime, meldpunt_id: str | None = None
     ) -> None:
         sealer = self._uow.sealer
-        session = self._uow.session
         row = await self._row(platform, conversation_id)
         key = sealer.lookup("conversation", f"{platform}:{conversation_id}")
         state_sealed = sealer.seal(json.dumps(state, ensure_ascii=False))
         meldpunt_id = meldpunt_id or (row.meldpunt_id if row else None)
         if row is not None and row.key == key:
-            await session.exec(_CONVERSATION_UPDATE,
-                               params={"k": key, "state": state_sealed, "at": at, "meldpunt": meldpunt_id})
+            await self._uow.run(_CONVERSATION_UPDATE,
+                                {"k": key, "state": state_sealed, "at": at, "meldpunt": meldpunt_id})
         else:
             if row is not None:   # written under a key being rotated away
-                await session.exec(_CONVERSATION_DELETE, params={"keys": [row.key]})
-            await session.exec(sa.insert(_CONVERSATION).values(
+                await self._uow.run(_CONVERSATION_DELETE, {"keys": [row.key]})
+            await self._uow.run(_CONVERSATION_INSERT, dict(
                 key=key, conversation_sealed=sealer.seal(json.dumps([platform, conversation_id])),
                 state_sealed=state_sealed, updated_at=at, meldpunt_id=meldpunt_id))
         self._rows[(platform, conversation_id)] = _Conversation(key, at, meldpunt_id, state_sealed)
 
     async def delete(self, platform: str, conversation_id: str) -> None:
         self._rows.pop((platform, conversation_id), None)
-        await self._uow.session.exec(_CONVERSATION_DELETE, params={"keys": self._keys(platform, conversation_id)})
+        await self._uow.run(_CONVERSATION_DELETE, {"keys": self._keys(platform, conversation_id)})
 
     async def forget_markers_before(self, moment: datetime) -> int:
         """Drop rows untouched for long (an expired-draft marker nobody came back to)."""

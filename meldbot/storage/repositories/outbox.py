@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from meldbot.storage.uow import SqlUnitOfWork
 
 
+# Queued messages: a message already queued under its key is not queued again.
+_INSERT = {dialect: dialect_insert(dialect)(OutboxRow).on_conflict_do_nothing(index_elements=["idempotency_key"])
+           for dialect in ("postgresql", "sqlite")}
+
+
 class OutboxRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
@@ -34,7 +39,6 @@ class OutboxRepository:
         """Queue several messages (each with the arguments of `add` but `at`; `reference` may be left out) in
         few statements."""
         sealer = self._uow.sealer
-        insert = dialect_insert(self._uow.dialect)
         rows = [
             dict(
                 meldpunt_id=m["meldpunt_id"],
@@ -51,10 +55,8 @@ class OutboxRepository:
             )
             for m in messages
         ]
-        for chunk in chunks(rows):
-            stmt = insert(OutboxRow).values(chunk).on_conflict_do_nothing(index_elements=["idempotency_key"])
-            await self._uow.session.exec(stmt)
         if rows:
+            await self._uow.run(_INSERT[self._uow.dialect], rows)
             self._uow.outbox_written = True
 
     async def claim_due(self, now: datetime, *, limit: int, lease: timedelta, platforms: list[str]) -> list[OutboxItem]:

@@ -34,7 +34,7 @@ class PersonRepository:
     async def get(self, identity: Identity) -> PersonSettings:
         if identity in self._read:
             return self._read[identity]
-        result = await self._uow.session.exec(_PERSON_BY_LOOKUPS, params={"keys": self._uow.person_lookups(identity)})
+        result = await self._uow.run(_PERSON_BY_LOOKUPS, {"keys": self._uow.person_lookups(identity)})
         row = result.first()
         self._read[identity] = settings = PersonSettings(row[0], row[1]) if row else PersonSettings()
         return settings

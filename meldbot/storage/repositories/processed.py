@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from meldbot.core.messaging import Reply
 from meldbot.core.ports import AlreadyHandled, Earlier
-from meldbot.storage.repositories._sql import chunks
 from meldbot.storage.tables import ProcessedEventRow, ProcessedEventSignalRow
 
 if TYPE_CHECKING:
@@ -21,7 +20,9 @@ if TYPE_CHECKING:
 _PROCESSED = ProcessedEventRow.__table__
 _PROCESSED_BY_KEYS = sa.select(_PROCESSED.c.replies_sealed, _PROCESSED.c.at).where(
     _PROCESSED.c.key.in_(sa.bindparam("keys", expanding=True)))
+_PROCESSED_INSERT = sa.insert(_PROCESSED)
 _PROCESSED_SIGNAL = ProcessedEventSignalRow.__table__
+_PROCESSED_SIGNAL_INSERT = sa.insert(_PROCESSED_SIGNAL)
 
 
 class ProcessedEventRepository:
@@ -33,14 +34,22 @@ class ProcessedEventRepository:
 
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
+        # Events read with the turn's first statement (ConversationRepository.prefetch): their row, or None.
+        self._read: dict[tuple[str, str], tuple[str | None, datetime] | None] = {}
 
-    def _key(self, platform: str, event_id: str) -> list[str]:
+    def keys_for(self, platform: str, event_id: str) -> list[str]:
         return self._uow.sealer.lookups("event", f"{platform}:{event_id}")
+
+    def keep(self, platform: str, event_id: str, row: tuple[str | None, datetime] | None) -> None:
+        """An event's row (replies_sealed, at), or None, read together with something else in this unit of work."""
+        self._read[(platform, event_id)] = row
 
     async def replies_for(self, platform: str, event_id: str, since: datetime | None = None) -> Earlier | None:
         """None if the event is new; else what was answered, unless that was before `since`."""
-        result = await self._uow.session.exec(_PROCESSED_BY_KEYS, params={"keys": self._key(platform, event_id)})
-        row = result.first()
+        if (platform, event_id) in self._read:
+            row = self._read[(platform, event_id)]
+        else:
+            row = (await self._uow.run(_PROCESSED_BY_KEYS, {"keys": self.keys_for(platform, event_id)})).first()
         if row is None:
             return None
         sealed, at = row
@@ -53,16 +62,16 @@ class ProcessedEventRepository:
         (and the transaction is lost) if another unit of work recorded it first."""
         payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
         key = self._uow.sealer.lookup("event", f"{platform}:{event_id}")
+        self._read.pop((platform, event_id), None)
         try:
-            await self._uow.session.exec(sa.insert(_PROCESSED).values(
-                key=key, at=at, replies_sealed=self._uow.sealer.seal(payload)))
+            await self._uow.run(_PROCESSED_INSERT, dict(key=key, at=at, replies_sealed=self._uow.sealer.seal(payload)))
         except sa.exc.IntegrityError as taken:
             # The key is the only constraint: another unit of work recorded this event first (the turn's
             # conversation lock should prevent it; this stays a clear answer, not a failed database).
             raise AlreadyHandled() from taken
         links = [dict(event_key=key, signal_id=i) for i in sorted(self._uow.signals_seen)]
-        for chunk in chunks(links):
-            await self._uow.session.exec(sa.insert(_PROCESSED_SIGNAL).values(chunk))
+        if links:
+            await self._uow.run(_PROCESSED_SIGNAL_INSERT, links)
 
     async def forget_signal(self, signal_id: int) -> int:
         """Erase the replies that showed this signal (retention erases the signal), and their links. The

@@ -32,8 +32,17 @@ if TYPE_CHECKING:
 
 _SIGNAL_INSERT = sa.insert(SignalRow.__table__).returning(SignalRow.__table__.c.id)
 _MELDER = MelderRow.__table__
+_MELDER_INSERT = sa.insert(_MELDER)
 _EVENT = EventRow.__table__
+_EVENT_INSERT = sa.insert(_EVENT)
 _SIGNAL_KEY = SignalKeyRow.__table__
+_SIGNAL_KEY_INSERT = sa.insert(_SIGNAL_KEY)
+# The year's next reference number: one upsert, which locks the year's counter row until commit.
+_NEXT_REFERENCE = {
+    dialect: dialect_insert(dialect)(CounterRow).values(year=sa.bindparam("year"), last=1).on_conflict_do_update(
+        index_elements=[CounterRow.year], set_={"last": CounterRow.last + 1}).returning(CounterRow.last)
+    for dialect in ("postgresql", "sqlite")
+}
 
 
 class SignalRepository:
@@ -50,10 +59,7 @@ class SignalRepository:
         The UPDATE takes a row lock on PostgreSQL (and the write lock on SQLite), so concurrent
         submitters queue here for the rest of their short transaction.
         """
-        insert = dialect_insert(self._uow.dialect)
-        stmt = insert(CounterRow).values(year=year, last=1)
-        stmt = stmt.on_conflict_do_update(index_elements=[CounterRow.year], set_={"last": CounterRow.last + 1})
-        result = await self._s.exec(stmt.returning(CounterRow.last))
+        result = await self._uow.run(_NEXT_REFERENCE[self._uow.dialect], {"year": year})
         return Reference(year, result.scalar_one())
 
     async def add(self, signal: Signal, melder: Melder, mentions: tuple[Mention, ...] | None = None) -> Signal:
@@ -62,7 +68,7 @@ class SignalRepository:
         if mentions is None:
             mentions = similar.content_mentions(signal.content)
         # Core statements, no ORM objects or flush: a submission is the dearest turn of a report.
-        result = await self._s.exec(_SIGNAL_INSERT, params=dict(
+        result = await self._uow.run(_SIGNAL_INSERT, dict(
             meldpunt_id=signal.meldpunt_id,
             ref_year=signal.reference.year,
             ref_number=signal.reference.number,
@@ -80,7 +86,7 @@ class SignalRepository:
         ))
         signal.id = result.scalar_one()
         self._uow.signals_seen.add(signal.id)
-        await self._s.exec(sa.insert(_MELDER), params=dict(
+        await self._uow.run(_MELDER_INSERT, dict(
             signal_id=signal.id,
             meldpunt_id=signal.meldpunt_id,
             lookup=self._uow.person_lookup(melder.identity),
@@ -100,7 +106,7 @@ class SignalRepository:
                 for event in signal.new_events]
         signal.new_events.clear()
         if rows:
-            await self._s.exec(sa.insert(_EVENT), params=rows)
+            await self._uow.run(_EVENT_INSERT, rows)
 
     async def save(self, signal: Signal, at: datetime) -> None:
         row = await self._s.get(SignalRow, signal.id)
@@ -224,7 +230,7 @@ class SignalRepository:
                      digest=self._uow.sealer.lookup("match", key.value), source=source)
                 for key in sorted(keys | matching.blocks(keys))]
         if rows:
-            await self._s.exec(sa.insert(_SIGNAL_KEY), params=rows)
+            await self._uow.run(_SIGNAL_KEY_INSERT, rows)
 
     async def matches(self, signal: Signal) -> list[tuple[Reference, str]]:
         """Other signals of the meldpunt sharing a key with `signal`: (reference, kind), oldest first."""

@@ -1,0 +1,192 @@
+"""The statements of every turn, run straight on asyncpg inside the unit of work's transaction.
+
+SQLAlchemy's execution path (the session, the execution context, the compiled cache lookup, the result
+objects, a greenlet switch per statement) costs about 100 µs of Python per statement; asyncpg itself
+costs a third of that. A chat turn is a handful of small statements, so on PostgreSQL that path was
+about a third of a turn's CPU (benchmarks/burst.py, profiled). `FastStatements.run` takes a Core
+statement built once at import (module level, with bind parameters), compiles it once for the
+connection's dialect and the lengths of its expanding ("IN") parameters, and sends the SQL with the
+values in order to the asyncpg connection that holds the session's transaction. Bind and result
+processors of the column types (UTCDateTime) are applied as SQLAlchemy would; errors come out as
+SQLAlchemy's exceptions (IntegrityError, DBAPIError), so callers and the unit of work see no difference.
+
+Any other dialect (SQLite), and any statement built per call, go through the session as before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+_CONSTANT = ""   # the parameter name of a value fixed in the statement (its value stands in the plan)
+_EXPANDED = re.compile(r"^(.*)_(\d+)$")
+_ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    # (parameter, list index, processor), or (_CONSTANT, value, None)
+    args: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
+    results: tuple[Callable[[Any], Any] | None, ...] | None                   # one per column; None: no processing
+
+
+class Rows:
+    """The part of SQLAlchemy's Result the repositories use, over rows already fetched."""
+
+    def __init__(self, rows: list[tuple], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def first(self) -> tuple | None:
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[tuple]:
+        return self._rows
+
+    def scalar_one(self) -> Any:
+        if len(self._rows) != 1:
+            raise sa.exc.NoResultFound("no row") if not self._rows else sa.exc.MultipleResultsFound("rows")
+        return self._rows[0][0]
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+
+def _plan(stmt: sa.sql.ClauseElement, dialect: sa.engine.Dialect, params: Mapping[str, Any]) -> _Plan:
+    # An INSERT without values names its columns by the parameters given, as SQLAlchemy's execute does.
+    insert = isinstance(stmt, sa.sql.dml.Insert) and not stmt._values and not stmt._multi_values
+    compiled = stmt.compile(dialect=dialect, column_keys=list(params) if insert else None)
+    state = compiled.construct_expanded_state(dict(params))
+    # The processors of the parameters as compiled (`state.processors` holds only those of expanded lists).
+    processors = {**compiled._bind_processors, **state.processors}
+    # Columns left out of an INSERT get their Python-side default, as SQLAlchemy's execution context gives them.
+    defaults = {}
+    for column in [*getattr(compiled, "insert_prefetch", ()), *getattr(compiled, "update_prefetch", ())]:
+        if column.key in params:
+            continue
+        if column.default is None or not column.default.is_scalar:
+            raise ValueError(f"fast statement: column {column.key} needs a default computed per row")
+        defaults[column.key] = column.default.arg
+    args = []
+    for name in state.positiontup or ():
+        processor = processors.get(name)
+        if name in params and not isinstance(params[name], (list, tuple)):
+            args.append((name, None, processor))
+            continue
+        found = _EXPANDED.match(name)
+        if found and isinstance(params.get(found.group(1)), (list, tuple)):
+            args.append((found.group(1), int(found.group(2)) - 1, processor))
+            continue
+        # A value fixed in the statement (a literal, a LIMIT): processed once, here.
+        value = defaults.get(name, state.parameters[name])
+        args.append((_CONSTANT, value if processor is None else processor(value), None))
+    results = None
+    columns = getattr(compiled, "_result_columns", None) or ()
+    if columns:
+        processors = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+        results = processors if any(processors) else None
+    return _Plan(state.statement, tuple(args), results)
+
+
+# Called with the SQL of every statement sent here (SQLAlchemy's before_cursor_execute does not see them):
+# tests count a turn's round trips with it.
+listeners: list[Callable[[str], None]] = []
+
+
+class FastStatements:
+    """One per unit of work. `run(stmt, params)` on PostgreSQL with asyncpg; elsewhere the session."""
+
+    # Plans by statement and its parameters (names, or the length of a list); the statements are module constants.
+    _plans: dict[tuple[Any, tuple[int, ...]], _Plan] = {}
+
+    def __init__(self, session, dialect: sa.engine.Dialect) -> None:
+        self._session = session
+        self._dialect = dialect
+        self._direct = dialect.name == "postgresql" and dialect.driver == "asyncpg"
+        self._adapter = None
+
+    def released(self) -> None:
+        """The session's transaction ended (commit, rollback): the next statement asks for its connection again."""
+        self._adapter = None
+
+    async def _connection(self):
+        adapter = self._adapter
+        if adapter is None:
+            connection = await self._session.connection()
+            adapter = (await connection.get_raw_connection()).dbapi_connection
+            self._adapter = adapter
+        if adapter._transaction is None:
+            # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; here that is ours.
+            await adapter._start_transaction()
+        return adapter
+
+    async def run(self, stmt, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None):
+        """Execute a prebuilt Core statement; `params` a dict, or a list of dicts for an executemany."""
+        if not self._direct:
+            return await self._session.exec(stmt, params=params)
+        many = isinstance(params, (list, tuple))
+        if many and not params:
+            return Rows([], 0)
+        sample = params[0] if many else (params or {})
+        shape = tuple(len(v) if isinstance(v, (list, tuple)) else k for k, v in sample.items())
+        plan = self._plans.get((stmt, shape))
+        if plan is None:
+            plan = self._plans[(stmt, shape)] = _plan(stmt, self._dialect, sample)
+        for listener in listeners:
+            listener(plan.sql)
+        adapter = self._adapter
+        try:
+            adapter = await self._connection()
+            driver = adapter._connection
+            if many:
+                await driver.executemany(plan.sql, [_values(plan, p) for p in params])
+                return Rows([], len(params))
+            values = _values(plan, sample)
+            if plan.results is None and not isinstance(stmt, sa.sql.expression.Select) and not _returns(stmt):
+                status = await driver.execute(plan.sql, *values)
+                found = _ROWCOUNT.match(status or "")
+                return Rows([], int(found.group(1)) if found else -1)
+            records = await driver.fetch(plan.sql, *values)
+        except Exception as error:
+            raise _translated(self._dialect.loaded_dbapi, adapter, plan.sql, error) from error
+        if plan.results is None:
+            rows = [tuple(r) for r in records]
+        else:
+            rows = [tuple(p(v) if p else v for p, v in zip(plan.results, r)) for r in records]
+        return Rows(rows, len(rows))
+
+
+def _returns(stmt) -> bool:
+    return bool(getattr(stmt, "_returning", None))
+
+
+def _values(plan: _Plan, params: Mapping[str, Any]) -> list[Any]:
+    values = []
+    for name, index, processor in plan.args:
+        if name is _CONSTANT:
+            values.append(index)
+            continue
+        value = params[name] if index is None else params[name][index]
+        values.append(processor(value) if processor else value)
+    return values
+
+
+def _translated(dbapi, adapter, sql: str, error: Exception) -> Exception:
+    """The error as SQLAlchemy raises it (IntegrityError, OperationalError, ... under DBAPIError): an asyncpg
+    error is first adapted as SQLAlchemy's asyncpg adapter does, then wrapped like any DBAPI error."""
+    if isinstance(error, sa.exc.SQLAlchemyError):
+        return error
+    adapted = error
+    if not isinstance(error, dbapi.Error) and adapter is not None:
+        try:
+            adapter._handle_exception(error)   # raises the adapter's DBAPI-style error
+        except Exception as raised:
+            adapted = raised
+    if isinstance(adapted, dbapi.Error):
+        return sa.exc.DBAPIError.instance(sql, None, adapted, dbapi.Error, hide_parameters=True)
+    return adapted
