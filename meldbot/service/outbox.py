@@ -20,6 +20,7 @@ Progress = Callable[[OutboxItem, timedelta], SendProgress]
 
 log = logging.getLogger("meldbot.outbox")
 _LOOK_EVERY = timedelta(minutes=1)
+DISPATCH_MIN_GAP_SECONDS = 0.1   # see Dispatcher.min_gap
 _RELEASED = "released"      # an outcome: not sent by this process, given back unclaimed
 
 
@@ -61,6 +62,12 @@ class Dispatcher:
         self.policy = policy
         self._batch = batch_size
         self._poll = poll_interval
+        # Under a burst (the hour after an awareness training: a report every few milliseconds) each kick
+        # would start a round of its own, a few transactions for one or two rows, and those rounds took a
+        # tenth of the process's time from the turns. Rounds are at least this far apart; a kick in
+        # between is served at the end of the gap, with everything queued meanwhile. A quiet process
+        # waits for nothing: its round starts at the kick.
+        self.min_gap = DISPATCH_MIN_GAP_SECONDS
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -86,6 +93,11 @@ class Dispatcher:
         could cut a database statement in half and leave the transaction, and SQLite's lock, open."""
         self._stopping = True
         self._wakeup.set()
+
+    async def _stopped_or_forever(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            await self._wakeup.wait()
 
     def kick(self) -> None:
         """Something was queued: look at the outbox now instead of at the next poll."""
@@ -229,7 +241,9 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Deliver until stopped: at every kick, and at least every poll interval."""
+        loop = asyncio.get_running_loop()
         while not self._stopping:
+            started = loop.time()
             try:
                 await self.deliver_pending()
             except asyncio.CancelledError:
@@ -243,4 +257,11 @@ class Dispatcher:
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
+            gap = self.min_gap - (loop.time() - started)
+            if gap > 0 and not self._stopping:
+                try:   # a stop cuts the gap short
+                    async with asyncio.timeout(gap):
+                        await self._stopped_or_forever()
+                except TimeoutError:
+                    pass
             self._wakeup.clear()
