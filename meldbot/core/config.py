@@ -495,10 +495,16 @@ class Config(_Model):
         return next((m for m in self.meldpunt if m.id == meldpunt_id), None)
 
     def reminders_for(self, meldpunt_id: str) -> RemindersConfig:
-        meldpunt = self.meldpunt_by_id(meldpunt_id)
-        if meldpunt is None:
+        # Asked at every chat turn (office hours, draft expiry): worked out once per configuration. Kept with
+        # the sections it comes from, so a copy with other sections (model_copy, a reload) works it out anew.
+        cached = self.__dict__.get("_reminders_cache")
+        if cached is None or cached[0] is not self.meldpunt or cached[1] is not self.reminders:
+            cached = (self.meldpunt, self.reminders, {m.id: m.reminder_settings(self.reminders) for m in self.meldpunt})
+            self.__dict__["_reminders_cache"] = cached
+        found = cached[2].get(meldpunt_id)
+        if found is None:
             raise KeyError(meldpunt_id)
-        return meldpunt.reminder_settings(self.reminders)
+        return found
 
     def af_for(self, platform: Platform, user_id: str) -> list[tuple[MeldpuntConfig, AFConfig]]:
         """Every (meldpunt, AF) where this platform id is configured as AF.
