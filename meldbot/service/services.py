@@ -126,13 +126,16 @@ async def submit_signal(cmd: SubmitSignal, uow: UnitOfWork, config: Config, cloc
                         platforms: tuple[Platform, ...]) -> Signal:
     meldpunt = meldpunt_of(config, cmd.meldpunt_id)
     now = clock.now()
-    # Reads first: from next_reference to commit the counter row is locked for every other submitter.
+    # Reads and work first: from next_reference to commit the counter row is locked for every other submitter
+    # (of every process), so what can be done before it is done before it.
     for af in meldpunt.af:
         for identity in af_identities(af, platforms) if not af.backup else ():
             await language_of(uow, config, identity)
+    # What the answers mention, found once: kept sealed for "reeds bekend", and as keyed hashes to find it by.
+    mentions = similar.content_mentions(cmd.content)
     reference = await uow.signals.next_reference(now.astimezone(meldpunt.tz).year)
     pseudonym = None
-    if cmd.anonymous:
+    if cmd.anonymous:   # after the counter: concurrent submitters see each other's pseudonyms, none is given twice
         pseudonym = await new_pseudonym(uow, meldpunt.id)
     signal = Signal.submit(
         meldpunt_id=meldpunt.id,
@@ -145,8 +148,6 @@ async def submit_signal(cmd: SubmitSignal, uow: UnitOfWork, config: Config, cloc
         pseudonym=pseudonym,
         at=now,
     )
-    # What the answers mention, found once: kept sealed for "reeds bekend", and as keyed hashes to find it by.
-    mentions = similar.content_mentions(cmd.content)
     await uow.signals.add(signal, Melder(cmd.melder, cmd.melder_name), mentions)
     await uow.signals.set_keys(signal, {m.key for m in mentions}, "auto", new=True)
     await uow.audit.append(meldpunt_id=meldpunt.id, signal_id=signal.id, actor_kind="melder",
