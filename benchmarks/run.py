@@ -40,6 +40,7 @@ MODULES = [
     ("matrix_latency", "1 Matrix: reply latency against a bare matrix-nio echo bot (nio and Element clients)", 900),
     ("teams_latency", "2 Teams: reply latency against echo agents on the same SDK (committing and bare)", 600),
     ("burst", "3 Burst after an awareness training (SQLite and PostgreSQL)", 1200),
+    ("burst_processes", "3b Burst on 1, 2 and 3 processes (PostgreSQL)", 600),
     ("peer", "4 Peer: the same dialog on botbuilder-dialogs", 600),
     ("growth", "5 Growth: 10k, 100k and 1M signals in PostgreSQL", 1500),
     ("footprint", "6 Memory and start", 600),
@@ -262,9 +263,9 @@ def _parse_markdown(path: Path) -> dict:
                 "detail": " | ".join(cells[5:]).replace("\\|", "|")})
         elif section == "Runs" and len(cells) == 4 and cells[0] != "benchmark":
             runs[cells[0]] = {"seconds": float(cells[1]), "load": cells[2], "outcome": cells[3]}
-    for index, (name, _title, _timeout) in enumerate(MODULES):
+    for name, title, _timeout in MODULES:
         if name in runs:
-            number = str(index + 1) + " "
+            number = title.split()[0] + " "     # a module's figures are in the sections its title's number opens
             figures = [f for s, fs in by_section.items() if s.startswith(number) for f in fs]
             result = {"seconds": runs[name]["seconds"], "load": runs[name]["load"], "figures": figures}
             if "measured separately on" in runs[name]["outcome"]:
