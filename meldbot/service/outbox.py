@@ -110,8 +110,10 @@ class Dispatcher:
             await uow.commit()
         self.kick()
 
-    async def deliver_pending(self) -> int:
-        """Deliver everything due now; returns how many messages were delivered."""
+    async def deliver_pending(self, *, whole: bool = True) -> int:
+        """Deliver everything due now; returns how many messages were delivered. With `whole` false (the
+        running dispatcher) a round ends after a batch that was not full: what was queued while it sent is
+        for the next round, after the gap (min_gap), instead of a stream of one-row batches."""
         delivered = 0
         async with self._lock:
             try:
@@ -154,6 +156,8 @@ class Dispatcher:
                             self.metrics.delivered.labels(item.recipient.platform).inc()
                         elif isinstance(outcome, DeliveryError):
                             self.metrics.delivery_failures.labels(item.recipient.platform).inc()
+                if not whole and len(items) < self._batch and not released:
+                    return delivered
             return delivered
 
     async def _park_switched_off(self) -> int:
@@ -245,7 +249,7 @@ class Dispatcher:
         while not self._stopping:
             started = loop.time()
             try:
-                await self.deliver_pending()
+                await self.deliver_pending(whole=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # e.g. the database restarting; try again at the next poll

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from meldbot.core.messaging import Identity, Reply
 from meldbot.service.outbox import Dispatcher
+from tests.service.test_outbox_holder import queued
 
 
 class Rounds(Dispatcher):
@@ -16,7 +18,7 @@ class Rounds(Dispatcher):
         self.starts: list[float] = []
         self.busy = True
 
-    async def deliver_pending(self) -> int:
+    async def deliver_pending(self, *, whole: bool = True) -> int:
         self.starts.append(asyncio.get_running_loop().time())
         if self.busy:
             self.kick()          # a report was queued while this round ran
@@ -53,3 +55,33 @@ async def test_rounds_under_a_burst_keep_the_gap_and_a_quiet_kick_is_served_at_o
     finally:
         dispatcher.stop()
         await asyncio.wait_for(task, 5)
+
+
+class QueuesMoreWhileSending:
+    """Each send happens while another report is queued (the burst): a new row for the next round."""
+
+    platform = "matrix"
+
+    def __init__(self, uow, clock, more: int) -> None:
+        self.uow, self.clock, self.more, self.sent = uow, clock, more, []
+
+    async def send(self, recipient, reply, key) -> None:
+        self.sent.append(key)
+        if self.more > 0:
+            self.more -= 1
+            async with self.uow() as work:
+                await work.outbox.add(meldpunt_id="bergeijk", recipient=Identity("matrix", "@af:example.org"),
+                                      reply=Reply("nog een"), key=f"more{self.more}", kind="inform",
+                                      at=self.clock.now())
+                await work.commit()
+
+
+async def test_the_running_dispatcher_ends_a_round_after_a_partial_batch(database_url, clock):
+    uow = await queued(database_url, clock, 3)
+    notifier = QueuesMoreWhileSending(uow, clock, more=5)
+    dispatcher = Dispatcher(uow, {"matrix": notifier}, clock)
+    # A round of the running dispatcher: the 3 that were due, not the rows queued while it sent them.
+    assert await dispatcher.deliver_pending(whole=False) == 3
+    # Called as a whole (the CLI, a drain): on until nothing is due, rows queued meanwhile included.
+    assert await dispatcher.deliver_pending() == 5
+    assert len(notifier.sent) == 8
