@@ -52,12 +52,13 @@ MODULES = [
 # The quick regression check: per module, (figure name, the most that ratio may reach at small n).
 # Each limit is about twice the figure's target: the quick samples are small (a few dozen turns), so a
 # ratio may wander well past its target by chance, but not past twice it without a real regression.
-# Teams: 2.5x the target, because the target is not met yet (1.8-2.2 in quick runs on an idle machine,
-# up to 3.3 while another benchmark loaded both cores): the limit catches a turn that gets ~50 % slower.
+# Teams: a little over twice the target, because the target is not met yet (SQLite 1.67-1.74, PostgreSQL
+# 1.46-1.50 in quick runs on an idle machine, 2026-11-30; ratios grow about 1.5x while other work loads both
+# cores): the limit catches a turn that gets ~50 % slower.
 QUICK: dict[str, list[tuple[str, float]]] = {
     "peer": [("dialog engine per turn, ratio meldbot/botbuilder", 1.0)],            # target 0.5
-    "teams_latency": [("p50 ratio meldbot/committing echo, SQLite", 3.0),           # target 1.2
-                      ("p50 ratio meldbot/committing echo, PostgreSQL", 3.0)],
+    "teams_latency": [("p50 ratio meldbot/committing echo, SQLite", 2.6),           # target 1.2
+                      ("p50 ratio meldbot/committing echo, PostgreSQL", 2.6)],
     "matrix_latency": [("p50 ratio meldbot/echo", 2.3),                              # target 1.15
                        ("p50 ratio meldbot/echo, Element client", 2.3)],
 }
