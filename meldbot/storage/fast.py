@@ -23,7 +23,6 @@ from typing import Any
 import sqlalchemy as sa
 
 _CONSTANT = ""   # the parameter name of a value fixed in the statement (its value stands in the plan)
-_EXPANDED = re.compile(r"^(.*)_(\d+)$")
 _ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
 
@@ -72,19 +71,30 @@ def _plan(stmt: sa.sql.ClauseElement, dialect: sa.engine.Dialect, params: Mappin
         if column.default is None or not column.default.is_scalar:
             raise ValueError(f"fast statement: column {column.key} needs a default computed per row")
         defaults[column.key] = column.default.arg
+    # Each element of a list parameter, by the name SQLAlchemy gave it (never guessed from the name).
+    expanded = {name: (param, index) for param, names in state.parameter_expansion.items()
+                for index, name in enumerate(names)}
     args = []
     for name in state.positiontup or ():
         processor = processors.get(name)
-        if name in params and not isinstance(params[name], (list, tuple)):
+        if name in expanded:
+            param, index = expanded[name]
+            if param not in params:
+                raise ValueError(f"fast statement: list parameter {param} has no value")
+            args.append((param, index, processor))
+        elif name in params:
             args.append((name, None, processor))
-            continue
-        found = _EXPANDED.match(name)
-        if found and isinstance(params.get(found.group(1)), (list, tuple)):
-            args.append((found.group(1), int(found.group(2)) - 1, processor))
-            continue
-        # A value fixed in the statement (a literal, a LIMIT): processed once, here.
-        value = defaults.get(name, state.parameters[name])
-        args.append((_CONSTANT, value if processor is None else processor(value), None))
+        else:
+            # A value fixed in the statement (a literal, a LIMIT): processed once, kept in the plan. Anything
+            # else (a value computed per call, a parameter left out) is refused rather than frozen.
+            if name in defaults:
+                value = defaults[name]
+            else:
+                bind = compiled.binds.get(name)
+                if bind is None or bind.callable is not None or bind.required:
+                    raise ValueError(f"fast statement: parameter {name} has no value")
+                value = bind.value
+            args.append((_CONSTANT, value if processor is None else processor(value), None))
     results = None
     columns = getattr(compiled, "_result_columns", None) or ()
     if columns:
@@ -101,41 +111,53 @@ listeners: list[Callable[[str], None]] = []
 class FastStatements:
     """One per unit of work. `run(stmt, params)` on PostgreSQL with asyncpg; elsewhere the session."""
 
-    # Plans by statement and its parameters (names, or the length of a list); the statements are module constants.
-    _plans: dict[tuple[Any, tuple[int, ...]], _Plan] = {}
+    # Plans by statement and its parameters (names, and the length of each list); the statements are module
+    # constants, so this stays as small as the set of turn statements.
+    _plans: dict[tuple[Any, tuple[Any, ...]], _Plan] = {}
 
     def __init__(self, session, dialect: sa.engine.Dialect) -> None:
         self._session = session
         self._dialect = dialect
         self._direct = dialect.name == "postgresql" and dialect.driver == "asyncpg"
         self._adapter = None
+        self._transaction = None   # the session's transaction the adapter belongs to
 
     def released(self) -> None:
         """The session's transaction ended (commit, rollback): the next statement asks for its connection again."""
-        self._adapter = None
+        self._adapter = self._transaction = None
 
     async def _connection(self):
         adapter = self._adapter
-        if adapter is None:
-            connection = await self._session.connection()
-            adapter = (await connection.get_raw_connection()).dbapi_connection
-            self._adapter = adapter
+        if adapter is not None:
+            # Still the session's transaction, and still open? A transaction ended behind our back (a failed
+            # flush rolled it back) must not be continued here in a new one: SQLAlchemy would refuse too.
+            if self._session.sync_session.get_transaction() is not self._transaction or not self._transaction.is_active:
+                raise sa.exc.PendingRollbackError("the unit of work's transaction has ended")
+            if adapter._transaction is None:
+                raise sa.exc.PendingRollbackError("the unit of work's database transaction has ended")
+            return adapter
+        connection = await self._session.connection()
+        adapter = (await connection.get_raw_connection()).dbapi_connection
         if adapter._transaction is None:
             # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; here that is ours.
             await adapter._start_transaction()
+        self._adapter, self._transaction = adapter, self._session.sync_session.get_transaction()
         return adapter
 
     async def run(self, stmt, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None):
-        """Execute a prebuilt Core statement; `params` a dict, or a list of dicts for an executemany."""
+        """Execute a prebuilt Core statement; `params` a dict, or a list of dicts for an executemany (no
+        rows come back from that: an executemany with RETURNING is refused)."""
         if not self._direct:
             return await self._session.exec(stmt, params=params)
         many = isinstance(params, (list, tuple))
         if many and not params:
             return Rows([], 0)
         sample = params[0] if many else (params or {})
-        shape = tuple(len(v) if isinstance(v, (list, tuple)) else k for k, v in sample.items())
+        shape = tuple((k, len(v)) if isinstance(v, (list, tuple)) else k for k, v in sample.items())
         plan = self._plans.get((stmt, shape))
         if plan is None:
+            if many and (_returns(stmt) or isinstance(stmt, sa.sql.expression.Select)):
+                raise ValueError("fast statement: an executemany gives no rows back")
             plan = self._plans[(stmt, shape)] = _plan(stmt, self._dialect, sample)
         for listener in listeners:
             listener(plan.sql)
@@ -143,15 +165,16 @@ class FastStatements:
         try:
             adapter = await self._connection()
             driver = adapter._connection
-            if many:
-                await driver.executemany(plan.sql, [_values(plan, p) for p in params])
-                return Rows([], len(params))
-            values = _values(plan, sample)
-            if plan.results is None and not isinstance(stmt, sa.sql.expression.Select) and not _returns(stmt):
-                status = await driver.execute(plan.sql, *values)
-                found = _ROWCOUNT.match(status or "")
-                return Rows([], int(found.group(1)) if found else -1)
-            records = await driver.fetch(plan.sql, *values)
+            async with adapter._execute_mutex:   # as SQLAlchemy's own statements on this connection
+                if many:
+                    await driver.executemany(plan.sql, [_values(plan, p) for p in params])
+                    return Rows([], -1)    # asyncpg tells no row count of an executemany
+                values = _values(plan, sample)
+                if plan.results is None and not isinstance(stmt, sa.sql.expression.Select) and not _returns(stmt):
+                    status = await driver.execute(plan.sql, *values)
+                    found = _ROWCOUNT.match(status or "")
+                    return Rows([], int(found.group(1)) if found else -1)
+                records = await driver.fetch(plan.sql, *values)
         except Exception as error:
             raise _translated(self._dialect.loaded_dbapi, adapter, plan.sql, error) from error
         if plan.results is None:
@@ -178,9 +201,11 @@ def _values(plan: _Plan, params: Mapping[str, Any]) -> list[Any]:
 
 def _translated(dbapi, adapter, sql: str, error: Exception) -> Exception:
     """The error as SQLAlchemy raises it (IntegrityError, OperationalError, ... under DBAPIError): an asyncpg
-    error is first adapted as SQLAlchemy's asyncpg adapter does, then wrapped like any DBAPI error."""
-    if isinstance(error, sa.exc.SQLAlchemyError):
-        return error
+    error is first adapted as SQLAlchemy's asyncpg adapter does, then wrapped like any DBAPI error. A driver
+    error that cannot be adapted is still a database error (OperationalError): the person is asked to resend.
+    Parameters are never part of the message (hide_parameters)."""
+    if isinstance(error, sa.exc.SQLAlchemyError) or not _from_driver(error, dbapi):
+        return error   # ours (a naive datetime refused by UTCDateTime) or SQLAlchemy's already
     adapted = error
     if not isinstance(error, dbapi.Error) and adapter is not None:
         try:
@@ -189,4 +214,10 @@ def _translated(dbapi, adapter, sql: str, error: Exception) -> Exception:
             adapted = raised
     if isinstance(adapted, dbapi.Error):
         return sa.exc.DBAPIError.instance(sql, None, adapted, dbapi.Error, hide_parameters=True)
-    return adapted
+    return sa.exc.OperationalError(sql, None, error, hide_parameters=True)
+
+
+def _from_driver(error: Exception, dbapi) -> bool:
+    import asyncpg
+
+    return isinstance(error, (dbapi.Error, asyncpg.PostgresError, asyncpg.InterfaceError))

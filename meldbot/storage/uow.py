@@ -66,6 +66,7 @@ class SqlUnitOfWork:
         self.fast = FastStatements(self.session, self._db.engine.dialect)
         self.outbox_written = False
         self.signals_seen = set()
+        self.processed.forget_read()   # what an earlier use of this unit of work read is not this one's
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:

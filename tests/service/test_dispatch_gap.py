@@ -35,10 +35,11 @@ async def until(condition, seconds: float = 10.0) -> None:
 
 async def test_rounds_under_a_burst_keep_the_gap_and_a_quiet_kick_is_served_at_once(clock):
     dispatcher = Rounds(clock)
-    dispatcher.min_gap = 0.03
+    # Long enough that "no wait" and "waited the gap" stay apart on a loaded machine.
+    dispatcher.min_gap = 0.3
     task = asyncio.create_task(dispatcher.run())
     try:
-        await until(lambda: len(dispatcher.starts) >= 8)
+        await until(lambda: len(dispatcher.starts) >= 4)
         gaps = [b - a for a, b in zip(dispatcher.starts, dispatcher.starts[1:])]
         assert min(gaps) >= dispatcher.min_gap * 0.95, gaps     # kicked at once every time, yet spaced
 
@@ -47,7 +48,7 @@ async def test_rounds_under_a_burst_keep_the_gap_and_a_quiet_kick_is_served_at_o
         await until(lambda: len(dispatcher.starts) == seen + 1)  # the round that was already due
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
-        await until(lambda: loop.time() - quiet_since > 3 * dispatcher.min_gap)
+        await until(lambda: loop.time() - quiet_since > 1.2 * dispatcher.min_gap)
         kicked = loop.time()
         dispatcher.kick()
         await until(lambda: len(dispatcher.starts) == seen + 2)

@@ -80,3 +80,32 @@ async def test_a_unit_of_work_goes_on_after_its_commit_in_a_new_transaction(db):
         # rolled back at the end: only the first was committed
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
         assert [r[0] for r in (await uow.run(_BY_KEYS, {"keys": ["first", "second"]})).all()] == ["first"]
+
+
+# A list parameter whose name SQLAlchemy also gives a literal ("key_1"): each value is mapped by the name
+# SQLAlchemy gave it, never guessed, and a second call with other values of the same shape gets its own.
+_CLASH = sa.select(_PROCESSED.c.key).where(
+    _PROCESSED.c.key.in_(sa.bindparam("key", expanding=True)), _PROCESSED.c.key != "").order_by(_PROCESSED.c.key)
+
+
+async def test_a_plan_is_reused_with_each_calls_own_values(db):
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        await uow.run(_INSERT, [dict(key=k, at=AT, replies_sealed=None) for k in ("a", "b", "c", "d")])
+        assert (await uow.run(_CLASH, {"key": ["a", "b"]})).all() == [("a",), ("b",)]
+        assert (await uow.run(_CLASH, {"key": ["c", "d"]})).all() == [("c",), ("d",)]
+        assert (await uow.run(_CLASH, {"key": ["d"]})).all() == [("d",)]
+
+
+async def test_after_a_failed_flush_the_unit_of_work_goes_no_further(db):
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        await uow.run(_INSERT, dict(key="taken", at=AT, replies_sealed=None))
+        await uow.commit()
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        await uow.run(_INSERT, dict(key="mine", at=AT, replies_sealed=None))
+        uow.session.add(ProcessedEventRow(key="taken", at=AT))
+        with pytest.raises(sa.exc.IntegrityError):
+            await uow.flush()             # the session rolls its transaction back
+        with pytest.raises(sa.exc.PendingRollbackError):
+            await uow.run(_INSERT, dict(key="later", at=AT, replies_sealed=None))
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        assert (await uow.run(_BY_KEYS, {"keys": ["mine", "later"]})).all() == []

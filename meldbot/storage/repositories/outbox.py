@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 # Queued messages: a message already queued under its key is not queued again.
-_INSERT = {dialect: dialect_insert(dialect)(OutboxRow).on_conflict_do_nothing(index_elements=["idempotency_key"])
+# On the table, not the ORM class: a Core statement on both databases (no flush of pending ORM changes first).
+_INSERT = {dialect: dialect_insert(dialect)(OutboxRow.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
            for dialect in ("postgresql", "sqlite")}
 
 

@@ -37,6 +37,9 @@ class ProcessedEventRepository:
         # Events read with the turn's first statement (ConversationRepository.prefetch): their row, or None.
         self._read: dict[tuple[str, str], tuple[str | None, datetime] | None] = {}
 
+    def forget_read(self) -> None:
+        self._read.clear()
+
     def keys_for(self, platform: str, event_id: str) -> list[str]:
         return self._uow.sealer.lookups("event", f"{platform}:{event_id}")
 
@@ -76,6 +79,7 @@ class ProcessedEventRepository:
     async def forget_signal(self, signal_id: int) -> int:
         """Erase the replies that showed this signal (retention erases the signal), and their links. The
         rows stay as markers without content: deleting them would let a redelivery be handled again."""
+        self._read.clear()
         keys = sa.select(_PROCESSED_SIGNAL.c.event_key).where(_PROCESSED_SIGNAL.c.signal_id == signal_id)
         result = await self._uow.session.exec(sa.update(_PROCESSED).where(
             _PROCESSED.c.key.in_(keys), _PROCESSED.c.replies_sealed.is_not(None)).values(replies_sealed=None))
@@ -88,6 +92,7 @@ class ProcessedEventRepository:
 
     async def forget_replies_before(self, moment: datetime) -> int:
         """Drop the replies of events handled before `moment`; the rows stay to recognise a redelivery."""
+        self._read.clear()
         result = await self._uow.session.exec(sa.update(_PROCESSED).where(
             _PROCESSED.c.at < moment, _PROCESSED.c.replies_sealed.is_not(None)).values(replies_sealed=None))
         await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(
@@ -95,6 +100,7 @@ class ProcessedEventRepository:
         return result.rowcount or 0
 
     async def forget_before(self, moment: datetime) -> int:
+        self._read.clear()
         old = sa.select(_PROCESSED.c.key).where(_PROCESSED.c.at < moment)
         await self._uow.session.exec(sa.delete(_PROCESSED_SIGNAL).where(_PROCESSED_SIGNAL.c.event_key.in_(old)))
         result = await self._uow.session.exec(sa.delete(ProcessedEventRow).where(ProcessedEventRow.at < moment))

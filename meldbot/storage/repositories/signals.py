@@ -37,10 +37,12 @@ _EVENT = EventRow.__table__
 _EVENT_INSERT = sa.insert(_EVENT)
 _SIGNAL_KEY = SignalKeyRow.__table__
 _SIGNAL_KEY_INSERT = sa.insert(_SIGNAL_KEY)
-# The year's next reference number: one upsert, which locks the year's counter row until commit.
+# The year's next reference number: one upsert, which locks the year's counter row until commit. On the table,
+# not the ORM class: a Core statement on both databases (no flush of pending ORM changes first).
+_COUNTER = CounterRow.__table__
 _NEXT_REFERENCE = {
-    dialect: dialect_insert(dialect)(CounterRow).values(year=sa.bindparam("year"), last=1).on_conflict_do_update(
-        index_elements=[CounterRow.year], set_={"last": CounterRow.last + 1}).returning(CounterRow.last)
+    dialect: dialect_insert(dialect)(_COUNTER).values(year=sa.bindparam("year"), last=1).on_conflict_do_update(
+        index_elements=[_COUNTER.c.year], set_={"last": _COUNTER.c.last + 1}).returning(_COUNTER.c.last)
     for dialect in ("postgresql", "sqlite")
 }
 
