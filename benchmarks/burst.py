@@ -10,6 +10,11 @@ counting notifier while the burst runs.
     answers 2-8 s apart, so that turns arrive at 100/s; 60 s of that steady state are measured. The
     arrival times are fixed in advance: latency counts from the scheduled arrival, so a bot that
     falls behind pays for the queue.
+
+Baseline, same run, same database kind, same employees and messages: the committing echo bot, the least
+a durable bot does per message (one INSERT of the message and a commit, on an engine made as meldbot makes
+its own, with as many turns at once as meldbot's turn line allows), then it answers with the text it got.
+Checked: one row per message.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from datetime import datetime, timezone
 
 from benchmarks.common import Figure, bench_config, main, percentile, summary_ms
 
+import sqlalchemy as sa
+
 from meldbot.run.app import build_app
 from meldbot.core.clock import ManualClock
-from meldbot.core.messaging import Identity, IncomingMessage
-from meldbot.storage.db import Database
+from meldbot.core.messaging import Identity, IncomingMessage, Reply
+from meldbot.storage.db import POOL_SIZE, Database, make_engine
 
 POSTGRES = os.environ.get("MELDBOT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
@@ -78,6 +85,46 @@ def message(user: str, text: str) -> IncomingMessage:
 
 def wednesday() -> ManualClock:
     return ManualClock(datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc))
+
+
+ECHO_TURNS = sa.Table("bench_echo_turns", sa.MetaData(),
+                      sa.Column("id", sa.Integer, primary_key=True),
+                      sa.Column("conversation", sa.String(64), nullable=False),
+                      sa.Column("text", sa.Text, nullable=False))
+
+
+class CommittingEcho:
+    """The baseline bot: commits one row per message, then answers with the message's text. Its engine is
+    made as meldbot makes its own (meldbot.storage.db.make_engine), and it lets as many turns at once hold
+    a connection as meldbot's turn line does (Database.turn_slots)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        # As Database.turn_slots: the pool's size on PostgreSQL, one at a time on SQLite.
+        self.slots = asyncio.Semaphore(POOL_SIZE if self.engine.dialect.name == "postgresql" else 1)
+        self.insert = ECHO_TURNS.insert()
+
+    async def __aenter__(self) -> "CommittingEcho":
+        async with self.engine.begin() as conn:
+            await conn.run_sync(ECHO_TURNS.metadata.create_all)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.engine.dispose()
+
+    async def handle(self, msg: IncomingMessage) -> list[Reply]:
+        async with self.slots:
+            async with self.engine.begin() as conn:
+                await conn.execute(self.insert, {"conversation": msg.conversation_id, "text": msg.text})
+        return [Reply(msg.text)]
+
+    async def check(self, turns: int) -> str:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(sa.func.count()).select_from(ECHO_TURNS))).scalar_one()
+        if rows != turns:
+            raise AssertionError(f"the committing echo stored {rows} rows for {turns} messages")
+        return f"{rows} rows committed, one per message"
 
 
 class Store:
@@ -177,13 +224,39 @@ async def closed_loop(url: str, employees: int) -> tuple[float, int, list[float]
     return turns / elapsed, turns, latencies, outcome
 
 
-async def open_loop(url: str, rate: float, seconds: float, think: tuple[float, float]) -> dict:
+async def echo_closed_loop(url: str, employees: int) -> tuple[float, int, list[float], str]:
+    """The same closed loop against the committing echo bot: the same employees, scripts and concurrency."""
+    rng = random.Random(3)
+    scripts = [script(n, rng) for n in range(employees)]
+    latencies: list[float] = []
+    async with CommittingEcho(url) as echo:
+        async def employee(n: int) -> None:
+            user = f"medewerker{n:04d}"
+            for line in scripts[n]:
+                started = time.perf_counter()
+                replies = await echo.handle(message(user, line))
+                latencies.append(time.perf_counter() - started)
+                if [r.text for r in replies] != [message(user, line).text]:
+                    raise AssertionError("the echo answered something else")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(employee(n) for n in range(employees)))
+        elapsed = time.perf_counter() - started
+        turns = sum(len(s) for s in scripts)
+        outcome = await echo.check(turns)
+    return turns / elapsed, turns, latencies, outcome
+
+
+async def open_loop(url: str, rate: float, seconds: float, think: tuple[float, float], echo: bool = False) -> dict:
     """Employees start at random moments and type their answers with a pause of `think` seconds
     (uniform) between them. Their number is chosen so that, once the first have reached the end of
     their report, turns arrive at `rate` per second; the `seconds` after that are measured. Arrival
-    times are fixed in advance: a slow bot does not slow the arrivals down (open loop)."""
+    times are fixed in advance: a slow bot does not slow the arrivals down (open loop). With `echo`, the
+    same arrivals go to the committing echo bot (the baseline)."""
     notifier = CountingNotifier()
-    app = build_app(bench_config(url), mode="chat", clock=wednesday(), notifiers={"console": notifier})
+    app = (CommittingEcho(url) if echo else
+           build_app(bench_config(url), mode="chat", clock=wednesday(), notifiers={"console": notifier}))
+    bot = app if echo else app.bot
     rng = random.Random(7)
     per_report = len(script(0, rng))
     ramp = (per_report - 1) * sum(think) / 2          # the mean time one report takes
@@ -202,14 +275,15 @@ async def open_loop(url: str, rate: float, seconds: float, think: tuple[float, f
     lag: list[float] = []
 
     async def turn(n: int, step: int, due: float, counted: bool) -> None:
-        replies = await app.bot.handle(message(f"medewerker{n:04d}", scripts[n][step]))
+        replies = await bot.handle(message(f"medewerker{n:04d}", scripts[n][step]))
         if counted:
             measured.append(time.perf_counter() - due)
         if step == per_report - 1:
             finals.append(replies[-1].text if replies else "")
 
     async with app:
-        await app.settled()
+        if not echo:
+            await app.settled()
         tasks = []
         start = time.perf_counter()
         for at, n, step in events:
@@ -222,7 +296,7 @@ async def open_loop(url: str, rate: float, seconds: float, think: tuple[float, f
                 lag.append(max(0.0, time.perf_counter() - due))
             tasks.append(asyncio.create_task(turn(n, step, due, counted)))
         await asyncio.gather(*tasks)
-        outcome = await check_outcome(app, notifier, employees, finals)
+        outcome = await (app.check(len(events)) if echo else check_outcome(app, notifier, employees, finals))
     arrivals = sum(1 for at, _, _ in events if window[0] <= at < window[1])
     return {"latencies": measured, "outcome": outcome, "lag99": percentile(lag, 99), "employees": employees,
             "rate": arrivals / seconds, "ramp": ramp}
@@ -236,13 +310,24 @@ async def measure(quick: bool) -> list[Figure]:
         label = "SQLite" if kind == "sqlite" else "PostgreSQL"
         async with Store(kind) as url:
             per_second, turns, latencies, outcome = await closed_loop(url, employees)
+        async with Store(kind) as url:
+            echo_per_second, echo_turns, echo_latencies, echo_outcome = await echo_closed_loop(url, employees)
+        what = f"(a) closed loop, {employees} employees, {label}"
         figures.append(Figure(
-            "3 Burst", f"(a) closed loop, {employees} employees, {label}: turns per second", per_second, "turns/s",
+            "3 Burst", f"{what}: turns per second", per_second, "turns/s",
             target=1000.0 if kind == "postgresql" else None, at_least=True,
             detail=f"{turns} turns; per turn {summary_ms(latencies)}; {outcome}"))
+        figures.append(Figure(
+            "3 Burst", f"{what}: baseline, committing echo: turns per second", echo_per_second, "turns/s",
+            detail=f"{echo_turns} turns; per turn {summary_ms(echo_latencies)}; {echo_outcome}"))
+        figures.append(Figure(
+            "3 Burst", f"{what}: meldbot / committing echo", per_second / echo_per_second, "x",
+            detail=f"{per_second:.0f} / {echo_per_second:.0f} turns/s, same run"))
         async with Store(kind) as url:
             run = await open_loop(url, rate, seconds, think)
-        latencies = run["latencies"]
+        async with Store(kind) as url:
+            echo_run = await open_loop(url, rate, seconds, think, echo=True)
+        latencies, echo_latencies = run["latencies"], echo_run["latencies"]
         what = f"(b) open loop {rate:g} turns/s for {seconds:g} s, {label}"
         figures.append(Figure("3 Burst", f"{what}: p50 turn latency", percentile(latencies, 50) * 1000, "ms",
                               detail=summary_ms(latencies)))
@@ -252,6 +337,14 @@ async def measure(quick: bool) -> list[Figure]:
                     f"their messages; measured after a {run['ramp']:.0f} s ramp: {len(latencies)} turns "
                     f"({run['rate']:.1f}/s); {run['outcome']}; load generator's own p99 lag "
                     f"{run['lag99'] * 1000:.2f} ms")))
+        figures.append(Figure(
+            "3 Burst", f"{what}: baseline, committing echo: p99 turn latency",
+            percentile(echo_latencies, 99) * 1000, "ms",
+            detail=f"the same arrivals; {summary_ms(echo_latencies)}; {echo_run['outcome']}"))
+        figures.append(Figure(
+            "3 Burst", f"{what}: p99 meldbot / committing echo",
+            percentile(latencies, 99) / percentile(echo_latencies, 99), "x",
+            detail=f"{percentile(latencies, 99) * 1000:.2f} / {percentile(echo_latencies, 99) * 1000:.2f} ms, same run"))
     return figures
 
 

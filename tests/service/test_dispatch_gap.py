@@ -7,7 +7,7 @@ import asyncio
 
 from meldbot.core.messaging import Identity, Reply
 from meldbot.service.outbox import Dispatcher
-from tests.service.test_outbox_holder import queued
+from tests.support.outbox import queued
 
 
 class Rounds(Dispatcher):

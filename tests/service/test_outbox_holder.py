@@ -9,10 +9,9 @@ import sqlalchemy as sa
 from meldbot.core.messaging import Identity, NotSendingHere, Reply
 from meldbot.run.app import HolderOnly
 from meldbot.service.outbox import Dispatcher
-from meldbot.storage.db import Database
-from meldbot.storage.sealing import PlainSealer
 from meldbot.storage.tables import OutboxRow
 from meldbot.storage.uow import UnitOfWorkFactory
+from tests.support.outbox import queued
 
 
 class Leader:
@@ -41,18 +40,6 @@ class NotHolding:
 
     async def send(self, recipient, reply, key) -> None:
         raise NotSendingHere("matrix sync stream held by another process")
-
-
-async def queued(url: str, clock, count: int) -> UnitOfWorkFactory:
-    db = Database(url)
-    await db.migrate()
-    uow = UnitOfWorkFactory(db, PlainSealer())
-    async with uow() as work:
-        for n in range(count):
-            await work.outbox.add(meldpunt_id="MH-2026-0001", recipient=Identity("matrix", f"@af{n}:example.org"),
-                                  reply=Reply(f"bericht {n}"), key=f"k{n}", kind="inform", at=clock.now())
-        await work.commit()
-    return uow
 
 
 async def rows(uow: UnitOfWorkFactory) -> dict[str, tuple]:
