@@ -841,8 +841,8 @@ async def measure(quick: bool) -> list[Figure]:
         figures.append(Figure(SECTION, f"toon: look-alike addresses found at {label}", found, f"of {expected}",
                               detail="each target has one earlier signal whose address is the street a letter short "
                                      "without postcode; it shares only a blocking key (house number, first letter) "
-                                     "with the target, and `toon` compares at most 40 candidates, those sharing most "
-                                     "keys first (newest first among equals)"))
+                                     "with the target, and `toon` compares at most 40 candidates, those sharing the "
+                                     "most telling keys first (each key weighs 1 / the signals holding it)"))
         figures.append(Figure(SECTION, f"lijst p95 at {label}", percentile(r["lijst"], 95) * 1000, "ms",
                               detail=f"{summary_ms(r['lijst'])}; {open_count} open signals; {sql('lijst')}"))
         figures.append(Figure(SECTION, f"sweep at {label}", statistics.median(r["sweep"]) * 1000, "ms",
