@@ -197,6 +197,17 @@ async def check_outcome(app, notifier: CountingNotifier, employees: int, finals:
             f"each delivered once ({notifier.calls} sends)")
 
 
+async def reports(handle, n: int, lines: list[str], latencies: list[float], finals: list[str]) -> None:
+    """Employee n types their report as fast as the replies come: each turn's latency, and the last reply."""
+    user = f"medewerker{n:04d}"
+    replies = []
+    for line in lines:
+        started = time.perf_counter()
+        replies = await handle(message(user, line))
+        latencies.append(time.perf_counter() - started)
+    finals.append(replies[-1].text if replies else "")
+
+
 async def closed_loop(url: str, employees: int) -> tuple[float, int, list[float], str]:
     notifier = CountingNotifier()
     app = build_app(bench_config(url), mode="chat", clock=wednesday(), notifiers={"console": notifier})
@@ -205,19 +216,10 @@ async def closed_loop(url: str, employees: int) -> tuple[float, int, list[float]
     latencies: list[float] = []
     finals: list[str] = []
 
-    async def employee(n: int) -> None:
-        user = f"medewerker{n:04d}"
-        replies = []
-        for line in scripts[n]:
-            started = time.perf_counter()
-            replies = await app.bot.handle(message(user, line))
-            latencies.append(time.perf_counter() - started)
-        finals.append(replies[-1].text if replies else "")
-
     async with app:
         await app.settled()                     # start-up work (catch-up sweep, warm-up) out of the way
         started = time.perf_counter()
-        await asyncio.gather(*(employee(n) for n in range(employees)))
+        await asyncio.gather(*(reports(app.bot.handle, n, scripts[n], latencies, finals) for n in range(employees)))
         elapsed = time.perf_counter() - started
         outcome = await check_outcome(app, notifier, employees, finals)
     turns = sum(len(s) for s in scripts)
@@ -229,21 +231,15 @@ async def echo_closed_loop(url: str, employees: int) -> tuple[float, int, list[f
     rng = random.Random(3)
     scripts = [script(n, rng) for n in range(employees)]
     latencies: list[float] = []
+    finals: list[str] = []
     async with CommittingEcho(url) as echo:
-        async def employee(n: int) -> None:
-            user = f"medewerker{n:04d}"
-            for line in scripts[n]:
-                started = time.perf_counter()
-                replies = await echo.handle(message(user, line))
-                latencies.append(time.perf_counter() - started)
-                if [r.text for r in replies] != [message(user, line).text]:
-                    raise AssertionError("the echo answered something else")
-
         started = time.perf_counter()
-        await asyncio.gather(*(employee(n) for n in range(employees)))
+        await asyncio.gather(*(reports(echo.handle, n, scripts[n], latencies, finals) for n in range(employees)))
         elapsed = time.perf_counter() - started
         turns = sum(len(s) for s in scripts)
         outcome = await echo.check(turns)
+    if sorted(finals) != sorted(message("", s[-1]).text for s in scripts):
+        raise AssertionError("the echo answered something else")
     return turns / elapsed, turns, latencies, outcome
 
 

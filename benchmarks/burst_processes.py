@@ -44,7 +44,7 @@ from benchmarks.common import Figure, bench_config, main, summary_ms
 
 import asyncpg  # noqa: E402  (benchmarks.common puts the repo root on sys.path first)
 
-from benchmarks.burst import CountingNotifier, Store, drained, message, script, wednesday  # noqa: E402
+from benchmarks.burst import CountingNotifier, Store, drained, reports, script, wednesday  # noqa: E402
 from meldbot.run.app import build_app  # noqa: E402
 from meldbot.storage.sealing import new_key  # noqa: E402
 
@@ -77,22 +77,13 @@ async def _child_burst(index: int, processes: int, employees: int, url: str, key
     latencies: list[float] = []
     finals: list[str] = []
 
-    async def employee(n: int) -> None:
-        user = f"medewerker{n:04d}"
-        replies = []
-        for line in scripts[n]:
-            started = time.perf_counter()
-            replies = await app.bot.handle(message(user, line))
-            latencies.append(time.perf_counter() - started)
-        finals.append(replies[-1].text if replies else "")
-
     async with app:
         await app.settled()                       # start-up work (catch-up sweep, warm-up) out of the way
         conn.send(("ready", os.getpid()))
         await asyncio.to_thread(start.wait)
         began = time.monotonic()
         cpu = time.process_time()
-        await asyncio.gather(*(employee(n) for n in mine))
+        await asyncio.gather(*(reports(app.bot.handle, n, scripts[n], latencies, finals) for n in mine))
         finished = time.monotonic()
         cpu = time.process_time() - cpu
         conn.send(("done", {"turns": sum(len(scripts[n]) for n in mine), "began": began, "finished": finished,

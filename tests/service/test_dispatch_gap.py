@@ -7,6 +7,7 @@ import asyncio
 
 from meldbot.core.messaging import Identity, Reply
 from meldbot.service.outbox import Dispatcher
+from tests.support.matrix import until
 from tests.support.outbox import queued
 
 
@@ -25,33 +26,25 @@ class Rounds(Dispatcher):
         return 0
 
 
-async def until(condition, seconds: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
-
-
 async def test_rounds_under_a_burst_keep_the_gap_and_a_quiet_kick_is_served_at_once(clock):
     dispatcher = Rounds(clock)
     # Long enough that "no wait" and "waited the gap" stay apart on a loaded machine.
     dispatcher.min_gap = 0.3
     task = asyncio.create_task(dispatcher.run())
     try:
-        await until(lambda: len(dispatcher.starts) >= 4)
+        await until(lambda: len(dispatcher.starts) >= 4, "four rounds")
         gaps = [b - a for a, b in zip(dispatcher.starts, dispatcher.starts[1:])]
         assert min(gaps) >= dispatcher.min_gap * 0.95, gaps     # kicked at once every time, yet spaced
 
         dispatcher.busy = False
         seen = len(dispatcher.starts)
-        await until(lambda: len(dispatcher.starts) == seen + 1)  # the round that was already due
+        await until(lambda: len(dispatcher.starts) == seen + 1, "the round already due")
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
-        await until(lambda: loop.time() - quiet_since > 1.2 * dispatcher.min_gap)
+        await until(lambda: loop.time() - quiet_since > 1.2 * dispatcher.min_gap, "a quiet spell")
         kicked = loop.time()
         dispatcher.kick()
-        await until(lambda: len(dispatcher.starts) == seen + 2)
+        await until(lambda: len(dispatcher.starts) == seen + 2, "the kicked round")
         assert dispatcher.starts[-1] - kicked < dispatcher.min_gap   # nothing to wait for after a quiet spell
     finally:
         dispatcher.stop()
