@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 
 _CONSTANT = ""   # the parameter name of a value fixed in the statement (its value stands in the plan)
@@ -51,9 +52,6 @@ class Rows:
         if len(self._rows) != 1:
             raise sa.exc.NoResultFound("no row") if not self._rows else sa.exc.MultipleResultsFound("rows")
         return self._rows[0][0]
-
-    def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
 
 
 def _plan(stmt: sa.sql.ClauseElement, dialect: sa.engine.Dialect, params: Mapping[str, Any]) -> _Plan:
@@ -218,6 +216,4 @@ def _translated(dbapi, adapter, sql: str, error: Exception) -> Exception:
 
 
 def _from_driver(error: Exception, dbapi) -> bool:
-    import asyncpg
-
     return isinstance(error, (dbapi.Error, asyncpg.PostgresError, asyncpg.InterfaceError))

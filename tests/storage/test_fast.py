@@ -60,10 +60,15 @@ async def test_left_out_columns_get_their_defaults_and_naive_times_are_refused(d
         assert isinstance(naive.value, (ValueError, sa.exc.StatementError))
 
 
-async def test_errors_are_sqlalchemys_and_a_rollback_keeps_nothing(db):
+async def committed(db, key: str) -> None:
+    """An event row committed before the test's own unit of work."""
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
-        await uow.run(_INSERT, dict(key="same", at=AT, replies_sealed=None))
+        await uow.run(_INSERT, dict(key=key, at=AT, replies_sealed=None))
         await uow.commit()
+
+
+async def test_errors_are_sqlalchemys_and_a_rollback_keeps_nothing(db):
+    await committed(db, "same")
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
         await uow.run(_INSERT, dict(key="other", at=AT, replies_sealed=None))
         with pytest.raises(sa.exc.IntegrityError):
@@ -97,9 +102,7 @@ async def test_a_plan_is_reused_with_each_calls_own_values(db):
 
 
 async def test_after_a_failed_flush_the_unit_of_work_goes_no_further(db):
-    async with SqlUnitOfWork(db, PlainSealer()) as uow:
-        await uow.run(_INSERT, dict(key="taken", at=AT, replies_sealed=None))
-        await uow.commit()
+    await committed(db, "taken")
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
         await uow.run(_INSERT, dict(key="mine", at=AT, replies_sealed=None))
         uow.session.add(ProcessedEventRow(key="taken", at=AT))
