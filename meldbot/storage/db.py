@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from importlib import resources
 from pathlib import Path
@@ -13,9 +14,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -184,8 +186,9 @@ def make_engine(url: str) -> AsyncEngine:
         # Every transaction takes SQLite's write lock at BEGIN (below), so they run one at a time anyway.
         # One pooled connection makes them queue in order here; several would collide in SQLite's busy
         # handler, which polls with sleeps of up to 100 ms (seen as 150 ms p99 turns under a burst).
+        # The pool's reset at check-in is the `reset` event below (pool_reset_on_return=None).
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0,
-                                     pool_timeout=60)
+                                     pool_timeout=60, pool_reset_on_return=None)
 
         # Take the write lock at BEGIN: with deferred transactions two writers that both read
         # first would deadlock on the upgrade. The SQLAlchemy-documented recipe for aiosqlite.
@@ -200,9 +203,24 @@ def make_engine(url: str) -> AsyncEngine:
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
+        # Sent to aiosqlite directly: one call into its thread, where SQLAlchemy's cursor takes four
+        # (meldbot/storage/fast.py). A failure comes out as SQLAlchemy's OperationalError, as before.
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                await_only(conn.connection.dbapi_connection.driver_connection.execute("BEGIN IMMEDIATE"))
+            except (sqlite3.Error, ValueError) as error:   # ValueError: aiosqlite's connection is closed
+                raise OperationalError("BEGIN IMMEDIATE", None, error, hide_parameters=True) from error
+
+        # A connection handed back to the pool is rolled back only when a transaction is open: after a
+        # commit (every turn) that rollback was one more call into aiosqlite's thread for nothing.
+        # sqlite3's own flag says whether one is open; the recipe of SQLAlchemy's "reset" event.
+        @event.listens_for(engine.sync_engine, "reset")
+        def _reset(dbapi_connection, _record, reset_state):
+            if reset_state.terminate_only:
+                return
+            if dbapi_connection.driver_connection.in_transaction:
+                dbapi_connection.rollback()
 
         return engine
     engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=20)

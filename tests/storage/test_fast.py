@@ -1,6 +1,6 @@
-"""The turn's statements sent straight to asyncpg (meldbot/storage/fast.py) give what SQLAlchemy gives: the same
-rows with the column types' processing, defaults for left-out columns, SQLAlchemy's exceptions, and the unit of
-work's transaction (nothing kept after a rollback, everything after a commit)."""
+"""The turn's statements sent straight to the driver (asyncpg, aiosqlite; meldbot/storage/fast.py) give what
+SQLAlchemy gives: the same rows with the column types' processing, defaults for left-out columns, SQLAlchemy's
+exceptions, and the unit of work's transaction (nothing kept after a rollback, everything after a commit)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ async def db(database_url):
 
 async def test_rows_come_back_as_sqlalchemy_gives_them(db):
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
-        assert uow.fast._direct == db.is_postgres          # PostgreSQL goes straight to asyncpg
+        # Straight to the driver on both databases.
+        assert uow.fast._driver == ("asyncpg" if db.is_postgres else "aiosqlite")
         await uow.run(_INSERT, [dict(key=f"k{i}", at=AT + timedelta(minutes=i), replies_sealed=None) for i in range(3)])
         fast = (await uow.run(_BY_KEYS, {"keys": ["k0", "k2", "nope"]})).all()
         slow = (await uow.session.exec(_BY_KEYS, params={"keys": ["k0", "k2", "nope"]})).all()
@@ -112,3 +113,21 @@ async def test_after_a_failed_flush_the_unit_of_work_goes_no_further(db):
             await uow.run(_INSERT, dict(key="later", at=AT, replies_sealed=None))
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
         assert (await uow.run(_BY_KEYS, {"keys": ["mine", "later"]})).all() == []
+
+
+async def test_one_statement_on_both_databases_in_one_process(tmp_path, postgres_database):
+    """Plans are kept per driver: a statement first run on SQLite must not send SQLite's SQL (`?`) to asyncpg
+    later, as a process with a test database of each kind did (every PostgreSQL turn failed)."""
+    databases = []
+    for url in (f"sqlite+aiosqlite:///{tmp_path}/one.db", postgres_database):
+        await migrated(url)
+        databases.append(Database(url))
+    try:
+        for database in databases + databases:
+            async with SqlUnitOfWork(database, PlainSealer()) as uow:
+                key = "k"   # rolled back each time
+                await uow.run(_INSERT, dict(key=key, at=AT, replies_sealed=None))
+                assert (await uow.run(_BY_KEYS, {"keys": [key]})).first()[0] == key
+    finally:
+        for database in databases:
+            await database.dispose()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+import aiosqlite
+
 import pytest
 from sqlalchemy import event
 
@@ -65,3 +67,43 @@ async def test_a_melder_turn_runs_few_statements(database_url, clock, with_event
     assert max(per_turn[1:-1]) <= ordinary, (per_turn, counted)
     # With an event id the submission also records the event with its replies, and links it to the new signal.
     assert per_turn[-1] <= SUBMISSION[dialect] + 2 * with_event, per_turn
+
+
+# SQLite: calls into aiosqlite's thread per ordinary turn with an event id: BEGIN IMMEDIATE, the read of the
+# conversation, person and event, the conversation's update, the event's record, COMMIT. Each call is a hop
+# between threads; through SQLAlchemy's cursor a statement took four (15 per turn before).
+ORDINARY_SQLITE_CALLS = 5
+
+
+async def test_a_melder_turn_on_sqlite_makes_few_calls_into_the_driver_thread(sqlite_url, clock):
+
+    from meldbot.storage.sealing import KeyringSealer, new_key
+
+    await migrated(sqlite_url)
+    # With a data key, as in production (a keyless test database checks its canary at every commit).
+    app = build_app(make_config(sqlite_url), clock=clock, sealer=KeyringSealer(new_key()),
+                    notifiers={"console": FakeNotifier()}, mode="chat")
+    calls: list[str] = []
+    in_turn: ContextVar[bool] = ContextVar("in_turn", default=False)
+    real = aiosqlite.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):
+        if in_turn.get():
+            calls.append(getattr(fn, "__name__", repr(fn)))
+        return await real(self, fn, *args, **kwargs)
+
+    async with app:
+        await app.settled()
+        per_turn = []
+        aiosqlite.Connection._execute = counted
+        try:
+            for n, line in enumerate(SCRIPT):
+                calls.clear()
+                in_turn.set(True)
+                assert await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"),
+                                                            conversation_id="anna", text=line, event_id=f"$e{n}"))
+                in_turn.set(False)
+                per_turn.append(len(calls))
+        finally:
+            aiosqlite.Connection._execute = real
+    assert max(per_turn[1:-1]) <= ORDINARY_SQLITE_CALLS, (per_turn, calls)
