@@ -146,12 +146,28 @@ class _ConnectorFactory(ChannelServiceClientFactoryBase):
         self._tokens = tokens
         self._app_id = app_id
         self._timeout = timeout
+        self._pool: aiohttp.TCPConnector | None = None
+
+    def _connections(self) -> aiohttp.TCPConnector:
+        """One pool of kept-alive connections for every connector client. The SDK closes a turn's client (its
+        session) when the turn ends; with its own connector that closed the connection too, so every reply
+        opened a new one: a TCP and TLS handshake with the Bot Connector per message. The pool outlives the
+        sessions (connector_owner=False); an idle connection is closed after 15 s (aiohttp's keep-alive)."""
+        if self._pool is None or self._pool.closed:
+            self._pool = aiohttp.TCPConnector(keepalive_timeout=15)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def create_connector_client(self, context, claims_identity, service_url: str, audience: str,
                                       scopes=None, use_anonymous: bool = False) -> TeamsConnectorClient:
         token = await self._tokens.token()
         endpoint = service_url if service_url.endswith("/") else service_url + "/"
-        session = aiohttp.ClientSession(base_url=endpoint, timeout=aiohttp.ClientTimeout(total=self._timeout))
+        session = aiohttp.ClientSession(base_url=endpoint, timeout=aiohttp.ClientTimeout(total=self._timeout),
+                                        connector=self._connections(), connector_owner=False)
         return TeamsConnectorClient(endpoint=endpoint, token=token, session=session)
 
     async def create_user_token_client(self, context, claims_identity, use_anonymous: bool = False) -> UserTokenClient:
@@ -315,6 +331,7 @@ class TeamsAdapter:
         return self._http
 
     async def close(self) -> None:
+        await self._factory.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

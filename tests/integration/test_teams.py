@@ -130,6 +130,21 @@ async def test_a_report_typed_in_a_personal_chat_reaches_the_af_in_a_new_one_to_
     assert {r.authorization for r in microsoft.requests} == {f"Bearer {OUTBOUND_TOKEN}"}
 
 
+async def test_replies_and_notices_reuse_kept_alive_connections_to_the_connector(db_url, microsoft, early):
+    """The SDK closes a turn's connector client when the turn ends; with a connection pool of its own that
+    closed the TCP connection too, so each reply opened a new one (in production a TLS handshake with the
+    Bot Connector per message). The pool is shared and outlives the turns."""
+    async with running(db_url, microsoft, early) as bot:
+        for line in SCRIPT:
+            await bot.say(PIET, line)
+        await microsoft.wait_for(with_text(microsoft, f"a:created-{ANNA.aad}", "MH-2026-0001"))
+    calls = [r for r in microsoft.requests if r.path.startswith("/v3/")]
+    connections = {r.peer for r in calls}
+    assert len(calls) >= len(SCRIPT) + 2 and None not in connections
+    # The turns one after another over one connection; the outbox's notice beside them may need a second.
+    assert len(connections) <= 2, (len(calls), len(connections))
+
+
 async def test_a_report_by_card_buttons_is_handled_like_typing_and_the_af_reads_it_with_a_button(
         db_url, microsoft, early):
     async with running(db_url, microsoft, early) as bot:

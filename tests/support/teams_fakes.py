@@ -61,6 +61,11 @@ class Recorded:
     authorization: str | None
     status: int
     size: int = 0       # bytes of the request body as the bot sent it
+    peer: Any = None    # the bot's end of the TCP connection the request came over
+
+
+def _peer(request: web.Request) -> Any:
+    return request.transport.get_extra_info("peername") if request.transport else None
 
 
 @dataclass
@@ -184,7 +189,7 @@ class FakeMicrosoft:
     async def _record(self, request: web.Request, status: int) -> Any:
         body = await request.json()
         self.requests.append(Recorded(request.method, request.path, body, request.headers.get("Authorization"),
-                                      status, len(await request.read())))
+                                      status, len(await request.read()), _peer(request)))
         return body
 
     async def _create(self, request: web.Request) -> web.Response:
@@ -199,7 +204,8 @@ class FakeMicrosoft:
             status, headers = 403, {}
         else:
             status, headers = 200, {}
-        self.requests.append(Recorded("POST", request.path, body, request.headers.get("Authorization"), status))
+        self.requests.append(Recorded("POST", request.path, body, request.headers.get("Authorization"), status,
+                                      peer=_peer(request)))
         if status == 403:
             return web.json_response({"error": {"code": "BotNotInConversationRoster",
                                                 "message": "The bot is not part of the conversation roster."}},
