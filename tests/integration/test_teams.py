@@ -101,6 +101,59 @@ async def test_the_adapter_runs_a_turn_and_a_proactive_message_with_fakes_for_al
     assert adapter.ready is False                           # stopped with the server
 
 
+class _SlowThenFailingBook(FakeAddressBook):
+    """An address book whose first write fails, and that records what had reached the connector by then."""
+
+    def __init__(self, microsoft) -> None:
+        super().__init__()
+        self.microsoft = microsoft
+        self.replies_at_write: list[int] = []
+
+    async def keep(self, entries, at) -> None:
+        self.replies_at_write.append(len([r for r in self.microsoft.requests if "/activities/" in r.path]))
+        if len(self.replies_at_write) == 1:
+            raise OSError("database gone for a moment")
+        await super().keep(entries, at)
+
+
+async def test_the_reference_is_kept_after_the_answer_and_a_failed_write_is_tried_again(
+        microsoft, early, tmp_path, caplog):
+    """The person's conversation reference is written after the answer is sent: the first message of a chat
+    no longer waits for that transaction. A write that fails then does not take the answer back (no 503, no
+    second answer from a Teams retry); the person's next message writes it."""
+    config = make_config(f"sqlite+aiosqlite:///{tmp_path}/unused.db", **teams_env(microsoft))
+    book = _SlowThenFailingBook(microsoft)
+
+    async def handle(message: IncomingMessage) -> list[Reply]:
+        return [Reply("Wat wil je melden?")]
+
+    async def wake(identity: Identity) -> None:
+        pass
+
+    adapter = TeamsAdapter(config, handle=handle, wake=wake, clock=early, addresses=book, connector_timeout=5)
+    web_app = web.Application()
+    adapter.attach(web_app)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"
+    token = {"Authorization": "Bearer " + microsoft.token()}
+    statuses = []
+    try:
+        async with asyncio.timeout(30), aiohttp.ClientSession() as http:
+            for text in ("melden", "Een man houdt paspoorten"):
+                async with http.post(url, json=activity(microsoft, PIET, text), headers=token) as response:
+                    statuses.append(response.status)
+    finally:
+        await runner.cleanup()
+    assert set(statuses) <= {200, 202}, statuses     # before: 503 for the first, and Teams sent it again
+    assert book.replies_at_write == [1, 2]           # each write after that message's answer was sent
+    assert book.entries[Identity("teams", PIET.aad)]["reference"]["conversation"]["id"] == PIET.conversation
+    warned = [r for r in caplog.records if r.getMessage() == "teams conversation reference not kept"]
+    assert len(warned) == 1 and PIET.aad not in str(warned[0].__dict__)
+
+
 # --- a report, typed and by buttons -------------------------------------------------------------------
 
 async def test_a_report_typed_in_a_personal_chat_reaches_the_af_in_a_new_one_to_one_chat(db_url, microsoft, early):
