@@ -40,6 +40,7 @@ from meldbot.adapters.teams_auth import (
     service_url_allowed,
 )
 from meldbot.adapters.teams_render import render_parts, submitted_text
+from meldbot.core.answer_first import answer_first
 from meldbot.core.logs import where
 from meldbot.core.clock import Clock
 from meldbot.core.i18n import LANGUAGES, texts
@@ -441,9 +442,10 @@ class TeamsAdapter:
             tenant=tenant,
             locale=activity.locale,
         )
-        replies = await self._handle(msg)
-        lang = next((r.language for r in replies if r.language), lang)
-        await self._answer(context, replies, lang)
+        with answer_first():   # the outbox's work this turn started waits for its answer
+            replies = await self._handle(msg)
+            lang = next((r.language for r in replies if r.language), lang)
+            await self._answer(context, replies, lang)
         if reference is not None:
             try:
                 await self._keep(identity, *reference)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from meldbot.core.answer_first import soon
 from meldbot.core.clock import Clock
 from meldbot.core.messaging import DeliveryError, Identity, Notifier, NotSendingHere, RecipientAway, SendProgress
 from meldbot.core.ports import ClaimLost, OutboxItem, UnitOfWork, UnitOfWorkFactory
@@ -100,8 +101,9 @@ class Dispatcher:
             await self._wakeup.wait()
 
     def kick(self) -> None:
-        """Something was queued: look at the outbox now instead of at the next poll."""
-        self._wakeup.set()
+        """Something was queued: look at the outbox now instead of at the next poll (after the answer of a
+        chat turn that queued it, meldbot.core.answer_first)."""
+        soon(self._wakeup.set)
 
     async def wake(self, recipient: Identity) -> None:
         """A person who was away is back: their waiting messages are due now."""

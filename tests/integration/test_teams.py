@@ -198,6 +198,27 @@ async def test_replies_and_notices_reuse_kept_alive_connections_to_the_connector
     assert len(connections) <= 2, (len(calls), len(connections))
 
 
+async def test_versturen_is_answered_before_the_outbox_starts_on_the_afs_notice(db_url, microsoft, early):
+    """The commit of `versturen` queues the AF's notice; the outbox is woken once the melder's answer is out
+    (meldbot.core.answer_first), not while it is being sent. Before, it was woken at the commit."""
+    async with running(db_url, microsoft, early) as bot:
+        for line in SCRIPT[:-1]:
+            await bot.say(PIET, line)
+        wakeup = bot.app.dispatcher._wakeup
+        real, answered = wakeup.set, []
+
+        def spied() -> None:
+            answered.append(any("MH-2026-0001" in json.dumps(r.body) for r in microsoft.requests
+                                if PIET.conversation in r.path))
+            real()
+
+        wakeup.set = spied
+        done = await bot.say(PIET, SCRIPT[-1])
+        await microsoft.wait_for(with_text(microsoft, f"a:created-{ANNA.aad}", "MH-2026-0001"))
+    assert "MH-2026-0001" in seen(done[-1])
+    assert answered and answered[0] is True, answered
+
+
 async def test_a_report_by_card_buttons_is_handled_like_typing_and_the_af_reads_it_with_a_button(
         db_url, microsoft, early):
     async with running(db_url, microsoft, early) as bot:

@@ -37,6 +37,7 @@ from meldbot.adapters.matrix.common import (
 from meldbot.adapters.matrix.direct import DirectRooms
 from meldbot.adapters.matrix.outbound import Sender
 from meldbot.adapters.matrix.trust import Devices
+from meldbot.core.answer_first import answer_first
 from meldbot.core.messaging import DeliveryError, Identity, IncomingMessage, RecipientAway, Reply
 
 MEDIA = (RoomMessageMedia, RoomEncryptedMedia, StickerEvent)
@@ -440,9 +441,10 @@ class Inbound:
             sender=Identity(PLATFORM, event.sender), conversation_id=room_id, text=text, event_id=event.event_id,
             is_private=private, has_attachment=attachment, sender_name=member.display_name if member else None,
         )
-        replies = await self._handle(message)
-        for index, reply in enumerate(replies):
-            await self._send(room_id, reply, f"{event.event_id}:{index}")
+        with answer_first():   # the outbox's work this turn started waits for its answer
+            replies = await self._handle(message)
+            for index, reply in enumerate(replies):
+                await self._send(room_id, reply, f"{event.event_id}:{index}")
 
     async def _af_refusal(self, event) -> str | None:
         """Why a message from an AF's account is not taken as the AF's, or None when it is: the AF's identity

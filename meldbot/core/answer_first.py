@@ -1,0 +1,37 @@
+"""A chat turn's own answer goes out before the background work it started.
+
+A turn that queues messages (`versturen` queues the AF's notice) wakes the outbox at its commit. The
+outbox then reads the database and calls the platform while the turn is still sending its answer, in the
+same process: the person waited for both (measured: `versturen` answered a third later on PostgreSQL,
+benchmarks/README.md). An adapter runs the turn and its answer `with answer_first():`; a wake-up asked for
+meanwhile (`soon`) runs when the block ends, answered or failed. Outside such a block `soon` runs at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_HELD: ContextVar[list[Callable[[], None]] | None] = ContextVar("meldbot_answer_first", default=None)
+
+
+def soon(callback: Callable[[], None]) -> None:
+    """Run `callback` now, or, inside `answer_first()`, once when the turn has answered."""
+    held = _HELD.get()
+    if held is None:
+        callback()
+    elif callback not in held:
+        held.append(callback)
+
+
+@contextmanager
+def answer_first() -> Iterator[None]:
+    held: list[Callable[[], None]] = []
+    token = _HELD.set(held)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+        for callback in held:
+            callback()
