@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -148,10 +149,17 @@ class InboundAuth:
     RS256 signature by a published key endorsed for the channel, issuer, audience = our app id, expiry,
     the tenant (when the token names one) and the serviceUrl claim against the activity's."""
 
+    # Teams sends the same token with every request for up to an hour. A token checked in full is kept
+    # (exactly that string, its claims, and the key that verified it) so the next request with it skips the
+    # parsing and the RSA check, a twentieth of a turn. Kept only while that key is still the published one
+    # (a refreshed key set is a new check) and until the token expires; the tenant is checked every time.
+    VERIFIED_KEPT = 64
+
     def __init__(self, app_id: str, keys: SigningKeys, allowed_tenants: Iterable[str]) -> None:
         self.app_id = app_id
         self.keys = keys
         self.allowed_tenants = {t.casefold() for t in allowed_tenants}
+        self._verified: OrderedDict[str, tuple[dict[str, Any], str, Any, float]] = OrderedDict()
 
     async def verify(self, header: str | None) -> dict[str, Any]:
         if not header:
@@ -160,6 +168,12 @@ class InboundAuth:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or " " in token:
             raise Unauthorized("malformed authorization header")
+        kept = self._verified.get(token)
+        if kept is not None:
+            claims, kid, found, expires = kept
+            if time.time() < expires and self.keys._cached(kid) is found:
+                return self._for_tenant(dict(claims), found[1])
+            del self._verified[token]
         try:
             unverified = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -184,6 +198,15 @@ class InboundAuth:
             raise Unauthorized("bad signature") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token ({type(exc).__name__})") from None
+        checked = self._for_tenant(claims, endorsements)
+        exp = claims.get("exp")
+        if isinstance(exp, (int, float)):
+            self._verified[token] = (dict(claims), unverified["kid"], found, exp + LEEWAY_SECONDS)
+            while len(self._verified) > self.VERIFIED_KEPT:
+                self._verified.popitem(last=False)
+        return checked
+
+    def _for_tenant(self, claims: dict[str, Any], endorsements) -> dict[str, Any]:
         tenant = claims.get("tid")
         if tenant is not None and str(tenant).casefold() not in self.allowed_tenants:
             raise Unauthorized("token of another tenant")

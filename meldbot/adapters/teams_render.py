@@ -186,7 +186,10 @@ def render_parts(reply: Reply, t: Texts) -> list[Activity]:
     def fits(part: Reply) -> bool:
         return activity_size(render(part, t)) <= ACTIVITY_BUDGET
 
-    if reply.image is None or fits(reply):
+    whole = render(reply, t)   # nearly always it fits: rendered once, measured once
+    if activity_size(whole) <= ACTIVITY_BUDGET:
+        return [whole]
+    if reply.image is None:
         return [render(part, t) for part in split_reply(reply, fits)]
     text = [render(part, t) for part in split_reply(replace(reply, image=None), fits)]
     picture = Reply("", image=reply.image, image_alt=reply.image_alt, language=reply.language)
