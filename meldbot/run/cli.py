@@ -266,6 +266,9 @@ async def _run(config, t, args) -> int:
             reloading(app, _config_path(args)):
         if not app.notifiers:
             print(t("cli.no_platforms"), file=sys.stderr)
+        from meldbot.run.tuning import tune_gc
+
+        tune_gc()   # after start-up, before the first turn (meldbot/run/tuning.py)
         print(t("cli.running"), file=sys.stderr)
         await _until_refused(app, stop.wait())
     if app.refusal is not None:
