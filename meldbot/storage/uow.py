@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
+import sqlalchemy.orm  # noqa: F401  (sa.orm.Session for the events below)
+from sqlalchemy.util import await_only
 
 from meldbot.core.messaging import Identity
 from meldbot.core.ports import StorageUnavailable
@@ -31,6 +33,24 @@ __all__ = [
 
 # What a failing database or connection raises through SQLAlchemy and the drivers.
 DATABASE_ERRORS = (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError, ConnectionError, TimeoutError)
+
+
+def _deferred_first(session) -> None:
+    """Before anything the session sends (a query, an ORM flush): the unit of work's deferred write, so
+    statements reach the database in the order they were asked for. Runs inside SQLAlchemy's greenlet."""
+    uow = session.info.get("meldbot_uow")
+    if uow is not None and uow._deferred is not None:
+        await_only(uow.send_deferred())
+
+
+@sa.event.listens_for(sa.orm.Session, "do_orm_execute")
+def _before_execute(state) -> None:
+    _deferred_first(state.session)
+
+
+@sa.event.listens_for(sa.orm.Session, "before_flush")
+def _before_flush(session, _context, _instances) -> None:
+    _deferred_first(session)
 
 
 class SqlUnitOfWork:
@@ -62,7 +82,9 @@ class SqlUnitOfWork:
 
     async def __aenter__(self) -> "SqlUnitOfWork":
         self.session = self._db.sessions()
-        # The turn's prebuilt statements: straight to asyncpg on PostgreSQL (meldbot/storage/fast.py).
+        self.session.sync_session.info["meldbot_uow"] = self
+        self._deferred = None
+        # The turn's prebuilt statements: straight to the driver (meldbot/storage/fast.py).
         self.fast = FastStatements(self.session, self._db.engine.dialect)
         self.outbox_written = False
         self.signals_seen = set()
@@ -70,6 +92,7 @@ class SqlUnitOfWork:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
+        self._deferred = None   # not committed: nothing of it is kept
         try:
             try:
                 self.fast.released()
@@ -85,12 +108,35 @@ class SqlUnitOfWork:
 
     async def run(self, stmt, params=None):
         """A prebuilt Core statement (a module constant with bind parameters) with `params`: see FastStatements."""
+        if self._deferred is not None:
+            await self.send_deferred()
         return await self.fast.run(stmt, params)
 
+    def defer(self, stmt, params) -> None:
+        """A write that may wait for this unit of work's next statement: sent before it (run, a session
+        query, a flush, the commit), or with it in one statement when the next one asks (take_deferred)."""
+        if self._deferred is not None:
+            raise RuntimeError("one deferred write at a time")
+        self._deferred = (stmt, params)
+
+    def take_deferred(self, stmt) -> dict | None:
+        """The parameters of the deferred write when it is `stmt` (the caller sends it with its own), else None."""
+        if self._deferred is not None and self._deferred[0] is stmt:
+            params, self._deferred = self._deferred[1], None
+            return params
+        return None
+
+    async def send_deferred(self) -> None:
+        pending, self._deferred = self._deferred, None
+        if pending is not None:
+            await self.fast.run(*pending)
+
     async def flush(self) -> None:
+        await self.send_deferred()
         await self.session.flush()
 
     async def commit(self) -> None:
+        await self.send_deferred()
         self.fast.released()
         await self.session.commit()
         if self.outbox_written and self._on_outbox:

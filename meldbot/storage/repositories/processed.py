@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from meldbot.core.messaging import Reply
 from meldbot.core.ports import AlreadyHandled, Earlier
+from meldbot.storage.repositories.conversations import CONVERSATION_UPDATE
 from meldbot.storage.tables import ProcessedEventRow, ProcessedEventSignalRow
 
 if TYPE_CHECKING:
@@ -21,6 +22,11 @@ _PROCESSED = ProcessedEventRow.__table__
 _PROCESSED_BY_KEYS = sa.select(_PROCESSED.c.replies_sealed, _PROCESSED.c.at).where(
     _PROCESSED.c.key.in_(sa.bindparam("keys", expanding=True)))
 _PROCESSED_INSERT = sa.insert(_PROCESSED)
+# PostgreSQL: the turn's conversation update (deferred by ConversationRepository.save) and the record of its
+# event in one statement, the update as a data-modifying WITH.
+_UPDATE_AND_INSERT = sa.insert(_PROCESSED).values(
+    key=sa.bindparam("event_key"), at=sa.bindparam("event_at", type_=_PROCESSED.c.at.type),
+    replies_sealed=sa.bindparam("replies")).add_cte(CONVERSATION_UPDATE.cte("conversation_update"))
 _PROCESSED_SIGNAL = ProcessedEventSignalRow.__table__
 _PROCESSED_SIGNAL_INSERT = sa.insert(_PROCESSED_SIGNAL)
 
@@ -66,8 +72,14 @@ class ProcessedEventRepository:
         payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
         key = self._uow.sealer.lookup("event", f"{platform}:{event_id}")
         self._read.pop((platform, event_id), None)
+        sealed = self._uow.sealer.seal(payload)
+        conversation = self._uow.take_deferred(CONVERSATION_UPDATE)
         try:
-            await self._uow.run(_PROCESSED_INSERT, dict(key=key, at=at, replies_sealed=self._uow.sealer.seal(payload)))
+            if conversation is not None:
+                await self._uow.run(_UPDATE_AND_INSERT, {**conversation, "event_key": key, "event_at": at,
+                                                         "replies": sealed})
+            else:
+                await self._uow.run(_PROCESSED_INSERT, dict(key=key, at=at, replies_sealed=sealed))
         except sa.exc.IntegrityError as taken:
             # The key is the only constraint: another unit of work recorded this event first (the turn's
             # conversation lock should prevent it; this stays a clear answer, not a failed database).
