@@ -359,15 +359,16 @@ class TeamsAdapter:
             except Exception as exc:   # whatever a hostile token trips over, it is a 401, never a 500
                 return self._refuse(f"token check failed ({type(exc).__name__})")
         try:
-            raw = await request.text()
+            # JSON is UTF-8 (RFC 8259), whatever charset a request names: strict UTF-8 refuses an encoded
+            # surrogate, so a lone one can only come in as a \u escape.
+            raw = (await request.read()).decode("utf-8")
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             return web.json_response({"error": "invalid JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "invalid activity"}, status=400)
         if "\\ud" in raw or "\\uD" in raw:
-            # A surrogate can only come in as a \u escape (decoding the body refuses an encoded one): without
-            # one in the text there is nothing to repair, and the walk over the activity is skipped.
+            # Without such an escape in the text there is nothing to repair: the walk over the activity is skipped.
             body = _valid_unicode(body)   # what is checked here is what the SDK reads
         service_url = body.get("serviceUrl")
         if claims is not None:

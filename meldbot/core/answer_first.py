@@ -13,25 +13,33 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-_HELD: ContextVar[list[Callable[[], None]] | None] = ContextVar("meldbot_answer_first", default=None)
+class _Held:
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+        self.closed = False
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("meldbot_answer_first", default=None)
 
 
 def soon(callback: Callable[[], None]) -> None:
-    """Run `callback` now, or, inside `answer_first()`, once when the turn has answered."""
+    """Run `callback` now, or, inside `answer_first()`, once when the turn has answered. (A task started inside
+    the block sees it too; after the block has ended it runs its callbacks at once.)"""
     held = _HELD.get()
-    if held is None:
+    if held is None or held.closed:
         callback()
-    elif callback not in held:
-        held.append(callback)
+    elif callback not in held.callbacks:
+        held.callbacks.append(callback)
 
 
 @contextmanager
 def answer_first() -> Iterator[None]:
-    held: list[Callable[[], None]] = []
+    held = _Held()
     token = _HELD.set(held)
     try:
         yield
     finally:
         _HELD.reset(token)
-        for callback in held:
+        held.closed = True
+        for callback in held.callbacks:
             callback()

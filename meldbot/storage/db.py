@@ -204,22 +204,33 @@ def make_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         # Sent to aiosqlite directly: one call into its thread, where SQLAlchemy's cursor takes four
-        # (meldbot/storage/fast.py). A failure comes out as SQLAlchemy's OperationalError, as before.
+        # (meldbot/storage/fast.py). A failure comes out as SQLAlchemy's OperationalError, as before. A BEGIN
+        # that did not come back (cancelled while it waited for the write lock: /healthz gives up after 5 s,
+        # the BEGIN may wait 30) may still take the lock in aiosqlite's thread after the connection went
+        # back to the pool: the connection is marked, and its reset rolls back behind that BEGIN.
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn):
+            fairy = conn.connection
+            fairy.info["begin_unsure"] = True
             try:
-                await_only(conn.connection.dbapi_connection.driver_connection.execute("BEGIN IMMEDIATE"))
-            except (sqlite3.Error, ValueError) as error:   # ValueError: aiosqlite's connection is closed
+                await_only(fairy.dbapi_connection.driver_connection.execute("BEGIN IMMEDIATE"))
+            except ValueError as error:   # aiosqlite's connection is closed: a new one for the next use
+                conn.invalidate(error)
+                raise OperationalError("BEGIN IMMEDIATE", None, error, hide_parameters=True,
+                                       connection_invalidated=True) from error
+            except sqlite3.Error as error:
                 raise OperationalError("BEGIN IMMEDIATE", None, error, hide_parameters=True) from error
+            fairy.info.pop("begin_unsure", None)
 
-        # A connection handed back to the pool is rolled back only when a transaction is open: after a
-        # commit (every turn) that rollback was one more call into aiosqlite's thread for nothing.
-        # sqlite3's own flag says whether one is open; the recipe of SQLAlchemy's "reset" event.
+        # A connection handed back to the pool is rolled back only when a transaction is open (sqlite3's own
+        # flag) or a BEGIN may still be running; after a commit (every turn) the pool's unconditional
+        # rollback was one more call into aiosqlite's thread for nothing.
         @event.listens_for(engine.sync_engine, "reset")
-        def _reset(dbapi_connection, _record, reset_state):
+        def _reset(dbapi_connection, record, reset_state):
             if reset_state.terminate_only:
                 return
-            if dbapi_connection.driver_connection.in_transaction:
+            unsure = record.info.pop("begin_unsure", False)
+            if unsure or dbapi_connection.driver_connection.in_transaction:
                 dbapi_connection.rollback()
 
         return engine

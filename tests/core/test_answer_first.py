@@ -55,3 +55,18 @@ async def test_turns_side_by_side_hold_only_their_own():
     release.set()
     await slow
     assert ran == ["quick", "quick answered", "slow", "slow answered"]
+
+
+async def test_a_task_started_in_a_turn_wakes_at_once_after_the_turn():
+    ran: list[str] = []
+    go = asyncio.Event()
+
+    async def later() -> None:
+        await go.wait()
+        soon(lambda: ran.append("from the task"))
+
+    with answer_first():
+        task = asyncio.create_task(later())    # copies the turn's context
+    go.set()
+    await task
+    assert ran == ["from the task"]

@@ -56,10 +56,7 @@ async def test_a_kept_token_is_checked_in_full_again_once_it_expired(microsoft, 
     await auth.verify(token)
     assert len(decodes) == 1
     monkeypatch.setattr(teams_auth.time, "time", lambda: expires + LEEWAY_SECONDS + 1)
-    try:
-        await auth.verify(token)
-    except Unauthorized:
-        pass
+    await auth.verify(token)              # PyJWT reads the real clock: still valid for the full check
     assert len(decodes) == 2
 
 

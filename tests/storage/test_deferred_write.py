@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from meldbot.core.messaging import Identity, Reply
+from meldbot.core.ports import AlreadyHandled
 from meldbot.storage import fast
 from meldbot.storage.db import Database
 from meldbot.storage.sealing import PlainSealer
-from meldbot.storage.tables import ConversationRow
+from meldbot.storage.tables import ConversationRow, ProcessedEventRow
 from meldbot.storage.uow import SqlUnitOfWork
 from tests.support.chat import migrated
 
@@ -75,5 +77,30 @@ async def test_an_update_not_committed_is_not_kept(database_url):
     db = await _with_conversation(database_url)
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
         await uow.conversations.save("teams", "c1", {"step": "vergeten"}, AT)
+    assert await _state(db) == {"step": "wat"}
+    await db.dispose()
+
+
+async def test_an_orm_flush_after_the_update_sends_it_first(database_url):
+    db = await _with_conversation(database_url)
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        await uow.conversations.save("teams", "c1", {"step": "wie"}, AT)
+        uow.session.add(ProcessedEventRow(key="added-by-the-orm", at=AT))
+        await uow.session.flush()             # the session's own flush, not the unit of work's
+        assert uow._deferred is None
+        await uow.commit()
+    assert await _state(db) == {"step": "wie"}
+    await db.dispose()
+
+
+async def test_an_event_recorded_before_fails_the_combined_statement_and_keeps_nothing(database_url):
+    db = await _with_conversation(database_url)
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        await uow.processed.remember("teams", "$e1", [Reply("eerder")], AT)
+        await uow.commit()
+    with pytest.raises(AlreadyHandled):
+        async with SqlUnitOfWork(db, PlainSealer()) as uow:
+            await uow.conversations.save("teams", "c1", {"step": "dubbel"}, AT)
+            await uow.processed.remember("teams", "$e1", [Reply("nog eens")], AT)
     assert await _state(db) == {"step": "wat"}
     await db.dispose()

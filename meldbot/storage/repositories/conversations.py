@@ -155,7 +155,9 @@ class ConversationRepository:
             values = {"k": key, "state": state_sealed, "at": at, "meldpunt": meldpunt_id}
             if self._uow.dialect == "postgresql":
                 # Sent with the turn's next statement, the record of its platform event in the same one
-                # (ProcessedEventRepository.remember): one round trip less per turn.
+                # (ProcessedEventRepository.remember): one round trip less per turn. A save before it is sent
+                # first (one deferred write at a time).
+                await self._uow.send_deferred()
                 self._uow.defer(CONVERSATION_UPDATE, values)
             else:
                 await self._uow.run(CONVERSATION_UPDATE, values)
