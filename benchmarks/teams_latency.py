@@ -8,7 +8,12 @@ PostgreSQL (BENCH_TEAMS_DATABASES=sqlite narrows it):
   (INSERT of the activity id and text, unique on the id, as the least a durable bot does to answer a
   retry once) to the same database as meldbot, with an engine made as meldbot makes its own
   (meldbot.storage.db.make_engine: WAL and BEGIN IMMEDIATE on SQLite, a pool on PostgreSQL), and only
-  then answers. Targets: meldbot p50 <= 1.2x, p95 <= 1.5x this agent.
+  then answers. It keeps its connections to the Bot Connector alive across turns as meldbot does (one
+  aiohttp connection pool under the SDK's per-turn connector clients). Targets: meldbot p50 <= 1.2x,
+  p95 <= 1.5x this agent.
+- the same committing echo agent as the SDK ships it: the SDK's RestChannelServiceClientFactory opens a
+  new connection to the connector for every turn (closed with the turn's client). Beside the others, to
+  show what keeping connections alive is worth; no target.
 - the bare echo agent, the SDK's own minimal turn: an `ActivityHandler` that replies with the text it
   got, run by the aiohttp `CloudAdapter` through `start_agent_process`, behind the SDK's standard
   `jwt_authorization_middleware` (`JwtTokenValidator`: PyJWKClient in a worker thread, RS256 check,
@@ -17,13 +22,14 @@ PostgreSQL (BENCH_TEAMS_DATABASES=sqlite narrows it):
   (a new `TeamsConnectorClient` per turn, like meldbot) with a static token, as meldbot is configured.
   It stores nothing, so it is no limit for a turn that must commit before it answers; its figure stays
   beside the others.
-- all three reply through the same loopback Bot Connector (tests/support/teams_fakes.py). A turn is timed
+- all four reply through the same loopback Bot Connector (tests/support/teams_fakes.py). A turn is timed
   from the start of the signed POST (body and token prepared beforehand) until the connector has read
   the first `message` activity that replies to it; an asyncio future set by the connector's handler
   marks it, so nothing is quantised by polling.
 - an employee types the report dialog of tests/support/chat.py (9 messages); every dialog is a new
-  employee and conversation. Dialogs of the three agents take turns, in each of the six orders in turn,
-  after two untimed warm-up dialogs each. Between blocks meldbot's outbox is allowed to deliver the AF's
+  employee and conversation. Dialogs of the four agents take turns, in a new order each round (every
+  order of the four in turn), after two untimed warm-up dialogs each. Before the measured rounds the
+  process's garbage collector is set as `meldbot run` sets it (meldbot.run.tuning), for all four alike. Between blocks meldbot's outbox is allowed to deliver the AF's
   notice, untimed, so its background work does not land in an echo agent's block.
 - checked: every meldbot dialog ends with a signal reference, every echo answer is the text sent, and
   the committing agent's table holds one row per turn it was sent.
@@ -35,6 +41,7 @@ regression check (`python -m benchmarks.run --quick`, tests/run/test_bench_quick
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import logging
@@ -60,6 +67,7 @@ from microsoft_agents.hosting.aiohttp import (  # noqa: E402
     start_agent_process,
 )
 from microsoft_agents.hosting.core import ActivityHandler, MessageFactory, RestChannelServiceClientFactory  # noqa: E402
+from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient  # noqa: E402
 from microsoft_agents.hosting.core.authorization import AgentAuthConfiguration, AuthenticationConstants  # noqa: E402
 from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import (  # noqa: E402
     JwtTokenValidator,
@@ -69,6 +77,7 @@ from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import 
 from meldbot.run.app import build_app, teams_adapter  # noqa: E402
 from meldbot.core.clock import ManualClock  # noqa: E402
 from meldbot.storage.db import make_engine  # noqa: E402
+from meldbot.run.tuning import tune_gc  # noqa: E402
 from benchmarks.common import bench_config  # noqa: E402
 from tests.support.teams_fakes import ANNA, APP_ID, OUTBOUND_TOKEN, TENANT, FakeMicrosoft, User, activity, new_key  # noqa: E402
 from tests.support.chat import SCRIPT  # noqa: E402
@@ -152,6 +161,24 @@ class _StaticTokenProvider:
         return OUTBOUND_TOKEN
 
 
+class _KeptAliveFactory(RestChannelServiceClientFactory):
+    """The SDK's factory with one pool of kept-alive connections under its per-turn clients, as meldbot's
+    (meldbot/adapters/teams.py, _ConnectorFactory): the turn's client (its session) is still closed with the
+    turn, the connection stays for the next. The token is the static one both factories get."""
+
+    def __init__(self, connections) -> None:
+        super().__init__(connections)
+        self.pool: aiohttp.TCPConnector | None = None
+
+    async def create_connector_client(self, context, claims_identity, service_url: str, audience: str,
+                                      scopes=None, use_anonymous: bool = False):
+        if self.pool is None:
+            self.pool = aiohttp.TCPConnector(keepalive_timeout=15)
+        endpoint = service_url if service_url.endswith("/") else service_url + "/"
+        session = aiohttp.ClientSession(base_url=endpoint, connector=self.pool, connector_owner=False)
+        return TeamsConnectorClient(endpoint=endpoint, token=OUTBOUND_TOKEN, session=session)
+
+
 class _StaticConnections:
     def __init__(self) -> None:
         self._provider = _StaticTokenProvider()
@@ -166,12 +193,18 @@ class _StaticConnections:
         return self._provider
 
 
-async def start_echo(fake: FakeMicrosoft, stack: AsyncExitStack, agent: ActivityHandler | None = None) -> str:
+async def start_echo(fake: FakeMicrosoft, stack: AsyncExitStack, agent: ActivityHandler | None = None,
+                     kept_alive: bool = False) -> str:
     # The SDK's validator fetches Bot Framework keys from login.botframework.com through a cached
     # PyJWKClient; point that one cache entry at the loopback key server, change nothing else.
     JwtTokenValidator._jwk_client_manager._cache[AuthenticationConstants.PUBLIC_ABS_JWKS_URL] = \
         _JwkClientCacheEntry(PyJWKClient(fake.url + "/keys"), threading.Lock())
-    adapter = CloudAdapter(channel_service_client_factory=RestChannelServiceClientFactory(_StaticConnections()))
+    if kept_alive:
+        factory = _KeptAliveFactory(_StaticConnections())
+        stack.push_async_callback(lambda: factory.pool.close() if factory.pool else asyncio.sleep(0))
+    else:
+        factory = RestChannelServiceClientFactory(_StaticConnections())
+    adapter = CloudAdapter(channel_service_client_factory=factory)
     agent = agent or EchoAgent()
 
     async def messages(request: web.Request) -> web.Response:
@@ -225,14 +258,16 @@ class _Rows:
             return (await conn.execute(sa.select(sa.func.count()).select_from(ECHO_TURNS))).scalar_one()
 
 
-async def start_committing_echo(fake: FakeMicrosoft, db_url: str, stack: AsyncExitStack) -> str:
+async def start_committing_echo(fake: FakeMicrosoft, db_url: str, stack: AsyncExitStack,
+                                kept_alive: bool = True) -> str:
     """Same SDK stack as start_echo; its table in meldbot's database, its engine made as meldbot makes its own
-    (meldbot.storage.db.make_engine: WAL and BEGIN IMMEDIATE on SQLite, a pool on PostgreSQL)."""
+    (meldbot.storage.db.make_engine: WAL and BEGIN IMMEDIATE on SQLite, a pool on PostgreSQL). Two agents
+    may share the table (their activity ids differ)."""
     engine = make_engine(db_url)
     stack.push_async_callback(engine.dispose)
     async with engine.begin() as conn:
         await conn.run_sync(ECHO_TURNS.metadata.create_all)
-    return await start_echo(fake, stack, CommittingEchoAgent(engine))
+    return await start_echo(fake, stack, CommittingEchoAgent(engine), kept_alive=kept_alive)
 
 
 # --- the employee ----------------------------------------------------------------------------------------
@@ -289,10 +324,11 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-AGENTS = ("meldbot", "commit", "echo")
-LABEL = {"meldbot": "meldbot", "commit": "committing echo", "echo": "bare echo"}
+AGENTS = ("meldbot", "commit", "commit_sdk", "echo")
+LABEL = {"meldbot": "meldbot", "commit": "committing echo", "commit_sdk": "committing echo as the SDK ships it",
+         "echo": "bare echo"}
 DB_LABEL = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-# Every order of the three agents once per six rounds: what the machine does meanwhile hits all alike.
+# A new order of the agents every round (all 24 in turn): what the machine does meanwhile hits all alike.
 ORDERS = list(itertools.permutations(AGENTS))
 
 
@@ -318,7 +354,7 @@ async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list
     logging.getLogger("meldbot").setLevel(logging.ERROR)      # the test setup's warnings are expected
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # a sweep started late is no finding here
     if dialogs is None:
-        dialogs = 4 if quick else 34                          # x 9 turns: 36 / 306 measured turns each
+        dialogs = 4 if quick else 36                          # x 9 turns: 36 / 324 measured turns each
     section = SECTION if kind == "sqlite" else f"{SECTION} ({DB_LABEL[kind]})"
     async with Store(kind) as db_url, AsyncExitStack() as stack:
         fake = TimedMicrosoft(new_key(), installed={ANNA.aad})
@@ -329,7 +365,8 @@ async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list
         app, meldbot_url = await start_meldbot(fake, db_url, stack)
         injected_delay(app)
         urls = {"meldbot": meldbot_url, "echo": await start_echo(fake, stack),
-                "commit": await start_committing_echo(fake, db_url, stack)}
+                "commit": await start_committing_echo(fake, db_url, stack),
+                "commit_sdk": await start_committing_echo(fake, db_url, stack, kept_alive=False)}
 
         reports = 0
 
@@ -349,6 +386,12 @@ async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list
         for _ in range(2):
             for who in AGENTS:
                 await block(who)
+        # As `meldbot run` does after its start (meldbot.run.tuning), for all agents alike; undone afterwards
+        # (the quick check runs this inside the test suite's process).
+        thresholds = gc.get_threshold()
+        tune_gc()
+        stack.callback(gc.set_threshold, *thresholds)
+        stack.callback(gc.unfreeze)
 
         samples: dict[str, list[float]] = {who: [] for who in AGENTS}
         started = time.perf_counter()
@@ -358,9 +401,9 @@ async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list
         wall = time.perf_counter() - started
         rows = await stack.enter_async_context(_Rows(db_url))
         committed = await rows.count()
-    expected = (dialogs + 2) * len(SCRIPT)
+    expected = 2 * (dialogs + 2) * len(SCRIPT)
     if committed != expected:
-        raise RuntimeError(f"the committing echo agent stored {committed} rows for {expected} turns")
+        raise RuntimeError(f"the committing echo agents stored {committed} rows for {expected} turns")
 
     mel, commit, echo = samples["meldbot"], samples["commit"], samples["echo"]
     ms = {(who, q): percentile(samples[who], q) * 1000 for who in AGENTS for q in (50, 95)}
@@ -368,9 +411,10 @@ async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list
     how = (f"{dialogs} report dialogs (each ended with a reference), {dialogs} dialogs with each echo agent, "
            f"{len(SCRIPT)} turns each, the three in every order in turn after 2 warm-up dialogs each, {wall:.1f} s; "
            f"committing echo = the bare echo agent that first commits one row per turn (INSERT of the activity "
-           f"id and text, unique on the id) to the same {db} database through meldbot's engine settings; "
-           "both echo agents: SDK ActivityHandler + CloudAdapter + SDK jwt_authorization_middleware; "
-           "meldbot: its own InboundAuth")
+           f"id and text, unique on the id) to the same {db} database through meldbot's engine settings, its "
+           "connections to the connector kept alive as meldbot's; "
+           "echo agents: SDK ActivityHandler + CloudAdapter + SDK jwt_authorization_middleware; "
+           "meldbot: its own InboundAuth; garbage collector as `meldbot run` sets it, for all")
     return [
         Figure(section, f"p50 ratio meldbot/committing echo, {db}", ratio(ms["meldbot", 50], ms["commit", 50]), "x",
                target=TARGET_P50_RATIO,
@@ -385,8 +429,14 @@ async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list
                detail=f"meldbot {ms['meldbot', 95]:.2f} ms / bare echo {ms['echo', 95]:.2f} ms"),
         Figure(section, f"meldbot POST -> first reply at connector, {db}", ms["meldbot", 50], "ms p50",
                detail=summary_ms(mel)),
+        Figure(section, f"p50 ratio meldbot/committing echo as the SDK ships it, {db}",
+               ratio(ms["meldbot", 50], ms["commit_sdk", 50]), "x",
+               detail=f"meldbot {ms['meldbot', 50]:.2f} ms / {ms['commit_sdk', 50]:.2f} ms (a new connection to the "
+                      "connector per turn, the SDK's RestChannelServiceClientFactory)"),
         Figure(section, f"committing echo POST -> reply at connector, {db}", ms["commit", 50], "ms p50",
-               detail=summary_ms(commit) + f"; {committed} rows committed"),
+               detail=summary_ms(commit) + f"; {committed} rows committed by both committing agents"),
+        Figure(section, f"committing echo as the SDK ships it POST -> reply at connector, {db}",
+               ms["commit_sdk", 50], "ms p50", detail=summary_ms(samples["commit_sdk"])),
         Figure(section, f"bare echo POST -> reply at connector, {db}", ms["echo", 50], "ms p50",
                detail=summary_ms(echo)),
     ]

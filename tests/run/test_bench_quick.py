@@ -6,7 +6,7 @@ does not:
 
 - the dialog engine per turn against botbuilder-dialogs' waterfall (target 0.5, limit 1.0);
 - a Teams turn on SQLite, signed POST to the reply at a loopback connector, against an echo agent on the
-  same SDK that commits one row per turn to the same database (target 1.2 for the p50, limit 2.6).
+  same SDK that commits one row per turn to the same database (target 1.2 for the p50, limit 2.4).
 
 A ratio past its limit is measured once more and the better of the two counts: a moment of load from
 elsewhere on the machine passes, a slower meldbot fails both. Each has a twin that makes meldbot slower on
