@@ -29,6 +29,7 @@ import sqlite3
 
 import asyncpg
 import sqlalchemy as sa
+from asyncpg.transaction import TransactionState
 
 _CONSTANT = ""   # the parameter name of a value fixed in the statement (its value stands in the plan)
 _ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
@@ -155,6 +156,35 @@ class FastStatements:
         self._adapter, self._transaction = adapter, self._session.sync_session.get_transaction()
         return adapter
 
+    async def begin_with(self, sql: str) -> None:
+        """Run `sql`, a literal statement without parameters (values written into it, never from outside). On
+        PostgreSQL, when this unit of work's transaction has not begun, it goes in one round trip with the BEGIN
+        (a simple query of two statements): a turn's first statement, the conversation's lock, costs no round
+        trip of its own. The transaction is then asyncpg's and SQLAlchemy's as if they had begun it, so COMMIT,
+        ROLLBACK and the pool's reset work as always; a BEGIN that failed is rolled back by the same path."""
+        for listener in listeners:
+            listener(sql)
+        if self._driver != "asyncpg":
+            await self._session.exec(sa.text(sql))
+            return
+        adapter = self._adapter
+        try:
+            if adapter is None:
+                connection = await self._session.connection()
+                adapter = (await connection.get_raw_connection()).dbapi_connection
+                begin = _begin_sql(adapter)
+                if begin is not None:
+                    async with adapter._execute_mutex:
+                        _mark_begun(adapter)
+                        self._adapter, self._transaction = adapter, self._session.sync_session.get_transaction()
+                        await adapter._connection.execute(f"{begin}; {sql}")
+                    return
+            adapter = await self._connection()
+            async with adapter._execute_mutex:
+                await adapter._connection.execute(sql)
+        except Exception as error:
+            raise _translated(self._dialect.loaded_dbapi, adapter, sql, error) from error
+
     async def run(self, stmt, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None):
         """Execute a prebuilt Core statement; `params` a dict, or a list of dicts for an executemany (no
         rows come back from that: an executemany with RETURNING is refused)."""
@@ -211,6 +241,31 @@ async def _on_aiosqlite(driver, stmt, plan: _Plan, params, many: bool) -> Rows:
     if plan.results is None:
         return Rows([tuple(r) for r in records], len(records))
     return Rows([tuple(p(v) if p else v for p, v in zip(plan.results, r)) for r in records], len(records))
+
+
+def _begin_sql(adapter) -> str | None:
+    """The BEGIN asyncpg would send for SQLAlchemy's adapter, when this connection has no transaction yet and it
+    is a plain one (read committed, the default, read-write); None: let the adapter begin as usual."""
+    driver = adapter._connection
+    try:   # attributes of asyncpg and SQLAlchemy's adapter (asyncpg 0.29-0.32, SQLAlchemy 2.1); else as usual
+        if adapter._transaction is not None or driver._top_xact is not None or driver.is_in_transaction():
+            return None
+        if adapter.readonly or adapter.deferrable or not hasattr(TransactionState, "STARTED"):
+            return None
+        isolation = adapter.isolation_level
+    except AttributeError:
+        return None
+    return {None: "BEGIN", "read_committed": "BEGIN ISOLATION LEVEL READ COMMITTED"}.get(isolation)
+
+
+def _mark_begun(adapter) -> None:
+    """Make asyncpg's transaction object and SQLAlchemy's adapter hold the transaction a BEGIN of ours starts,
+    before it is sent: whatever then fails, the unit of work's rollback goes through them (ROLLBACK)."""
+    transaction = adapter._connection.transaction(
+        isolation=adapter.isolation_level, readonly=adapter.readonly, deferrable=adapter.deferrable)
+    transaction._state = TransactionState.STARTED
+    adapter._connection._top_xact = transaction
+    adapter._transaction = transaction
 
 
 def _in_transaction(adapter) -> bool:

@@ -112,6 +112,13 @@ class SqlUnitOfWork:
             await self.send_deferred()
         return await self.fast.run(stmt, params)
 
+    async def begin_with(self, sql: str) -> None:
+        """A literal statement (no parameters) first in this unit of work's transaction: on PostgreSQL in one
+        round trip with BEGIN when the transaction has not begun (see FastStatements.begin_with)."""
+        if self._deferred is not None:
+            await self.send_deferred()
+        await self.fast.begin_with(sql)
+
     def defer(self, stmt, params) -> None:
         """A write that may wait for this unit of work's next statement: sent before it (run, a session
         query, a flush, the commit), or with it in one statement when the next one asks (take_deferred)."""

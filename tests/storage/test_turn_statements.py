@@ -108,3 +108,46 @@ async def test_a_melder_turn_on_sqlite_makes_few_calls_into_the_driver_thread(sq
         finally:
             aiosqlite.Connection._execute = real
     assert max(per_turn[1:-1]) <= ORDINARY_SQLITE_CALLS, (per_turn, calls)
+
+
+# PostgreSQL: round trips per ordinary turn with an event id: BEGIN with the conversation's lock, the read of
+# conversation, person and event, the update with the event's record, COMMIT. (Before: BEGIN on its own.)
+ORDINARY_POSTGRES_ROUND_TRIPS = 4
+
+
+async def test_a_melder_turn_on_postgresql_makes_few_round_trips(postgres_database, clock):
+    import asyncpg
+
+    from meldbot.storage.sealing import KeyringSealer, new_key
+
+    await migrated(postgres_database)
+    app = build_app(make_config(postgres_database), clock=clock, sealer=KeyringSealer(new_key()),
+                    notifiers={"console": FakeNotifier()}, mode="chat")
+    calls: list[str] = []
+    in_turn: ContextVar[bool] = ContextVar("in_turn", default=False)
+    real = {name: getattr(asyncpg.Connection, name) for name in ("execute", "fetch", "executemany", "fetchrow")}
+
+    def counted(name):
+        async def call(self, *args, **kwargs):
+            if in_turn.get():
+                calls.append(f"{name} {str(args[0])[:40]}")
+            return await real[name](self, *args, **kwargs)
+        return call
+
+    async with app:
+        await app.settled()
+        per_turn = []
+        for name in real:
+            setattr(asyncpg.Connection, name, counted(name))
+        try:
+            for n, line in enumerate(SCRIPT):
+                calls.clear()
+                in_turn.set(True)
+                assert await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"),
+                                                            conversation_id="anna", text=line, event_id=f"$e{n}"))
+                in_turn.set(False)
+                per_turn.append(len(calls))
+        finally:
+            for name, method in real.items():
+                setattr(asyncpg.Connection, name, method)
+    assert max(per_turn[1:-1]) <= ORDINARY_POSTGRES_ROUND_TRIPS, (per_turn, calls)

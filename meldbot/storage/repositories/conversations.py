@@ -58,11 +58,12 @@ _CONVERSATION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("class
 # Past it the turn fails as StorageUnavailable: the person is asked to resend, nothing is stored. A turn
 # holds the lock for milliseconds; 15 s is a queue of hundreds of turns of one conversation.
 CONVERSATION_LOCK_TIMEOUT_SECONDS = 15.0
-# The limit and the first lock in one statement (one round trip less per turn): PostgreSQL evaluates a select
-# list in order, so the limit is set before the lock is waited for.
-_LOCK_WITH_TIMEOUT = sa.select(
-    sa.func.set_config("lock_timeout", sa.bindparam("timeout", type_=sa.String), True),
-    sa.func.pg_advisory_xact_lock(sa.bindparam("class_id", type_=sa.Integer), sa.bindparam("key", type_=sa.Integer)))
+# The limit and the first lock in one statement: PostgreSQL evaluates a select list in order, so the limit is
+# set before the lock is waited for. Written out with its values (two integers, nothing from outside), so it
+# can go in one round trip with the transaction's BEGIN (FastStatements.begin_with).
+def _lock_with_timeout(timeout_ms: int, key: int) -> str:
+    return (f"SELECT set_config('lock_timeout', '{int(timeout_ms):d}ms', true), "
+            f"pg_advisory_xact_lock({CONVERSATION_LOCK_CLASS:d}, {int(key):d})")
 
 
 def conversation_lock_key(lookup: str) -> int:
@@ -114,8 +115,7 @@ class ConversationRepository:
         # that knows only the old key and one that knows both still meet on the old one. Sorted, so two
         # turns never take two keys in opposite orders.
         first, *more = sorted({conversation_lock_key(k) for k in self._keys(platform, conversation_id)})
-        await self._uow.run(_LOCK_WITH_TIMEOUT, {
-            "timeout": f"{round(self.lock_timeout_seconds * 1000)}ms", "class_id": CONVERSATION_LOCK_CLASS, "key": first})
+        await self._uow.begin_with(_lock_with_timeout(round(self.lock_timeout_seconds * 1000), first))
         for key in more:
             await self._uow.run(_CONVERSATION_LOCK, {"class_id": CONVERSATION_LOCK_CLASS, "key": key})
 
