@@ -49,6 +49,17 @@ NL = texts("nl")
 
 # --- the adapter alone: narrow dependencies, no App, no database ----------------------------------------
 
+async def _serve(adapter: TeamsAdapter) -> tuple[web.AppRunner, str]:
+    """The adapter on a server of its own (attach: started and stopped with it); the runner and its URL."""
+    web_app = web.Application()
+    adapter.attach(web_app)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"
+
+
 async def test_the_adapter_runs_a_turn_and_a_proactive_message_with_fakes_for_all_it_depends_on(
         microsoft, early, tmp_path):
     database = tmp_path / "never-created.db"
@@ -65,13 +76,7 @@ async def test_the_adapter_runs_a_turn_and_a_proactive_message_with_fakes_for_al
         woken.append(identity)
 
     adapter = TeamsAdapter(config, handle=handle, wake=wake, clock=early, addresses=book, connector_timeout=5)
-    web_app = web.Application()
-    adapter.attach(web_app)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"
+    runner, url = await _serve(adapter)
     token = {"Authorization": "Bearer " + microsoft.token()}
     body = activity(microsoft, PIET, "melden")
     try:
@@ -131,13 +136,7 @@ async def test_the_reference_is_kept_after_the_answer_and_a_failed_write_is_trie
         pass
 
     adapter = TeamsAdapter(config, handle=handle, wake=wake, clock=early, addresses=book, connector_timeout=5)
-    web_app = web.Application()
-    adapter.attach(web_app)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"
+    runner, url = await _serve(adapter)
     token = {"Authorization": "Bearer " + microsoft.token()}
     statuses = []
     try:

@@ -70,33 +70,32 @@ async def test_a_melder_turn_runs_few_statements(database_url, clock, with_event
     assert per_turn[-1] <= SUBMISSION[dialect] + 2 * with_event, per_turn
 
 
-# SQLite: calls into aiosqlite's thread per ordinary turn with an event id: BEGIN IMMEDIATE, the read of the
-# conversation, person and event, the conversation's update, the event's record, COMMIT. Each call is a hop
-# between threads; through SQLAlchemy's cursor a statement took four (15 per turn before).
-ORDINARY_SQLITE_CALLS = 5
-
-
-async def test_a_melder_turn_on_sqlite_makes_few_calls_into_the_driver_thread(sqlite_url, clock):
-
+async def _calls_per_turn(url: str, clock, cls, names: tuple[str, ...]) -> tuple[list[int], list[str]]:
+    """The report dialog with an event id per message (as Teams and Matrix send), with a data key as in
+    production (a keyless test database checks its canary at every commit); per turn, how often the turn
+    itself called `names` of the driver class `cls`; and the last turn's calls."""
     from meldbot.storage.sealing import KeyringSealer, new_key
 
-    await migrated(sqlite_url)
-    # With a data key, as in production (a keyless test database checks its canary at every commit).
-    app = build_app(make_config(sqlite_url), clock=clock, sealer=KeyringSealer(new_key()),
+    await migrated(url)
+    app = build_app(make_config(url), clock=clock, sealer=KeyringSealer(new_key()),
                     notifiers={"console": FakeNotifier()}, mode="chat")
     calls: list[str] = []
     in_turn: ContextVar[bool] = ContextVar("in_turn", default=False)
-    real = aiosqlite.Connection._execute
+    real = {name: getattr(cls, name) for name in names}
 
-    async def counted(self, fn, *args, **kwargs):
-        if in_turn.get():
-            calls.append(getattr(fn, "__name__", repr(fn)))
-        return await real(self, fn, *args, **kwargs)
+    def counted(name):
+        async def call(self, *args, **kwargs):
+            if in_turn.get():
+                first = args[0] if args else None
+                calls.append(f"{name} {getattr(first, '__name__', str(first))[:40]}")
+            return await real[name](self, *args, **kwargs)
+        return call
 
+    per_turn = []
     async with app:
         await app.settled()
-        per_turn = []
-        aiosqlite.Connection._execute = counted
+        for name in names:
+            setattr(cls, name, counted(name))
         try:
             for n, line in enumerate(SCRIPT):
                 calls.clear()
@@ -106,7 +105,19 @@ async def test_a_melder_turn_on_sqlite_makes_few_calls_into_the_driver_thread(sq
                 in_turn.set(False)
                 per_turn.append(len(calls))
         finally:
-            aiosqlite.Connection._execute = real
+            for name, method in real.items():
+                setattr(cls, name, method)
+    return per_turn, calls
+
+
+# SQLite: calls into aiosqlite's thread per ordinary turn with an event id: BEGIN IMMEDIATE, the read of the
+# conversation, person and event, the conversation's update, the event's record, COMMIT. Each call is a hop
+# between threads; through SQLAlchemy's cursor a statement took four (15 per turn before).
+ORDINARY_SQLITE_CALLS = 5
+
+
+async def test_a_melder_turn_on_sqlite_makes_few_calls_into_the_driver_thread(sqlite_url, clock):
+    per_turn, calls = await _calls_per_turn(sqlite_url, clock, aiosqlite.Connection, ("_execute",))
     assert max(per_turn[1:-1]) <= ORDINARY_SQLITE_CALLS, (per_turn, calls)
 
 
@@ -118,36 +129,6 @@ ORDINARY_POSTGRES_ROUND_TRIPS = 4
 async def test_a_melder_turn_on_postgresql_makes_few_round_trips(postgres_database, clock):
     import asyncpg
 
-    from meldbot.storage.sealing import KeyringSealer, new_key
-
-    await migrated(postgres_database)
-    app = build_app(make_config(postgres_database), clock=clock, sealer=KeyringSealer(new_key()),
-                    notifiers={"console": FakeNotifier()}, mode="chat")
-    calls: list[str] = []
-    in_turn: ContextVar[bool] = ContextVar("in_turn", default=False)
-    real = {name: getattr(asyncpg.Connection, name) for name in ("execute", "fetch", "executemany", "fetchrow")}
-
-    def counted(name):
-        async def call(self, *args, **kwargs):
-            if in_turn.get():
-                calls.append(f"{name} {str(args[0])[:40]}")
-            return await real[name](self, *args, **kwargs)
-        return call
-
-    async with app:
-        await app.settled()
-        per_turn = []
-        for name in real:
-            setattr(asyncpg.Connection, name, counted(name))
-        try:
-            for n, line in enumerate(SCRIPT):
-                calls.clear()
-                in_turn.set(True)
-                assert await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"),
-                                                            conversation_id="anna", text=line, event_id=f"$e{n}"))
-                in_turn.set(False)
-                per_turn.append(len(calls))
-        finally:
-            for name, method in real.items():
-                setattr(asyncpg.Connection, name, method)
+    per_turn, calls = await _calls_per_turn(postgres_database, clock, asyncpg.Connection,
+                                            ("execute", "fetch", "executemany", "fetchrow"))
     assert max(per_turn[1:-1]) <= ORDINARY_POSTGRES_ROUND_TRIPS, (per_turn, calls)
