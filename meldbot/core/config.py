@@ -72,6 +72,7 @@ def _pattern(regex: str, message: str) -> AfterValidator:
     return _valid(parse)
 
 
+@functools.lru_cache(maxsize=256)   # office hours are read at every chat turn; the text never changes
 def _clock(text: str) -> time:
     match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", text)
     if not match:
@@ -79,6 +80,7 @@ def _clock(text: str) -> time:
     return time(int(match[1]), int(match[2]))
 
 
+@functools.lru_cache(maxsize=256)
 def _time_range(text: str) -> tuple[time, time]:
     start, sep, end = text.partition("-")
     if not sep:

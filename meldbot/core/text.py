@@ -30,6 +30,15 @@ def _keep(char: str) -> bool:
     return unicodedata.category(char) not in ("Cc", "Cf")
 
 
+# What _keep has to look at: everything but printable ASCII, line feed and tab (those are always kept).
+_NOT_PLAIN = re.compile(r"[^\x20-\x7e\n\t]")
+
+
+def _kept(match: re.Match[str]) -> str:
+    char = match.group()
+    return char if _keep(char) else ""
+
+
 def clean_incoming(text: str) -> str:
     """Text as it enters from any platform, safe to store, seal, match and show: invalid code points
     replaced, every kind of line break a plain "\\n", control and invisible format characters removed.
@@ -38,7 +47,7 @@ def clean_incoming(text: str) -> str:
         return ""
     text = _INVALID.sub(REPLACEMENT, text)
     text = _LINE_BREAKS.sub("\n", text)
-    return "".join(c for c in text if _keep(c))
+    return _NOT_PLAIN.sub(_kept, text)
 
 
 def clean_name(name: str | None) -> str | None:

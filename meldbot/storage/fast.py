@@ -228,6 +228,82 @@ class FastStatements:
         return Rows(rows, len(rows))
 
 
+def _table(stmt):
+    """The table a write changes (an INSERT's, UPDATE's or DELETE's), else None."""
+    return getattr(stmt, "table", None)
+
+
+# Combined statements by what they combine (each write's statement and the shape of its values): built once.
+_COMBINED: dict[tuple, sa.sql.ClauseElement] = {}
+_COMBINED_KEPT = 1000
+
+
+def combined_writes(writes: Sequence[tuple[Any, Any]]) -> tuple[Any, dict[str, Any]] | None:
+    """Several writes (statement, values: a dict, or a list of dicts for an INSERT of several rows) as one
+    statement and its values: the last write with the others in a WITH before it (PostgreSQL runs every
+    data-modifying statement in a WITH, read or not). Each write's parameters get a prefix of their own, and
+    an INSERT of several rows becomes one INSERT with a row of VALUES for each. None when one of them cannot
+    be combined (an UPDATE or DELETE with several sets of values, rows with different columns, a column
+    whose default is computed per row): then they are sent one by one."""
+    key, params, shapes = [], {}, []
+    for j, (stmt, values) in enumerate(writes):
+        prefix = f"w{j}_"
+        if isinstance(stmt, sa.sql.dml.Insert) and not stmt._values and not stmt._multi_values:
+            rows = list(values) if isinstance(values, (list, tuple)) else [values]
+            columns = tuple(rows[0]) if rows else ()
+            if not rows or any(tuple(r) != columns for r in rows):
+                return None
+            for i, row in enumerate(rows):
+                for name, value in row.items():
+                    params[f"{prefix}{i}_{name}"] = value
+            shapes.append(("insert", len(rows), columns))
+        else:
+            if isinstance(values, (list, tuple)):
+                return None
+            for name, value in (values or {}).items():
+                params[prefix + name] = value
+            shapes.append(tuple((k, len(v)) if isinstance(v, (list, tuple)) else k for k, v in (values or {}).items()))
+        key.append((stmt, shapes[-1]))
+    key = tuple(key)
+    stmt = _COMBINED.get(key)
+    if stmt is None:
+        parts = [_prefixed(s, shape, f"w{j}_") for j, ((s, _), shape) in enumerate(zip(writes, shapes))]
+        if any(p is None for p in parts):
+            return None
+        stmt = parts[-1].add_cte(*(part.cte(f"w{j}") for j, part in enumerate(parts[:-1])))
+        if len(_COMBINED) >= _COMBINED_KEPT:
+            _COMBINED.clear()
+        _COMBINED[key] = stmt
+    return stmt, params
+
+
+def _prefixed(stmt, shape, prefix: str):
+    """`stmt` with its parameters renamed `prefix` + name; an INSERT with a row of VALUES per row of `shape`."""
+    if shape and shape[0] == "insert":
+        _, count, columns = shape
+        table = stmt.table
+        fixed = {}
+        for column in table.columns:   # a Python-side default of a column left out, as the ORM would give it
+            if column.key in columns or column.default is None:
+                continue
+            if not column.default.is_scalar:
+                return None
+            fixed[column.key] = column.default.arg
+        rows = [{**{c: sa.bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for c in columns},
+                 **{c: sa.bindparam(f"{prefix}{i}_{c}", value=v, type_=table.c[c].type) for c, v in fixed.items()}}
+                for i in range(count)]
+        return stmt.values(rows) if count > 1 else stmt.values(rows[0])
+
+    def renamed(element):
+        if isinstance(element, sa.sql.elements.BindParameter):
+            clone = element._clone()
+            clone.key = clone._orig_key = prefix + element.key
+            return clone
+        return None
+
+    return sa.sql.visitors.replacement_traverse(stmt, {}, renamed)
+
+
 async def _on_aiosqlite(driver, stmt, plan: _Plan, params, many: bool) -> Rows:
     """One call into aiosqlite's thread per statement."""
     if many:

@@ -12,7 +12,7 @@ from sqlalchemy.util import await_only
 from meldbot.core.messaging import Identity
 from meldbot.core.ports import StorageUnavailable
 from meldbot.storage.db import Database
-from meldbot.storage.fast import FastStatements
+from meldbot.storage.fast import FastStatements, combined_writes, _returns, _table
 from meldbot.storage.matrix import MatrixIdentityRepository, MatrixTrustRepository
 from meldbot.storage.repositories.audit import AuditRepository
 from meldbot.storage.repositories.conversations import ConversationRepository
@@ -39,7 +39,7 @@ def _deferred_first(session) -> None:
     """Before anything the session sends (a query, an ORM flush): the unit of work's deferred write, so
     statements reach the database in the order they were asked for. Runs inside SQLAlchemy's greenlet."""
     uow = session.info.get("meldbot_uow")
-    if uow is not None and uow._deferred is not None:
+    if uow is not None and uow._deferred:
         await_only(uow.send_deferred())
 
 
@@ -83,7 +83,8 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> "SqlUnitOfWork":
         self.session = self._db.sessions()
         self.session.sync_session.info["meldbot_uow"] = self
-        self._deferred = None
+        self._deferred = []
+        self._pending_first = False
         # The turn's prebuilt statements: straight to the driver (meldbot/storage/fast.py).
         self.fast = FastStatements(self.session, self._db.engine.dialect)
         self.outbox_written = False
@@ -92,7 +93,8 @@ class SqlUnitOfWork:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        self._deferred = None   # not committed: nothing of it is kept
+        self._deferred = []   # not committed: nothing of it is kept
+        self._pending_first = False
         try:
             try:
                 self.fast.released()
@@ -108,35 +110,56 @@ class SqlUnitOfWork:
 
     async def run(self, stmt, params=None):
         """A prebuilt Core statement (a module constant with bind parameters) with `params`: see FastStatements."""
-        if self._deferred is not None:
+        if self._deferred:
             await self.send_deferred()
         return await self.fast.run(stmt, params)
 
     async def begin_with(self, sql: str) -> None:
         """A literal statement (no parameters) first in this unit of work's transaction: on PostgreSQL in one
         round trip with BEGIN when the transaction has not begun (see FastStatements.begin_with)."""
-        if self._deferred is not None:
+        if self._deferred:
             await self.send_deferred()
         await self.fast.begin_with(sql)
 
+    async def write(self, stmt, params) -> None:
+        """A write whose outcome nobody reads (no RETURNING, no row count): on PostgreSQL it waits for this
+        unit of work's next statement, and the writes that wait go with each other in one statement (a
+        data-modifying WITH; see combined_writes): a submission's melder, events, keys, audit line and AF
+        notifications are one round trip. On SQLite (no round trips) it runs at once."""
+        if self.dialect != "postgresql":
+            await self.fast.run(stmt, params)
+            return
+        self.defer(stmt, params)
+
     def defer(self, stmt, params) -> None:
         """A write that may wait for this unit of work's next statement: sent before it (run, a session
-        query, a flush, the commit), or with it in one statement when the next one asks (take_deferred)."""
-        if self._deferred is not None:
-            raise RuntimeError("one deferred write at a time")
-        self._deferred = (stmt, params)
+        query, a flush, the commit), or with it in one statement when the next one asks (take_deferred).
+        The statements of one WITH see the same snapshot and none sees another's rows: a second write to a
+        table that one waits for sends what waits first, so writes to one table keep their order."""
+        if _returns(stmt):
+            raise ValueError("a deferred write gives nothing back")
+        if any(_table(waiting) is _table(stmt) for waiting, _ in self._deferred):
+            self._pending_first = True
+        self._deferred.append((stmt, params))
 
     def take_deferred(self, stmt) -> dict | None:
-        """The parameters of the deferred write when it is `stmt` (the caller sends it with its own), else None."""
-        if self._deferred is not None and self._deferred[0] is stmt:
-            params, self._deferred = self._deferred[1], None
+        """The parameters of the deferred write when it is `stmt` and waits alone (the caller sends it with its
+        own), else None."""
+        if len(self._deferred) == 1 and not self._pending_first and self._deferred[0][0] is stmt:
+            params = self._deferred[0][1]
+            self._deferred = []
             return params
         return None
 
     async def send_deferred(self) -> None:
-        pending, self._deferred = self._deferred, None
-        if pending is not None:
-            await self.fast.run(*pending)
+        pending, self._deferred = self._deferred, []
+        split, self._pending_first = self._pending_first, False
+        combined = combined_writes(pending) if len(pending) > 1 and not split else None
+        if combined is not None:
+            await self.fast.run(*combined)
+            return
+        for stmt, params in pending:   # one, or writes that cannot go in one statement: one by one, in order
+            await self.fast.run(stmt, params)
 
     async def flush(self) -> None:
         await self.send_deferred()

@@ -85,6 +85,17 @@ def test_clean_incoming_leaves_nothing_invisible_or_invalid_and_is_stable(text):
     assert name is None or ("\n" not in name and not FORBIDDEN.search(name) and name == name.strip())
 
 
+@settings(max_examples=2000, deadline=None)
+@given(text=st.one_of(HOSTILE, EVERYTHING))
+def test_clean_incoming_drops_exactly_the_control_and_format_characters(text):
+    # The definition, one character at a time (the module only looks at characters outside printable ASCII).
+    import unicodedata
+    from meldbot.core import text as module
+    before = module._LINE_BREAKS.sub("\n", module._INVALID.sub(module.REPLACEMENT, text))
+    expected = "".join(c for c in before if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf"))
+    assert clean_incoming(text) == expected
+
+
 def test_clean_incoming_replaces_invalid_code_points_visibly_and_drops_invisible_ones():
     assert clean_incoming("a\ud800b\udfffc") == "a\ufffdb\ufffdc"
     assert clean_incoming("x\ufffe\U0001ffffy") == "x\ufffd\ufffdy"

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from meldbot.core.messaging import Identity, Reply
-from meldbot.core.ports import AlreadyHandled
+from meldbot.core.ports import AlreadyHandled, StorageUnavailable
 from meldbot.storage import fast
 from meldbot.storage.db import Database
 from meldbot.storage.sealing import PlainSealer
-from meldbot.storage.tables import ConversationRow, ProcessedEventRow
+from meldbot.storage.tables import AuditRow, ConversationRow, OutboxRow, ProcessedEventRow
 from meldbot.storage.uow import SqlUnitOfWork
 from tests.support.chat import migrated
 
@@ -87,7 +87,7 @@ async def test_an_orm_flush_after_the_update_sends_it_first(database_url):
         await uow.conversations.save("teams", "c1", {"step": "wie"}, AT)
         uow.session.add(ProcessedEventRow(key="added-by-the-orm", at=AT))
         await uow.session.flush()             # the session's own flush, not the unit of work's
-        assert uow._deferred is None
+        assert not uow._deferred
         await uow.commit()
     assert await _state(db) == {"step": "wie"}
     await db.dispose()
@@ -103,4 +103,87 @@ async def test_an_event_recorded_before_fails_the_combined_statement_and_keeps_n
             await uow.conversations.save("teams", "c1", {"step": "dubbel"}, AT)
             await uow.processed.remember("teams", "$e1", [Reply("nog eens")], AT)
     assert await _state(db) == {"step": "wat"}
+    await db.dispose()
+
+
+# --- writes whose outcome nobody reads (SqlUnitOfWork.write) -------------------------------------------------
+
+async def _written(db: Database, *, commit: bool, sent: list[str]) -> None:
+    """An audit line, two AF notifications (rows with a column left to its default) and the conversation's
+    removal, as a submission writes them."""
+    fast.listeners.append(sent.append)
+    try:
+        async with SqlUnitOfWork(db, PlainSealer()) as uow:
+            await uow.audit.append(meldpunt_id="eersel", signal_id=None, actor_kind="af", actor="Anna",
+                                   action="gelezen", at=AT)
+            await uow.outbox.add_many([
+                dict(meldpunt_id="eersel", recipient=Identity("teams", f"af{n}"), reply=Reply(f"Nieuw {n}"),
+                     key=f"k{n}", kind="new_signal") for n in (1, 2)], AT)
+            await uow.conversations.delete("teams", "c1")
+            if commit:
+                await uow.commit()
+    finally:
+        fast.listeners.remove(sent.append)
+
+
+async def _counts(db: Database) -> tuple[int, int, int, list[int]]:
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        audit = (await uow.session.exec(sa.select(sa.func.count()).select_from(AuditRow))).one()[0]
+        attempts = [r[0] for r in (await uow.session.exec(sa.select(OutboxRow.attempts).order_by(OutboxRow.id))).all()]
+        conversations = (await uow.session.exec(sa.select(sa.func.count()).select_from(ConversationRow))).one()[0]
+    return audit, len(attempts), conversations, attempts
+
+
+async def test_writes_to_several_tables_go_in_one_statement_and_are_all_kept(database_url):
+    db = await _with_conversation(database_url)
+    sent: list[str] = []
+    await _written(db, commit=True, sent=sent)
+    # PostgreSQL: one statement for the three writes (and the outbox's two rows); SQLite runs each at once.
+    assert len(sent) == (1 if db.is_postgres else 3), sent
+    assert await _counts(db) == (1, 2, 0, [0, 0])      # the outbox's `attempts` got its default
+    await db.dispose()
+
+
+async def test_writes_not_committed_are_not_kept(database_url):
+    db = await _with_conversation(database_url)
+    await _written(db, commit=False, sent=[])
+    assert await _counts(db) == (0, 0, 1, [])
+    await db.dispose()
+
+
+async def test_two_writes_to_one_table_keep_their_order(database_url):
+    # A statement's WITH parts see one snapshot and not each other's rows: a second write to the same table is
+    # not combined with the first. Here the insert must see the delete before it (else: a unique violation).
+    db = await _with_conversation(database_url)
+    sent: list[str] = []
+    fast.listeners.append(sent.append)
+    try:
+        async with SqlUnitOfWork(db, PlainSealer()) as uow:
+            await uow.write(ProcessedEventRow.__table__.insert(), dict(key="e1", at=AT))
+            sent.clear()
+            await uow.write(ProcessedEventRow.__table__.delete().where(ProcessedEventRow.key == sa.bindparam("k")),
+                            dict(k="e1"))
+            await uow.write(ProcessedEventRow.__table__.insert(), dict(key="e1", at=AT.replace(hour=12)))
+            await uow.commit()
+    finally:
+        fast.listeners.remove(sent.append)
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        rows = (await uow.session.exec(sa.select(ProcessedEventRow.at))).all()
+    assert [r[0] for r in rows] == [AT.replace(hour=12)]
+    assert len(sent) == (3 if db.is_postgres else 2), sent
+    await db.dispose()
+
+
+async def test_a_failed_waiting_write_is_a_database_error_and_not_taken_for_an_event_handled_before(database_url):
+    # A write that waits fails with the statement that sends it; recording the platform event sends it first,
+    # so its failure is not read as "another turn recorded this event" (AlreadyHandled).
+    db = await _with_conversation(database_url)
+    with pytest.raises(StorageUnavailable) as failed:
+        async with SqlUnitOfWork(db, PlainSealer()) as uow:
+            await uow.outbox.add_many([
+                dict(meldpunt_id="eersel", recipient=Identity("teams", "af"), reply=Reply("x"), key=None,
+                     kind="new_signal")], AT)             # idempotency_key NOT NULL
+            await uow.processed.remember("teams", "$e9", [Reply("antwoord")], AT)
+    assert isinstance(failed.value.__cause__, sa.exc.IntegrityError)
+    assert await _counts(db) == (0, 0, 1, [])
     await db.dispose()

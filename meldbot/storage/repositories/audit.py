@@ -27,7 +27,7 @@ class AuditRepository:
     async def append(self, *, meldpunt_id: str, signal_id: int | None, actor_kind: str, actor: str, action: str,
                      at: datetime, detail: str | None = None) -> None:
         sealer = self._uow.sealer
-        await self._uow.run(_AUDIT_INSERT, dict(
+        await self._uow.write(_AUDIT_INSERT, dict(
             meldpunt_id=meldpunt_id, signal_id=signal_id, at=at, actor_kind=actor_kind, actor_sealed=sealer.seal(actor),
             action=action, detail_sealed=sealer.seal(detail) if detail is not None else None,
         ))

@@ -171,7 +171,7 @@ class ConversationRepository:
 
     async def delete(self, platform: str, conversation_id: str) -> None:
         self._rows.pop((platform, conversation_id), None)
-        await self._uow.run(_CONVERSATION_DELETE, {"keys": self._keys(platform, conversation_id)})
+        await self._uow.write(_CONVERSATION_DELETE, {"keys": self._keys(platform, conversation_id)})
 
     async def forget_markers_before(self, moment: datetime) -> int:
         """Drop rows untouched for long (an expired-draft marker nobody came back to)."""

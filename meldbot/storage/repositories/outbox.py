@@ -57,7 +57,7 @@ class OutboxRepository:
             for m in messages
         ]
         if rows:
-            await self._uow.run(_INSERT[self._uow.dialect], rows)
+            await self._uow.write(_INSERT[self._uow.dialect], rows)
             self._uow.outbox_written = True
 
     async def claim_due(self, now: datetime, *, limit: int, lease: timedelta, platforms: list[str]) -> list[OutboxItem]:

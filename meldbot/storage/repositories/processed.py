@@ -74,6 +74,8 @@ class ProcessedEventRepository:
         self._read.pop((platform, event_id), None)
         sealed = self._uow.sealer.seal(payload)
         conversation = self._uow.take_deferred(CONVERSATION_UPDATE)
+        # Other writes that wait go first, outside the `try`: their failure is no sign of another turn.
+        await self._uow.send_deferred()
         try:
             if conversation is not None:
                 await self._uow.run(_UPDATE_AND_INSERT, {**conversation, "event_key": key, "event_at": at,

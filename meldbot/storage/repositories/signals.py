@@ -88,7 +88,7 @@ class SignalRepository:
         ))
         signal.id = result.scalar_one()
         self._uow.signals_seen.add(signal.id)
-        await self._uow.run(_MELDER_INSERT, dict(
+        await self._uow.write(_MELDER_INSERT, dict(
             signal_id=signal.id,
             meldpunt_id=signal.meldpunt_id,
             lookup=self._uow.person_lookup(melder.identity),
@@ -108,7 +108,7 @@ class SignalRepository:
                 for event in signal.new_events]
         signal.new_events.clear()
         if rows:
-            await self._uow.run(_EVENT_INSERT, rows)
+            await self._uow.write(_EVENT_INSERT, rows)
 
     async def save(self, signal: Signal, at: datetime) -> None:
         row = await self._s.get(SignalRow, signal.id)
@@ -232,7 +232,7 @@ class SignalRepository:
                      digest=self._uow.sealer.lookup("match", key.value), source=source)
                 for key in sorted(keys | matching.blocks(keys))]
         if rows:
-            await self._uow.run(_SIGNAL_KEY_INSERT, rows)
+            await self._uow.write(_SIGNAL_KEY_INSERT, rows)
 
     async def matches(self, signal: Signal) -> list[tuple[Reference, str]]:
         """Other signals of the meldpunt sharing a key with `signal`: (reference, kind), oldest first."""
