@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlite3
@@ -185,6 +186,44 @@ class FastStatements:
         except Exception as error:
             raise _translated(self._dialect.loaded_dbapi, adapter, sql, error) from error
 
+    def _plan_for(self, stmt, sample: Mapping[str, Any], many: bool) -> _Plan:
+        shape = tuple((k, len(v)) if isinstance(v, (list, tuple)) else k for k, v in sample.items())
+        key = (self._driver, stmt, shape)
+        plan = self._plans.get(key)
+        if plan is None:
+            if many and (_returns(stmt) or isinstance(stmt, sa.sql.expression.Select)):
+                raise ValueError("fast statement: an executemany gives no rows back")
+            plan = self._plans[key] = _plan(stmt, self._dialect, sample)
+        return plan
+
+    async def commit_with(self, stmt, params: Mapping[str, Any]) -> bool:
+        """On PostgreSQL, a last write and the transaction's COMMIT in one round trip: a simple query of two
+        statements, the write's values written into it as literals. Only values that cannot carry SQL go that
+        way: numbers, datetimes, NULL, and text of letters, digits and `_.:=-` (sealed values, keyed
+        hashes, meldpunt ids); anything else, or a transaction this unit of work did not begin on asyncpg:
+        False, nothing sent (the caller writes and commits as usual). Errors name the statement with its
+        placeholders, never the values. After it, asyncpg's and SQLAlchemy's transaction objects hold the
+        transaction as committed, so the session's commit sends nothing more."""
+        adapter = self._adapter
+        if (self._driver != "asyncpg" or adapter is None or not isinstance(params, Mapping) or _returns(stmt)
+                or isinstance(stmt, sa.sql.expression.Select)):
+            return False
+        plan = self._plan_for(stmt, params, False)
+        literals = [_literal(v) for v in _values(plan, params)]
+        if any(v is None for v in literals):
+            return False
+        sql = _PLACEHOLDER.sub(lambda m: literals[int(m.group(1)) - 1], plan.sql)
+        for listener in listeners:
+            listener(plan.sql)
+        try:
+            adapter = await self._connection()
+            async with adapter._execute_mutex:
+                await adapter._connection.execute(f"{sql}; COMMIT")
+        except Exception as error:
+            raise _translated(self._dialect.loaded_dbapi, adapter, plan.sql, error) from error
+        _mark_committed(adapter)
+        return True
+
     async def run(self, stmt, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None):
         """Execute a prebuilt Core statement; `params` a dict, or a list of dicts for an executemany (no
         rows come back from that: an executemany with RETURNING is refused)."""
@@ -194,13 +233,7 @@ class FastStatements:
         if many and not params:
             return Rows([], 0)
         sample = params[0] if many else (params or {})
-        shape = tuple((k, len(v)) if isinstance(v, (list, tuple)) else k for k, v in sample.items())
-        key = (self._driver, stmt, shape)
-        plan = self._plans.get(key)
-        if plan is None:
-            if many and (_returns(stmt) or isinstance(stmt, sa.sql.expression.Select)):
-                raise ValueError("fast statement: an executemany gives no rows back")
-            plan = self._plans[key] = _plan(stmt, self._dialect, sample)
+        plan = self._plan_for(stmt, sample, many)
         for listener in listeners:
             listener(plan.sql)
         adapter = self._adapter
@@ -248,6 +281,8 @@ def combined_writes(writes: Sequence[tuple[Any, Any]]) -> tuple[Any, dict[str, A
     key, params, shapes = [], {}, []
     for j, (stmt, values) in enumerate(writes):
         prefix = f"w{j}_"
+        if getattr(stmt, "_independent_ctes", None):   # a WITH of its own: PostgreSQL allows none inside a WITH
+            return None
         if isinstance(stmt, sa.sql.dml.Insert) and not stmt._values and not stmt._multi_values:
             rows = list(values) if isinstance(values, (list, tuple)) else [values]
             columns = tuple(rows[0]) if rows else ()
@@ -342,6 +377,35 @@ def _mark_begun(adapter) -> None:
     transaction._state = TransactionState.STARTED
     adapter._connection._top_xact = transaction
     adapter._transaction = transaction
+
+
+def _mark_committed(adapter) -> None:
+    """After a COMMIT of ours: asyncpg's transaction object and SQLAlchemy's adapter as after their own."""
+    transaction = adapter._transaction
+    if transaction is not None:
+        transaction._state = TransactionState.COMMITTED
+    if adapter._connection._top_xact is transaction:
+        adapter._connection._top_xact = None
+    adapter._transaction = None
+
+
+# A value written into SQL as a literal (FastStatements.commit_with): only what cannot carry SQL.
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_SAFE_TEXT = re.compile(r"[A-Za-z0-9_.:=\-]*")
+
+
+def _literal(value: Any) -> str | None:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):   # naive: a `timestamp` (UTCDateTime stores UTC so); aware: an instant
+        return f"'{value.isoformat()}'::{'timestamptz' if value.utcoffset() is not None else 'timestamp'}"
+    if isinstance(value, str) and _SAFE_TEXT.fullmatch(value):
+        return f"'{value}'"
+    return None
 
 
 def _in_transaction(adapter) -> bool:

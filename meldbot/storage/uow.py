@@ -53,6 +53,15 @@ def _before_flush(session, _context, _instances) -> None:
     _deferred_first(session)
 
 
+def _raise_conflict(error: sa.exc.IntegrityError, conflict: tuple[str, type[Exception]] | None) -> None:
+    """Raise `conflict`'s exception when `error` is a unique violation on its table (asyncpg names the table)."""
+    if conflict is None:
+        return
+    cause = getattr(error.orig, "__cause__", None) or error.orig
+    if getattr(cause, "sqlstate", None) == "23505" and getattr(cause, "table_name", None) == conflict[0]:
+        raise conflict[1]() from error
+
+
 class SqlUnitOfWork:
     """`async with uow:` opens a transaction; it rolls back unless `commit()` was called."""
 
@@ -85,6 +94,7 @@ class SqlUnitOfWork:
         self.session.sync_session.info["meldbot_uow"] = self
         self._deferred = []
         self._pending_first = False
+        self._conflict = None
         # The turn's prebuilt statements: straight to the driver (meldbot/storage/fast.py).
         self.fast = FastStatements(self.session, self._db.engine.dialect)
         self.outbox_written = False
@@ -95,6 +105,7 @@ class SqlUnitOfWork:
     async def __aexit__(self, exc_type, exc, tb) -> None:
         self._deferred = []   # not committed: nothing of it is kept
         self._pending_first = False
+        self._conflict = None
         try:
             try:
                 self.fast.released()
@@ -131,16 +142,20 @@ class SqlUnitOfWork:
             return
         self.defer(stmt, params)
 
-    def defer(self, stmt, params) -> None:
+    def defer(self, stmt, params, conflict: tuple[str, type[Exception]] | None = None) -> None:
         """A write that may wait for this unit of work's next statement: sent before it (run, a session
         query, a flush, the commit), or with it in one statement when the next one asks (take_deferred).
         The statements of one WITH see the same snapshot and none sees another's rows: a second write to a
-        table that one waits for sends what waits first, so writes to one table keep their order."""
+        table that one waits for sends what waits first, so writes to one table keep their order.
+        `conflict`: (table, exception): a unique violation on that table, when the writes are sent, raises
+        the exception instead (with the database's error as its cause)."""
         if _returns(stmt):
             raise ValueError("a deferred write gives nothing back")
         if any(_table(waiting) is _table(stmt) for waiting, _ in self._deferred):
             self._pending_first = True
         self._deferred.append((stmt, params))
+        if conflict is not None:
+            self._conflict = conflict
 
     def take_deferred(self, stmt) -> dict | None:
         """The parameters of the deferred write when it is `stmt` and waits alone (the caller sends it with its
@@ -154,18 +169,36 @@ class SqlUnitOfWork:
     async def send_deferred(self) -> None:
         pending, self._deferred = self._deferred, []
         split, self._pending_first = self._pending_first, False
-        combined = combined_writes(pending) if len(pending) > 1 and not split else None
-        if combined is not None:
-            await self.fast.run(*combined)
+        conflict, self._conflict = self._conflict, None
+        if not pending:
             return
-        for stmt, params in pending:   # one, or writes that cannot go in one statement: one by one, in order
-            await self.fast.run(stmt, params)
+        try:
+            combined = combined_writes(pending) if len(pending) > 1 and not split else None
+            if combined is not None:
+                await self.fast.run(*combined)
+                return
+            for stmt, params in pending:   # one, or writes that cannot go in one statement: one by one, in order
+                await self.fast.run(stmt, params)
+        except sa.exc.IntegrityError as error:
+            _raise_conflict(error, conflict)
+            raise
 
     async def flush(self) -> None:
         await self.send_deferred()
         await self.session.flush()
 
     async def commit(self) -> None:
+        if self._deferred and not self._pending_first and self.session.sync_session._is_clean():
+            # The waiting writes with the COMMIT in one round trip where FastStatements.commit_with can (on
+            # PostgreSQL, a turn's conversation update and the record of its event: 4 -> 3 round trips).
+            alone = len(self._deferred) == 1 and not isinstance(self._deferred[0][1], (list, tuple))
+            write = self._deferred[0] if alone else combined_writes(self._deferred)   # rows: one INSERT
+            try:
+                if write is not None and await self.fast.commit_with(*write):
+                    self._deferred, self._conflict = [], None
+            except sa.exc.IntegrityError as error:
+                _raise_conflict(error, self._conflict)
+                raise
         await self.send_deferred()
         self.fast.released()
         await self.session.commit()

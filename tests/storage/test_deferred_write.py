@@ -47,11 +47,10 @@ async def test_the_update_and_the_event_record_are_one_statement_and_both_are_ke
             sent.clear()
             await uow.conversations.save("teams", "c1", {"step": "waar"}, AT)
             await uow.processed.remember("teams", "$e1", [Reply("Waar was het?")], AT)
-            written = list(sent)
-            await uow.commit()
+            await uow.commit()   # on PostgreSQL the statement goes with the COMMIT (FastStatements.commit_with)
     finally:
         fast.listeners.remove(sent.append)
-    assert len(written) == (1 if db.is_postgres else 2), written
+    assert len(sent) == (1 if db.is_postgres else 2), sent
     assert await _state(db) == {"step": "waar"}
     async with SqlUnitOfWork(db, PlainSealer()) as uow:
         earlier = await uow.processed.replies_for("teams", "$e1")
@@ -102,6 +101,7 @@ async def test_an_event_recorded_before_fails_the_combined_statement_and_keeps_n
         async with SqlUnitOfWork(db, PlainSealer()) as uow:
             await uow.conversations.save("teams", "c1", {"step": "dubbel"}, AT)
             await uow.processed.remember("teams", "$e1", [Reply("nog eens")], AT)
+            await uow.commit()   # on PostgreSQL the record goes with the COMMIT
     assert await _state(db) == {"step": "wat"}
     await db.dispose()
 
@@ -186,4 +186,90 @@ async def test_a_failed_waiting_write_is_a_database_error_and_not_taken_for_an_e
             await uow.processed.remember("teams", "$e9", [Reply("antwoord")], AT)
     assert isinstance(failed.value.__cause__, sa.exc.IntegrityError)
     assert await _counts(db) == (0, 0, 1, [])
+    await db.dispose()
+
+
+# --- the last write with the COMMIT (FastStatements.commit_with) ---------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from meldbot.storage.fast import _literal  # noqa: E402
+from meldbot.storage.sealing import KeyringSealer, new_key  # noqa: E402
+
+
+@given(st.text())
+def test_only_text_that_cannot_carry_sql_becomes_a_literal(text):
+    literal = _literal(text)
+    if literal is not None:
+        assert literal == f"'{text}'" and all(c.isascii() and (c.isalnum() or c in "_.:=-") for c in text)
+    else:
+        assert any(not (c.isascii() and (c.isalnum() or c in "_.:=-")) for c in text)
+
+
+def test_literals_of_other_values():
+    assert _literal(None) == "NULL" and _literal(True) == "true" and _literal(42) == "42"
+    assert _literal(datetime(2026, 11, 18, 9, 30)) == "'2026-11-18T09:30:00'::timestamp"
+    assert _literal(AT) == "'2026-11-18T09:30:00+00:00'::timestamptz"
+    assert _literal(b"bytes") is None and _literal(1.5) is None and _literal("it's") is None
+
+
+async def test_with_a_data_key_the_update_and_the_event_record_go_with_the_commit_and_are_kept_exactly(
+        database_url):
+    await migrated(database_url)
+    db, sealer = Database(database_url), KeyringSealer(new_key())
+    sent: list[str] = []
+    later = AT.replace(hour=11, minute=7, second=3, microsecond=120001)
+    async with SqlUnitOfWork(db, sealer) as uow:
+        await uow.conversations.save("teams", "c1", {"step": "wat"}, AT)
+        await uow.commit()
+    fast.listeners.append(sent.append)
+    try:
+        async with SqlUnitOfWork(db, sealer) as uow:
+            await uow.conversations.prefetch("teams", "c1", Identity("teams", "p"), "$e1")
+            sent.clear()
+            await uow.conversations.save("teams", "c1", {"step": "waar", "tekst": "Kerkstraat 3, 'Eersel'"}, later)
+            await uow.processed.remember("teams", "$e1", [Reply("Waar was het?")], later)
+            await uow.commit()
+    finally:
+        fast.listeners.remove(sent.append)
+    assert len(sent) == (1 if db.is_postgres else 2), sent    # on PostgreSQL one statement, with the COMMIT
+    async with SqlUnitOfWork(db, sealer) as uow:
+        state, touched = await uow.conversations.load("teams", "c1")
+        earlier = await uow.processed.replies_for("teams", "$e1")
+    assert state == {"step": "waar", "tekst": "Kerkstraat 3, 'Eersel'"} and touched == later
+    assert [r.text for r in earlier.replies] == ["Waar was het?"]
+    await db.dispose()
+
+
+async def test_a_failed_write_with_the_commit_keeps_nothing_names_no_value_and_the_connection_goes_on(
+        postgres_database):
+    # The event was recorded by another turn: the unique violation comes from the round trip with the COMMIT.
+    await migrated(postgres_database)
+    db, sealer = Database(postgres_database), KeyringSealer(new_key())
+    async with SqlUnitOfWork(db, sealer) as uow:
+        await uow.conversations.save("teams", "c1", {"step": "wat"}, AT)
+        await uow.processed.remember("teams", "$e1", [Reply("eerder")], AT)
+        await uow.commit()
+    sent: list[str] = []
+    fast.listeners.append(sent.append)
+    try:
+        with pytest.raises(AlreadyHandled) as lost:
+            async with SqlUnitOfWork(db, sealer) as uow:
+                await uow.conversations.prefetch("teams", "c1", Identity("teams", "p"), "$e1")
+                await uow.conversations.save("teams", "c1", {"step": "dubbel"}, AT)
+                await uow.processed.remember("teams", "$e1", [Reply("nog eens")], AT)
+                sealed_state = uow.conversations._rows[("teams", "c1")].state_sealed
+                await uow.commit()
+    finally:
+        fast.listeners.remove(sent.append)
+    assert any("INSERT INTO processed_event" in s for s in sent)
+    assert sealed_state not in str(lost.value.__cause__)     # the statement is named with placeholders
+    async with SqlUnitOfWork(db, sealer) as uow:
+        assert (await uow.conversations.load("teams", "c1"))[0] == {"step": "wat"}
+    for n in range(3):    # every pooled connection is out of its transaction and serves the next turn
+        async with SqlUnitOfWork(db, sealer) as uow:
+            await uow.conversations.save("teams", "c1", {"step": f"waar{n}"}, AT)
+            await uow.commit()
+    async with SqlUnitOfWork(db, sealer) as uow:
+        assert (await uow.conversations.load("teams", "c1"))[0] == {"step": "waar2"}
     await db.dispose()

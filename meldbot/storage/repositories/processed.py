@@ -68,7 +68,8 @@ class ProcessedEventRepository:
 
     async def remember(self, platform: str, event_id: str, replies: list[Reply], at: datetime) -> None:
         """Record the event with its replies and the signals this unit of work read for them; AlreadyHandled
-        (and the transaction is lost) if another unit of work recorded it first."""
+        (and the transaction is lost) if another unit of work recorded it first: here, or on PostgreSQL from
+        the commit that sends it."""
         payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
         key = self._uow.sealer.lookup("event", f"{platform}:{event_id}")
         self._read.pop((platform, event_id), None)
@@ -76,17 +77,22 @@ class ProcessedEventRepository:
         conversation = self._uow.take_deferred(CONVERSATION_UPDATE)
         # Other writes that wait go first, outside the `try`: their failure is no sign of another turn.
         await self._uow.send_deferred()
+        if conversation is not None:
+            stmt, values = _UPDATE_AND_INSERT, {**conversation, "event_key": key, "event_at": at, "replies": sealed}
+        else:
+            stmt, values = _PROCESSED_INSERT, dict(key=key, at=at, replies_sealed=sealed)
+        links = [dict(event_key=key, signal_id=i) for i in sorted(self._uow.signals_seen)]
+        if self._uow.dialect == "postgresql" and not links:
+            # Waits for the commit, and goes with it in one round trip (SqlUnitOfWork.commit). The key is the
+            # only constraint: a unique violation there is another unit of work that recorded it first.
+            self._uow.defer(stmt, values, conflict=(_PROCESSED.name, AlreadyHandled))
+            return
         try:
-            if conversation is not None:
-                await self._uow.run(_UPDATE_AND_INSERT, {**conversation, "event_key": key, "event_at": at,
-                                                         "replies": sealed})
-            else:
-                await self._uow.run(_PROCESSED_INSERT, dict(key=key, at=at, replies_sealed=sealed))
+            await self._uow.run(stmt, values)
         except sa.exc.IntegrityError as taken:
             # The key is the only constraint: another unit of work recorded this event first (the turn's
             # conversation lock should prevent it; this stays a clear answer, not a failed database).
             raise AlreadyHandled() from taken
-        links = [dict(event_key=key, signal_id=i) for i in sorted(self._uow.signals_seen)]
         if links:
             await self._uow.run(_PROCESSED_SIGNAL_INSERT, links)
 
