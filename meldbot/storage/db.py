@@ -139,7 +139,7 @@ def revisions() -> list[str]:
 # by the code when the column is empty). Not 0012: its partner log is the only record of the per-partner dates
 # of an erased signal, whose history is gone. A downgrade through any other revision deletes data, so
 # `meldbot migrate --to` asks for --yes; a new revision counts as one that deletes data until listed here.
-DOWNGRADE_KEEPS_DATA = frozenset({"0005", "0009", "0011"})
+DOWNGRADE_KEEPS_DATA = frozenset({"0005", "0009", "0011", "0013"})
 
 
 class UnknownRevision(Exception):

@@ -157,7 +157,8 @@ class SignalKeyRow(SQLModel, table=True):
     """A "reeds bekend" matching key of a signal: a keyed hash of a normalised address, person or organisation."""
 
     __tablename__ = "signal_key"
-    __table_args__ = (sa.Index("ix_signal_key_digest", "meldpunt_id", "digest"),)
+    # With signal_id: "reeds bekend" counts a key's holders from the index alone (revision 0013).
+    __table_args__ = (sa.Index("ix_signal_key_digest_signal", "meldpunt_id", "digest", "signal_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     signal_id: int = Field(sa_column=sa.Column(sa.ForeignKey("signal.id", ondelete="CASCADE"), index=True, nullable=False))
