@@ -123,8 +123,8 @@ class FastStatements:
     # module constants, so this stays as small as the set of turn statements (twice, with both databases).
     _plans: dict[tuple[str | None, Any, tuple[Any, ...]], _Plan] = {}
 
-    def __init__(self, session, dialect: sa.engine.Dialect) -> None:
-        self._session = session
+    def __init__(self, uow, dialect: sa.engine.Dialect) -> None:
+        self._uow = uow   # its connection, transaction and (for anything but a fast statement) session
         self._dialect = dialect
         self._driver = {("postgresql", "asyncpg"): "asyncpg", ("sqlite", "aiosqlite"): "aiosqlite"}.get(
             (dialect.name, dialect.driver))
@@ -140,12 +140,12 @@ class FastStatements:
         if adapter is not None:
             # Still the session's transaction, and still open? A transaction ended behind our back (a failed
             # flush rolled it back) must not be continued here in a new one: SQLAlchemy would refuse too.
-            if self._session.sync_session.get_transaction() is not self._transaction or not self._transaction.is_active:
+            if self._uow.transaction() is not self._transaction or not self._transaction.is_active:
                 raise sa.exc.PendingRollbackError("the unit of work's transaction has ended")
             if not _in_transaction(adapter):
                 raise sa.exc.PendingRollbackError("the unit of work's database transaction has ended")
             return adapter
-        connection = await self._session.connection()
+        connection = await self._uow.connection()
         adapter = (await connection.get_raw_connection()).dbapi_connection
         if self._driver == "aiosqlite":
             # BEGIN IMMEDIATE was sent as the session took its connection (meldbot.storage.db, "begin").
@@ -154,7 +154,7 @@ class FastStatements:
         elif adapter._transaction is None:
             # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; here that is ours.
             await adapter._start_transaction()
-        self._adapter, self._transaction = adapter, self._session.sync_session.get_transaction()
+        self._adapter, self._transaction = adapter, self._uow.transaction()
         return adapter
 
     async def begin_with(self, sql: str) -> None:
@@ -166,18 +166,18 @@ class FastStatements:
         for listener in listeners:
             listener(sql)
         if self._driver != "asyncpg":
-            await self._session.exec(sa.text(sql))
+            await self._uow.session.exec(sa.text(sql))
             return
         adapter = self._adapter
         try:
             if adapter is None:
-                connection = await self._session.connection()
+                connection = await self._uow.connection()
                 adapter = (await connection.get_raw_connection()).dbapi_connection
                 begin = _begin_sql(adapter)
                 if begin is not None:
                     async with adapter._execute_mutex:
                         _mark_begun(adapter)
-                        self._adapter, self._transaction = adapter, self._session.sync_session.get_transaction()
+                        self._adapter, self._transaction = adapter, self._uow.transaction()
                         await adapter._connection.execute(f"{begin}; {sql}")
                     return
             adapter = await self._connection()
@@ -228,7 +228,7 @@ class FastStatements:
         """Execute a prebuilt Core statement; `params` a dict, or a list of dicts for an executemany (no
         rows come back from that: an executemany with RETURNING is refused)."""
         if self._driver is None:
-            return await self._session.exec(stmt, params=params)
+            return await self._uow.session.exec(stmt, params=params)
         many = isinstance(params, (list, tuple))
         if many and not params:
             return Rows([], 0)

@@ -72,6 +72,8 @@ class SqlUnitOfWork:
         self._on_outbox = on_outbox
         self.outbox_written = False
         self.signals_seen: set[int] = set()   # ids of the signals read or added in this unit of work
+        self._session = None
+        self._conn = None
         self.signals = SignalRepository(self)
         self.outbox = OutboxRepository(self)
         self.conversations = ConversationRepository(self)
@@ -89,14 +91,49 @@ class SqlUnitOfWork:
     def person_lookups(self, identity: Identity) -> list[str]:
         return self.sealer.lookups("person", f"{identity.platform}:{identity.user_id.casefold()}")
 
+    @property
+    def session(self):
+        """The ORM session, made when first asked for: a chat turn's statements go straight to the driver on a
+        connection of the unit of work's own (`connection`), and most turns need no session. One made after
+        that connection joins its transaction and takes charge of it (commit, rollback), so the session and
+        the prebuilt statements stay in one transaction."""
+        if self._session is None:
+            if self._conn is not None:
+                self._session = self._db.sessions(bind=self._conn, join_transaction_mode="control_fully")
+            else:
+                self._session = self._db.sessions()
+            self._session.sync_session.info["meldbot_uow"] = self
+        return self._session
+
+    async def connection(self):
+        """The AsyncConnection of this unit of work's transaction (begun): the session's when it has one, else
+        one taken from the pool for the unit of work (SQLAlchemy's own, so pool events, the SQLite BEGIN
+        IMMEDIATE and the reset at check-in all apply)."""
+        if self._session is not None:
+            return await self._session.connection()
+        if self._conn is None:
+            self._conn = await self._db.engine.connect()
+        if not self._conn.in_transaction():
+            await self._conn.begin()
+        return self._conn
+
+    def transaction(self):
+        """SQLAlchemy's object for the transaction `connection` gave (its `is_active` says whether it goes on)."""
+        if self._conn is not None:
+            return self._conn.sync_connection.get_transaction()
+        return self._session.sync_session.get_transaction() if self._session is not None else None
+
+    def _is_clean(self) -> bool:
+        return self._session is None or self._session.sync_session._is_clean()
+
     async def __aenter__(self) -> "SqlUnitOfWork":
-        self.session = self._db.sessions()
-        self.session.sync_session.info["meldbot_uow"] = self
+        self._session = None
+        self._conn = None
         self._deferred = []
         self._pending_first = False
         self._conflict = None
         # The turn's prebuilt statements: straight to the driver (meldbot/storage/fast.py).
-        self.fast = FastStatements(self.session, self._db.engine.dialect)
+        self.fast = FastStatements(self, self._db.engine.dialect)
         self.outbox_written = False
         self.signals_seen = set()
         self.processed.forget_read()   # what an earlier use of this unit of work read is not this one's
@@ -106,12 +143,21 @@ class SqlUnitOfWork:
         self._deferred = []   # not committed: nothing of it is kept
         self._pending_first = False
         self._conflict = None
+        session, conn, self._session, self._conn = self._session, self._conn, None, None
         try:
             try:
                 self.fast.released()
-                await self.session.rollback()
+                if session is not None:
+                    await session.rollback()
+                if conn is not None:
+                    await conn.rollback()
             finally:
-                await self.session.close()
+                try:
+                    if session is not None:
+                        await session.close()
+                finally:
+                    if conn is not None:
+                        await conn.close()
         except DATABASE_ERRORS as failed:
             if exc is None or not isinstance(exc, DATABASE_ERRORS):
                 raise StorageUnavailable(type(failed).__name__) from failed
@@ -185,10 +231,11 @@ class SqlUnitOfWork:
 
     async def flush(self) -> None:
         await self.send_deferred()
-        await self.session.flush()
+        if self._session is not None:
+            await self._session.flush()
 
     async def commit(self) -> None:
-        if self._deferred and not self._pending_first and self.session.sync_session._is_clean():
+        if self._deferred and not self._pending_first and self._is_clean():
             # The waiting writes with the COMMIT in one round trip where FastStatements.commit_with can (on
             # PostgreSQL, a turn's conversation update and the record of its event: 4 -> 3 round trips).
             alone = len(self._deferred) == 1 and not isinstance(self._deferred[0][1], (list, tuple))
@@ -201,7 +248,10 @@ class SqlUnitOfWork:
                 raise
         await self.send_deferred()
         self.fast.released()
-        await self.session.commit()
+        if self._session is not None:
+            await self._session.commit()     # the connection's transaction too, when it joined one
+        elif self._conn is not None:
+            await self._conn.commit()
         if self.outbox_written and self._on_outbox:
             self._on_outbox()
         self.outbox_written = False
