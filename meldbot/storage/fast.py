@@ -145,7 +145,7 @@ class FastStatements:
             if not _in_transaction(adapter):
                 raise sa.exc.PendingRollbackError("the unit of work's database transaction has ended")
             return adapter
-        connection = await self._uow.connection()
+        connection = await self._uow._connection()
         adapter = (await connection.get_raw_connection()).dbapi_connection
         if self._driver == "aiosqlite":
             # BEGIN IMMEDIATE was sent as the session took its connection (meldbot.storage.db, "begin").
@@ -171,7 +171,7 @@ class FastStatements:
         adapter = self._adapter
         try:
             if adapter is None:
-                connection = await self._uow.connection()
+                connection = await self._uow._connection()
                 adapter = (await connection.get_raw_connection()).dbapi_connection
                 begin = _begin_sql(adapter)
                 if begin is not None:
@@ -269,6 +269,7 @@ def _table(stmt):
 # Combined statements by what they combine (each write's statement and the shape of its values): built once.
 _COMBINED: dict[tuple, sa.sql.ClauseElement] = {}
 _COMBINED_KEPT = 1000
+_MOST_PARAMETERS = 30_000   # PostgreSQL takes at most 32,767 in one statement
 
 
 def combined_writes(writes: Sequence[tuple[Any, Any]]) -> tuple[Any, dict[str, Any]] | None:
@@ -301,13 +302,13 @@ def combined_writes(writes: Sequence[tuple[Any, Any]]) -> tuple[Any, dict[str, A
         key.append((stmt, shapes[-1]))
     key = tuple(key)
     stmt = _COMBINED.get(key)
+    if stmt is None and (len(_COMBINED) >= _COMBINED_KEPT or len(params) > _MOST_PARAMETERS):
+        return None   # one by one: the plans stay few, and a statement stays under PostgreSQL's limit
     if stmt is None:
         parts = [_prefixed(s, shape, f"w{j}_") for j, ((s, _), shape) in enumerate(zip(writes, shapes))]
         if any(p is None for p in parts):
             return None
         stmt = parts[-1].add_cte(*(part.cte(f"w{j}") for j, part in enumerate(parts[:-1])))
-        if len(_COMBINED) >= _COMBINED_KEPT:
-            _COMBINED.clear()
         _COMBINED[key] = stmt
     return stmt, params
 
@@ -395,15 +396,17 @@ _SAFE_TEXT = re.compile(r"[A-Za-z0-9_.:=\-]*")
 
 
 def _literal(value: Any) -> str | None:
+    """Exact types only: a subclass (an Enum member, a str with its own __str__) writes out as something else."""
+    kind = type(value)
     if value is None:
         return "NULL"
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):   # naive: a `timestamp` (UTCDateTime stores UTC so); aware: an instant
+    if kind is int:
+        return str(value) if value >= 0 else f"({value:d})"   # "--5" would start a comment
+    if kind is datetime:   # naive: a `timestamp` (UTCDateTime stores UTC so); aware: an instant
         return f"'{value.isoformat()}'::{'timestamptz' if value.utcoffset() is not None else 'timestamp'}"
-    if isinstance(value, str) and _SAFE_TEXT.fullmatch(value):
+    if kind is str and _SAFE_TEXT.fullmatch(value):
         return f"'{value}'"
     return None
 

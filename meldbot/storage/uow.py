@@ -105,8 +105,8 @@ class SqlUnitOfWork:
             self._session.sync_session.info["meldbot_uow"] = self
         return self._session
 
-    async def connection(self):
-        """The AsyncConnection of this unit of work's transaction (begun): the session's when it has one, else
+    async def _connection(self):
+        """For FastStatements only (it sends the waiting writes first): the AsyncConnection of this unit of work's transaction (begun): the session's when it has one, else
         one taken from the pool for the unit of work (SQLAlchemy's own, so pool events, the SQLite BEGIN
         IMMEDIATE and the reset at check-in all apply)."""
         if self._session is not None:
@@ -166,7 +166,10 @@ class SqlUnitOfWork:
             raise StorageUnavailable(type(exc).__name__) from exc
 
     async def run(self, stmt, params=None):
-        """A prebuilt Core statement (a module constant with bind parameters) with `params`: see FastStatements."""
+        """A prebuilt Core statement (a module constant with bind parameters) with `params`: see FastStatements.
+        ORM changes not yet flushed go first (after `taal en` the next read must see the new language)."""
+        if self._session is not None and not self._session.sync_session._is_clean():
+            await self._session.flush()
         if self._deferred:
             await self.send_deferred()
         return await self.fast.run(stmt, params)
@@ -235,7 +238,7 @@ class SqlUnitOfWork:
             await self._session.flush()
 
     async def commit(self) -> None:
-        if self._deferred and not self._pending_first and self._is_clean():
+        if self._deferred and not self._pending_first and self._is_clean() and self.sealer.key_id != "plain":
             # The waiting writes with the COMMIT in one round trip where FastStatements.commit_with can (on
             # PostgreSQL, a turn's conversation update and the record of its event: 4 -> 3 round trips).
             alone = len(self._deferred) == 1 and not isinstance(self._deferred[0][1], (list, tuple))
@@ -250,7 +253,8 @@ class SqlUnitOfWork:
         self.fast.released()
         if self._session is not None:
             await self._session.commit()     # the connection's transaction too, when it joined one
-        elif self._conn is not None:
+        if self._conn is not None and self._conn.in_transaction():
+            # A session made after the connection takes its transaction over only with its first statement.
             await self._conn.commit()
         if self.outbox_written and self._on_outbox:
             self._on_outbox()

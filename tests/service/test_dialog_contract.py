@@ -51,6 +51,13 @@ async def test_taal_en_as_the_whole_message_still_switches_inside_the_dialog(cha
     assert await _language(chat, "piet") == "en"
 
 
+async def test_the_answers_to_taal_en_are_marked_english(chat):
+    # The answers' language decides the labels of buttons and cards (Teams): read after the change is stored.
+    replies = await chat.replies("piet", "taal en")
+    assert replies and {r.language for r in replies} == {"en"}
+    assert {r.language for r in await chat.replies("piet", "help")} == {"en"}
+
+
 @pytest.mark.parametrize("typed", ["mijn meldingen", "My reports", "mijn meldingen zijn allemaal bij de politie"])
 async def test_mijn_meldingen_inside_the_dialog_is_the_answer(chat, typed):
     """Not among the contract's in-dialog commands: the answer to the current question."""

@@ -273,3 +273,152 @@ async def test_a_failed_write_with_the_commit_keeps_nothing_names_no_value_and_t
     async with SqlUnitOfWork(db, sealer) as uow:
         assert (await uow.conversations.load("teams", "c1"))[0] == {"step": "waar2"}
     await db.dispose()
+
+
+def test_literals_refuse_subclasses_and_keep_negative_numbers_apart():
+    import enum
+
+    class Kind(str, enum.Enum):
+        A = "a"
+
+    class Number(int, enum.Enum):
+        ONE = 1
+
+    class Sly(str):
+        def __str__(self):
+            return "x'); DROP TABLE signal; --"
+
+        __format__ = lambda self, spec: str(self)  # noqa: E731
+
+    assert _literal(Kind.A) is None and _literal(Number.ONE) is None and _literal(Sly("ok")) is None
+    assert _literal(-5) == "(-5)"      # "--5" would start a comment
+
+
+async def _count_sessions(monkeypatch) -> list[int]:
+    from meldbot.storage import db as dbmod
+    made = [0]
+    real = dbmod.AsyncSession.__init__
+
+    def counting(self, *args, **kwargs):
+        made[0] += 1
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(dbmod.AsyncSession, "__init__", counting)
+    return made
+
+
+async def test_an_ordinary_turn_makes_no_orm_session(database_url, clock, monkeypatch):
+    from meldbot.core.messaging import IncomingMessage
+    from meldbot.run.app import build_app
+    from tests.support import FakeNotifier, make_config
+
+    await migrated(database_url)
+    app = build_app(make_config(database_url), clock=clock, sealer=KeyringSealer(new_key()),
+                    notifiers={"console": FakeNotifier()}, mode="chat")
+    async with app:
+        await app.settled()
+        await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"), conversation_id="anna",
+                                             text="melden"))
+        made = await _count_sessions(monkeypatch)
+        replies = await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"), conversation_id="anna",
+                                                       text="Een man houdt de paspoorten van vrouwen", event_id="$e"))
+    assert "2 van 7" in replies[0].text
+    assert made[0] == 0
+
+
+async def test_a_session_made_after_the_connection_that_sends_nothing_still_commits_the_work(database_url):
+    db = await _with_conversation(database_url)
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        await uow.conversations.prefetch("teams", "c1", Identity("teams", "p"))      # the connection, first
+        await uow.conversations.save("teams", "c1", {"step": "late"}, AT)             # waits (PlainSealer: no literal)
+        uow.session.expunge_all()                                                     # a session, no statement
+        await uow.commit()
+    assert await _state(db) == {"step": "late"}
+    await db.dispose()
+
+
+async def test_a_dirty_session_keeps_the_waiting_write_in_the_transaction(database_url):
+    # With ORM changes not yet flushed, the waiting write does not go with a COMMIT of its own: the flush
+    # that fails must take the write down with it.
+    db = await _with_conversation(database_url)
+    sealer = KeyringSealer(new_key())
+    async with SqlUnitOfWork(db, sealer) as uow:
+        await uow.processed.remember("teams", "$taken", [], AT)
+        await uow.commit()
+    with pytest.raises((StorageUnavailable, sa.exc.IntegrityError)):
+        async with SqlUnitOfWork(db, sealer) as uow:
+            await uow.conversations.prefetch("teams", "c1", Identity("teams", "p"))
+            await uow.conversations.save("teams", "c1", {"step": "verloren"}, AT)
+            taken = uow.processed.keys_for("teams", "$taken")[0]
+            uow.session.add(ProcessedEventRow(key=taken, at=AT))   # a duplicate, flushed by the commit
+            await uow.commit()
+    async with SqlUnitOfWork(db, sealer) as uow:
+        assert (await uow.conversations.load("teams", "c1")) is None or \
+            (await uow.conversations.load("teams", "c1"))[0] != {"step": "verloren"}
+    await db.dispose()
+
+
+async def test_two_commits_in_one_unit_of_work_keep_both_and_the_connection_goes_on(database_url):
+    await migrated(database_url)
+    db, sealer = Database(database_url), KeyringSealer(new_key())
+    sent: list[str] = []
+    fast.listeners.append(sent.append)
+    try:
+        async with SqlUnitOfWork(db, sealer) as uow:
+            for n in range(2):
+                await uow.conversations.prefetch("teams", f"c{n}", Identity("teams", "p"))
+                await uow.conversations.save("teams", f"c{n}", {"n": n}, AT)
+                await uow.commit()
+                await uow.conversations.save("teams", f"c{n}", {"n": n, "again": True}, AT)
+                await uow.commit()
+    finally:
+        fast.listeners.remove(sent.append)
+    async with SqlUnitOfWork(db, sealer) as uow:
+        assert (await uow.conversations.load("teams", "c0"))[0] == {"n": 0, "again": True}
+        assert (await uow.conversations.load("teams", "c1"))[0] == {"n": 1, "again": True}
+    await db.dispose()
+
+
+async def test_a_submission_s_writes_go_with_the_commit_and_keep_every_value(postgres_database, monkeypatch):
+    # More than nine placeholders in the statement that goes with the COMMIT, every value checked.
+    import asyncpg
+
+    await migrated(postgres_database)
+    db, sealer = Database(postgres_database), KeyringSealer(new_key())
+    async with SqlUnitOfWork(db, sealer) as uow:
+        await uow.conversations.save("teams", "c1", {"step": "wat"}, AT)
+        await uow.commit()
+    executed: list[str] = []
+    real = asyncpg.Connection.execute
+
+    async def spying(self, query, *args, **kwargs):
+        executed.append(query)
+        return await real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", spying)
+    later = AT.replace(hour=14, minute=2, second=9, microsecond=31)
+    async with SqlUnitOfWork(db, sealer) as uow:
+        await uow.conversations.prefetch("teams", "c1", Identity("teams", "p"))
+        await uow.audit.append(meldpunt_id="eersel", signal_id=None, actor_kind="af", actor="Anna",
+                               action="gelezen", at=later)
+        await uow.outbox.add_many([
+            dict(meldpunt_id="eersel", recipient=Identity("teams", f"af{n}"), reply=Reply(f"Nieuw {n}"),
+                 key=f"new_signal:MH-2026-{n:04d}:af{n}:teams", kind="new_signal") for n in (1, 2)], later)
+        await uow.conversations.delete("teams", "c1")
+        await uow.commit()
+    monkeypatch.setattr(asyncpg.Connection, "execute", real)
+    with_commit = [q for q in executed if q.rstrip().endswith("; COMMIT")]
+    assert len(with_commit) == 1 and "$" not in with_commit[0], executed
+    async with SqlUnitOfWork(db, sealer) as uow:
+        audit = (await uow.session.exec(sa.select(AuditRow.at, AuditRow.action, AuditRow.actor_kind))).all()
+        outbox = (await uow.session.exec(sa.select(
+            OutboxRow.idempotency_key, OutboxRow.kind, OutboxRow.attempts, OutboxRow.created_at,
+            OutboxRow.next_attempt_at, OutboxRow.recipient_platform).order_by(OutboxRow.id))).all()
+        items = await uow.outbox.claim_due(later, limit=10, lease=__import__("datetime").timedelta(minutes=1),
+                                           platforms=["teams"])
+        assert await uow.conversations.load("teams", "c1") is None
+    assert [tuple(r) for r in audit] == [(later, "gelezen", "af")]
+    assert [tuple(r) for r in outbox] == [
+        (f"new_signal:MH-2026-{n:04d}:af{n}:teams", "new_signal", 0, later, later, "teams") for n in (1, 2)]
+    assert sorted(i.reply.text for i in items) == ["Nieuw 1", "Nieuw 2"]
+    await db.dispose()

@@ -155,8 +155,8 @@ class ConversationRepository:
             values = {"k": key, "state": state_sealed, "at": at, "meldpunt": meldpunt_id}
             if self._uow.dialect == "postgresql":
                 # Sent with the turn's next statement, the record of its platform event in the same one
-                # (ProcessedEventRepository.remember): one round trip less per turn. A save before it is sent
-                # first (one deferred write at a time).
+                # (ProcessedEventRepository.remember), or with the COMMIT: one round trip less per turn. What
+                # waits already is sent first, so that remember finds the update alone.
                 await self._uow.send_deferred()
                 self._uow.defer(CONVERSATION_UPDATE, values)
             else:
