@@ -422,3 +422,30 @@ async def test_a_submission_s_writes_go_with_the_commit_and_keep_every_value(pos
         (f"new_signal:MH-2026-{n:04d}:af{n}:teams", "new_signal", 0, later, later, "teams") for n in (1, 2)]
     assert sorted(i.reply.text for i in items) == ["Nieuw 1", "Nieuw 2"]
     await db.dispose()
+
+
+async def test_without_a_data_key_no_value_is_written_into_the_statement(postgres_database, monkeypatch):
+    # docs/beheer.md: without MELDBOT_DATA_KEY the last write and the COMMIT go as before (placeholders), also
+    # when every value would pass as a literal (an audit line with a plain actor name).
+    import asyncpg
+
+    await migrated(postgres_database)
+    db = Database(postgres_database)
+    executed: list[str] = []
+    real = asyncpg.Connection.execute
+
+    async def spying(self, query, *args, **kwargs):
+        executed.append(query)
+        return await real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", spying)
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        await uow.conversations.prefetch("teams", "c1", Identity("teams", "p"))
+        await uow.audit.append(meldpunt_id="eersel", signal_id=None, actor_kind="af", actor="Anna",
+                               action="gelezen", at=AT)
+        await uow.commit()
+    monkeypatch.setattr(asyncpg.Connection, "execute", real)
+    assert not any("Anna" in q or q.rstrip().endswith("; COMMIT") for q in executed), executed
+    async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        assert (await uow.session.exec(sa.select(AuditRow.actor_sealed))).all()[0][0] == "Anna"
+    await db.dispose()
