@@ -34,6 +34,19 @@ class AlreadyHandled(Exception):
     stored replies are the answer."""
 
 
+class ConversationChanged(Exception):
+    """The conversation (or the person writing in it) changed after this turn read it without waiting for the
+    conversation's lock (an optimistic turn, see ConversationRepository.lock): another turn committed in
+    between, on another process or a job of this one. Nothing the turn wrote goes to the database.
+    `holds_lock`: the unit of work still holds the conversation's lock in the same transaction, and the turn
+    can be handled again in it (UnitOfWork.restart); otherwise it is handled again in a new unit of work,
+    waiting for the lock first."""
+
+    def __init__(self, holds_lock: bool = False) -> None:
+        super().__init__("holds the lock" if holds_lock else "lock lost")
+        self.holds_lock = holds_lock
+
+
 class ClaimLost(Exception):
     """This process's claim on an outbox row ran out and the row is no longer its own (another process claimed
     it, or delivered it). The sender stops before the platform call; the row's outcome is not this process's
@@ -179,10 +192,14 @@ class OutboxRepository(Protocol):
 
 
 class ConversationRepository(Protocol):
-    async def lock(self, platform: str, conversation_id: str) -> None:
+    async def lock(self, platform: str, conversation_id: str, optimistic: bool = False) -> None:
         """One turn at a time per conversation, across processes: wait until no other unit of work holds the
         conversation, then hold it until this one ends (commit or rollback). Waiters are served in arrival
-        order. The first statement of a turn, before anything of the conversation is read."""
+        order. Asked for first in a turn, before anything of the conversation is read.
+
+        `optimistic`: a storage may read first and take the lock later, with the turn's first write or its
+        commit, provided it then checks that what it read did not change meanwhile; if it did, nothing is
+        kept and ConversationChanged is raised (the caller handles the turn again without `optimistic`)."""
         ...
 
     async def prefetch(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None = None) -> None:
@@ -263,6 +280,10 @@ class UnitOfWork(Protocol):
     async def commit(self) -> None: ...
     async def flush(self) -> None:
         """Make what was written so far visible to the reads of this unit of work."""
+        ...
+    def restart(self) -> bool:
+        """After ConversationChanged(kept=True): start the turn over in the same transaction, which still holds
+        the conversation; what this unit of work read and wrote so far is forgotten. False when it cannot."""
         ...
 
 

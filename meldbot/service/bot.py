@@ -22,7 +22,7 @@ from meldbot.dialogs.melder import OwnSignal, command_typo, command_typo_reply, 
 from meldbot.core.domain import EventKind, RefQuery, Signal
 from meldbot.core.i18n import LANGUAGES, Texts, texts
 from meldbot.core.messaging import Choice, Identity, IncomingMessage, Platform, Reply
-from meldbot.core.ports import AlreadyHandled, PersonSettings, StorageUnavailable, UnitOfWork, UnitOfWorkFactory
+from meldbot.core.ports import AlreadyHandled, ConversationChanged, PersonSettings, StorageUnavailable, UnitOfWork, UnitOfWorkFactory
 from meldbot.service import questions
 from meldbot.service.desk import Desk, Seat
 from meldbot.service.retention import PROCESSED_REPLIES_KEPT
@@ -70,8 +70,8 @@ class Bot:
         self.metrics = metrics
         self.flood = flood or FloodGuard()
         # One turn at a time per conversation: two quick messages must not race on the draft. This lock keeps
-        # them in arrival order within the process; the conversation's lock in the database (the first
-        # statement of every turn) keeps the turns of several processes apart.
+        # them in arrival order within the process; the conversation's lock in the database (asked for first
+        # in every turn, see _within) keeps the turns of several processes apart.
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # Turns wait for a database connection in line here, first come first served. The connection
         # pool's own queue lets a newcomer take a connection just handed back, so under a burst the
@@ -125,35 +125,58 @@ class Bot:
         if not msg.is_private:
             return [Reply(texts(self._language(None, msg))("group_chat"))]
         try:
-            return await self._handle_once(msg)
+            return await self._handle_once(msg, optimistic=True)
+        except ConversationChanged:
+            # Another turn of this conversation committed after this one read it, and the unit of work could
+            # not go on (see _handle_once): nothing of ours was kept. Again, in a new one, now waiting for
+            # the conversation before reading it.
+            log.info("turn handled again: its conversation changed meanwhile",
+                     extra={"platform": msg.platform})
         except AlreadyHandled:
             # Another turn recorded this event first, past our processed check: nothing of ours was kept.
             # Its answer is the answer; a second pass (after its commit) finds and gives it.
             log.warning("turn lost a race for its event; stored answer given", extra={"platform": msg.platform})
-            return await self._handle_once(msg)
+        return await self._handle_once(msg)
 
-    async def _handle_once(self, msg: IncomingMessage) -> list[Reply]:
+    async def _handle_once(self, msg: IncomingMessage, optimistic: bool = False) -> list[Reply]:
         async with self._uow() as uow:
-            # First, before the processed check and the conversation: the conversation is ours until commit.
-            # A redelivery on another process waits here, then finds the answer stored by the first turn.
-            await uow.conversations.lock(msg.platform, msg.conversation_id)
-            await uow.conversations.prefetch(msg.platform, msg.conversation_id, msg.sender, msg.event_id)
-            if msg.event_id:
-                earlier = await uow.processed.replies_for(msg.platform, msg.event_id,
-                                                          since=self._clock.now() - PROCESSED_REPLIES_KEPT)
-                if earlier is not None:   # a redelivered event: same answer, no second handling
-                    if earlier.replies is not None:
-                        return earlier.replies
-                    # The answer is no longer kept: say so rather than handle the message twice.
-                    language = self._language((await uow.people.get(msg.sender)).language, msg)
-                    return [Reply(texts(language)("processed.replies_gone"), language=language)]
-            replies = await self._turn(uow, msg, self._clock.now())
-            # Which language the answers are in (read in this turn already; again only after `taal`).
-            language = self._language((await uow.people.get(msg.sender)).language, msg)
-            replies = [replace(r, language=language) for r in replies]
-            if msg.event_id:
-                await uow.processed.remember(msg.platform, msg.event_id, replies, self._clock.now())
-            await uow.commit()
+            try:
+                return await self._within(uow, msg, optimistic)
+            except ConversationChanged as changed:
+                # Another turn of this conversation committed after this one read it (on another process, or a
+                # job of this one); this unit of work still holds the conversation (its lock came before the
+                # check): again, in it, ahead of the turns that wait for the lock.
+                if not (changed.holds_lock and uow.restart()):
+                    raise
+            log.info("turn handled again in its transaction: its conversation changed meanwhile",
+                     extra={"platform": msg.platform})
+            return await self._within(uow, msg, optimistic=False)
+
+    async def _within(self, uow: UnitOfWork, msg: IncomingMessage, optimistic: bool) -> list[Reply]:
+        """The turn in the unit of work `uow`, committed."""
+        # First, before the processed check and the conversation: the conversation is ours until commit. A
+        # redelivery on another process waits for it, then finds the answer stored by the first turn.
+        # Optimistic (the first pass): the read goes first, and the lock with the turn's first write or its
+        # commit, with a check that nothing it read changed meanwhile (ConversationRepository.lock); on
+        # PostgreSQL an ordinary turn is then two round trips.
+        await uow.conversations.lock(msg.platform, msg.conversation_id, optimistic=optimistic)
+        await uow.conversations.prefetch(msg.platform, msg.conversation_id, msg.sender, msg.event_id)
+        if msg.event_id:
+            earlier = await uow.processed.replies_for(msg.platform, msg.event_id,
+                                                      since=self._clock.now() - PROCESSED_REPLIES_KEPT)
+            if earlier is not None:   # a redelivered event: same answer, no second handling
+                if earlier.replies is not None:
+                    return earlier.replies
+                # The answer is no longer kept: say so rather than handle the message twice.
+                language = self._language((await uow.people.get(msg.sender)).language, msg)
+                return [Reply(texts(language)("processed.replies_gone"), language=language)]
+        replies = await self._turn(uow, msg, self._clock.now())
+        # Which language the answers are in (read in this turn already; again only after `taal`).
+        language = self._language((await uow.people.get(msg.sender)).language, msg)
+        replies = [replace(r, language=language) for r in replies]
+        if msg.event_id:
+            await uow.processed.remember(msg.platform, msg.event_id, replies, self._clock.now())
+        await uow.commit()
         return replies
 
     async def _turn(self, uow: UnitOfWork, msg: IncomingMessage, now: datetime) -> list[Reply]:

@@ -16,6 +16,14 @@ between threads. Here a statement is one call (`execute`, or `execute_fetchall` 
 an ordinary turn went from 15 hops to 5 (BEGIN IMMEDIATE, see meldbot.storage.db, and COMMIT included).
 
 Any other dialect, and any statement built per call, go through the session as before.
+
+An optimistic turn on PostgreSQL (ConversationRepository.lock with optimistic=True) is two round trips:
+`begin_later` keeps the conversation's lock (and then the check that what the turn read is unchanged,
+between a savepoint and its release) to go with the transaction's BEGIN; `read_before_begin` reads before
+that, outside a transaction; whatever first needs the transaction (`run`, a session's first query through
+the unit of work's hooks, or `commit_with`, which then sends BEGIN, lock, check, write and COMMIT at once)
+sends them. `_checked` turns a failed check into ConversationChanged after rolling back to the savepoint,
+so the lock stays; until the turn starts over (`restarted`) nothing more is sent in that transaction.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import sqlite3
 import asyncpg
 import sqlalchemy as sa
 from asyncpg.transaction import TransactionState
+
+from meldbot.core.ports import ConversationChanged
 
 _CONSTANT = ""   # the parameter name of a value fixed in the statement (its value stands in the plan)
 _ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
@@ -130,12 +140,98 @@ class FastStatements:
             (dialect.name, dialect.driver))
         self._adapter = None
         self._transaction = None   # the session's transaction the adapter belongs to
+        # Literal statements that wait for the transaction's BEGIN and go with it (begin_later): the
+        # conversation's lock and the check that it did not change since the turn read it.
+        self._first: list[str] = []
+        # The check failed (ConversationChanged): nothing more may be sent in this transaction until the turn
+        # starts over (restarted), or the writes would rest on what the turn read before.
+        self._changed = False
 
     def released(self) -> None:
-        """The session's transaction ended (commit, rollback): the next statement asks for its connection again."""
+        """The session's transaction ended (commit, rollback): the next statement asks for its connection again.
+        What waited for a BEGIN that never came is dropped: nothing was written under it."""
         self._adapter = self._transaction = None
+        self._first = []
+
+    def begin_later(self, sql: str) -> bool:
+        """On PostgreSQL, before this unit of work's transaction has begun: `sql` (literal, no parameters) goes
+        with the BEGIN whenever the transaction begins (the next statement that needs it, a session's first
+        query, or the COMMIT of its only write) and never before; True. Otherwise False, nothing kept (the
+        caller sends it now)."""
+        if self._driver != "asyncpg" or self._adapter is not None:
+            return False
+        self._first.append(sql)
+        return True
+
+    def restarted(self) -> None:
+        """The turn starts over after ConversationChanged, in the same transaction (SqlUnitOfWork.restart)."""
+        self._changed = False
+
+    @property
+    def changed(self) -> bool:
+        return self._changed
+
+    @property
+    def waiting_for_begin(self) -> bool:
+        return bool(self._first)
+
+    async def begin_now(self) -> None:
+        """Begin the transaction, with what waits for its BEGIN, if that has not happened yet."""
+        if self._first:
+            await self._connection()
+
+    async def read_before_begin(self, stmt, params: Mapping[str, Any], timeout: float) -> Rows | None:
+        """While statements wait for the BEGIN (begin_later): a read sent before the transaction begins, in a
+        statement of its own (a snapshot of what was committed when it ran). None when that cannot be (a
+        transaction already open, or one this module cannot begin itself): the caller runs it as usual."""
+        if not self._first or self._adapter is not None:
+            return None
+        connection = await self._uow._connection()
+        adapter = (await connection.get_raw_connection()).dbapi_connection
+        if _begin_sql(adapter) is None:
+            return None
+        plan = self._plan_for(stmt, params, False)
+        for listener in listeners:
+            listener(plan.sql)
+        try:
+            async with adapter._execute_mutex:
+                # Outside a transaction the turn's lock_timeout is not set yet: bounded here by `timeout`
+                # seconds (a table held by a migration or a VACUUM FULL would otherwise keep the turn waiting);
+                # past it asyncpg cancels the statement and the turn fails as StorageUnavailable, as a lock
+                # wait does.
+                records = await adapter._connection.fetch(plan.sql, *_values(plan, params), timeout=timeout)
+        except Exception as error:
+            raise _translated(self._dialect.loaded_dbapi, adapter, plan.sql, error) from error
+        return _rows(plan, records)
+
+    async def _begin(self, adapter, then: str | None = None) -> None:
+        """BEGIN on asyncpg, in one round trip with what waits for it and `then` (literal statements)."""
+        for listener in listeners:   # `then` was told by the caller
+            for waiting in self._first:
+                listener(waiting)
+        statements = "; ".join([*self._first, then] if then else self._first)
+        self._first = []
+        begin = _begin_sql(adapter) if statements else None
+        try:
+            if begin is None:
+                if adapter._transaction is None:
+                    await adapter._start_transaction()
+                if statements:
+                    async with adapter._execute_mutex:
+                        await _checked(adapter._connection, adapter._connection.execute(statements))
+                return
+            async with adapter._execute_mutex:
+                _mark_begun(adapter)
+                await _checked(adapter._connection, adapter._connection.execute(f"{begin}; {statements}"))
+        except ConversationChanged:
+            self._changed = True
+            raise
+        except Exception as error:
+            raise _translated(self._dialect.loaded_dbapi, adapter, statements or "BEGIN", error) from error
 
     async def _connection(self):
+        if self._changed:
+            raise ConversationChanged(holds_lock=True)
         adapter = self._adapter
         if adapter is not None:
             # Still the session's transaction, and still open? A transaction ended behind our back (a failed
@@ -151,9 +247,16 @@ class FastStatements:
             # BEGIN IMMEDIATE was sent as the session took its connection (meldbot.storage.db, "begin").
             if not adapter._connection.in_transaction:
                 raise sa.exc.PendingRollbackError("the unit of work's database transaction has ended")
-        elif adapter._transaction is None:
-            # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; here that is ours.
-            await adapter._start_transaction()
+        elif adapter._transaction is None or self._first:
+            # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; here that is ours, with what
+            # waits for it (or, when a session's statement began the transaction already, what waits at once).
+            self._adapter, self._transaction = adapter, self._uow.transaction()
+            try:
+                await self._begin(adapter)
+            except BaseException:
+                if adapter._transaction is None:
+                    self._adapter = self._transaction = None
+                raise
         self._adapter, self._transaction = adapter, self._uow.transaction()
         return adapter
 
@@ -173,16 +276,15 @@ class FastStatements:
             if adapter is None:
                 connection = await self._uow._connection()
                 adapter = (await connection.get_raw_connection()).dbapi_connection
-                begin = _begin_sql(adapter)
-                if begin is not None:
-                    async with adapter._execute_mutex:
-                        _mark_begun(adapter)
-                        self._adapter, self._transaction = adapter, self._uow.transaction()
-                        await adapter._connection.execute(f"{begin}; {sql}")
+                if adapter._transaction is None:
+                    self._adapter, self._transaction = adapter, self._uow.transaction()
+                    await self._begin(adapter, sql)
                     return
             adapter = await self._connection()
             async with adapter._execute_mutex:
                 await adapter._connection.execute(sql)
+        except ConversationChanged:
+            raise
         except Exception as error:
             raise _translated(self._dialect.loaded_dbapi, adapter, sql, error) from error
 
@@ -205,20 +307,38 @@ class FastStatements:
         placeholders, never the values. After it, asyncpg's and SQLAlchemy's transaction objects hold the
         transaction as committed, so the session's commit sends nothing more."""
         adapter = self._adapter
-        if (self._driver != "asyncpg" or adapter is None or not isinstance(params, Mapping) or _returns(stmt)
-                or isinstance(stmt, sa.sql.expression.Select)):
+        if (self._driver != "asyncpg" or (adapter is None and not self._first) or not isinstance(params, Mapping)
+                or _returns(stmt) or isinstance(stmt, sa.sql.expression.Select)):
             return False
         plan = self._plan_for(stmt, params, False)
         literals = [_literal(v) for v in _values(plan, params)]
         if any(v is None for v in literals):
             return False
         sql = _PLACEHOLDER.sub(lambda m: literals[int(m.group(1)) - 1], plan.sql)
+        if adapter is None:
+            # Not begun yet: BEGIN, what waits for it (the conversation's lock and check), the write and the
+            # COMMIT, all in one round trip.
+            connection = await self._uow._connection()
+            adapter = (await connection.get_raw_connection()).dbapi_connection
+            begin = _begin_sql(adapter)
+            if begin is None:
+                return False
+            for listener in listeners:
+                for waiting in self._first:
+                    listener(waiting)
+            sql = "; ".join([begin, *self._first, sql])
+            self._first = []
+            _mark_begun(adapter)
+            self._adapter, self._transaction = adapter, self._uow.transaction()
         for listener in listeners:
             listener(plan.sql)
         try:
             adapter = await self._connection()
             async with adapter._execute_mutex:
-                await adapter._connection.execute(f"{sql}; COMMIT")
+                await _checked(adapter._connection, adapter._connection.execute(f"{sql}; COMMIT"))
+        except ConversationChanged:
+            self._changed = True
+            raise
         except Exception as error:
             raise _translated(self._dialect.loaded_dbapi, adapter, plan.sql, error) from error
         _mark_committed(adapter)
@@ -252,13 +372,43 @@ class FastStatements:
                     found = _ROWCOUNT.match(status or "")
                     return Rows([], int(found.group(1)) if found else -1)
                 records = await driver.fetch(plan.sql, *values)
+        except ConversationChanged:
+            raise
         except Exception as error:
             raise _translated(self._dialect.loaded_dbapi, adapter, plan.sql, error) from error
-        if plan.results is None:
-            rows = [tuple(r) for r in records]
-        else:
-            rows = [tuple(p(v) if p else v for p, v in zip(plan.results, r)) for r in records]
-        return Rows(rows, len(rows))
+        return _rows(plan, records)
+
+
+def _rows(plan: _Plan, records) -> Rows:
+    if plan.results is None:
+        rows = [tuple(r) for r in records]
+    else:
+        rows = [tuple(p(v) if p else v for p, v in zip(plan.results, r)) for r in records]
+    return Rows(rows, len(rows))
+
+
+# The check that a conversation is as a turn read it (ConversationRepository.prefetch) fails with this text
+# in an error of its own (a text cast to a number: plain SQL has no RAISE); _checked turns it into
+# ConversationChanged. The check follows this savepoint, right after the conversation's lock.
+CHANGED_MARK = "meldbot: conversation changed"
+CHECK_SAVEPOINT = "meldbot_turn"
+
+
+async def _checked(driver, sent):
+    """Await a simple query that may hold the check of begin_later. When the check failed: back to the savepoint
+    before it, so the transaction goes on with the conversation's lock (the turn is handled again in it,
+    ahead of the turns that wait for the lock), and ConversationChanged(holds_lock=True); if even that fails,
+    the transaction is lost (holds_lock=False: the turn is handled again in a new one)."""
+    try:
+        return await sent
+    except asyncpg.InvalidTextRepresentationError as error:
+        if CHANGED_MARK not in str(error):
+            raise
+        try:
+            await driver.execute(f"ROLLBACK TO SAVEPOINT {CHECK_SAVEPOINT}")
+        except Exception as failed:
+            raise ConversationChanged(holds_lock=False) from failed
+        raise ConversationChanged(holds_lock=True) from error
 
 
 def _table(stmt):

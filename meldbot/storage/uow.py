@@ -10,7 +10,7 @@ import sqlalchemy.orm  # noqa: F401  (sa.orm.Session for the events below)
 from sqlalchemy.util import await_only
 
 from meldbot.core.messaging import Identity
-from meldbot.core.ports import StorageUnavailable
+from meldbot.core.ports import ConversationChanged, StorageUnavailable
 from meldbot.storage.db import Database
 from meldbot.storage.fast import FastStatements, combined_writes, _returns, _table
 from meldbot.storage.matrix import MatrixIdentityRepository, MatrixTrustRepository
@@ -36,10 +36,15 @@ DATABASE_ERRORS = (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError, ConnectionEr
 
 
 def _deferred_first(session) -> None:
-    """Before anything the session sends (a query, an ORM flush): the unit of work's deferred write, so
+    """Before anything the session sends (a query, an ORM flush): the BEGIN with what waits for it (the
+    conversation's lock and check, FastStatements.begin_later) and the unit of work's deferred write, so
     statements reach the database in the order they were asked for. Runs inside SQLAlchemy's greenlet."""
     uow = session.info.get("meldbot_uow")
-    if uow is not None and uow._deferred:
+    if uow is None:
+        return
+    if uow.fast.waiting_for_begin:
+        await_only(uow.fast.begin_now())
+    if uow._deferred:
         await_only(uow.send_deferred())
 
 
@@ -74,6 +79,9 @@ class SqlUnitOfWork:
         self.signals_seen: set[int] = set()   # ids of the signals read or added in this unit of work
         self._session = None
         self._conn = None
+        self._repositories()
+
+    def _repositories(self) -> None:
         self.signals = SignalRepository(self)
         self.outbox = OutboxRepository(self)
         self.conversations = ConversationRepository(self)
@@ -174,6 +182,13 @@ class SqlUnitOfWork:
             await self.send_deferred()
         return await self.fast.run(stmt, params)
 
+    async def read_before_begin(self, stmt, params, timeout: float):
+        """A prebuilt read sent before the transaction begins, while the conversation's lock waits for the BEGIN
+        (FastStatements.read_before_begin), bounded by `timeout` seconds; None when that cannot be."""
+        if self._deferred or not self._is_clean():
+            return None
+        return await self.fast.read_before_begin(stmt, params, timeout)
+
     async def begin_with(self, sql: str) -> None:
         """A literal statement (no parameters) first in this unit of work's transaction: on PostgreSQL in one
         round trip with BEGIN when the transaction has not begun (see FastStatements.begin_with)."""
@@ -232,12 +247,33 @@ class SqlUnitOfWork:
             _raise_conflict(error, conflict)
             raise
 
+    def restart(self) -> bool:
+        """After ConversationChanged(kept=True): the turn starts over in the same transaction, which still holds
+        the conversation (the database rolled back to the savepoint after its lock). What this unit of work
+        read, and the writes that wait, are forgotten: the repositories are new. False when an ORM session
+        was used (its objects would be stale): the caller starts over in a new unit of work."""
+        if self._session is not None:
+            return False
+        self.fast.restarted()
+        self._deferred = []
+        self._pending_first = False
+        self._conflict = None
+        self.outbox_written = False
+        self.signals_seen = set()
+        self._repositories()
+        return True
+
     async def flush(self) -> None:
         await self.send_deferred()
         if self._session is not None:
             await self._session.flush()
 
     async def commit(self) -> None:
+        if self.fast.changed:
+            raise ConversationChanged(holds_lock=True)   # what the turn read changed: nothing of it is kept
+        if self.fast.waiting_for_begin and not self._is_clean():
+            # The ORM session's changes go at its commit below; the lock and the check first.
+            await self.fast.begin_now()
         if self._deferred and not self._pending_first and self._is_clean() and self.sealer.key_id != "plain":
             # The waiting writes with the COMMIT in one round trip where FastStatements.commit_with can (on
             # PostgreSQL, a turn's conversation update and the record of its event: 4 -> 3 round trips).

@@ -8,8 +8,10 @@ locks know nothing of each other; only the transaction-scoped advisory lock on t
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 
+import pytest
 import sqlalchemy as sa
 
 from meldbot.core.i18n import texts
@@ -153,7 +155,7 @@ async def test_a_redelivery_that_races_past_the_processed_check_gets_the_stored_
     rolled back and answered with the replies the first one stored."""
     from meldbot.storage.repositories.conversations import ConversationRepository
 
-    async def no_lock(self, platform: str, conversation_id: str) -> None:
+    async def no_lock(self, platform: str, conversation_id: str, optimistic: bool = False) -> None:
         return None
 
     monkeypatch.setattr(ConversationRepository, "lock", no_lock)
@@ -221,3 +223,171 @@ async def test_a_turn_waiting_for_a_conversation_held_elsewhere_gives_up_after_t
         assert got.step == "wat" and got.answers == {}
         # The conversation goes on once the lock is free.
         assert "Waar gebeurde het?" in said(await two.bot.handle(message("piet", FIRST.format(i=1))))
+
+
+# --- optimistic turns: the read before the lock (ConversationRepository.lock, optimistic) -----------------
+
+class Paused:
+    """Holds `app`'s next turn right after its first read (the optimistic read, before the conversation's lock)
+    until `go` is set: another process's turn can change the conversation in between."""
+
+    def __init__(self, app, monkeypatch) -> None:
+        from meldbot.storage.repositories.conversations import ConversationRepository
+
+        self.read, self.go = asyncio.Event(), asyncio.Event()
+        real = ConversationRepository.prefetch
+        paused = self
+
+        async def prefetch(repo, *args, **kwargs):
+            await real(repo, *args, **kwargs)
+            if repo._uow._db is app.db and not paused.read.is_set():
+                paused.read.set()
+                await paused.go.wait()
+
+        monkeypatch.setattr(ConversationRepository, "prefetch", prefetch)
+
+
+def keyed_apps(stack: AsyncExitStack, url: str, clock, count: int, keyed: bool):
+    """As `apps`; `keyed`: with a data key, as in production (the turn's last write then goes with the COMMIT,
+    FastStatements.commit_with), else keyless as the other tests here."""
+    if not keyed:
+        return apps(stack, url, clock, count)
+    from meldbot.storage.sealing import KeyringSealer, new_key
+
+    key = new_key()
+
+    async def started():
+        made = []
+        for _ in range(count):
+            app = build_app(make_config(url), clock=clock, sealer=KeyringSealer(key),
+                            notifiers={"console": FakeNotifier()}, mode="chat")
+            made.append(await stack.enter_async_context(app))
+        return made
+    return started()
+
+
+def logged(caplog, text: str) -> int:
+    return len([r for r in caplog.records if r.getMessage().startswith(text)])
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["keyless", "data-key"])
+async def test_a_turn_that_read_before_another_process_wrote_is_handled_again_in_its_transaction(
+        postgres_database, clock, monkeypatch, caplog, keyed):
+    """An ordinary turn reads its conversation before it takes the lock (one round trip less). When another
+    process's turn commits in between, the check that goes with the lock fails; the turn is handled again in
+    the same transaction, which keeps the lock, and both answers land in their own field, in the order the
+    turns committed. (Before: the paused turn held the lock, and the other process's turn waited for it.)"""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await keyed_apps(stack, postgres_database, clock, 2, keyed)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        paused = Paused(one, monkeypatch)
+        caplog.set_level(logging.INFO, logger="meldbot")
+        caplog.clear()
+        first = asyncio.create_task(one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2")))
+        await asyncio.wait_for(paused.read.wait(), 10)
+        second = await asyncio.wait_for(two.bot.handle(message("piet", SECOND.format(i=2), event_id="$3")), 10)
+        paused.go.set()
+        first = await asyncio.wait_for(first, 10)
+        got = await draft(one, "piet")
+    assert got.answers == {"wat": SECOND.format(i=2), "waar": FIRST.format(i=1)} and got.step == "wanneer"
+    assert "Waar gebeurde het?" in said(second) and "Wanneer was het?" in said(first)
+    # Keyless, each commit first reads the database's canary through the ORM session
+    # (meldbot.storage.canary.PlaintextGuard): then the turn goes again in a new transaction.
+    assert logged(caplog, "turn handled again in its transaction") == (1 if keyed else 0)
+    assert logged(caplog, "turn handled again: its conversation changed") == (0 if keyed else 1)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["keyless", "data-key"])
+async def test_versturen_on_two_processes_at_once_makes_one_signal(postgres_database, clock, monkeypatch, caplog,
+                                                                   keyed):
+    """The paused turn's first write (the reference number) comes after the other process submitted the same
+    report: the check fails there, the turn is handled again and finds no report under way. One signal."""
+    from tests.support.chat import SCRIPT
+
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await keyed_apps(stack, postgres_database, clock, 2, keyed)
+        for n, line in enumerate(SCRIPT[:-1]):
+            await one.bot.handle(message("piet", line, event_id=f"${n}"))
+        paused = Paused(one, monkeypatch)
+        caplog.set_level(logging.INFO, logger="meldbot")
+        caplog.clear()
+        first = asyncio.create_task(one.bot.handle(message("piet", "versturen", event_id="$a")))
+        await asyncio.wait_for(paused.read.wait(), 10)
+        second = await asyncio.wait_for(two.bot.handle(message("piet", "versturen", event_id="$b")), 10)
+        paused.go.set()
+        first = await asyncio.wait_for(first, 10)
+        async with one.db.engine.connect() as conn:
+            signals = (await conn.execute(sa.text("SELECT count(*) FROM signal"))).scalar()
+    assert "MH-2026-" in said(second) and "MH-2026-" not in said(first)
+    assert not any(e in said(first) + said(second) for e in ERRORS)
+    assert signals == 1
+    assert logged(caplog, "turn handled again") == 1
+
+
+async def test_a_turn_that_used_the_orm_session_is_handled_again_in_a_new_transaction(
+        postgres_database, clock, monkeypatch, caplog):
+    """`taal en` writes the person's settings through the ORM session, whose objects would be stale after the
+    rollback to the savepoint: the turn is handled again in a new unit of work, waiting for the lock first."""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await keyed_apps(stack, postgres_database, clock, 2, True)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        paused = Paused(one, monkeypatch)
+        caplog.set_level(logging.INFO, logger="meldbot")
+        caplog.clear()
+        first = asyncio.create_task(one.bot.handle(message("piet", "taal en", event_id="$2")))
+        await asyncio.wait_for(paused.read.wait(), 10)
+        await asyncio.wait_for(two.bot.handle(message("piet", SECOND.format(i=2), event_id="$3")), 10)
+        paused.go.set()
+        first = await asyncio.wait_for(first, 10)
+        got = await draft(one, "piet")
+        async with one.uow() as uow:
+            language = (await uow.people.get(Identity("console", "piet"))).language
+    assert got.answers == {"wat": SECOND.format(i=2)} and got.step == "waar"
+    assert language == "en" and "Where did it happen?" in said(first)
+    assert logged(caplog, "turn handled again: its conversation changed") == 1
+    assert logged(caplog, "turn handled again in its transaction") == 0
+
+
+async def test_a_turn_that_read_the_person_before_their_language_changed_elsewhere_answers_in_the_new_one(
+        postgres_database, clock, monkeypatch, caplog):
+    """The check covers the person who writes too: `taal en` in another chat of theirs (on another process)
+    while this turn waited after its read. Review: without it the turn answered in the old language."""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await keyed_apps(stack, postgres_database, clock, 2, True)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        paused = Paused(one, monkeypatch)
+        caplog.set_level(logging.INFO, logger="meldbot")
+        caplog.clear()
+        first = asyncio.create_task(one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2")))
+        await asyncio.wait_for(paused.read.wait(), 10)
+        elsewhere = IncomingMessage(sender=Identity("console", "piet"), conversation_id="piet-elders",
+                                    text="taal en", sender_name="piet", event_id="$3")
+        assert "English" in said(await asyncio.wait_for(two.bot.handle(elsewhere), 10))
+        paused.go.set()
+        first = await asyncio.wait_for(first, 10)
+    assert "Where did it happen?" in said(first), said(first)
+    assert [r.language for r in first] == ["en"] * len(first)
+    assert logged(caplog, "turn handled again") == 1
+
+
+async def test_the_read_before_the_lock_is_bounded_by_the_lock_timeout_too(postgres_database, clock, monkeypatch):
+    """Review: the optimistic read runs before the transaction sets its lock_timeout. A table held by a
+    migration (ACCESS EXCLUSIVE) must not keep the turn waiting for ever: it asks to resend, as a lock wait."""
+    from meldbot.storage.repositories.conversations import ConversationRepository
+
+    monkeypatch.setattr(ConversationRepository, "lock_timeout_seconds", 0.5)
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, = await keyed_apps(stack, postgres_database, clock, 1, True)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        async with one.db.engine.connect() as migration:
+            await migration.execute(sa.text("LOCK TABLE conversation IN ACCESS EXCLUSIVE MODE"))
+            replies = await asyncio.wait_for(one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2")), 10)
+            await migration.rollback()
+        assert said(replies) == NL("error.resend")
+        assert "Waar gebeurde het?" in said(await one.bot.handle(message("piet", FIRST.format(i=1), event_id="$3")))

@@ -195,6 +195,9 @@ class FakeUnitOfWork:
             self.wrote = True
         return self.data
 
+    def restart(self) -> bool:
+        return False   # its lock is never taken late (FakeConversationRepository.lock): no ConversationChanged
+
     async def flush(self) -> None:
         """Nothing to do: this unit of work's reads see its writes at once."""
 
@@ -527,7 +530,8 @@ class FakeConversationRepository:
     async def prefetch(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None = None) -> None:
         """Nothing to do: reads here cost nothing."""
 
-    async def lock(self, platform: str, conversation_id: str) -> None:
+    async def lock(self, platform: str, conversation_id: str, optimistic: bool = False) -> None:
+        # Always at once: the fake's reads cost nothing, so nothing is gained by waiting later.
         lock = self._uow._storage.locks.setdefault((platform, conversation_id), asyncio.Lock())
         if lock not in self._uow.held:      # held already by this transaction: as in PostgreSQL, no wait
             await lock.acquire()

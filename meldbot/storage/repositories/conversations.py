@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from sqlmodel import select
 
 from meldbot.core.messaging import Identity
 from meldbot.core.ports import PersonSettings
+from meldbot.storage.fast import CHANGED_MARK, CHECK_SAVEPOINT
 from meldbot.storage.tables import ConversationRow, PersonRow, ProcessedEventRow
 
 if TYPE_CHECKING:
@@ -49,8 +51,6 @@ _CONVERSATION_DELETE = sa.delete(_CONVERSATION).where(_CONVERSATION.c.key.in_(sa
 # is a lock space of its own, apart from the one-bigint form.) Two conversations whose 32 bits happen to
 # agree only wait for each other's turns; nothing is mixed up.
 CONVERSATION_LOCK_CLASS = 0x6D620001
-_CONVERSATION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("class_id", type_=sa.Integer),
-                                                           sa.bindparam("key", type_=sa.Integer)))
 # How long a turn waits for its conversation's lock: the lock_timeout of the turn's transaction (SET LOCAL, so
 # the pooled connection keeps its default). A process cut off while its turn's transaction is open keeps the
 # lock until PostgreSQL notices the dead connection (TCP keepalive: hours); without a limit the waiting turns
@@ -58,12 +58,56 @@ _CONVERSATION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("class
 # Past it the turn fails as StorageUnavailable: the person is asked to resend, nothing is stored. A turn
 # holds the lock for milliseconds; 15 s is a queue of hundreds of turns of one conversation.
 CONVERSATION_LOCK_TIMEOUT_SECONDS = 15.0
-# The limit and the first lock in one statement: PostgreSQL evaluates a select list in order, so the limit is
-# set before the lock is waited for. Written out with its values (two integers, nothing from outside), so it
-# can go in one round trip with the transaction's BEGIN (FastStatements.begin_with).
-def _lock_with_timeout(timeout_ms: int, key: int) -> str:
-    return (f"SELECT set_config('lock_timeout', '{int(timeout_ms):d}ms', true), "
-            f"pg_advisory_xact_lock({CONVERSATION_LOCK_CLASS:d}, {int(key):d})")
+# The limit and the locks in one statement: PostgreSQL evaluates a select list in order, so the limit is set
+# before a lock is waited for, and the locks are taken in the order given. Written out with its values
+# (integers, nothing from outside), so it can go in one round trip with the transaction's BEGIN
+# (FastStatements.begin_with, begin_later).
+def _lock_with_timeout(timeout_ms: int, keys: list[int]) -> str:
+    locks = ", ".join(f"pg_advisory_xact_lock({CONVERSATION_LOCK_CLASS:d}, {int(key):d})" for key in keys)
+    return f"SELECT set_config('lock_timeout', '{int(timeout_ms):d}ms', true), {locks}"
+
+
+# An optimistic turn (ConversationRepository.lock) reads its conversation and its person before it takes the
+# lock, with each row's version: PostgreSQL's xmin, the transaction that wrote the row, which every update
+# changes. (The event's row needs none: its unique key makes a second record fail, see AlreadyHandled.)
+_TURN_READ_WITH_VERSION = _CONVERSATION_AND_PERSON.add_columns(
+    sa.cast(sa.literal_column(f"{_CONVERSATION.name}.xmin"), sa.Text).label("version"),
+    sa.cast(sa.literal_column(f"{_PERSON.name}.xmin"), sa.Text).label("person_version"))
+_LOOKUP_HASH = re.compile(r"[0-9A-Za-z_=-]{1,128}")
+_VERSION = re.compile(r"[0-9]{1,20}")
+
+
+def _unchanged(keys: list[str], lookups: list[str], seen: list[str]) -> list[str] | None:
+    """The check, after the lock, that the conversation under `keys` and the person under `lookups` are as an
+    optimistic turn read them: `seen` holds "c/<key>/<xmin>" and "p/<lookup>/<xmin>" of the rows it read
+    (none: no row). A statement of its own, so it sees what a turn it waited for committed; it fails with
+    CHANGED_MARK (FastStatements turns that into ConversationChanged). Written out with its values, which
+    must be keyed hashes and numbers (None otherwise: the caller takes the lock at once instead).
+
+    It goes between a savepoint (CHECK_SAVEPOINT) and its release: when it fails, the transaction rolls back to
+    the savepoint and keeps the lock, and the turn is handled again in it (SqlUnitOfWork.restart), ahead of
+    the turns that wait for the lock; when it passes, the savepoint is released at once, so the turn's writes
+    take no second transaction id."""
+    if not all(_LOOKUP_HASH.fullmatch(k) for k in [*keys, *lookups]):
+        return None
+    for entry in seen:
+        kind, key, version = entry.split("/") if entry.count("/") == 2 else ("", "", "")
+        if kind not in ("c", "p") or not _LOOKUP_HASH.fullmatch(key) or not _VERSION.fullmatch(version):
+            return None
+    expected = ",".join(sorted(seen))
+    return [f"SAVEPOINT {CHECK_SAVEPOINT}",
+            f"SELECT CASE WHEN coalesce(string_agg(seen, ',' ORDER BY seen), '') = '{expected}' THEN 1 "
+            f"ELSE CAST('{CHANGED_MARK} ' || count(*) AS integer) END FROM ("
+            f"SELECT 'c/' || key || '/' || xmin::text AS seen FROM {_CONVERSATION.name} "
+            f"WHERE key IN ({', '.join(_quoted(k) for k in keys)}) UNION ALL "
+            f"SELECT 'p/' || lookup || '/' || xmin::text FROM {_PERSON.name} "
+            f"WHERE lookup IN ({', '.join(_quoted(k) for k in lookups)})) AS rows",
+            f"RELEASE SAVEPOINT {CHECK_SAVEPOINT}"]
+
+
+def _quoted(value: str) -> str:
+    """A keyed hash as an SQL literal (checked by the caller to hold no quote)."""
+    return f"'{value}'"
 
 
 def conversation_lock_key(lookup: str) -> int:
@@ -87,6 +131,7 @@ class ConversationRepository:
         self._uow = uow
         # Rows read in this unit of work: a turn loads its conversation and saves it again, one SELECT.
         self._rows: dict[tuple[str, str], _Conversation | None] = {}
+        self._optimistic: tuple[str, str] | None = None   # the conversation of an optimistic lock (see lock)
 
     def _keys(self, platform: str, conversation_id: str) -> list[str]:
         return self._uow.sealer.lookups("conversation", f"{platform}:{conversation_id}")
@@ -100,11 +145,19 @@ class ConversationRepository:
         self._rows[(platform, conversation_id)] = row
         return row
 
-    async def lock(self, platform: str, conversation_id: str) -> None:
+    async def lock(self, platform: str, conversation_id: str, optimistic: bool = False) -> None:
         """Wait for the conversation and hold it until this transaction ends (pg_advisory_xact_lock): one turn
         at a time across processes, waiters in arrival order (PostgreSQL queues them first come, first served).
         The wait is bounded (lock_timeout_seconds, the transaction's lock_timeout, which also bounds the rest of
         the turn's lock waits); past it the unit of work raises StorageUnavailable.
+
+        `optimistic` (a chat turn): the lock waits for the transaction's BEGIN and goes with it; `prefetch`
+        reads before it, with the conversation's version, and the BEGIN then also checks that the
+        conversation is still as read. An ordinary turn is two round trips: the read, and BEGIN, lock,
+        check, the turn's writes and COMMIT in one. When another turn changed the conversation in between
+        (on another process: this process's turns of a conversation wait for each other), the check fails,
+        nothing is kept and ConversationChanged is raised; the turn is then handled again without
+        `optimistic`.
 
         On SQLite it does nothing: a SQLite database has one meldbot process (several cannot share its file
         safely), every transaction there takes the write lock at BEGIN, and the bot's in-process lock keeps
@@ -114,24 +167,45 @@ class ConversationRepository:
         # Under every key this process knows (one, but during a key rotation): in a rolling rotation a process
         # that knows only the old key and one that knows both still meet on the old one. Sorted, so two
         # turns never take two keys in opposite orders.
-        first, *more = sorted({conversation_lock_key(k) for k in self._keys(platform, conversation_id)})
-        await self._uow.begin_with(_lock_with_timeout(round(self.lock_timeout_seconds * 1000), first))
-        for key in more:
-            await self._uow.run(_CONVERSATION_LOCK, {"class_id": CONVERSATION_LOCK_CLASS, "key": key})
+        self._optimistic = None
+        keys = sorted({conversation_lock_key(k) for k in self._keys(platform, conversation_id)})
+        sql = _lock_with_timeout(round(self.lock_timeout_seconds * 1000), keys)
+        if optimistic and self._uow.fast.begin_later(sql):
+            self._optimistic = (platform, conversation_id)
+            return
+        await self._uow.begin_with(sql)
 
     async def prefetch(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None = None) -> None:
         """The conversation, the reader's settings and whether the platform event `event_id` was handled before,
         in one statement (two round trips less per turn), kept for `load`, `people.get` and
         `processed.replies_for` in this unit of work. After `lock`: a statement sees what was committed when
-        it began, so a read in the locking statement could miss the turn it waited for."""
+        it began, so a read in the locking statement could miss the turn it waited for. After an optimistic
+        `lock`, before it, with the check that goes with the lock."""
         if (platform, conversation_id) in self._rows:
             return
         processed = self._uow.processed
         events = processed.keys_for(platform, event_id) if event_id else [NO_EVENT]
-        result = await self._uow.run(_CONVERSATION_AND_PERSON, {
-            "keys": self._keys(platform, conversation_id), "lookups": self._uow.person_lookups(reader),
-            "events": events})
-        found = result.first()
+        keys = self._keys(platform, conversation_id)
+        params = {"keys": keys, "lookups": self._uow.person_lookups(reader), "events": events}
+        result = None
+        if self._optimistic == (platform, conversation_id):
+            result = await self._uow.read_before_begin(_TURN_READ_WITH_VERSION, params, self.lock_timeout_seconds)
+        found = None
+        if result is not None:
+            found = result.first()
+            seen = []
+            if found and found[0]:
+                seen.append(f"c/{found[0]}/{found[10]}")
+            if found and found[4]:
+                seen.append(f"p/{found[4]}/{found[11]}")
+            check = _unchanged(keys, params["lookups"], seen)
+            if check is None:
+                await self._uow.fast.begin_now()   # cannot be checked: the lock now, and the read again after it
+                result = None
+            elif not all(self._uow.fast.begin_later(statement) for statement in check):
+                raise RuntimeError("the conversation's check could not wait for the BEGIN")
+        if result is None:
+            found = (await self._uow.run(_CONVERSATION_AND_PERSON, params)).first()
         self._rows[(platform, conversation_id)] = _Conversation(*found[:4]) if found and found[0] else None
         self._uow.people.keep(reader, PersonSettings(found[5], found[6]) if found and found[4] else PersonSettings())
         if event_id:
