@@ -113,9 +113,13 @@ class Reply:
     facts_lines: tuple[int, int] = (0, 0)
 
     def to_json(self) -> str:
+        return json.dumps(self.to_data(), ensure_ascii=False)
+
+    def to_data(self) -> dict:
+        """What to_json writes, as plain data (lists, dicts, text, numbers)."""
         # Field by field: dataclasses.asdict deep-copies every value, a tenth of a turn's own CPU.
         # Images are rendered on delivery, never stored in the outbox.
-        data = {
+        return {
             "text": self.text,
             "choices": [{"number": c.number, "word": c.word, "label": c.label} for c in self.choices],
             "actions": [{"label": a.label, "command": a.command} for a in self.actions],
@@ -125,7 +129,6 @@ class Reply:
             "facts": [{"label": f.label, "value": f.value} for f in self.facts],
             "facts_lines": list(self.facts_lines),
         }
-        return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str) -> "Reply":

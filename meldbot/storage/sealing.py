@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -41,6 +42,9 @@ def new_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
 
 
+LOOKUPS_KEPT = 4096
+
+
 class DataKey:
     """One data key, split by HKDF into an encryption key and a lookup (HMAC) key."""
 
@@ -51,6 +55,9 @@ class DataKey:
         self._aead = AESGCM(self._derive(raw, b"meldbot/seal/v1"))
         self._mac = self._derive(raw, b"meldbot/lookup/v1")
         self.id = hmac.new(self._mac, b"key-id", hashlib.sha256).hexdigest()[:8]
+        # A turn asks for the same few lookups several times (its conversation when it locks, reads and saves
+        # it; the person; the event): the latest ones are kept, per key. They are ids' hashes, no content.
+        self.lookup = functools.lru_cache(maxsize=LOOKUPS_KEPT)(self._lookup)
 
     @staticmethod
     def _derive(raw: bytes, info: bytes) -> bytes:
@@ -65,7 +72,7 @@ class DataKey:
         blob = base64.urlsafe_b64decode(body.encode("ascii"))
         return self._aead.decrypt(blob[:12], blob[12:], self.id.encode()).decode("utf-8")
 
-    def lookup(self, kind: str, value: str) -> str:
+    def _lookup(self, kind: str, value: str) -> str:
         return hmac.new(self._mac, f"{kind}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
 
 

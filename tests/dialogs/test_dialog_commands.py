@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, strategies as st
 
 from meldbot.dialogs.commands import dialog_command
 from meldbot.dialogs.report import QUESTIONS, Draft, step
@@ -101,3 +102,21 @@ def test_the_command_waiting_for_the_gemeente_question_survives_a_round_trip():
     assert state.pending == "melden" and ConversationState.from_dict(state.to_dict()) == state
     assert state.to_dict() == {"draft": None, "choose_meldpunt": True, "pending": "melden"}
     assert ConversationState.from_dict({"choose_meldpunt": True}).pending is None
+
+
+def _normalised_slowly(text: str) -> str:
+    """normalise without its quick path for ASCII text: every message decomposed and its accents dropped."""
+    import unicodedata
+
+    text = text.strip().lstrip("!/").strip()
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join(plain.casefold().split())
+
+
+@given(st.one_of(st.text(), st.text(alphabet=st.characters(max_codepoint=127)),
+                 st.sampled_from(["  !Versturen ", "/STOP", "Taal EN", "Wijzig\twaar", "Café", "ß", "K\u0130"])))
+def test_normalise_gives_on_any_text_what_the_full_unicode_path_gives(text):
+    """The quick path for ASCII messages (a turn's CPU: benchmarks/README.md) changes no outcome."""
+    from meldbot.dialogs.commands import normalise
+
+    assert normalise(text) == _normalised_slowly(text)

@@ -70,7 +70,7 @@ class ProcessedEventRepository:
         """Record the event with its replies and the signals this unit of work read for them; AlreadyHandled
         (and the transaction is lost) if another unit of work recorded it first: here, or on PostgreSQL from
         the commit that sends it."""
-        payload = json.dumps([json.loads(r.to_json()) for r in replies], ensure_ascii=False)
+        payload = json.dumps([r.to_data() for r in replies], ensure_ascii=False)
         key = self._uow.sealer.lookup("event", f"{platform}:{event_id}")
         self._read.pop((platform, event_id), None)
         sealed = self._uow.sealer.seal(payload)
