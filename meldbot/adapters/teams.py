@@ -429,11 +429,6 @@ class TeamsAdapter:
             return
         identity = identity_of(sender.aad_object_id)
         private = is_personal(activity)
-        # The conversation reference is kept after the answer: the person need not wait for its write
-        # (a transaction of its own, a fifth of a first message's time). Until then proactive messages
-        # reach them as before: through the stored reference, or a new 1:1 chat, which Teams gives back as
-        # the same chat.
-        reference = self._reference(identity, activity, tenant) if private else None
         command = submitted_text(activity.value)
         msg = IncomingMessage(
             sender=identity,
@@ -451,6 +446,11 @@ class TeamsAdapter:
             replies = await self._handle(msg)
             lang = next((r.language for r in replies if r.language), lang)
             await self._answer(context, replies, lang)
+        # The conversation reference is made and kept after the answer: the person need not wait for it (its
+        # comparison with the stored one takes about 0.1 ms; its write, when it changed, a transaction of its
+        # own, a fifth of a first message's time). Until then proactive messages reach them as before:
+        # through the stored reference, or a new 1:1 chat, which Teams gives back as the same chat.
+        reference = self._reference(identity, activity, tenant) if private else None
         if reference is not None:
             try:
                 await self._keep(identity, *reference)
