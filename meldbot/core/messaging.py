@@ -115,7 +115,7 @@ class Reply:
     def to_json(self) -> str:
         return json.dumps(self.to_data(), ensure_ascii=False)
 
-    def to_data(self) -> dict:
+    def to_data(self) -> dict[str, Any]:
         """What to_json writes, as plain data (lists, dicts, text, numbers)."""
         # Field by field: dataclasses.asdict deep-copies every value, a tenth of a turn's own CPU.
         # Images are rendered on delivery, never stored in the outbox.
