@@ -247,6 +247,19 @@ class Paused:
         monkeypatch.setattr(ConversationRepository, "prefetch", prefetch)
 
 
+async def raced(one, two, monkeypatch, caplog, held: IncomingMessage, meanwhile: IncomingMessage):
+    """`held` on `one`, paused right after its first read while `meanwhile` is handled on `two`; then `held` goes
+    on. Both answers, in that order; the log from here on at INFO (the notice that a turn went again)."""
+    paused = Paused(one, monkeypatch)
+    caplog.set_level(logging.INFO, logger="meldbot")
+    caplog.clear()
+    first = asyncio.create_task(one.bot.handle(held))
+    await asyncio.wait_for(paused.read.wait(), 10)
+    second = await asyncio.wait_for(two.bot.handle(meanwhile), 10)
+    paused.go.set()
+    return await asyncio.wait_for(first, 10), second
+
+
 def keyed_apps(stack: AsyncExitStack, url: str, clock, count: int, keyed: bool):
     """As `apps`; `keyed`: with a data key, as in production (the turn's last write then goes with the COMMIT,
     FastStatements.commit_with), else keyless as the other tests here."""
@@ -281,14 +294,8 @@ async def test_a_turn_that_read_before_another_process_wrote_is_handled_again_in
     async with AsyncExitStack() as stack:
         one, two = await keyed_apps(stack, postgres_database, clock, 2, keyed)
         await one.bot.handle(message("piet", "melden", event_id="$1"))
-        paused = Paused(one, monkeypatch)
-        caplog.set_level(logging.INFO, logger="meldbot")
-        caplog.clear()
-        first = asyncio.create_task(one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2")))
-        await asyncio.wait_for(paused.read.wait(), 10)
-        second = await asyncio.wait_for(two.bot.handle(message("piet", SECOND.format(i=2), event_id="$3")), 10)
-        paused.go.set()
-        first = await asyncio.wait_for(first, 10)
+        first, second = await raced(one, two, monkeypatch, caplog, message("piet", FIRST.format(i=1), event_id="$2"),
+                                    message("piet", SECOND.format(i=2), event_id="$3"))
         got = await draft(one, "piet")
     assert got.answers == {"wat": SECOND.format(i=2), "waar": FIRST.format(i=1)} and got.step == "wanneer"
     assert "Waar gebeurde het?" in said(second) and "Wanneer was het?" in said(first)
@@ -311,14 +318,8 @@ async def test_versturen_on_two_processes_at_once_makes_one_signal(postgres_data
         one, two = await keyed_apps(stack, postgres_database, clock, 2, keyed)
         for n, line in enumerate(SCRIPT[:-1]):
             await one.bot.handle(message("piet", line, event_id=f"${n}"))
-        paused = Paused(one, monkeypatch)
-        caplog.set_level(logging.INFO, logger="meldbot")
-        caplog.clear()
-        first = asyncio.create_task(one.bot.handle(message("piet", "versturen", event_id="$a")))
-        await asyncio.wait_for(paused.read.wait(), 10)
-        second = await asyncio.wait_for(two.bot.handle(message("piet", "versturen", event_id="$b")), 10)
-        paused.go.set()
-        first = await asyncio.wait_for(first, 10)
+        first, second = await raced(one, two, monkeypatch, caplog, message("piet", "versturen", event_id="$a"),
+                                    message("piet", "versturen", event_id="$b"))
         async with one.db.engine.connect() as conn:
             signals = (await conn.execute(sa.text("SELECT count(*) FROM signal"))).scalar()
     assert "MH-2026-" in said(second) and "MH-2026-" not in said(first)
@@ -335,14 +336,8 @@ async def test_a_turn_that_used_the_orm_session_is_handled_again_in_a_new_transa
     async with AsyncExitStack() as stack:
         one, two = await keyed_apps(stack, postgres_database, clock, 2, True)
         await one.bot.handle(message("piet", "melden", event_id="$1"))
-        paused = Paused(one, monkeypatch)
-        caplog.set_level(logging.INFO, logger="meldbot")
-        caplog.clear()
-        first = asyncio.create_task(one.bot.handle(message("piet", "taal en", event_id="$2")))
-        await asyncio.wait_for(paused.read.wait(), 10)
-        await asyncio.wait_for(two.bot.handle(message("piet", SECOND.format(i=2), event_id="$3")), 10)
-        paused.go.set()
-        first = await asyncio.wait_for(first, 10)
+        first, _ = await raced(one, two, monkeypatch, caplog, message("piet", "taal en", event_id="$2"),
+                               message("piet", SECOND.format(i=2), event_id="$3"))
         got = await draft(one, "piet")
         async with one.uow() as uow:
             language = (await uow.people.get(Identity("console", "piet"))).language
@@ -360,16 +355,11 @@ async def test_a_turn_that_read_the_person_before_their_language_changed_elsewhe
     async with AsyncExitStack() as stack:
         one, two = await keyed_apps(stack, postgres_database, clock, 2, True)
         await one.bot.handle(message("piet", "melden", event_id="$1"))
-        paused = Paused(one, monkeypatch)
-        caplog.set_level(logging.INFO, logger="meldbot")
-        caplog.clear()
-        first = asyncio.create_task(one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2")))
-        await asyncio.wait_for(paused.read.wait(), 10)
         elsewhere = IncomingMessage(sender=Identity("console", "piet"), conversation_id="piet-elders",
                                     text="taal en", sender_name="piet", event_id="$3")
-        assert "English" in said(await asyncio.wait_for(two.bot.handle(elsewhere), 10))
-        paused.go.set()
-        first = await asyncio.wait_for(first, 10)
+        first, second = await raced(one, two, monkeypatch, caplog,
+                                    message("piet", FIRST.format(i=1), event_id="$2"), elsewhere)
+    assert "English" in said(second)
     assert "Where did it happen?" in said(first), said(first)
     assert [r.language for r in first] == ["en"] * len(first)
     assert logged(caplog, "turn handled again") == 1
