@@ -381,3 +381,34 @@ async def test_the_read_before_the_lock_is_bounded_by_the_lock_timeout_too(postg
             await migration.rollback()
         assert said(replies) == NL("error.resend")
         assert "Waar gebeurde het?" in said(await one.bot.handle(message("piet", FIRST.format(i=1), event_id="$3")))
+
+
+async def test_the_log_line_of_a_conflict_is_the_one_the_admin_guide_quotes(postgres_database, clock):
+    """docs/beheer.md tells administrators that PostgreSQL's log shows this line on such a conflict (no failure):
+    the storage's own error, with the unit of work still holding the conversation afterwards."""
+    from pathlib import Path
+
+    from meldbot.core.ports import ConversationChanged
+    from meldbot.storage.sealing import KeyringSealer, new_key
+
+    await migrated(postgres_database)
+    key = new_key()
+    async with AsyncExitStack() as stack:
+        one, two = [await stack.enter_async_context(build_app(
+            make_config(postgres_database), clock=clock, sealer=KeyringSealer(key),
+            notifiers={"console": FakeNotifier()}, mode="chat")) for _ in range(2)]
+        await one.bot.handle(message("piet", "melden"))
+        reader = Identity("console", "piet")
+        async with one.uow() as late:
+            await late.conversations.lock("console", "piet", optimistic=True)
+            await late.conversations.prefetch("console", "piet", reader)
+            assert "Waar gebeurde het?" in said(await two.bot.handle(message("piet", FIRST.format(i=1))))
+            state, _ = await late.conversations.load("console", "piet")
+            await late.conversations.save("console", "piet", state, clock.now())
+            with pytest.raises(ConversationChanged) as changed:
+                await late.commit()
+            assert changed.value.holds_lock
+    logged_line = str(changed.value.__cause__)
+    guide = (Path(__file__).parents[2] / "docs" / "beheer.md").read_text(encoding="utf-8")
+    assert logged_line == 'invalid input syntax for type integer: "meldbot: conversation changed 1"'
+    assert f"`{logged_line}`" in guide
