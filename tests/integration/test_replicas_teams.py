@@ -123,23 +123,36 @@ async def test_kill_9_of_one_process_mid_traffic_loses_and_doubles_nothing(postg
     async with replicas(2, postgres_database, microsoft, tmp_path) as teams:
         survivor, victim = teams[0], teams[1]
         redelivered = Counter()
+        in_flight = Counter()
+        killed = []
+
+        async def kill_while_busy() -> None:
+            """Kill the victim at a moment it has requests in flight (two, so that it cannot have answered
+            them all already), so that the kill really cuts traffic on a slow or a fast machine alike."""
+            async with asyncio.timeout(30):
+                while in_flight[victim.name] < 2:
+                    await asyncio.sleep(0.002)
+            victim.kill()
 
         async def deliver(step: int, body: dict) -> None:
             target = teams[step % 2]
             for attempt in range(3):
                 if not target.alive():
                     target = survivor
+                in_flight[target.name] += 1
                 try:
                     if await teams.post(target, body) in (200, 202):
                         break
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     pass                     # the process died under this request: Teams delivers again
+                finally:
+                    in_flight[target.name] -= 1
                 redelivered[target.name] += 1
                 target = survivor
             else:
                 raise AssertionError("not answered in three deliveries")
             if next(done) == kill_at:
-                victim.kill()
+                killed.append(asyncio.create_task(kill_while_busy()))
 
         async def report(i: int) -> list[dict]:
             bodies = [activity(microsoft, users[i], line) for line in script[i]]
@@ -148,6 +161,7 @@ async def test_kill_9_of_one_process_mid_traffic_loses_and_doubles_nothing(postg
             return bodies
 
         sent = await asyncio.wait_for(asyncio.gather(*(report(i) for i in range(len(users)))), 60)
+        await asyncio.gather(*killed)
         state = await stored(postgres_database, [u.conversation for u in users])
         assert not victim.alive() and survivor.alive()
         assert survivor.errors() == []

@@ -124,14 +124,15 @@ class Replicas:
     http: aiohttp.ClientSession
     db_url: str
     workdir: Path
-    _token: tuple[float, str] = field(default=(0.0, ""))
+    _token: tuple[float, str] | None = None
 
     def __getitem__(self, index: int) -> Replica:
         return self.processes[index]
 
     def token(self) -> str:
-        made, token = self._token
-        if time.monotonic() - made > 600:           # signing costs more than a turn: reuse it a while
+        # Signing costs more than a turn: reuse a token a while. (No "made at 0.0" default: the monotonic
+        # clock starts near 0 at boot, so on a machine up less than 10 minutes no token was ever made.)
+        if self._token is None or time.monotonic() - self._token[0] > 600:
             self._token = (time.monotonic(), self.fake.token())
         return self._token[1]
 
