@@ -27,7 +27,7 @@ from microsoft_agents.activity import (
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import ChannelServiceClientFactoryBase, TurnContext
 from microsoft_agents.hosting.core.authorization import AuthenticationConstants, ClaimsIdentity
-from microsoft_agents.hosting.core.connector import ConnectorClientBase, TeamsConnectorClient, UserTokenClient
+from microsoft_agents.hosting.core.connector import ConnectorClientBase, TeamsConnectorClient, UserTokenClientBase
 
 from meldbot.adapters.teams_auth import (
     EntraToken,
@@ -143,9 +143,8 @@ def retry_after_seconds(headers, now: datetime) -> float | None:
 class _ConnectorFactory(ChannelServiceClientFactoryBase):
     """The SDK's hook for connector clients: our own token source and a timeout on every call."""
 
-    def __init__(self, tokens, app_id: str, timeout: float) -> None:
+    def __init__(self, tokens, timeout: float) -> None:
         self._tokens = tokens
-        self._app_id = app_id
         self._timeout = timeout
         self._pool: aiohttp.TCPConnector | None = None
 
@@ -171,10 +170,50 @@ class _ConnectorFactory(ChannelServiceClientFactoryBase):
                                         connector=self._connections(), connector_owner=False)
         return TeamsConnectorClient(endpoint=endpoint, token=token, session=session)
 
-    async def create_user_token_client(self, context, claims_identity, use_anonymous: bool = False) -> UserTokenClient:
-        # meldbot has no user sign-in flows: this client is created because the SDK wants one, never called.
-        return UserTokenClient(endpoint=AuthenticationConstants.AGENTS_SDK_OAUTH_URL, token="",
-                               app_id=self._app_id or "anonymous")
+    async def create_user_token_client(self, context, claims_identity, use_anonymous: bool = False) -> UserTokenClientBase:
+        # meldbot has no user sign-in flows: the SDK asks for this client on every turn and never calls it.
+        # The SDK's own client opened (and closed) an HTTP session per turn for it, a tenth of a millisecond.
+        return NO_USER_SIGN_IN
+
+
+class _NoUserSignIn(UserTokenClientBase):
+    """The user token client of an agent without user sign-in (OAuth cards, SSO): nothing to open or close;
+    any call says so, rather than reaching the token service with an empty token."""
+
+    @staticmethod
+    def _refused() -> NotImplementedError:
+        return NotImplementedError("meldbot has no user sign-in")
+
+    @property
+    def user_token(self):
+        raise self._refused()
+
+    async def get_user_token(self, *args, **kwargs):
+        raise self._refused()
+
+    async def get_sign_in_resource(self, *args, **kwargs):
+        raise self._refused()
+
+    async def sign_out_user(self, *args, **kwargs):
+        raise self._refused()
+
+    async def get_token_status(self, *args, **kwargs):
+        raise self._refused()
+
+    async def get_aad_tokens(self, *args, **kwargs):
+        raise self._refused()
+
+    async def exchange_token(self, *args, **kwargs):
+        raise self._refused()
+
+    async def get_token_or_sign_in_resource(self, *args, **kwargs):
+        raise self._refused()
+
+    async def close(self) -> None:
+        return None
+
+
+NO_USER_SIGN_IN = _NoUserSignIn()
 
 
 class _Turns:
@@ -278,7 +317,7 @@ class TeamsAdapter:
                                      self.allowed_tenants)
         if not self.allowed_tenants:
             log.warning("no meldpunt lists a Teams tenant (meldpunt.teams_tenants): every Teams user is refused")
-        self._factory = _ConnectorFactory(self._tokens, teams.app_id, connector_timeout)
+        self._factory = _ConnectorFactory(self._tokens, connector_timeout)
         self._cloud = CloudAdapter(channel_service_client_factory=self._factory)
         # The SDK's default handler posts "Exception caught" to the user and swallows the error, which
         # would let the outbox mark a failed delivery as done.

@@ -197,6 +197,32 @@ async def test_replies_and_notices_reuse_kept_alive_connections_to_the_connector
     assert len(connections) <= 2, (len(calls), len(connections))
 
 
+async def test_a_turn_opens_one_http_session_for_its_replies_and_none_for_user_sign_in(
+        db_url, microsoft, early, monkeypatch):
+    """The SDK asks for a user token client on every turn; its own opened and closed an HTTP session for it, a
+    tenth of a millisecond per message, for sign-in flows meldbot does not have. The connector client's
+    session (closed with the turn, its connection kept alive) is the one left."""
+    from meldbot.adapters.teams import NO_USER_SIGN_IN
+
+    async with running(db_url, microsoft, early) as bot:
+        await bot.say(PIET, "help")
+        made = []
+        real = aiohttp.ClientSession.__init__
+
+        def counting(self, *args, **kwargs):
+            made.append(kwargs.get("base_url"))
+            real(self, *args, **kwargs)
+
+        monkeypatch.setattr(aiohttp.ClientSession, "__init__", counting)
+        answer = await bot.say(PIET, "melden")
+        monkeypatch.undo()
+    assert "Wat zag of hoorde je?" in "\n".join(texts_of(answer))
+    assert len(made) == 1 and str(made[0]).startswith(microsoft.url), made
+    with pytest.raises(NotImplementedError, match="no user sign-in"):
+        await NO_USER_SIGN_IN.get_user_token("user", "connection", "msteams")
+    await NO_USER_SIGN_IN.close()   # the SDK closes it after every turn: it stays usable
+
+
 async def test_versturen_is_answered_before_the_outbox_starts_on_the_afs_notice(db_url, microsoft, early):
     """The commit of `versturen` queues the AF's notice; the outbox is woken once the melder's answer is out
     (meldbot.core.answer_first), not while it is being sent. Before, it was woken at the commit."""
