@@ -74,6 +74,7 @@ from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import 
     _JwkClientCacheEntry,
 )
 
+from meldbot.adapters.teams import NO_USER_SIGN_IN  # noqa: E402
 from meldbot.run.app import build_app, teams_adapter  # noqa: E402
 from meldbot.core.clock import ManualClock  # noqa: E402
 from meldbot.storage.db import make_engine  # noqa: E402
@@ -164,7 +165,9 @@ class _StaticTokenProvider:
 class _KeptAliveFactory(RestChannelServiceClientFactory):
     """The SDK's factory with one pool of kept-alive connections under its per-turn clients, as meldbot's
     (meldbot/adapters/teams.py, _ConnectorFactory): the turn's client (its session) is still closed with the
-    turn, the connection stays for the next. The token is the static one both factories get."""
+    turn, the connection stays for the next. The token is the static one both factories get. No user token
+    client per turn either, as meldbot: an echo agent has no user sign-in (the SDK's own opens and closes an
+    HTTP session per turn for it)."""
 
     def __init__(self, connections) -> None:
         super().__init__(connections)
@@ -177,6 +180,9 @@ class _KeptAliveFactory(RestChannelServiceClientFactory):
         endpoint = service_url if service_url.endswith("/") else service_url + "/"
         session = aiohttp.ClientSession(base_url=endpoint, connector=self.pool, connector_owner=False)
         return TeamsConnectorClient(endpoint=endpoint, token=OUTBOUND_TOKEN, session=session)
+
+    async def create_user_token_client(self, context, claims_identity, use_anonymous: bool = False):
+        return NO_USER_SIGN_IN
 
 
 class _StaticConnections:
@@ -412,7 +418,7 @@ async def measure_on(kind: str, quick: bool, dialogs: int | None = None) -> list
            f"{len(SCRIPT)} turns each, the three in every order in turn after 2 warm-up dialogs each, {wall:.1f} s; "
            f"committing echo = the bare echo agent that first commits one row per turn (INSERT of the activity "
            f"id and text, unique on the id) to the same {db} database through meldbot's engine settings, its "
-           "connections to the connector kept alive as meldbot's; "
+           "connections to the connector kept alive and no per-turn user token client, as meldbot's; "
            "echo agents: SDK ActivityHandler + CloudAdapter + SDK jwt_authorization_middleware; "
            "meldbot: its own InboundAuth; garbage collector as `meldbot run` sets it, for all")
     return [
