@@ -9,6 +9,8 @@ import re
 import time
 import warnings
 from collections import OrderedDict
+from contextvars import ContextVar
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -226,6 +228,18 @@ class _Turns:
         await self._adapter.on_turn(context)
 
 
+@dataclass
+class _Early:
+    """A turn started as its request came in (TeamsAdapter._start_early), for the activity the SDK goes on with;
+    `taken` once `_on_message` waits for it."""
+    activity: Activity
+    task: asyncio.Task
+    taken: bool = False
+
+
+# The early turn of the request being handled (set around the SDK's processing of it).
+_EARLY: ContextVar[_Early | None] = ContextVar("meldbot_teams_early_turn", default=None)
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -244,9 +258,10 @@ def _valid_unicode(value: Any) -> Any:
 
 
 class _RepairedRequest:
-    """The request as the SDK reads it (its HttpRequestProtocol), with the body already read and repaired."""
+    """The request as the SDK reads it (its HttpRequestProtocol), with the body already read, repaired and
+    validated: the SDK's Activity.model_validate gives back the Activity it is handed, so it is parsed once."""
 
-    def __init__(self, request: web.Request, body: dict) -> None:
+    def __init__(self, request: web.Request, body: Activity) -> None:
         self._request = request
         self._body = body
 
@@ -258,7 +273,7 @@ class _RepairedRequest:
     def headers(self):
         return self._request.headers
 
-    async def json(self) -> dict:
+    async def json(self) -> Activity:
         return self._body
 
     def get_claims_identity(self):
@@ -325,6 +340,7 @@ class TeamsAdapter:
         self._agent = _Turns(self)
         self._service_urls: dict[str, str] = {}
         self._stored_references: dict[Identity, tuple[tuple[str, str | None], float]] = {}
+        self._early_turns: set[asyncio.Task] = set()   # turns started before the SDK reached them
         self.ready = False
         self.notifier = TeamsNotifier(self)
         self._blocked_until: datetime | None = None
@@ -346,6 +362,8 @@ class TeamsAdapter:
 
     async def stop(self) -> None:
         self.ready = False       # late requests get 503 and Teams delivers them again
+        if self._early_turns:    # turns that run without a request waiting for them end first
+            await asyncio.gather(*self._early_turns, return_exceptions=True)
         await self.close()
 
     def routes(self) -> list[web.RouteDef]:
@@ -423,13 +441,54 @@ class TeamsAdapter:
             warnings.simplefilter("ignore", web.NotAppKeyWarning)
             request["claims_identity"] = identity
         try:
-            answered = await self._cloud.process_request(_RepairedRequest(request, body), self._agent)
+            activity = Activity.model_validate(body)
+        except pydantic.ValidationError:
+            return web.json_response({"error": "invalid activity"}, status=400)
+        early = None
+        try:
+            with answer_first():   # also for a turn started early: the outbox waits for its answer
+                early = self._start_early(activity)
+                if early is not None:
+                    await asyncio.sleep(0)   # the turn runs up to its first read: sent before the SDK's work
+                token = _EARLY.set(early)
+                try:
+                    answered = await self._cloud.process_request(_RepairedRequest(request, activity), self._agent)
+                finally:
+                    _EARLY.reset(token)
+            if early is not None and not early.taken:
+                # Not reached by the SDK (it refused the activity after all): the turn ran and is kept with its
+                # answer, which goes out when Teams sends the activity again (the processed-event check).
+                early.taken = True
+                await early.task
+                log.warning("teams turn not answered: the activity stopped in the SDK")
+                return web.json_response({"error": "turn not answered"}, status=503)
             return _aiohttp_response(answered)
         except pydantic.ValidationError:
             return web.json_response({"error": "invalid activity"}, status=400)
         except Exception as exc:   # the error boundary of one request: type and place only, never content
             log.error("teams turn failed", extra={"error": type(exc).__name__, "where": where(exc)})
             return web.json_response({"error": "turn failed"}, status=503)
+
+    def _start_early(self, activity: Activity) -> "_Early | None":
+        """A personal message from an allowed tenant starts its turn here, before the SDK has made the turn's
+        context and clients: the turn's first read from the database runs while the SDK does that work (a
+        fifth of a turn on PostgreSQL). `_on_message` then waits for this turn instead of starting one.
+        Anything else (a refused tenant, a group chat, an update) goes the SDK's way only."""
+        if activity.type != "message" or base_channel(activity.channel_id) != CHANNEL or not is_personal(activity):
+            return None
+        if not activity.conversation or not activity.conversation.id:
+            return None
+        sender = activity.from_property
+        tenant = tenant_of(activity)
+        if sender is None or not sender.aad_object_id or not tenant or tenant not in self.allowed_tenants:
+            return None
+        sender.name = clean_name(sender.name)   # as on_turn does; idempotent
+        msg = self._message(activity, tenant)
+        task = asyncio.create_task(self._handle(msg), name="teams-turn")
+        # Held until done (the loop keeps only a weak reference): a turn the SDK did not reach still ends.
+        self._early_turns.add(task)
+        task.add_done_callback(self._early_turns.discard)
+        return _Early(activity, task)
 
     async def _turn_failed(self, context: TurnContext, error: Exception) -> None:
         """Let the error reach our caller: the request handler (503, Teams delivers again) or the outbox."""
@@ -468,21 +527,13 @@ class TeamsAdapter:
             return
         identity = identity_of(sender.aad_object_id)
         private = is_personal(activity)
-        command = submitted_text(activity.value)
-        msg = IncomingMessage(
-            sender=identity,
-            conversation_id=activity.conversation.id,
-            text=command if command is not None else (activity.text or ""),
-            card_value=activity.value if isinstance(activity.value, dict) else None,
-            event_id=activity.id,
-            is_private=private,
-            has_attachment=_has_attachment(activity),
-            sender_name=sender.name,
-            tenant=tenant,
-            locale=activity.locale,
-        )
+        early = _EARLY.get()
         with answer_first():   # the outbox's work this turn started waits for its answer
-            replies = await self._handle(msg)
+            if early is not None and early.activity is activity and not early.taken:
+                early.taken = True
+                replies = await early.task
+            else:
+                replies = await self._handle(self._message(activity, tenant))
             lang = next((r.language for r in replies if r.language), lang)
             await self._answer(context, replies, lang)
         # The conversation reference is made and kept after the answer: the person need not wait for it (its
@@ -496,6 +547,24 @@ class TeamsAdapter:
             except Exception as exc:   # answered already: the next message of this person tries again
                 log.warning("teams conversation reference not kept", extra={"error": type(exc).__name__,
                                                                             "where": where(exc)})
+
+    @staticmethod
+    def _message(activity: Activity, tenant: str) -> IncomingMessage:
+        """The IncomingMessage of a Teams message whose sender has an aadObjectId."""
+        sender = activity.from_property
+        command = submitted_text(activity.value)
+        return IncomingMessage(
+            sender=identity_of(sender.aad_object_id),
+            conversation_id=activity.conversation.id,
+            text=command if command is not None else (activity.text or ""),
+            card_value=activity.value if isinstance(activity.value, dict) else None,
+            event_id=activity.id,
+            is_private=is_personal(activity),
+            has_attachment=_has_attachment(activity),
+            sender_name=sender.name,
+            tenant=tenant,
+            locale=activity.locale,
+        )
 
     async def _on_conversation_update(self, context: TurnContext) -> None:
         """The app was installed in someone's personal scope: keep the address for proactive messages."""

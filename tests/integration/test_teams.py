@@ -26,7 +26,7 @@ from meldbot.run.app import build_app
 from meldbot.core.i18n import texts
 from meldbot.core.messaging import Action, Choice, Identity, IncomingMessage, Reply
 from tests.support import EXAMPLE, make_config
-from tests.support.chat import SCRIPT
+from tests.support.chat import SCRIPT, migrated
 from tests.support.teams import TeamsBot, running, seen, stored_rows, teams_env, texts_of, with_text
 from tests.support.teams_fakes import (
     ANNA,
@@ -221,6 +221,57 @@ async def test_a_turn_opens_one_http_session_for_its_replies_and_none_for_user_s
     with pytest.raises(NotImplementedError, match="no user sign-in"):
         await NO_USER_SIGN_IN.get_user_token("user", "connection", "msteams")
     await NO_USER_SIGN_IN.close()   # the SDK closes it after every turn: it stays usable
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_a_message_turn_reads_the_database_before_the_sdk_builds_the_turns_clients(
+        database, request, microsoft, early, monkeypatch):
+    """The SDK spends about a fifth of a turn making the turn's context and clients before it calls the agent.
+    A personal message's turn starts as its request comes in, so its first read runs meanwhile; the answer is
+    the same."""
+    from meldbot.storage import fast
+
+    url = request.getfixturevalue("db_url" if database == "sqlite" else "postgres_database")
+    if database == "postgres":
+        await migrated(url)
+    events: list[str] = []
+    async with running(url, microsoft, early) as bot:
+        await bot.say(PIET, "help")
+        factory = bot.adapter._factory
+        made = factory.create_connector_client
+
+        async def recorded(*args, **kwargs):
+            events.append("sdk: connector client")
+            return await made(*args, **kwargs)
+
+        monkeypatch.setattr(factory, "create_connector_client", recorded)
+        monkeypatch.setattr(fast, "listeners", [*fast.listeners, lambda sql: events.append("sql")])
+        answer = await bot.say(PIET, "melden")
+    assert "Wat zag of hoorde je?" in "\n".join(texts_of(answer))
+    assert "sdk: connector client" in events and events[0] == "sql", events
+
+
+async def test_a_turn_started_early_that_the_sdk_does_not_reach_is_kept_and_answered_on_redelivery(
+        db_url, microsoft, early, monkeypatch):
+    """Should the SDK stop an activity after its turn has started (it never has: the checks before it are the
+    SDK's own), the turn still ends and is kept; Teams gets a 503 and delivers the activity again, and that
+    delivery gets the stored answer, not a second turn."""
+    async with running(db_url, microsoft, early) as bot:
+        await bot.say(PIET, "melden")
+        body = activity(microsoft, PIET, "Een man houdt de paspoorten van vrouwen")
+
+        async def stopped(context):
+            return None
+
+        monkeypatch.setattr(bot.adapter, "on_turn", stopped)
+        assert await bot.post(body) == 503
+        assert microsoft.replies_to(body["id"]) == []
+        monkeypatch.undo()
+        assert await bot.post(body) in (200, 202)
+        again = texts_of(microsoft.replies_to(body["id"]))
+        following = texts_of(await bot.say(PIET, "Kerkstraat 3, Bergeijk"))
+    assert "Waar gebeurde het?" in "\n".join(again)
+    assert "Wanneer was het?" in "\n".join(following)   # one step per message: the first was not handled twice
 
 
 async def test_versturen_is_answered_before_the_outbox_starts_on_the_afs_notice(db_url, microsoft, early):
