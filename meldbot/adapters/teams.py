@@ -42,7 +42,7 @@ from meldbot.adapters.teams_auth import (
     service_url_allowed,
 )
 from meldbot.adapters.teams_render import render_parts, submitted_text
-from meldbot.core.answer_first import answer_first
+from meldbot.core.answer_first import answer_first, held_in_task
 from meldbot.core.logs import where
 from meldbot.core.clock import Clock
 from meldbot.core.i18n import LANGUAGES, texts
@@ -186,9 +186,15 @@ class _NoUserSignIn(UserTokenClientBase):
     def _refused() -> NotImplementedError:
         return NotImplementedError("meldbot has no user sign-in")
 
+    # The two properties raise AttributeError: `isinstance` against the SDK's runtime-checkable protocol asks
+    # for them with hasattr, which lets only that one through.
+    @property
+    def agent_sign_in(self):
+        raise AttributeError("meldbot has no user sign-in")
+
     @property
     def user_token(self):
-        raise self._refused()
+        raise AttributeError("meldbot has no user sign-in")
 
     async def get_user_token(self, *args, **kwargs):
         raise self._refused()
@@ -234,6 +240,7 @@ class _Early:
     `taken` once `_on_message` waits for it."""
     activity: Activity
     task: asyncio.Task
+    held: Any             # its answer_first hold: released once the answer was sent (or will not be)
     taken: bool = False
 
 
@@ -362,8 +369,8 @@ class TeamsAdapter:
 
     async def stop(self) -> None:
         self.ready = False       # late requests get 503 and Teams delivers them again
-        if self._early_turns:    # turns that run without a request waiting for them end first
-            await asyncio.gather(*self._early_turns, return_exceptions=True)
+        while self._early_turns:   # turns that run without a request waiting for them end first
+            await asyncio.wait(set(self._early_turns))
         await self.close()
 
     def routes(self) -> list[web.RouteDef]:
@@ -440,26 +447,21 @@ class TeamsAdapter:
             # The SDK reads this plain string key; aiohttp would prefer a typed RequestKey.
             warnings.simplefilter("ignore", web.NotAppKeyWarning)
             request["claims_identity"] = identity
-        try:
-            activity = Activity.model_validate(body)
-        except pydantic.ValidationError:
-            return web.json_response({"error": "invalid activity"}, status=400)
         early = None
         try:
-            with answer_first():   # also for a turn started early: the outbox waits for its answer
-                early = self._start_early(activity)
-                if early is not None:
-                    await asyncio.sleep(0)   # the turn runs up to its first read: sent before the SDK's work
-                token = _EARLY.set(early)
-                try:
-                    answered = await self._cloud.process_request(_RepairedRequest(request, activity), self._agent)
-                finally:
-                    _EARLY.reset(token)
+            activity = Activity.model_validate(body)
+            early = self._start_early(activity)
+            if early is not None:
+                await asyncio.sleep(0)   # the turn runs up to its first read: sent before the SDK's work
+            token = _EARLY.set(early)
+            try:
+                answered = await self._cloud.process_request(_RepairedRequest(request, activity), self._agent)
+            finally:
+                _EARLY.reset(token)
             if early is not None and not early.taken:
                 # Not reached by the SDK (it refused the activity after all): the turn ran and is kept with its
                 # answer, which goes out when Teams sends the activity again (the processed-event check).
-                early.taken = True
-                await early.task
+                await self._untaken(early)
                 log.warning("teams turn not answered: the activity stopped in the SDK")
                 return web.json_response({"error": "turn not answered"}, status=503)
             return _aiohttp_response(answered)
@@ -468,13 +470,30 @@ class TeamsAdapter:
         except Exception as exc:   # the error boundary of one request: type and place only, never content
             log.error("teams turn failed", extra={"error": type(exc).__name__, "where": where(exc)})
             return web.json_response({"error": "turn failed"}, status=503)
+        finally:
+            if early is not None and not early.taken:
+                # The SDK failed before it reached the turn (a token for the connector not to be had): the
+                # turn still ends here, and Teams, told 503, delivers the activity again for its answer.
+                await self._untaken(early)
+
+    @staticmethod
+    async def _untaken(early: "_Early") -> None:
+        """Wait for an early turn nobody answers; its wake-ups go now. Its errors are logged by the bot."""
+        early.taken = True
+        try:
+            await early.task
+        except Exception as exc:   # Bot.handle is an error boundary itself: this is only a last resort
+            log.error("teams turn failed", extra={"error": type(exc).__name__, "where": where(exc)})
+        finally:
+            early.held.release()
 
     def _start_early(self, activity: Activity) -> "_Early | None":
         """A personal message from an allowed tenant starts its turn here, before the SDK has made the turn's
         context and clients: the turn's first read from the database runs while the SDK does that work (a
         fifth of a turn on PostgreSQL). `_on_message` then waits for this turn instead of starting one.
         Anything else (a refused tenant, a group chat, an update) goes the SDK's way only."""
-        if activity.type != "message" or base_channel(activity.channel_id) != CHANNEL or not is_personal(activity):
+        if (not self.ready or activity.type != "message" or base_channel(activity.channel_id) != CHANNEL
+                or not is_personal(activity)):
             return None
         if not activity.conversation or not activity.conversation.id:
             return None
@@ -484,11 +503,12 @@ class TeamsAdapter:
             return None
         sender.name = clean_name(sender.name)   # as on_turn does; idempotent
         msg = self._message(activity, tenant)
-        task = asyncio.create_task(self._handle(msg), name="teams-turn")
+        # The outbox's work the turn starts waits for its answer (answer_first), released when it was sent.
+        task, held = held_in_task(lambda: asyncio.create_task(self._handle(msg), name="teams-turn"))
         # Held until done (the loop keeps only a weak reference): a turn the SDK did not reach still ends.
         self._early_turns.add(task)
         task.add_done_callback(self._early_turns.discard)
-        return _Early(activity, task)
+        return _Early(activity, task, held)
 
     async def _turn_failed(self, context: TurnContext, error: Exception) -> None:
         """Let the error reach our caller: the request handler (503, Teams delivers again) or the outbox."""
@@ -516,6 +536,19 @@ class TeamsAdapter:
         activity = context.activity
         tenant = tenant_of(activity)
         lang = self._locale_language(activity.locale)
+        early = _EARLY.get()
+        if early is not None and early.activity is activity and not early.taken:
+            # Started as the request came in, after the same checks as below (a tenant dropped by a reload
+            # meanwhile does not get a refusal beside the turn's answer).
+            early.taken = True
+            try:
+                replies = await early.task
+                lang = next((r.language for r in replies if r.language), lang)
+                await self._answer(context, replies, lang)
+            finally:
+                early.held.release()
+            await self._keep_reference(identity_of(activity.from_property.aad_object_id), activity, tenant)
+            return
         if not tenant or tenant not in self.allowed_tenants:
             log.warning("teams message from a tenant of no meldpunt refused", extra={"tenant": tenant or "-"})
             await self._answer(context, [Reply(texts(lang)("teams.tenant_refused"))], lang)
@@ -526,21 +559,19 @@ class TeamsAdapter:
             await self._answer(context, [Reply(texts(lang)("teams.unknown_user"))], lang)
             return
         identity = identity_of(sender.aad_object_id)
-        private = is_personal(activity)
-        early = _EARLY.get()
         with answer_first():   # the outbox's work this turn started waits for its answer
-            if early is not None and early.activity is activity and not early.taken:
-                early.taken = True
-                replies = await early.task
-            else:
-                replies = await self._handle(self._message(activity, tenant))
+            replies = await self._handle(self._message(activity, tenant))
             lang = next((r.language for r in replies if r.language), lang)
             await self._answer(context, replies, lang)
+        await self._keep_reference(identity, activity, tenant)
+
+    async def _keep_reference(self, identity: Identity, activity: Activity, tenant: str) -> None:
+        """After the answer to a message: its personal chat's address kept, when it changed."""
         # The conversation reference is made and kept after the answer: the person need not wait for it (its
         # comparison with the stored one takes about 0.1 ms; its write, when it changed, a transaction of its
         # own, a fifth of a first message's time). Until then proactive messages reach them as before:
         # through the stored reference, or a new 1:1 chat, which Teams gives back as the same chat.
-        reference = self._reference(identity, activity, tenant) if private else None
+        reference = self._reference(identity, activity, tenant) if is_personal(activity) else None
         if reference is not None:
             try:
                 await self._keep(identity, *reference)

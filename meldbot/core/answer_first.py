@@ -12,11 +12,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class _Held:
     def __init__(self) -> None:
         self.callbacks: list[Callable[[], None]] = []
         self.closed = False
+
+    def release(self) -> None:
+        """The turn has answered (or failed): what waited runs now, once; later wake-ups run at once."""
+        if self.closed:
+            return
+        self.closed = True
+        for callback in self.callbacks:
+            callback()
 
 
 _HELD: ContextVar[_Held | None] = ContextVar("meldbot_answer_first", default=None)
@@ -40,6 +52,15 @@ def answer_first() -> Iterator[None]:
         yield
     finally:
         _HELD.reset(token)
-        held.closed = True
-        for callback in held.callbacks:
-            callback()
+        held.release()
+
+
+def held_in_task(start: Callable[[], T]) -> tuple[T, _Held]:
+    """`start()` (which creates the turn's task) with wake-ups held for that task until `release()` of what
+    comes back, for a turn answered by code outside the task. The caller's own context is left as it was."""
+    held = _Held()
+    token = _HELD.set(held)
+    try:
+        return start(), held
+    finally:
+        _HELD.reset(token)

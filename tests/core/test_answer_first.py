@@ -70,3 +70,24 @@ async def test_a_task_started_in_a_turn_wakes_at_once_after_the_turn():
     go.set()
     await task
     assert ran == ["from the task"]
+
+
+async def test_a_turn_in_a_task_of_its_own_holds_until_its_answer_was_sent_elsewhere():
+    """The Teams adapter starts a turn as its request comes in (a task) and sends its answer later, from the
+    SDK's turn: the wake-ups the turn asks for wait for that release, not for the task's end, and the code that
+    started the task is not held itself."""
+    from meldbot.core.answer_first import held_in_task
+
+    ran: list[str] = []
+
+    async def turn() -> str:
+        soon(lambda: ran.append("wake"))
+        return "answer"
+
+    task, held = held_in_task(lambda: asyncio.create_task(turn()))
+    soon(lambda: ran.append("caller"))          # the starter's own context: at once
+    assert await task == "answer" and ran == ["caller"]
+    ran.append("sent")
+    held.release()
+    held.release()                              # once
+    assert ran == ["caller", "sent", "wake"]

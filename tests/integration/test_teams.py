@@ -202,6 +202,8 @@ async def test_a_turn_opens_one_http_session_for_its_replies_and_none_for_user_s
     """The SDK asks for a user token client on every turn; its own opened and closed an HTTP session for it, a
     tenth of a millisecond per message, for sign-in flows meldbot does not have. The connector client's
     session (closed with the turn, its connection kept alive) is the one left."""
+    from microsoft_agents.hosting.core.connector import UserTokenClientBase
+
     from meldbot.adapters.teams import NO_USER_SIGN_IN
 
     async with running(db_url, microsoft, early) as bot:
@@ -218,6 +220,7 @@ async def test_a_turn_opens_one_http_session_for_its_replies_and_none_for_user_s
         monkeypatch.undo()
     assert "Wat zag of hoorde je?" in "\n".join(texts_of(answer))
     assert len(made) == 1 and str(made[0]).startswith(microsoft.url), made
+    assert isinstance(NO_USER_SIGN_IN, UserTokenClientBase)   # the SDK's protocol, checkable at run time
     with pytest.raises(NotImplementedError, match="no user sign-in"):
         await NO_USER_SIGN_IN.get_user_token("user", "connection", "msteams")
     await NO_USER_SIGN_IN.close()   # the SDK closes it after every turn: it stays usable
@@ -251,11 +254,15 @@ async def test_a_message_turn_reads_the_database_before_the_sdk_builds_the_turns
     assert "sdk: connector client" in events and events[0] == "sql", events
 
 
+@pytest.mark.parametrize("how", ["stopped", "no token"])
 async def test_a_turn_started_early_that_the_sdk_does_not_reach_is_kept_and_answered_on_redelivery(
-        db_url, microsoft, early, monkeypatch):
+        how, db_url, microsoft, early, monkeypatch):
     """Should the SDK stop an activity after its turn has started (it never has: the checks before it are the
-    SDK's own), the turn still ends and is kept; Teams gets a 503 and delivers the activity again, and that
-    delivery gets the stored answer, not a second turn."""
+    SDK's own), or fail before it reaches the agent (no token for the connector to be had), the turn still
+    ends before the 503 and is kept; Teams delivers the activity again, and that delivery gets the stored
+    answer, not a second turn."""
+    from meldbot.adapters.teams_auth import TokenUnavailable
+
     async with running(db_url, microsoft, early) as bot:
         await bot.say(PIET, "melden")
         body = activity(microsoft, PIET, "Een man houdt de paspoorten van vrouwen")
@@ -263,15 +270,36 @@ async def test_a_turn_started_early_that_the_sdk_does_not_reach_is_kept_and_answ
         async def stopped(context):
             return None
 
-        monkeypatch.setattr(bot.adapter, "on_turn", stopped)
+        async def no_token(*args, **kwargs):
+            raise TokenUnavailable("Entra ID unreachable")
+
+        if how == "stopped":
+            monkeypatch.setattr(bot.adapter, "on_turn", stopped)
+        else:
+            monkeypatch.setattr(bot.adapter._factory, "create_connector_client", no_token)
         assert await bot.post(body) == 503
-        assert microsoft.replies_to(body["id"]) == []
+        assert microsoft.replies_to(body["id"]) == [] and not bot.adapter._early_turns
         monkeypatch.undo()
         assert await bot.post(body) in (200, 202)
         again = texts_of(microsoft.replies_to(body["id"]))
         following = texts_of(await bot.say(PIET, "Kerkstraat 3, Bergeijk"))
     assert "Waar gebeurde het?" in "\n".join(again)
     assert "Wanneer was het?" in "\n".join(following)   # one step per message: the first was not handled twice
+
+
+async def test_an_activity_the_sdks_model_refuses_with_a_plain_exception_gets_503_not_a_traceback(
+        db_url, microsoft, early, caplog):
+    """The SDK's Activity validator raises a bare Exception (no ValidationError) when the channel's sub-channel
+    and the productInfo entity disagree. Validated in the request's error boundary: a 503 and a log line of
+    type and place, as any failed turn (a review finding: it was a 500 with a traceback)."""
+    async with running(db_url, microsoft, early) as bot:
+        body = activity(microsoft, PIET, "melden")
+        body["channelId"] = "msteams:one"
+        body["entities"] = [{"type": "ProductInfo", "id": "other"}]
+        status = await bot.post(body)
+    assert status == 503
+    failed = [r for r in caplog.records if r.getMessage() == "teams turn failed"]
+    assert failed and failed[0].exc_info is None and failed[0].error == "Exception"
 
 
 async def test_versturen_is_answered_before_the_outbox_starts_on_the_afs_notice(db_url, microsoft, early):
