@@ -406,6 +406,8 @@ def teams_adapter(config, uow: ports.UnitOfWorkFactory, clock: Clock, later, **o
     """The Teams adapter with narrow dependencies: the turn, the outbox's wake, the clock, the address book.
     `later()` gives the bot and the dispatcher, which are made after the notifiers they need; `options`
     go to the adapter as they are (tests: a recorded sleep, a short connector timeout)."""
+    from sqlalchemy.engine import make_url
+
     from meldbot.adapters.teams import TeamsAdapter
 
     async def handle(message: IncomingMessage) -> list[Reply]:
@@ -414,6 +416,7 @@ def teams_adapter(config, uow: ports.UnitOfWorkFactory, clock: Clock, later, **o
     async def wake(identity: Identity) -> None:
         await later()[1].wake(identity)
 
+    options.setdefault("early_turns", make_url(config.storage.url).get_backend_name() == "postgresql")
     return TeamsAdapter(config, handle=handle, wake=wake, clock=clock, addresses=DatabaseAddressBook(uow), **options)
 
 

@@ -230,8 +230,9 @@ async def test_a_turn_opens_one_http_session_for_its_replies_and_none_for_user_s
 async def test_a_message_turn_reads_the_database_before_the_sdk_builds_the_turns_clients(
         database, request, microsoft, early, monkeypatch):
     """The SDK spends about a fifth of a turn making the turn's context and clients before it calls the agent.
-    A personal message's turn starts as its request comes in, so its first read runs meanwhile; the answer is
-    the same."""
+    On PostgreSQL a personal message's turn starts as its request comes in, so its first read runs meanwhile;
+    the answer is the same. Not on SQLite: its calls run in a thread that waits for the interpreter lock the
+    SDK's work holds (paired runs: 5 % slower), so there the SDK goes first as before."""
     from meldbot.storage import fast
 
     url = request.getfixturevalue("db_url" if database == "sqlite" else "postgres_database")
@@ -251,19 +252,21 @@ async def test_a_message_turn_reads_the_database_before_the_sdk_builds_the_turns
         monkeypatch.setattr(fast, "listeners", [*fast.listeners, lambda sql: events.append("sql")])
         answer = await bot.say(PIET, "melden")
     assert "Wat zag of hoorde je?" in "\n".join(texts_of(answer))
-    assert "sdk: connector client" in events and events[0] == "sql", events
+    assert "sdk: connector client" in events and "sql" in events, events
+    assert events[0] == ("sql" if database == "postgres" else "sdk: connector client"), events
 
 
 @pytest.mark.parametrize("how", ["stopped", "no token"])
 async def test_a_turn_started_early_that_the_sdk_does_not_reach_is_kept_and_answered_on_redelivery(
-        how, db_url, microsoft, early, monkeypatch):
+        how, postgres_database, microsoft, early, monkeypatch):
     """Should the SDK stop an activity after its turn has started (it never has: the checks before it are the
     SDK's own), or fail before it reaches the agent (no token for the connector to be had), the turn still
     ends before the 503 and is kept; Teams delivers the activity again, and that delivery gets the stored
     answer, not a second turn."""
     from meldbot.adapters.teams_auth import TokenUnavailable
 
-    async with running(db_url, microsoft, early) as bot:
+    await migrated(postgres_database)
+    async with running(postgres_database, microsoft, early) as bot:
         await bot.say(PIET, "melden")
         body = activity(microsoft, PIET, "Een man houdt de paspoorten van vrouwen")
 
