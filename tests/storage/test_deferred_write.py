@@ -331,6 +331,35 @@ async def test_an_ordinary_turn_makes_no_orm_session(database_url, clock, monkey
     assert made[0] == 0
 
 
+@pytest.mark.parametrize("anonymous", [False, True], ids=["named", "anonymous"])
+async def test_a_submission_makes_no_orm_session(database_url, clock, monkeypatch, anonymous):
+    """`versturen` is the dearest turn of a report: its statements (the AFs' languages, the reference, the free
+    pseudonym of an anonymous melder, the signal and what goes with it) all go straight to the driver."""
+    from meldbot.core.messaging import IncomingMessage
+    from meldbot.run.app import build_app
+    from tests.support import FakeNotifier, make_config
+    from tests.support.chat import ANONYMOUS, NAMED
+
+    await migrated(database_url)
+    app = build_app(make_config(database_url), clock=clock, sealer=KeyringSealer(new_key()),
+                    notifiers={"console": FakeNotifier()}, mode="chat")
+    script = ANONYMOUS if anonymous else NAMED
+    async with app:
+        await app.settled()
+        for line in script[:-1]:
+            await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"), conversation_id="anna", text=line))
+        made = await _count_sessions(monkeypatch)
+        replies = await app.bot.handle(IncomingMessage(sender=Identity("console", "anna"), conversation_id="anna",
+                                                       text=script[-1], event_id="$submit"))
+        monkeypatch.undo()
+        async with app.uow() as uow:
+            signals = await uow.signals.of_melder(Identity("console", "anna"))
+    text = " ".join(r.text for r in replies)
+    assert str(signals[0].reference) in text
+    if anonymous:   # the pseudonym was drawn, checked and told
+        assert signals[0].pseudonym and signals[0].pseudonym in text
+    assert made[0] == 0
+
 async def test_a_session_made_after_the_connection_that_sends_nothing_still_commits_the_work(database_url):
     db = await _with_conversation(database_url)
     async with SqlUnitOfWork(db, PlainSealer()) as uow:

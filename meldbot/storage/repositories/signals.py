@@ -37,6 +37,10 @@ _EVENT = EventRow.__table__
 _EVENT_INSERT = sa.insert(_EVENT)
 _SIGNAL_KEY = SignalKeyRow.__table__
 _SIGNAL_KEY_INSERT = sa.insert(_SIGNAL_KEY)
+_SIGNAL = SignalRow.__table__
+_PSEUDONYMS_TAKEN = sa.select(_SIGNAL.c.pseudonym).where(
+    _SIGNAL.c.meldpunt_id == sa.bindparam("meldpunt"),
+    _SIGNAL.c.pseudonym.in_(sa.bindparam("drawn", expanding=True))).distinct()
 # The year's next reference number: one upsert, which locks the year's counter row until commit. On the table,
 # not the ORM class: a Core statement on both databases (no flush of pending ORM changes first).
 _COUNTER = CounterRow.__table__
@@ -359,6 +363,6 @@ class SignalRepository:
         return (await self._s.exec(select(sa.func.count()).select_from(SignalRow))).one()
 
     async def pseudonyms_taken(self, meldpunt_id: str, pseudonyms: list[str]) -> set[str]:
-        stmt = select(SignalRow.pseudonym).where(SignalRow.meldpunt_id == meldpunt_id,
-                                                 SignalRow.pseudonym.in_(pseudonyms)).distinct()
-        return {p for p in (await self._s.exec(stmt)).all() if p is not None}
+        # A prebuilt statement: part of `versturen` for an anonymous melder, which then needs no ORM session.
+        rows = (await self._uow.run(_PSEUDONYMS_TAKEN, {"meldpunt": meldpunt_id, "drawn": pseudonyms})).all()
+        return {p for (p,) in rows if p is not None}
