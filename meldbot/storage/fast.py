@@ -186,8 +186,7 @@ class FastStatements:
         transaction already open, or one this module cannot begin itself): the caller runs it as usual."""
         if not self._first or self._adapter is not None:
             return None
-        connection = await self._uow._connection()
-        adapter = (await connection.get_raw_connection()).dbapi_connection
+        adapter = await self._uow._adapter()
         if _begin_sql(adapter) is None:
             return None
         plan = self._plan_for(stmt, params, False)
@@ -241,8 +240,7 @@ class FastStatements:
             if not _in_transaction(adapter):
                 raise sa.exc.PendingRollbackError("the unit of work's database transaction has ended")
             return adapter
-        connection = await self._uow._connection()
-        adapter = (await connection.get_raw_connection()).dbapi_connection
+        adapter = await self._uow._adapter()
         if self._driver == "aiosqlite":
             # BEGIN IMMEDIATE was sent as the session took its connection (meldbot.storage.db, "begin").
             if not adapter._connection.in_transaction:
@@ -274,8 +272,7 @@ class FastStatements:
         adapter = self._adapter
         try:
             if adapter is None:
-                connection = await self._uow._connection()
-                adapter = (await connection.get_raw_connection()).dbapi_connection
+                adapter = await self._uow._adapter()
                 if adapter._transaction is None:
                     self._adapter, self._transaction = adapter, self._uow.transaction()
                     await self._begin(adapter, sql)
@@ -318,8 +315,7 @@ class FastStatements:
         if adapter is None:
             # Not begun yet: BEGIN, what waits for it (the conversation's lock and check), the write and the
             # COMMIT, all in one round trip.
-            connection = await self._uow._connection()
-            adapter = (await connection.get_raw_connection()).dbapi_connection
+            adapter = await self._uow._adapter()
             begin = _begin_sql(adapter)
             if begin is None:
                 return False

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 import sqlalchemy.orm  # noqa: F401  (sa.orm.Session for the events below)
-from sqlalchemy.util import await_only
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from meldbot.core.messaging import Identity
 from meldbot.core.ports import ConversationChanged, StorageUnavailable
@@ -58,6 +59,28 @@ def _before_flush(session, _context, _instances) -> None:
     _deferred_first(session)
 
 
+def _open(engine) -> tuple[AsyncConnection, object]:
+    """A pooled connection with its transaction begun, and the driver's connection under it (SQLAlchemy's
+    adapter): what `engine.connect()`, `begin()` and `get_raw_connection()` give, in one greenlet switch
+    instead of three (pool events, SQLite's BEGIN IMMEDIATE and the reset at check-in apply as always)."""
+    sync = engine.sync_engine.connect()
+    try:
+        sync.begin()
+        raw = sync.connection.dbapi_connection
+    except BaseException:
+        sync.close()
+        raise
+    return AsyncConnection(engine, sync), raw
+
+
+def _close(sync) -> None:
+    """Roll back what is still open, and hand the connection back to the pool: one greenlet switch."""
+    try:
+        sync.rollback()
+    finally:
+        sync.close()
+
+
 def _raise_conflict(error: sa.exc.IntegrityError, conflict: tuple[str, type[Exception]] | None) -> None:
     """Raise `conflict`'s exception when `error` is a unique violation on its table (asyncpg names the table)."""
     if conflict is None:
@@ -79,6 +102,7 @@ class SqlUnitOfWork:
         self.signals_seen: set[int] = set()   # ids of the signals read or added in this unit of work
         self._session = None
         self._conn = None
+        self._raw = None   # the driver's connection under _conn, while it is this unit of work's own
         self._repositories()
 
     def _repositories(self) -> None:
@@ -120,10 +144,18 @@ class SqlUnitOfWork:
         if self._session is not None:
             return await self._session.connection()
         if self._conn is None:
-            self._conn = await self._db.engine.connect()
-        if not self._conn.in_transaction():
+            self._conn, self._raw = await greenlet_spawn(_open, self._db.engine)
+        elif not self._conn.in_transaction():
             await self._conn.begin()
         return self._conn
+
+    async def _adapter(self):
+        """For FastStatements: the driver's connection (SQLAlchemy's adapter of it) under `_connection`'s
+        transaction."""
+        connection = await self._connection()
+        if connection is self._conn and self._raw is not None:
+            return self._raw
+        return (await connection.get_raw_connection()).dbapi_connection
 
     def transaction(self):
         """SQLAlchemy's object for the transaction `connection` gave (its `is_active` says whether it goes on)."""
@@ -137,6 +169,7 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> "SqlUnitOfWork":
         self._session = None
         self._conn = None
+        self._raw = None
         self._deferred = []
         self._pending_first = False
         self._conflict = None
@@ -151,21 +184,19 @@ class SqlUnitOfWork:
         self._deferred = []   # not committed: nothing of it is kept
         self._pending_first = False
         self._conflict = None
-        session, conn, self._session, self._conn = self._session, self._conn, None, None
+        session, conn, self._session, self._conn, self._raw = self._session, self._conn, None, None, None
         try:
             try:
                 self.fast.released()
                 if session is not None:
                     await session.rollback()
-                if conn is not None:
-                    await conn.rollback()
             finally:
                 try:
                     if session is not None:
                         await session.close()
                 finally:
                     if conn is not None:
-                        await conn.close()
+                        await greenlet_spawn(_close, conn.sync_connection)
         except DATABASE_ERRORS as failed:
             if exc is None or not isinstance(exc, DATABASE_ERRORS):
                 raise StorageUnavailable(type(failed).__name__) from failed
