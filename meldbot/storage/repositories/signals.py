@@ -41,6 +41,46 @@ _SIGNAL = SignalRow.__table__
 _PSEUDONYMS_TAKEN = sa.select(_SIGNAL.c.pseudonym).where(
     _SIGNAL.c.meldpunt_id == sa.bindparam("meldpunt"),
     _SIGNAL.c.pseudonym.in_(sa.bindparam("drawn", expanding=True))).distinct()
+# "Reeds bekend" (similar_candidates): built once, run straight on the driver (meldbot/storage/fast.py); building
+# these per call cost about as much as running them. Other signals of the meldpunt sharing a key or a blocking
+# key with signal :signal, each shared key weighing 1 / the signals that hold it; at most :limit.
+_KEYED = (
+    sa.select(_SIGNAL_KEY.c.signal_id.label("signal_id"),
+              sa.func.count().over(partition_by=_SIGNAL_KEY.c.digest).label("holders"))
+    .where(_SIGNAL_KEY.c.meldpunt_id == sa.bindparam("meldpunt"),
+           _SIGNAL_KEY.c.digest.in_(sa.select(_SIGNAL_KEY.c.digest).where(_SIGNAL_KEY.c.signal_id == sa.bindparam("signal"))))
+    .subquery()
+)
+_WEIGHT = sa.func.sum(1.0 / _KEYED.c.holders).label("weight")
+_RANKED = (
+    sa.select(_KEYED.c.signal_id, _WEIGHT)
+    .where(_KEYED.c.signal_id != sa.bindparam("signal"))
+    .group_by(_KEYED.c.signal_id)
+    .order_by(_WEIGHT.desc(), _KEYED.c.signal_id.desc())
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    .subquery()
+)
+_SIMILAR_CANDIDATES = (
+    sa.select(_SIGNAL.c.id, _SIGNAL.c.ref_year, _SIGNAL.c.ref_number, _SIGNAL.c.mentions_sealed,
+              # the answers only for a row from before revision 0011, which has no mentions
+              sa.case((_SIGNAL.c.mentions_sealed.is_(None), _SIGNAL.c.content_sealed)))
+    .select_from(_SIGNAL.join(_RANKED, _RANKED.c.signal_id == _SIGNAL.c.id))
+    .where(_SIGNAL.c.erased_at.is_(None))
+)
+# The AF's kenmerken (tag events) of those candidates, oldest first.
+_TAGS_OF = (
+    sa.select(_EVENT.c.signal_id, _EVENT.c.data_sealed)
+    .where(_EVENT.c.signal_id.in_(sa.bindparam("ids", expanding=True)), _EVENT.c.kind == str(EventKind.TAG))
+    .order_by(_EVENT.c.id)
+)
+# A signal by its number (and year), as the AF types it: `toon 12`, `toon MH-2026-0012`; the newest year first.
+_FIND = {
+    with_year: select(SignalRow).where(
+        SignalRow.ref_number == sa.bindparam("number"), SignalRow.meldpunt_id.in_(sa.bindparam("meldpunts", expanding=True)),
+        *([SignalRow.ref_year == sa.bindparam("year")] if with_year else [])).order_by(SignalRow.ref_year.desc()).limit(1)
+    for with_year in (False, True)
+}
+_EVENTS_OF_SIGNAL = select(EventRow).where(EventRow.signal_id == sa.bindparam("signal")).order_by(EventRow.id)
 # The year's next reference number: one upsert, which locks the year's counter row until commit. On the table,
 # not the ORM class: a Core statement on both databases (no flush of pending ORM changes first).
 _COUNTER = CounterRow.__table__
@@ -171,17 +211,15 @@ class SignalRepository:
         )
 
     async def find(self, query: RefQuery, meldpunt_ids: list[str], *, with_events: bool = False) -> Signal | None:
-        stmt = select(SignalRow).where(SignalRow.ref_number == query.number, SignalRow.meldpunt_id.in_(meldpunt_ids))
+        params = {"number": query.number, "meldpunts": list(meldpunt_ids)}
         if query.year is not None:
-            stmt = stmt.where(SignalRow.ref_year == query.year)
-        row = (await self._s.exec(stmt.order_by(SignalRow.ref_year.desc()).limit(1))).first()
+            params["year"] = query.year
+        row = (await self._s.exec(_FIND[query.year is not None], params=params)).first()
         if row is None:
             return None
         events = None
         if with_events:
-            events = list(
-                (await self._s.exec(select(EventRow).where(EventRow.signal_id == row.id).order_by(EventRow.id))).all()
-            )
+            events = list((await self._s.exec(_EVENTS_OF_SIGNAL, params={"signal": row.id})).all())
         return self._to_domain(row, events)
 
     async def melder_of(self, signal: Signal) -> Melder:
@@ -256,28 +294,14 @@ class SignalRepository:
         the AF's kenmerken, for meldbot.core.similar: at most `limit`, those sharing the most telling keys first.
         Each shared key weighs 1 / the number of signals that hold it, so one rare block (a look-alike address)
         is not pushed out by dozens of signals that share only common name blocks."""
-        mine = select(SignalKeyRow.digest).where(SignalKeyRow.signal_id == signal.id)
-        keyed = (
-            select(SignalKeyRow.signal_id.label("signal_id"),
-                   sa.func.count().over(partition_by=SignalKeyRow.digest).label("holders"))
-            .where(SignalKeyRow.meldpunt_id == signal.meldpunt_id, SignalKeyRow.digest.in_(mine))
-            .subquery()
-        )
-        weight = sa.func.sum(1.0 / keyed.c.holders).label("weight")
-        ranked = (
-            select(keyed.c.signal_id, weight)
-            .where(keyed.c.signal_id != signal.id)
-            .group_by(keyed.c.signal_id)
-            .order_by(weight.desc(), keyed.c.signal_id.desc())
-            .limit(limit)
-            .subquery()
-        )
-        stmt = (select(SignalRow.id, SignalRow.ref_year, SignalRow.ref_number, SignalRow.mentions_sealed,
-                       # the answers only for a row from before revision 0011, which has no mentions
-                       sa.case((SignalRow.mentions_sealed.is_(None), SignalRow.content_sealed)))
-                .join(ranked, ranked.c.signal_id == SignalRow.id).where(SignalRow.erased_at.is_(None)))
-        rows = (await self._s.exec(stmt)).all()
-        tags = await self.events_of([r[0] for r in rows], [EventKind.TAG])
+        params = {"signal": signal.id, "meldpunt": signal.meldpunt_id, "limit": limit}
+        rows = (await self._uow.run(_SIMILAR_CANDIDATES, params)).all()
+        tags: dict[int, list[tuple[str, str]]] = {}
+        if rows:
+            opened = self._uow.sealer.open
+            for signal_id, sealed in (await self._uow.run(_TAGS_OF, {"ids": [r[0] for r in rows]})).all():
+                data = json.loads(opened(sealed))
+                tags.setdefault(signal_id, []).append((str(data.get("kind", "")), str(data.get("value", ""))))
         opened = self._uow.sealer.open
 
         def mentions(sealed: str | None, content: str | None) -> tuple:
@@ -286,8 +310,7 @@ class SignalRepository:
             return similar.content_mentions(Content.from_dict(json.loads(opened(content or ""))))
 
         return [
-            SimilarCandidate(Reference(y, n), mentions(sealed, content),
-                             tuple((str(e.data.get("kind", "")), str(e.data.get("value", ""))) for e in tags.get(i, [])))
+            SimilarCandidate(Reference(y, n), mentions(sealed, content), tuple(tags.get(i, ())))
             for i, y, n, sealed, content in rows
         ]
 
