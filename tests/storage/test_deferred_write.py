@@ -176,8 +176,9 @@ async def test_two_writes_to_one_table_keep_their_order(database_url):
 
 
 async def test_a_failed_waiting_write_is_a_database_error_and_not_taken_for_an_event_handled_before(database_url):
-    # A write that waits fails with the statement that sends it; recording the platform event sends it first,
-    # so its failure is not read as "another turn recorded this event" (AlreadyHandled).
+    # A write that waits fails with the statement that sends it (on PostgreSQL the COMMIT's, with the record of
+    # the platform event in one statement); its failure is not read as "another turn recorded this event"
+    # (AlreadyHandled): only a unique violation on the event's own table is.
     db = await _with_conversation(database_url)
     with pytest.raises(StorageUnavailable) as failed:
         async with SqlUnitOfWork(db, PlainSealer()) as uow:
@@ -185,6 +186,7 @@ async def test_a_failed_waiting_write_is_a_database_error_and_not_taken_for_an_e
                 dict(meldpunt_id="eersel", recipient=Identity("teams", "af"), reply=Reply("x"), key=None,
                      kind="new_signal")], AT)             # idempotency_key NOT NULL
             await uow.processed.remember("teams", "$e9", [Reply("antwoord")], AT)
+            await uow.commit()
     assert isinstance(failed.value.__cause__, sa.exc.IntegrityError)
     assert await _counts(db) == (0, 0, 1, [])
     await db.dispose()

@@ -69,7 +69,7 @@ async def test_a_melder_turn_runs_few_statements(database_url, clock, with_event
             event.remove(app.db.engine.sync_engine, "before_cursor_execute", count)
             fast.listeners.remove(count_fast)
     ordinary = (ORDINARY_EVENT_TURN if with_event else ORDINARY_TURN)[dialect]
-    assert max(per_turn[1:-1]) <= ordinary, (per_turn, counted)
+    assert max(per_turn[:-1]) <= ordinary, (per_turn, counted)   # `melden` in a new chat too
     # With an event id the submission also records the event with its replies, and links it to the new signal.
     assert per_turn[-1] <= SUBMISSION[dialect] + 2 * with_event, per_turn
 
@@ -141,4 +141,5 @@ async def test_a_melder_turn_on_postgresql_makes_few_round_trips(postgres_databa
 
     per_turn, calls = await _calls_per_turn(postgres_database, clock, asyncpg.Connection,
                                             ("execute", "fetch", "executemany", "fetchrow"), with_event)
-    assert max(per_turn[1:-1]) <= ORDINARY_POSTGRES_ROUND_TRIPS, (per_turn, calls)
+    # The first turn too: `melden` in a new chat inserts the conversation with the COMMIT (4 round trips before).
+    assert max(per_turn[:-1]) <= ORDINARY_POSTGRES_ROUND_TRIPS, (per_turn, calls)

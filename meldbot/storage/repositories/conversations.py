@@ -236,11 +236,19 @@ class ConversationRepository:
             else:
                 await self._uow.run(CONVERSATION_UPDATE, values)
         else:
+            values = dict(key=key, conversation_sealed=sealer.seal(json.dumps([platform, conversation_id])),
+                          state_sealed=state_sealed, updated_at=at, meldpunt_id=meldpunt_id)
             if row is not None:   # written under a key being rotated away
                 await self._uow.run(_CONVERSATION_DELETE, {"keys": [row.key]})
-            await self._uow.run(_CONVERSATION_INSERT, dict(
-                key=key, conversation_sealed=sealer.seal(json.dumps([platform, conversation_id])),
-                state_sealed=state_sealed, updated_at=at, meldpunt_id=meldpunt_id))
+                await self._uow.run(_CONVERSATION_INSERT, values)
+            elif self._uow.dialect == "postgresql":
+                # A new conversation (`melden` in a new chat): as the update above, with the COMMIT (and the
+                # record of the platform event) in one round trip. The conversation's lock and the check that it
+                # is still absent go first in the same transaction, so no other turn can have inserted it.
+                await self._uow.send_deferred()
+                self._uow.defer(_CONVERSATION_INSERT, values)
+            else:
+                await self._uow.run(_CONVERSATION_INSERT, values)
         self._rows[(platform, conversation_id)] = _Conversation(key, at, meldpunt_id, state_sealed)
 
     async def delete(self, platform: str, conversation_id: str) -> None:

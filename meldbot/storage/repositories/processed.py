@@ -75,18 +75,20 @@ class ProcessedEventRepository:
         self._read.pop((platform, event_id), None)
         sealed = self._uow.sealer.seal(payload)
         conversation = self._uow.take_deferred(CONVERSATION_UPDATE)
-        # Other writes that wait go first, outside the `try`: their failure is no sign of another turn.
-        await self._uow.send_deferred()
         if conversation is not None:
             stmt, values = _UPDATE_AND_INSERT, {**conversation, "event_key": key, "event_at": at, "replies": sealed}
         else:
             stmt, values = _PROCESSED_INSERT, dict(key=key, at=at, replies_sealed=sealed)
         links = [dict(event_key=key, signal_id=i) for i in sorted(self._uow.signals_seen)]
         if self._uow.dialect == "postgresql" and not links:
-            # Waits for the commit, and goes with it in one round trip (SqlUnitOfWork.commit). The key is the
-            # only constraint: a unique violation there is another unit of work that recorded it first.
+            # Waits for the commit, and goes with it in one round trip (SqlUnitOfWork.commit), with what else
+            # waits (a new conversation's INSERT) in one statement. The key is the only constraint: a unique
+            # violation on this table there is another unit of work that recorded it first; one on another
+            # table stays what it is (the conflict names the table).
             self._uow.defer(stmt, values, conflict=(_PROCESSED.name, AlreadyHandled))
             return
+        # Other writes that wait go first, outside the `try`: their failure is no sign of another turn.
+        await self._uow.send_deferred()
         try:
             await self._uow.run(stmt, values)
         except sa.exc.IntegrityError as taken:
