@@ -146,6 +146,7 @@ class SqlUnitOfWork:
         if self._conn is None:
             self._conn, self._raw = await greenlet_spawn(_open, self._db.engine)
         elif not self._conn.in_transaction():
+            self._raw = None   # a BEGIN may reconnect an invalidated connection: ask for the driver's again
             await self._conn.begin()
         return self._conn
 
@@ -153,7 +154,9 @@ class SqlUnitOfWork:
         """For FastStatements: the driver's connection (SQLAlchemy's adapter of it) under `_connection`'s
         transaction."""
         connection = await self._connection()
-        if connection is self._conn and self._raw is not None:
+        if connection is self._conn:
+            if self._raw is None:
+                self._raw = (await connection.get_raw_connection()).dbapi_connection
             return self._raw
         return (await connection.get_raw_connection()).dbapi_connection
 
