@@ -192,6 +192,35 @@ async def test_a_failed_waiting_write_is_a_database_error_and_not_taken_for_an_e
     await db.dispose()
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "sealed"])
+async def test_a_new_conversation_inserted_meanwhile_is_a_failed_write_not_an_event_handled_before(
+        postgres_database, keyed):
+    # On PostgreSQL a new conversation's INSERT waits for the COMMIT and goes with the event's record in one
+    # statement. Another unit of work inserted the conversation in between (a turn's lock and check would have
+    # caught that; here there is none): the unique violation names the conversation's table, so it is a failed
+    # write, not "another turn recorded this event" (AlreadyHandled), and neither row is kept.
+    from meldbot.storage.sealing import KeyringSealer, new_key
+
+    await migrated(postgres_database)
+    db = Database(postgres_database)
+    sealer = KeyringSealer(new_key()) if keyed else PlainSealer()
+    with pytest.raises(StorageUnavailable) as failed:
+        async with SqlUnitOfWork(db, sealer) as late:
+            assert await late.conversations.load("teams", "c1") is None
+            async with SqlUnitOfWork(db, sealer) as first:
+                await first.conversations.save("teams", "c1", {"step": "wat"}, AT)
+                await first.commit()
+            await late.conversations.save("teams", "c1", {"step": "waar"}, AT)
+            await late.processed.remember("teams", "$e1", [Reply("antwoord")], AT)
+            await late.commit()
+    cause = failed.value.__cause__
+    assert isinstance(cause, sa.exc.IntegrityError) and "conversation" in str(cause.orig), cause
+    async with SqlUnitOfWork(db, sealer) as uow:
+        assert (await uow.conversations.load("teams", "c1"))[0] == {"step": "wat"}
+        assert (await uow.session.exec(sa.select(sa.func.count()).select_from(ProcessedEventRow))).one()[0] == 0
+    await db.dispose()
+
+
 # --- the last write with the COMMIT (FastStatements.commit_with) ---------------------------------------------
 
 from hypothesis import given, strategies as st  # noqa: E402

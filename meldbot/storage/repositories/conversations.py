@@ -243,9 +243,10 @@ class ConversationRepository:
                 await self._uow.run(_CONVERSATION_INSERT, values)
             elif self._uow.dialect == "postgresql":
                 # A new conversation (`melden` in a new chat): as the update above, with the COMMIT (and the
-                # record of the platform event) in one round trip. The conversation's lock and the check that it
-                # is still absent go first in the same transaction, so no other turn can have inserted it.
-                await self._uow.send_deferred()
+                # record of the platform event) in one statement. In a turn the conversation's lock and the check
+                # that it is still absent go before it in the same transaction: if another turn inserted it
+                # meanwhile, the check fails and the turn starts over; without them, a unique violation at the
+                # COMMIT is a failed write (StorageUnavailable), never taken for an event handled before.
                 self._uow.defer(_CONVERSATION_INSERT, values)
             else:
                 await self._uow.run(_CONVERSATION_INSERT, values)
