@@ -138,6 +138,10 @@ async def test_an_af_device_nobody_confirmed_gets_nothing_and_a_new_af_identity_
         notifier, to_af = bot.adapter.notifier, Identity("matrix", world.af_id)
         bot.adapter.trust.grace = 3  # seconds before an unsigned device counts as one (Element signs at set-up)
         phone = await world.element(world.af_id, "signed", device="phone")
+        # The phone has the bot's device before the first message: matrix-js-sdk in "exclude insecure devices"
+        # mode leaves a message unreadable for good when it comes in before that download (UNKNOWN_SENDER_DEVICE;
+        # seen once in a full run on a loaded machine). This test is about the AF's devices, not that race.
+        assert await phone.devices(world.bot_id)
         await notifier.send(to_af, Reply("Goedemorgen"), "hello-1")  # the AF's identity is pinned now
         await phone.wait_for(from_bot(phone, world.bot_id, "Goedemorgen"), "the first message")
 
