@@ -307,6 +307,30 @@ async def test_a_turn_that_read_before_another_process_wrote_is_handled_again_in
 
 
 @pytest.mark.parametrize("keyed", [False, True], ids=["keyless", "data-key"])
+async def test_melden_in_a_new_chat_on_two_processes_at_once_makes_one_conversation(
+        postgres_database, clock, monkeypatch, caplog, keyed):
+    """A new chat: the paused turn read no conversation; meanwhile the other process's turn (`melden`) inserted
+    it. The check that goes with the lock sees the new row (the paused turn's INSERT waits for the COMMIT on
+    PostgreSQL, so it was never sent): the turn is handled again and finds the report under way. No unique
+    violation, no error, one conversation."""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await keyed_apps(stack, postgres_database, clock, 2, keyed)
+        first, second = await raced(one, two, monkeypatch, caplog, message("piet", FIRST.format(i=1), event_id="$a"),
+                                    message("piet", "melden", event_id="$b"))
+        got = await draft(one, "piet")
+        async with one.db.engine.connect() as conn:
+            conversations = (await conn.execute(sa.text("SELECT count(*) FROM conversation"))).scalar()
+    # Handled again, the paused message is the answer to the report the other process started.
+    assert got.answers == {"wat": FIRST.format(i=1)} and got.step == "waar", got
+    assert "Waar gebeurde het?" in said(first)
+    assert conversations == 1
+    assert not any(e in said(first) + said(second) for e in ERRORS), (said(first), said(second))
+    assert logged(caplog, "turn handled again") == 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["keyless", "data-key"])
 async def test_versturen_on_two_processes_at_once_makes_one_signal(postgres_database, clock, monkeypatch, caplog,
                                                                    keyed):
     """The paused turn's first write (the reference number) comes after the other process submitted the same
