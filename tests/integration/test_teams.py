@@ -153,6 +153,44 @@ async def test_the_reference_is_kept_after_the_answer_and_a_failed_write_is_trie
     assert len(warned) == 1 and PIET.aad not in str(warned[0].__dict__)
 
 
+async def test_an_unchanged_chat_reference_is_neither_built_nor_written_again(microsoft, early, tmp_path, monkeypatch):
+    """After the answer the adapter compares the chat's reference with the one it stored: first the plain fields
+    it is made of, so an unchanged chat costs no reference built and dumped (about 0.1 ms, before the person's
+    next message is served). A changed field (here the locale) still builds it and writes it."""
+    from meldbot.adapters import teams
+
+    config = make_config(f"sqlite+aiosqlite:///{tmp_path}/unused.db", **teams_env(microsoft))
+    book = FakeAddressBook()
+    built = []
+    real = teams._reference_data
+    monkeypatch.setattr(teams, "_reference_data", lambda *args: built.append(1) or real(*args))
+
+    async def handle(message: IncomingMessage) -> list[Reply]:
+        return [Reply("Dank je")]
+
+    async def wake(identity: Identity) -> None:
+        pass
+
+    adapter = TeamsAdapter(config, handle=handle, wake=wake, clock=early, addresses=book, connector_timeout=5)
+    runner, url = await _serve(adapter)
+    token = {"Authorization": "Bearer " + microsoft.token()}
+    counts = []
+    try:
+        async with asyncio.timeout(30), aiohttp.ClientSession() as http:
+            for text, locale in (("melden", "nl-NL"), ("Een man houdt paspoorten", "nl-NL"),
+                                 ("Kerkstraat 3", "en-US")):
+                async with http.post(url, json=activity(microsoft, PIET, text, locale=locale),
+                                     headers=token) as response:
+                    assert response.status in (200, 202)
+                counts.append((len(built), len(book.writes)))
+    finally:
+        await runner.cleanup()
+    assert counts[0][1] == 1                       # the first message of the chat: kept
+    assert counts[1] == counts[0]                  # the same chat again: nothing built, nothing written
+    assert counts[2][0] > counts[1][0] and counts[2][1] == counts[1][1] + 1   # changed: built and written
+    assert book.entries[Identity("teams", PIET.aad)]["reference"]["locale"] == "en-US"
+
+
 # --- a report, typed and by buttons -------------------------------------------------------------------
 
 async def test_a_report_typed_in_a_personal_chat_reaches_the_af_in_a_new_one_to_one_chat(db_url, microsoft, early):
