@@ -121,13 +121,10 @@ class _SlowThenFailingBook(FakeAddressBook):
         await super().keep(entries, at)
 
 
-async def test_the_reference_is_kept_after_the_answer_and_a_failed_write_is_tried_again(
-        microsoft, early, tmp_path, caplog):
-    """The person's conversation reference is written after the answer is sent: the first message of a chat
-    no longer waits for that transaction. A write that fails then does not take the answer back (no 503, no
-    second answer from a Teams retry); the person's next message writes it."""
+async def _posting_to(microsoft, early, tmp_path, book, messages, *, on_status=None, after_each=None) -> None:
+    """An adapter alone (a fixed answer, `book` as its address book) that gets `messages` ((text, locale)) from
+    PIET one after the other."""
     config = make_config(f"sqlite+aiosqlite:///{tmp_path}/unused.db", **teams_env(microsoft))
-    book = _SlowThenFailingBook(microsoft)
 
     async def handle(message: IncomingMessage) -> list[Reply]:
         return [Reply("Wat wil je melden?")]
@@ -138,14 +135,28 @@ async def test_the_reference_is_kept_after_the_answer_and_a_failed_write_is_trie
     adapter = TeamsAdapter(config, handle=handle, wake=wake, clock=early, addresses=book, connector_timeout=5)
     runner, url = await _serve(adapter)
     token = {"Authorization": "Bearer " + microsoft.token()}
-    statuses = []
     try:
         async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-            for text in ("melden", "Een man houdt paspoorten"):
-                async with http.post(url, json=activity(microsoft, PIET, text), headers=token) as response:
-                    statuses.append(response.status)
+            for text, locale in messages:
+                async with http.post(url, json=activity(microsoft, PIET, text, locale=locale),
+                                     headers=token) as response:
+                    if on_status:
+                        on_status(response.status)
+                if after_each:
+                    after_each()
     finally:
         await runner.cleanup()
+
+
+async def test_the_reference_is_kept_after_the_answer_and_a_failed_write_is_tried_again(
+        microsoft, early, tmp_path, caplog):
+    """The person's conversation reference is written after the answer is sent: the first message of a chat
+    no longer waits for that transaction. A write that fails then does not take the answer back (no 503, no
+    second answer from a Teams retry); the person's next message writes it."""
+    book = _SlowThenFailingBook(microsoft)
+    statuses = []
+    await _posting_to(microsoft, early, tmp_path, book, [("melden", "nl-NL"), ("Een man houdt paspoorten", "nl-NL")],
+                      on_status=statuses.append)
     assert set(statuses) <= {200, 202}, statuses     # before: 503 for the first, and Teams sent it again
     assert book.replies_at_write == [1, 2]           # each write after that message's answer was sent
     assert book.entries[Identity("teams", PIET.aad)]["reference"]["conversation"]["id"] == PIET.conversation
@@ -159,32 +170,15 @@ async def test_an_unchanged_chat_reference_is_neither_built_nor_written_again(mi
     next message is served). A changed field (here the locale) still builds it and writes it."""
     from meldbot.adapters import teams
 
-    config = make_config(f"sqlite+aiosqlite:///{tmp_path}/unused.db", **teams_env(microsoft))
     book = FakeAddressBook()
     built = []
     real = teams._reference_data
     monkeypatch.setattr(teams, "_reference_data", lambda *args: built.append(1) or real(*args))
-
-    async def handle(message: IncomingMessage) -> list[Reply]:
-        return [Reply("Dank je")]
-
-    async def wake(identity: Identity) -> None:
-        pass
-
-    adapter = TeamsAdapter(config, handle=handle, wake=wake, clock=early, addresses=book, connector_timeout=5)
-    runner, url = await _serve(adapter)
-    token = {"Authorization": "Bearer " + microsoft.token()}
-    counts = []
-    try:
-        async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-            for text, locale in (("melden", "nl-NL"), ("Een man houdt paspoorten", "nl-NL"),
-                                 ("Kerkstraat 3", "en-US")):
-                async with http.post(url, json=activity(microsoft, PIET, text, locale=locale),
-                                     headers=token) as response:
-                    assert response.status in (200, 202)
-                counts.append((len(built), len(book.writes)))
-    finally:
-        await runner.cleanup()
+    statuses, counts = [], []
+    await _posting_to(microsoft, early, tmp_path, book,
+                      [("melden", "nl-NL"), ("Een man houdt paspoorten", "nl-NL"), ("Kerkstraat 3", "en-US")],
+                      on_status=statuses.append, after_each=lambda: counts.append((len(built), len(book.writes))))
+    assert set(statuses) <= {200, 202}, statuses
     assert counts[0][1] == 1                       # the first message of the chat: kept
     assert counts[1] == counts[0]                  # the same chat again: nothing built, nothing written
     assert counts[2][0] > counts[1][0] and counts[2][1] == counts[1][1] + 1   # changed: built and written
