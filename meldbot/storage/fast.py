@@ -601,4 +601,5 @@ def _from_driver(error: Exception, dbapi) -> bool:
     # aiosqlite raises ValueError("no active connection") once its connection is closed; SQLAlchemy's adapter
     # makes that an OperationalError (adapter._handle_exception), and so does _translated.
     closed = isinstance(error, ValueError) and str(error).lower() in ("no active connection", "connection closed")
-    return closed or isinstance(error, (dbapi.Error, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError))
+    return closed or isinstance(error, (dbapi.Error, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError,
+                                        asyncpg.exceptions.InternalClientError))

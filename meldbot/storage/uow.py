@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import asyncpg
 import sqlalchemy as sa
 import sqlalchemy.orm  # noqa: F401  (sa.orm.Session for the events below)
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,8 +33,11 @@ __all__ = [
 ]
 
 
-# What a failing database or connection raises through SQLAlchemy and the drivers.
-DATABASE_ERRORS = (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError, ConnectionError, TimeoutError)
+# What a failing database or connection raises through SQLAlchemy and the drivers. asyncpg's InternalClientError
+# is its protocol meeting a server that went away mid-message (seen when PostgreSQL restarts under traffic);
+# SQLAlchemy's adapter passes it through as it is.
+DATABASE_ERRORS = (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError, ConnectionError, TimeoutError,
+                   asyncpg.exceptions.InternalClientError)
 
 
 def _deferred_first(session) -> None:

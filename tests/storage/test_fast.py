@@ -131,3 +131,23 @@ async def test_one_statement_on_both_databases_in_one_process(tmp_path, postgres
     finally:
         for database in databases:
             await database.dispose()
+
+
+async def test_a_protocol_error_of_the_driver_is_a_database_error_and_the_person_is_asked_to_resend(database_url):
+    """asyncpg raises InternalClientError when its protocol meets a server that went away mid-message (a
+    PostgreSQL restart under traffic, tests/integration/test_resilience.py): a failed database like any other
+    (StorageUnavailable: "stuur het nog een keer"), not a failed turn whose message is silently lost."""
+    import asyncpg
+
+    from meldbot.core.ports import StorageUnavailable
+    from meldbot.storage.fast import _translated
+
+    dbapi = sa.create_engine("postgresql+asyncpg://x@127.0.0.1/x").dialect.loaded_dbapi
+    translated = _translated(dbapi, None, "SELECT 1", asyncpg.exceptions.InternalClientError("unexpected message"))
+    assert isinstance(translated, sa.exc.OperationalError)
+    await migrated(database_url)
+    db = Database(database_url)
+    with pytest.raises(StorageUnavailable):
+        async with SqlUnitOfWork(db, PlainSealer()):
+            raise asyncpg.exceptions.InternalClientError("unexpected message")   # as the session's path passes it
+    await db.dispose()
