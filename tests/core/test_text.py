@@ -286,6 +286,7 @@ TOON = [  # the bot's own lines in `toon`: pattern, and how often it stands ther
     (r"Behandelaar: ", 1), (r"$", 1), (r"- Wat: ", 1), (r"- Waar: ", 1), (r"- Wanneer: ", 1), (r"- Wie: ", 1),
     (r"Aanvullingen van de melder:$", 1), (r"Reeds bekend:", 1), (r"Geschiedenis:$", 1),
     (r"- MH-\d{4}-\d{4} \(zelfde (adres|persoon|organisatie)\)$", None),
+    (r"- MH-\d{4}-\d{4} \((adres|persoon|organisatie) lijkt op: .*\)$", None),   # a look-alike (issue 15)
     (r"- \d\d-\d\d-\d{4} \d\d:\d\d: ", "supplements"), (r"- \d\d-\d\d-\d{4} \d\d:\d\d (melder|anna|bram): ", "events"),
 ]
 
