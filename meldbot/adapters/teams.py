@@ -374,8 +374,8 @@ class TeamsAdapter:
         self._cloud.on_turn_error = self._turn_failed
         self._agent = _Turns(self)
         self._service_urls: dict[str, str] = {}
-        # Per person: (fingerprint of the stored reference, when, the fields it was made of: _reference_fields)
-        self._stored_references: dict[Identity, tuple[tuple, float, tuple]] = {}
+        # Per person: (fingerprint of the stored reference, its last part the fields it was made of, when)
+        self._stored_references: dict[Identity, tuple[tuple, float]] = {}
         self._early_turns: set[asyncio.Task] = set()   # turns started before the SDK reached them
         self.ready = False
         self.notifier = TeamsNotifier(self)
@@ -650,7 +650,7 @@ class TeamsAdapter:
         # (pydantic) cost about 0.1 ms, after the answer but before this person's next message is served.
         quick = _reference_fields(activity, tenant)
         stored = self._stored_references.get(identity)
-        if stored and stored[2] == quick and time.monotonic() - stored[1] < REFERENCE_REFRESH_SECONDS:
+        if stored and stored[0][2] == quick and time.monotonic() - stored[1] < REFERENCE_REFRESH_SECONDS:
             return None
         data = _reference_data(activity, tenant)
         service_url = activity.service_url
@@ -671,7 +671,7 @@ class TeamsAdapter:
             self._service_urls[tenant] = service_url
         if len(self._stored_references) >= 10_000:
             self._stored_references.clear()
-        self._stored_references[identity] = (fingerprint, time.monotonic(), fingerprint[2])
+        self._stored_references[identity] = (fingerprint, time.monotonic())
 
     async def _answer(self, context: TurnContext, replies: list[Reply], lang: str) -> None:
         t = texts(lang)

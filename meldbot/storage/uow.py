@@ -158,11 +158,11 @@ class SqlUnitOfWork:
         """For FastStatements: the driver's connection (SQLAlchemy's adapter of it) under `_connection`'s
         transaction."""
         connection = await self._connection()
-        if connection is self._conn:
-            if self._raw is None:
-                self._raw = (await connection.get_raw_connection()).dbapi_connection
-            return self._raw
-        return (await connection.get_raw_connection()).dbapi_connection
+        if connection is not self._conn:
+            return (await connection.get_raw_connection()).dbapi_connection
+        if self._raw is None:
+            self._raw = (await connection.get_raw_connection()).dbapi_connection
+        return self._raw
 
     def transaction(self):
         """SQLAlchemy's object for the transaction `connection` gave (its `is_active` says whether it goes on)."""

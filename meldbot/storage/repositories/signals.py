@@ -296,13 +296,12 @@ class SignalRepository:
         is not pushed out by dozens of signals that share only common name blocks."""
         params = {"signal": signal.id, "meldpunt": signal.meldpunt_id, "limit": limit}
         rows = (await self._uow.run(_SIMILAR_CANDIDATES, params)).all()
+        opened = self._uow.sealer.open
         tags: dict[int, list[tuple[str, str]]] = {}
         if rows:
-            opened = self._uow.sealer.open
             for signal_id, sealed in (await self._uow.run(_TAGS_OF, {"ids": [r[0] for r in rows]})).all():
                 data = json.loads(opened(sealed))
                 tags.setdefault(signal_id, []).append((str(data.get("kind", "")), str(data.get("value", ""))))
-        opened = self._uow.sealer.open
 
         def mentions(sealed: str | None, content: str | None) -> tuple:
             if sealed is not None:
