@@ -62,6 +62,31 @@ def summary_ms(samples_s) -> str:
             f"p99 {percentile(ms, 99):.2f} ms, mean {statistics.fmean(ms):.2f} ms, n={len(ms)}")
 
 
+def _reference_work() -> int:
+    """A fixed piece of pure-Python work of the kinds a turn does: dict and string handling, JSON, a little
+    arithmetic. No I/O, no library that could change between runs."""
+    counts: dict[str, int] = {}
+    for i in range(20_000):
+        key = f"k{i % 500}"
+        counts[key] = counts.get(key, 0) + i
+    data = json.loads(json.dumps(counts))
+    return sum(len(str(n).split("0")) for n in range(20_000)) + len(data)
+
+
+def cpu_reference_ms(repeat: int = 5) -> float:
+    """How fast this machine runs Python right now: the median of `repeat` runs of a fixed workload, in ms.
+
+    The absolute figures (turns/s, ms at 1M signals) depend on the machine; this, measured before each
+    benchmark and written beside it in RESULTS.md, shows how fast the machine was at that moment: a run on a
+    slower (or busier) machine shows a larger number here."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        _reference_work()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
 class Stopwatch:
     def __enter__(self):
         self.start = time.perf_counter()

@@ -76,19 +76,36 @@ async def test_the_dialog_engine_stays_well_under_botbuilder_per_turn():
 
 
 async def test_the_peer_check_fails_when_the_dialog_engine_gets_slower(monkeypatch):
+    """Each turn of meldbot's engine gets twice a botbuilder turn's time on this machine more: the ratio must
+    pass its limit (1.0). The delay is measured, not fixed: a fixed 2 ms was twice a botbuilder turn on the
+    AMD EPYC of the earlier runs and less than one on a 2 GHz Xeon, where the check let it through."""
+    from benchmarks import peer
     from meldbot.dialogs import report
 
     step = report.step
+    calls = 0
+
+    def counted(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return step(*args, **kwargs)
+
+    convs = peer.conversations(40)
+    monkeypatch.setattr(report, "step", counted)
+    peer.MeldbotEngine().run(convs)
+    theirs = (await peer.run_peer(convs))[0]
+    extra = 2 * theirs / calls                      # seconds per turn: twice botbuilder's whole turn
 
     def slower(*args, **kwargs):
-        until = time.perf_counter() + 0.002          # 2 ms of CPU per turn: botbuilder's turn is about 1 ms
+        until = time.perf_counter() + extra
         while time.perf_counter() < until:
             pass
         return step(*args, **kwargs)
 
     monkeypatch.setattr(report, "step", slower)
     ratio = await peer_ratio()      # the delay is in every turn: a second measurement would only repeat it
-    assert ratio > limit("peer", PEER_RATIO), f"an engine 2 ms slower per turn passed the check: {ratio:.3f}"
+    assert ratio > limit("peer", PEER_RATIO), (
+        f"an engine {extra * 1000:.2f} ms slower per turn passed the check: {ratio:.3f}")
 
 
 async def test_a_teams_turn_stays_near_an_echo_agent_that_commits_one_row(monkeypatch):

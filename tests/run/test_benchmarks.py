@@ -9,7 +9,7 @@ import math
 import pytest
 
 from benchmarks.burst import CountingNotifier, Store, closed_loop
-from benchmarks.common import Figure, percentile
+from benchmarks.common import Figure, cpu_reference_ms, percentile
 from benchmarks.run import render
 
 
@@ -44,6 +44,26 @@ def test_results_name_every_missed_target_and_every_benchmark_that_failed():
     assert "## Targets not met" in text and "- 3 Burst: turns per second: 640 turns/s, target ≥ 1000 turns/s" in text
     assert "ConnectionRefusedError" in text
     assert "Quick run" in render(results, quick=True, total=1.0, info=[])
+
+
+def test_results_show_how_fast_the_machine_was_before_each_benchmark():
+    """Absolute figures depend on the machine: each benchmark's row says how fast it was when it started."""
+    results = {
+        "burst": {"seconds": 12.0, "load": "0.5 0.4 0.3", "cpu_reference_ms": 11.04, "figures": []},
+        "peer": {"seconds": 3.0, "load": "1 1 1", "cpu_reference_ms": 29.46, "figures": []},
+        "growth": {"seconds": 3.0, "load": "1 1 1", "cpu_reference_ms": 50.0, "figures": [],
+                   "kept": "2026-11-01 at commit abc"},
+        "footprint": {"seconds": 3.0, "load": "1 1 1", "figures": []},      # from before the reference
+    }
+    text = render(results, quick=False, total=15.0, info=[("cores", "2")])
+    assert "| burst | 12 | 0.5 0.4 0.3 | 11.0 ms | ok |" in text
+    assert "| footprint | 3 | 1 1 1 | – | ok |" in text
+    # the machine's range over this run: a figure kept from an earlier run does not count
+    assert "| CPU reference | 11.0–29.5 ms before the benchmarks of this run" in text
+
+
+def test_the_cpu_reference_is_a_positive_duration():
+    assert 0 < cpu_reference_ms(repeat=1) < 10_000
 
 
 async def test_a_small_burst_ends_in_one_signal_and_one_notification_per_report():
