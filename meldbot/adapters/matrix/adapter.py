@@ -15,7 +15,7 @@ from nio import LocalProtocolError
 from meldbot.adapters.matrix import cross_signing
 from meldbot.adapters.matrix.common import (
     ENCRYPTION_STATE, NETWORK_ERRORS, PLATFORM, AddressBook, JsonFile, MatrixLoginError, MatrixStoreInUse,
-    MatrixStoreLocked, RoomGone, SoleHolder, backoff, log,
+    MatrixStoreLocked, RoomGone, SoleHolder, backoff, keys_query, log,
 )
 from meldbot.adapters.matrix.direct import DirectRooms
 from meldbot.adapters.matrix.outbound import Sender
@@ -312,7 +312,7 @@ class MatrixAdapter:
             if client.should_upload_keys:
                 await client.keys_upload()
             if client.should_query_keys:
-                queried = await client.keys_query()
+                queried = await keys_query(client)
                 if holder:
                     self.devices.after_keys_query(queried)
             if holder and client.should_claim_keys:

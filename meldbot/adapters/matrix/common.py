@@ -139,3 +139,43 @@ class AddressBook:
         if not domain:
             return False
         return self.is_af(user_id) or domain in self._domains
+
+
+class _KeyQueryUsers(set):
+    """nio's set of users whose device keys must be asked for (OlmMachine.users_for_key_query), remembering who
+    was added while a key query was out: see `keys_query`."""
+
+    def __init__(self, users=()) -> None:
+        super().__init__(users)
+        self.flights: list[set[str]] = []   # per query in flight: who was added meanwhile
+
+    def add(self, user_id: str) -> None:
+        super().add(user_id)
+        for added in self.flights:
+            added.add(user_id)
+
+    def update(self, *others) -> None:
+        for other in others:
+            for user_id in other:
+                self.add(user_id)
+
+
+async def keys_query(client):
+    """`client.keys_query()`, without losing a change that arrives while it is out.
+
+    nio takes a user off its list when the answer has their keys, also when the sync marked their devices as
+    changed again while the query was on its way: the answer is older than that change (a device signed a
+    moment ago, Element's cross-signing set-up), and nio would not ask again until the next change. An AF's
+    freshly verified device would then read nothing until a later look. Users added meanwhile stay on the
+    list, so the next key query (after the next sync, or before the next send) asks again."""
+    olm = client.olm
+    users = olm.users_for_key_query
+    if not isinstance(users, _KeyQueryUsers):
+        users = olm.users_for_key_query = _KeyQueryUsers(users)
+    added: set[str] = set()
+    users.flights.append(added)
+    try:
+        return await client.keys_query()
+    finally:
+        users.flights.remove(added)
+        set.update(users, added)

@@ -28,7 +28,7 @@ from typing import Protocol
 from nio import AsyncClient, KeysQueryResponse, LocalProtocolError
 
 from meldbot.adapters.matrix import cross_signing
-from meldbot.adapters.matrix.common import NETWORK_ERRORS, AddressBook, log
+from meldbot.adapters.matrix.common import NETWORK_ERRORS, AddressBook, keys_query, log
 from meldbot.core.messaging import DeliveryError, RecipientAway
 from meldbot.core.text import clean_name
 
@@ -74,6 +74,10 @@ def alert_key(kind: str, *parts: str) -> str:
 # Element signs a new device a moment after it uploads its keys (and makes a new identity before its
 # devices carry it). What looks unsigned is judged only after this grace, so the AF gets no false alarm.
 UNSIGNED_GRACE_SECONDS = 60.0
+# Meanwhile the bot looks again after 2, 4, 8, ... seconds (at most until the grace ends): a signature is
+# normally announced as a device change, but one that crossed the bot's key query, or came while the AF
+# shared no room with the bot, is not; the AF's first notice then waits seconds, not the whole grace.
+FIRST_LOOK_SECONDS = 2.0
 
 
 class AfTrust:
@@ -94,6 +98,11 @@ class AfTrust:
     def stale(self, user_id: str) -> None:
         """The AF's devices or keys changed: look again before the next send."""
         self._verdicts.pop(user_id, None)
+
+    def _look_soon(self, af_id: str, waited: float) -> None:
+        """Something of the AF's may be signed in a moment (within the grace): look again after as long as it
+        has waited so far (at least FIRST_LOOK_SECONDS), at the latest when the grace ends."""
+        self._recheck(af_id, min(self.grace - waited, max(FIRST_LOOK_SECONDS, waited)))
 
     async def verdict(self, af_id: str) -> Verdict:
         known = self._verdicts.get(af_id)
@@ -137,7 +146,7 @@ class AfTrust:
                 # set-up). Nothing goes out meanwhile, and nobody is alarmed yet.
                 state["first_master"] = since
                 waiting = True
-                self._recheck(af_id, self.grace)
+                self._look_soon(af_id, now - since[1])
             # Otherwise an identity none of the AF's known devices carries: someone with the password
             # may have made it on a new device. Held below, as a changed identity, until confirmed.
         reason = None
@@ -172,7 +181,7 @@ class AfTrust:
                 elif device_id not in seen:
                     first = unsigned.setdefault(device_id, now)
                     if now - first < self.grace:
-                        self._recheck(af_id, self.grace - (now - first))
+                        self._look_soon(af_id, now - first)
                         continue  # it may be signed in a moment; no reader meanwhile, and no alert yet
                     log.warning("unsigned device on an AF account gets nothing; AF alerted")
                     alerts.append(("matrix.unsigned_device", {"device": _label(keys), "device_id": shown_device_id(device_id)},
@@ -348,7 +357,7 @@ class Devices:
             if unknown:
                 self.client.olm.add_changed_users(unknown)
             if self.client.should_query_keys:
-                self.after_keys_query(await self.client.keys_query())
+                self.after_keys_query(await keys_query(self.client))
         except LocalProtocolError:
             pass
         except NETWORK_ERRORS as exc:
