@@ -221,7 +221,8 @@ def render(results: dict[str, dict], quick: bool, total: float, info: list[tuple
     lines += [f"| {k} | {v} |" for k, v in info]
     speeds = [r["cpu_reference_ms"] for r in results.values() if r.get("cpu_reference_ms") and not r.get("kept")]
     if speeds:
-        lines.append(f"| CPU reference | {min(speeds):.1f}–{max(speeds):.1f} ms before the benchmarks of this run "
+        shown = f"{min(speeds):.1f}" if f"{min(speeds):.1f}" == f"{max(speeds):.1f}" else f"{min(speeds):.1f}–{max(speeds):.1f}"
+        lines.append(f"| CPU reference | {shown} ms before the benchmarks of this run "
                      "(a fixed pure-Python workload, median of 5; lower is faster; see Runs) |")
     lines += ["", "## Figures", "",
               "| benchmark | figure | value | target | result | detail |",

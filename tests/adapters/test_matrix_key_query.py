@@ -41,15 +41,21 @@ async def _client(tmp_path, homeserver: str) -> AsyncClient:
     return client
 
 
+async def _until(condition, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 10
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
 async def _query_with_a_change_meanwhile(client: AsyncClient, query, answer: asyncio.Event, asked: list) -> object:
     client.olm.add_changed_users({AF})
     out = asyncio.create_task(query(client))
-    deadline = asyncio.get_running_loop().time() + 10
-    while not asked:                                   # the query is on its way
-        assert asyncio.get_running_loop().time() < deadline, "the key query never reached the server"
-        await asyncio.sleep(0.01)
-    client.olm.add_changed_users({AF})                  # the sync says: their devices changed again
-    answer.set()
+    try:
+        await _until(lambda: asked, "the key query never reached the server")      # it is on its way
+        client.olm.add_changed_users({AF})              # the sync says: their devices changed again
+    finally:
+        answer.set()
     return await out
 
 
@@ -92,5 +98,43 @@ async def test_a_query_with_no_change_meanwhile_empties_the_list(tmp_path):
         assert asked == [[AF, "@medewerker:localhost"]] and not client.should_query_keys
         assert client.olm.users_for_key_query.flights == []
     finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_two_queries_out_at_once_each_keep_what_changed_meanwhile(tmp_path):
+    """Two sends to different rooms may ask at once; the second answered first must not take the first's
+    record of changes with it."""
+    first_answer, second_answer, asked = asyncio.Event(), asyncio.Event(), []
+    answers = [first_answer, second_answer]
+
+    async def query(request: web.Request) -> web.Response:
+        body = await request.json()
+        asked.append(sorted(body["device_keys"]))
+        await answers[len(asked) - 1].wait()
+        return web.json_response({"device_keys": {user: {} for user in body["device_keys"]}, "failures": {}})
+
+    app = web.Application()
+    app.router.add_post("/_matrix/client/v3/keys/query", query)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    client = await _client(tmp_path, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
+    try:
+        client.olm.add_changed_users({AF})
+        first = asyncio.create_task(keys_query(client))
+        await _until(lambda: len(asked) == 1, "the first query never reached the server")
+        second = asyncio.create_task(keys_query(client))
+        await _until(lambda: len(asked) == 2, "the second query never reached the server")
+        second_answer.set()
+        await second                                     # the second comes back first
+        client.olm.add_changed_users({AF})               # a change while the first is still out
+        first_answer.set()
+        await first                                      # no error, and the change is kept
+        assert client.users_for_key_query == {AF} and client.olm.users_for_key_query.flights == []
+    finally:
+        first_answer.set()
+        second_answer.set()
         await client.close()
         await runner.cleanup()

@@ -1096,3 +1096,45 @@ def test_matrix_trust_shows_a_master_key_that_is_no_ed25519_key_escaped_on_one_l
     assert fingerprint(key) == " ".join(["AAAA"] * 10 + ["AAA"])
     shown = fingerprint("abc\n\x1b[1Aok\u202e")
     assert _is_one_plain_line(shown) and "\n" not in shown
+
+
+# --- Devices.recheck: the look an AF's awaited signature needs ----------------------------------------------------
+
+async def test_the_nearest_recheck_of_an_af_wins_and_a_further_one_is_dropped():
+    world = World("tofu")
+    world.add_af_device("PHONE")
+    world.devices.recheck(AF, 0.4)
+    world.devices.recheck(AF, 0.1)       # a new device wants a look in 2 s while one is due in 28 s
+    world.devices.recheck(AF, 5.0)       # further than the one due: dropped
+    assert len(world.spawned) == 2
+    await asyncio.gather(*world.spawned)
+    world.spawned.clear()
+    assert len(world.server.queries) == 1            # one look, the nearest; the replaced one did nothing
+    world.devices.recheck(AF, 0.1)                   # after it, a new look can be planned
+    assert len(world.spawned) == 1
+    await world.run_spawned()
+    assert len(world.server.queries) == 2
+
+
+async def test_a_due_recheck_that_finds_the_homeserver_away_is_planned_again():
+    world = World("tofu")
+    world.add_af_device("PHONE")
+    world.server.down = True
+    world.devices.recheck(AF, 0.1)
+    await world.spawned.pop(0)
+    assert len(world.spawned) == 1 and AF in world.devices._rechecks      # tried again later, not dropped
+    world.spawned.pop(0).close()
+
+
+async def test_a_cancelled_recheck_leaves_room_for_the_next():
+    world = World("tofu")
+    world.add_af_device("PHONE")
+    world.devices.recheck(AF, 30.0)
+    task = asyncio.ensure_future(world.spawned.pop(0))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    world.devices.recheck(AF, 20.0)
+    assert len(world.spawned) == 1
+    world.spawned.pop(0).close()

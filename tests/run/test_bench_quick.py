@@ -76,8 +76,8 @@ async def test_the_dialog_engine_stays_well_under_botbuilder_per_turn():
 
 
 async def test_the_peer_check_fails_when_the_dialog_engine_gets_slower(monkeypatch):
-    """Each turn of meldbot's engine gets twice a botbuilder turn's time on this machine more: the ratio must
-    pass its limit (1.0). The delay is measured, not fixed: a fixed 2 ms was twice a botbuilder turn on the
+    """Each turn of meldbot's engine is slowed by twice the time of one botbuilder turn on this machine; the
+    ratio must then exceed its limit (1.0). The delay is measured, not fixed: a fixed 2 ms was twice a botbuilder turn on the
     AMD EPYC of the earlier runs and less than one on a 2 GHz Xeon, where the check let it through."""
     from benchmarks import peer
     from meldbot.dialogs import report

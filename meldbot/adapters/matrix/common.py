@@ -166,9 +166,13 @@ async def keys_query(client):
     nio takes a user off its list when the answer has their keys, also when the sync marked their devices as
     changed again while the query was on its way: the answer is older than that change (a device signed a
     moment ago, Element's cross-signing set-up), and nio would not ask again until the next change. An AF's
-    freshly verified device would then read nothing until a later look. Users added meanwhile stay on the
-    list, so the next key query (after the next sync, or before the next send) asks again."""
+    freshly verified device would then read nothing until a later look. Users added meanwhile (whose answer
+    may predate the change) stay on the list, so the next key query (after the next sync, or before the next
+    send) asks again. nio's own key query inside `room_send` (a room whose members are not synced) does not
+    come through here; meldbot syncs a room's members before it sends (trust.Devices.refresh)."""
     olm = client.olm
+    if olm is None:
+        return await client.keys_query()    # nio's own error (LocalProtocolError: no store loaded)
     users = olm.users_for_key_query
     if not isinstance(users, _KeyQueryUsers):
         users = olm.users_for_key_query = _KeyQueryUsers(users)
@@ -177,5 +181,6 @@ async def keys_query(client):
     try:
         return await client.keys_query()
     finally:
-        users.flights.remove(added)
+        # By identity: another query's set may be equal to this one (both empty).
+        users.flights = [flight for flight in users.flights if flight is not added]
         set.update(users, added)

@@ -78,6 +78,8 @@ UNSIGNED_GRACE_SECONDS = 60.0
 # normally announced as a device change, but one that crossed the bot's key query, or came while the AF
 # shared no room with the bot, is not; the AF's first notice then waits seconds, not the whole grace.
 FIRST_LOOK_SECONDS = 2.0
+# A look that was due but found the homeserver away is tried again after this long.
+RECHECK_RETRY_SECONDS = 10.0
 
 
 class AfTrust:
@@ -274,7 +276,7 @@ class Devices:
         self.trust = trust
         self._wake = wake
         self._spawn = spawn
-        self._rechecks: set[str] = set()
+        self._rechecks: dict[str, float] = {}  # AF -> when the next look is due (time.monotonic)
         self._away: set[str] = set()  # recipients without any device; the outbox holds their messages
         self._no_session_since: dict[tuple[str, str], float] = {}  # (user, device) -> first seen without one
         self.session_patience = SESSION_PATIENCE
@@ -305,11 +307,13 @@ class Devices:
                 self._away.discard(user_id)
                 self._wake(user_id)
 
-    async def _look_again(self, af_id: str) -> None:
+    async def _look_again(self, af_id: str, *, retry: bool = False) -> None:
         try:
             verdict = await self.trust.verdict(af_id)
         except DeliveryError as exc:
             log.info("AF keys not checked now; again before the next message", extra={"reason": exc.reason})
+            if retry:   # a look that was due (a signature awaited): not dropped while the homeserver is away
+                self.recheck(af_id, RECHECK_RETRY_SECONDS)
             return
         if self.trust.apply(af_id, verdict):
             self._renew_rooms_of(af_id)
@@ -318,18 +322,27 @@ class Devices:
             self._wake(af_id)  # what waited for a readable device goes out now
 
     def recheck(self, af_id: str, delay: float) -> None:
-        """Look at the AF's keys again after `delay` seconds (once; a later request waits for that one)."""
-        if af_id in self._rechecks:
+        """Look at the AF's keys again after `delay` seconds. One look per AF is due at a time: the earliest
+        asked for (a look further away is dropped; one nearer replaces it, and that look asks again for
+        what still waits)."""
+        due = time.monotonic() + max(delay, 0.1)
+        planned = self._rechecks.get(af_id)
+        if planned is not None and planned <= due:
             return
-        self._rechecks.add(af_id)
+        self._rechecks[af_id] = due
 
         async def later() -> None:
             try:
-                await asyncio.sleep(max(delay, 0.1))
-            finally:
-                self._rechecks.discard(af_id)
+                await asyncio.sleep(max(due - time.monotonic(), 0.0))
+            except BaseException:
+                if self._rechecks.get(af_id) == due:
+                    del self._rechecks[af_id]
+                raise
+            if self._rechecks.get(af_id) != due:
+                return  # replaced by a nearer look
+            del self._rechecks[af_id]
             self.trust.stale(af_id)
-            await self._look_again(af_id)
+            await self._look_again(af_id, retry=True)
 
         self._spawn(later())
 
