@@ -115,9 +115,19 @@ async def test_a_teams_turn_stays_near_an_echo_agent_that_commits_one_row(monkey
 
 
 async def test_the_teams_check_fails_when_the_turn_gets_slower(monkeypatch):
-    monkeypatch.setenv("BENCH_INJECT_DELAY_MS", "20")    # a committing echo turn takes 3-6 ms here
+    """meldbot's Teams turn sleeps three committing-echo turns (p50, measured on this machine a moment
+    before) first: the ratio must pass its limit (2.4). Measured, not fixed: a committing echo turn took
+    2-3 ms on the AMD EPYC of the earlier runs and 8-9 ms on a 2 GHz Xeon."""
+    from benchmarks import teams_latency
+
+    monkeypatch.delenv("BENCH_INJECT_DELAY_MS", raising=False)
+    figures = await teams_latency.measure_on("sqlite", quick=True, dialogs=3)
+    [echo] = [f for f in figures if f.name == "committing echo POST -> reply at connector, SQLite"]
+    delay_ms = 3 * echo.value
+    monkeypatch.setenv("BENCH_INJECT_DELAY_MS", f"{delay_ms:.1f}")
     ratio = await teams_ratio()
-    assert ratio > limit("teams_latency", TEAMS_RATIO), f"a turn 20 ms slower passed the check: {ratio:.2f}"
+    assert ratio > limit("teams_latency", TEAMS_RATIO), (
+        f"a turn {delay_ms:.1f} ms slower passed the check: {ratio:.2f}")
 
 
 def test_the_quick_check_flags_a_ratio_past_its_limit_and_a_missing_one():
