@@ -815,7 +815,7 @@ async def test_a_withheld_session_ends_the_wait_at_once_and_asks_the_sender_to_r
 
         await rx.sync(_withheld("SESSION"))
         assert await asyncio.wait_for(waiting, 1) is None
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 10   # not the key wait of 30 s (a loaded 2-core machine takes seconds)
     assert rx.sender.sent == [(EMPLOYEE_ROOM, rx.t("matrix.undecryptable"), f"undecryptable:{event.event_id}", False)]
     counts = rx.inbound.counts
     assert (counts.waiting, counts.late, counts.unreadable) == (0, 0, 1)
@@ -842,7 +842,7 @@ async def test_a_key_that_never_comes_is_given_up_after_key_wait(tmp_path):
         assert attempts >= 3  # tried again after each sync
         assert await asyncio.wait_for(waiting, 1) is None
     elapsed = time.monotonic() - started
-    assert key_wait <= elapsed < key_wait + 0.5
+    assert key_wait <= elapsed < key_wait + 5   # given up at the key wait, not at some later look
     assert rx.sender.sent == [(EMPLOYEE_ROOM, rx.t("matrix.undecryptable"), f"undecryptable:{event.event_id}", False)]
     counts = rx.inbound.counts
     assert (counts.waiting, counts.late, counts.unreadable) == (0, 0, 1)
