@@ -17,11 +17,14 @@ from meldbot.adapters.matrix.common import keys_query
 AF = "@af:localhost"
 
 
-async def _homeserver(answer_when: asyncio.Event, asked: list[list[str]]):
+async def _homeserver(answer_when: asyncio.Event | list[asyncio.Event], asked: list[list[str]]):
+    """A /keys/query that answers the n-th request once the n-th event is set (one event: every request)."""
+    answers = answer_when if isinstance(answer_when, list) else None
+
     async def query(request: web.Request) -> web.Response:
         body = await request.json()
         asked.append(sorted(body["device_keys"]))
-        await answer_when.wait()
+        await (answers[len(asked) - 1] if answers else answer_when).wait()
         return web.json_response({"device_keys": {user: {} for user in body["device_keys"]}, "failures": {}})
 
     app = web.Application()
@@ -106,21 +109,8 @@ async def test_two_queries_out_at_once_each_keep_what_changed_meanwhile(tmp_path
     """Two sends to different rooms may ask at once; the second answered first must not take the first's
     record of changes with it."""
     first_answer, second_answer, asked = asyncio.Event(), asyncio.Event(), []
-    answers = [first_answer, second_answer]
-
-    async def query(request: web.Request) -> web.Response:
-        body = await request.json()
-        asked.append(sorted(body["device_keys"]))
-        await answers[len(asked) - 1].wait()
-        return web.json_response({"device_keys": {user: {} for user in body["device_keys"]}, "failures": {}})
-
-    app = web.Application()
-    app.router.add_post("/_matrix/client/v3/keys/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    client = await _client(tmp_path, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
+    runner, url = await _homeserver([first_answer, second_answer], asked)
+    client = await _client(tmp_path, url)
     try:
         client.olm.add_changed_users({AF})
         first = asyncio.create_task(keys_query(client))
