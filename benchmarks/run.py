@@ -165,17 +165,12 @@ def run_module(name: str, quick: bool, timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             return {"error": f"took longer than {timeout:.0f} s", "seconds": timeout, "load": load,
                     "cpu_reference_ms": speed}
-        seconds = time.perf_counter() - started
+        run = {"seconds": time.perf_counter() - started, "load": load, "cpu_reference_ms": speed}
         sys.stdout.write(proc.stdout)
         if proc.returncode or not out.exists():
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            return {"error": f"exit code {proc.returncode}:\n{tail}", "seconds": seconds, "load": load,
-                    "cpu_reference_ms": speed}
-        result = json.loads(out.read_text())
-        result["seconds"] = seconds
-        result["load"] = load
-        result["cpu_reference_ms"] = speed
-        return result
+            return {"error": f"exit code {proc.returncode}:\n{tail}", **run}
+        return {**json.loads(out.read_text()), **run}
 
 
 def _value(f: dict) -> str:
@@ -221,8 +216,8 @@ def render(results: dict[str, dict], quick: bool, total: float, info: list[tuple
     lines += [f"| {k} | {v} |" for k, v in info]
     speeds = [r["cpu_reference_ms"] for r in results.values() if r.get("cpu_reference_ms") and not r.get("kept")]
     if speeds:
-        shown = f"{min(speeds):.1f}" if f"{min(speeds):.1f}" == f"{max(speeds):.1f}" else f"{min(speeds):.1f}–{max(speeds):.1f}"
-        lines.append(f"| CPU reference | {shown} ms before the benchmarks of this run "
+        low, high = f"{min(speeds):.1f}", f"{max(speeds):.1f}"
+        lines.append(f"| CPU reference | {low if low == high else f'{low}–{high}'} ms before the benchmarks of this run "
                      "(a fixed pure-Python workload, median of 5; lower is faster; see Runs) |")
     lines += ["", "## Figures", "",
               "| benchmark | figure | value | target | result | detail |",

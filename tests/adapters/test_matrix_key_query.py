@@ -13,6 +13,7 @@ from aiohttp import web
 from nio import AsyncClient, AsyncClientConfig, KeysQueryResponse
 
 from meldbot.adapters.matrix.common import keys_query
+from tests.support.matrix import until
 
 AF = "@af:localhost"
 
@@ -44,18 +45,11 @@ async def _client(tmp_path, homeserver: str) -> AsyncClient:
     return client
 
 
-async def _until(condition, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 10
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
-
-
 async def _query_with_a_change_meanwhile(client: AsyncClient, query, answer: asyncio.Event, asked: list) -> object:
     client.olm.add_changed_users({AF})
     out = asyncio.create_task(query(client))
     try:
-        await _until(lambda: asked, "the key query never reached the server")      # it is on its way
+        await until(lambda: asked, "the key query never reached the server")      # it is on its way
         client.olm.add_changed_users({AF})              # the sync says: their devices changed again
     finally:
         answer.set()
@@ -114,9 +108,9 @@ async def test_two_queries_out_at_once_each_keep_what_changed_meanwhile(tmp_path
     try:
         client.olm.add_changed_users({AF})
         first = asyncio.create_task(keys_query(client))
-        await _until(lambda: len(asked) == 1, "the first query never reached the server")
+        await until(lambda: len(asked) == 1, "the first query never reached the server")
         second = asyncio.create_task(keys_query(client))
-        await _until(lambda: len(asked) == 2, "the second query never reached the server")
+        await until(lambda: len(asked) == 2, "the second query never reached the server")
         second_answer.set()
         await second                                     # the second comes back first
         client.olm.add_changed_users({AF})               # a change while the first is still out

@@ -1126,12 +1126,20 @@ async def test_a_due_recheck_that_finds_the_homeserver_away_is_planned_again():
     world.spawned.pop(0).close()
 
 
-async def test_a_cancelled_recheck_leaves_room_for_the_next():
+async def test_a_cancelled_recheck_leaves_room_for_the_next(monkeypatch):
     world = World("tofu")
     world.add_af_device("PHONE")
     world.devices.recheck(AF, 30.0)
+    sleeping = asyncio.Event()
+    real_sleep = asyncio.sleep
+
+    async def noted_sleep(delay):
+        sleeping.set()
+        await real_sleep(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", noted_sleep)
     task = asyncio.ensure_future(world.spawned.pop(0))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(sleeping.wait(), 5)         # the look is waiting for its moment
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
