@@ -24,6 +24,8 @@ that, outside a transaction; whatever first needs the transaction (`run`, a sess
 the unit of work's hooks, or `commit_with`, which then sends BEGIN, lock, check, write and COMMIT at once)
 sends them. `_checked` turns a failed check into ConversationChanged after rolling back to the savepoint,
 so the lock stays; until the turn starts over (`restarted`) nothing more is sent in that transaction.
+When the process remembers what the read would give (TurnMemory: its last turn of the conversation), there is
+no read: one round trip.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from meldbot.storage.db import Database
 from meldbot.storage.fast import FastStatements, combined_writes, _returns, _table
 from meldbot.storage.matrix import MatrixIdentityRepository, MatrixTrustRepository
 from meldbot.storage.repositories.audit import AuditRepository
-from meldbot.storage.repositories.conversations import ConversationRepository
+from meldbot.storage.repositories.conversations import ConversationRepository, TurnMemory
 from meldbot.storage.repositories.outbox import OutboxRepository
 from meldbot.storage.repositories.people import PersonRepository
 from meldbot.storage.repositories.processed import ProcessedEventRepository
@@ -97,10 +97,13 @@ def _raise_conflict(error: sa.exc.IntegrityError, conflict: tuple[str, type[Exce
 class SqlUnitOfWork:
     """`async with uow:` opens a transaction; it rolls back unless `commit()` was called."""
 
-    def __init__(self, db: Database, sealer: Sealer, on_outbox: Callable[[], None] | None = None) -> None:
+    def __init__(self, db: Database, sealer: Sealer, on_outbox: Callable[[], None] | None = None,
+                 memory: TurnMemory | None = None) -> None:
         self._db = db
         self.sealer = sealer
         self.dialect = db.engine.dialect.name
+        # The process's TurnMemory (PostgreSQL; see ConversationRepository.prefetch), or None.
+        self.memory = memory if self.dialect == "postgresql" else None
         self._on_outbox = on_outbox
         self.outbox_written = False
         self.signals_seen: set[int] = set()   # ids of the signals read or added in this unit of work
@@ -259,6 +262,10 @@ class SqlUnitOfWork:
         if conflict is not None:
             self._conflict = conflict
 
+    @property
+    def has_deferred(self) -> bool:
+        return bool(self._deferred)
+
     def take_deferred(self, stmt) -> dict | None:
         """The parameters of the deferred write when it is `stmt` and waits alone (the caller sends it with its
         own), else None."""
@@ -330,6 +337,7 @@ class SqlUnitOfWork:
         if self._conn is not None and self._conn.in_transaction():
             # A session made after the connection takes its transaction over only with its first statement.
             await self._conn.commit()
+        self.conversations.committed()
         if self.outbox_written and self._on_outbox:
             self._on_outbox()
         self.outbox_written = False
@@ -342,6 +350,7 @@ class UnitOfWorkFactory:
         self.db = db
         self.sealer = sealer
         self.on_outbox: Callable[[], None] | None = None
+        self.memory = TurnMemory()   # shared by this process's units of work
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db, self.sealer, self.on_outbox)
+        return SqlUnitOfWork(self.db, self.sealer, self.on_outbox, self.memory)

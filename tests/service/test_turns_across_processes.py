@@ -436,3 +436,85 @@ async def test_the_log_line_of_a_conflict_is_the_one_the_admin_guide_quotes(post
     guide = (Path(__file__).parents[2] / "docs" / "beheer.md").read_text(encoding="utf-8")
     assert logged_line == 'invalid input syntax for type integer: "meldbot: conversation changed 1"'
     assert f"`{logged_line}`" in guide
+
+
+# --- the process's memory of its last turn of a conversation (TurnMemory): no read at all ------------------
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["keyless", "data-key"])
+async def test_a_conversation_the_process_remembers_is_read_again_after_another_process_wrote_it(
+        postgres_database, clock, caplog, keyed):
+    """`one` remembers the draft its last turn left, and its next turn sends no read. Meanwhile `two` handled a
+    message of the same conversation: the check under the lock finds the state changed, and the turn is
+    handled again on what `two` wrote. Each answer lands in its own field."""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await keyed_apps(stack, postgres_database, clock, 2, keyed)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        await one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2"))
+        assert "Wanneer was het?" in said(await two.bot.handle(message("piet", SECOND.format(i=2), event_id="$3")))
+        caplog.set_level(logging.INFO, logger="meldbot")
+        caplog.clear()
+        replies = await one.bot.handle(message("piet", "gisteren", event_id="$4"))
+        got = await draft(one, "piet")
+    assert "Wie waren erbij?" in said(replies), said(replies)
+    assert got.answers == {"wat": FIRST.format(i=1), "waar": SECOND.format(i=2), "wanneer": "gisteren"}
+    assert logged(caplog, "turn handled again") == 1
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+
+async def test_a_conversation_removed_behind_the_process_s_back_is_not_taken_from_its_memory(
+        postgres_database, clock):
+    """A write that knows no conversation (retention's clean-up, an administrator's DELETE) removed the row the
+    process remembers: the turn finds no report under way, as a turn that read would."""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, = await keyed_apps(stack, postgres_database, clock, 1, True)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        await one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2"))
+        async with one.db.engine.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM conversation"))
+        replies = await one.bot.handle(message("piet", SECOND.format(i=2), event_id="$3"))
+        got = await draft(one, "piet")
+        async with one.db.engine.connect() as conn:
+            conversations = (await conn.execute(sa.text("SELECT count(*) FROM conversation"))).scalar()
+    assert "Wanneer was het?" not in said(replies) and not any(e in said(replies) for e in ERRORS), said(replies)
+    assert not got.active and conversations == 0
+
+
+async def test_a_redelivered_event_on_the_same_process_gets_its_stored_answer_and_one_step(
+        postgres_database, clock, caplog):
+    """The remembered turn does not look whether its event was handled before: a redelivery (Teams and Matrix
+    send an event again after a time-out) meets the unique key of the event's record at the COMMIT, keeps
+    nothing and gets the stored answer. An expected case: no warning in the log."""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, = await keyed_apps(stack, postgres_database, clock, 1, True)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        first = await one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2"))
+        caplog.set_level(logging.INFO, logger="meldbot")
+        caplog.clear()
+        again = await one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2"))
+        got = await draft(one, "piet")
+        # The conversation goes on, from memory again.
+        after = await one.bot.handle(message("piet", SECOND.format(i=2), event_id="$3"))
+    assert said(again) == said(first) and "Waar gebeurde het?" in said(first)
+    assert got.step == "waar" and got.answers == {"wat": FIRST.format(i=1)}
+    assert logged(caplog, "turn of an event handled before") == 1
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert "Wanneer was het?" in said(after)
+
+
+async def test_a_remembered_turn_answers_in_the_language_the_person_chose_elsewhere_meanwhile(
+        postgres_database, clock):
+    """The memory holds the person's settings with their row's version: `taal en` in another chat of theirs,
+    on another process, is seen by the next turn here."""
+    await migrated(postgres_database)
+    async with AsyncExitStack() as stack:
+        one, two = await keyed_apps(stack, postgres_database, clock, 2, True)
+        await one.bot.handle(message("piet", "melden", event_id="$1"))
+        await one.bot.handle(message("piet", FIRST.format(i=1), event_id="$2"))
+        await two.bot.handle(IncomingMessage(sender=Identity("console", "piet"), conversation_id="piet-elders",
+                                             text="taal en", sender_name="piet", event_id="$3"))
+        replies = await one.bot.handle(message("piet", SECOND.format(i=2), event_id="$4"))
+    assert "When was it?" in said(replies), said(replies)
+    assert [r.language for r in replies] == ["en"] * len(replies)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -75,14 +77,23 @@ _TURN_READ_WITH_VERSION = _CONVERSATION_AND_PERSON.add_columns(
     sa.cast(sa.literal_column(f"{_PERSON.name}.xmin"), sa.Text).label("person_version"))
 _LOOKUP_HASH = re.compile(r"[0-9A-Za-z_=-]{1,128}")
 _VERSION = re.compile(r"[0-9]{1,20}")
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+def state_digest(state_sealed: str) -> str:
+    """What the check compares for a conversation this process wrote itself (its xmin is not known here): the
+    MD5 of the sealed state, as PostgreSQL's md5() gives it. Any other write seals anew, with a fresh random
+    nonce, so its text differs; MD5 only tells two of them apart (nobody can choose what it hashes)."""
+    return hashlib.md5(state_sealed.encode(), usedforsecurity=False).hexdigest()
 
 
 def _unchanged(keys: list[str], lookups: list[str], seen: list[str]) -> list[str] | None:
     """The check, after the lock, that the conversation under `keys` and the person under `lookups` are as an
     optimistic turn read them: `seen` holds "c/<key>/<xmin>" and "p/<lookup>/<xmin>" of the rows it read
-    (none: no row). A statement of its own, so it sees what a turn it waited for committed; it fails with
-    CHANGED_MARK (FastStatements turns that into ConversationChanged). Written out with its values, which
-    must be keyed hashes and numbers (None otherwise: the caller takes the lock at once instead).
+    (none: no row), or, for a conversation this process wrote in its last turn of it (TurnMemory),
+    "d/<key>/<state_digest>". A statement of its own, so it sees what a turn it waited for committed; it fails
+    with CHANGED_MARK (FastStatements turns that into ConversationChanged). Written out with its values, which
+    must be keyed hashes, numbers and digests (None otherwise: the caller takes the lock at once instead).
 
     It goes between a savepoint (CHECK_SAVEPOINT) and its release: when it fails, the transaction rolls back to
     the savepoint and keeps the lock, and the turn is handled again in it (SqlUnitOfWork.restart), ahead of
@@ -92,13 +103,18 @@ def _unchanged(keys: list[str], lookups: list[str], seen: list[str]) -> list[str
         return None
     for entry in seen:
         kind, key, version = entry.split("/") if entry.count("/") == 2 else ("", "", "")
-        if kind not in ("c", "p") or not _LOOKUP_HASH.fullmatch(key) or not _VERSION.fullmatch(version):
+        pattern = _DIGEST if kind == "d" else _VERSION
+        if kind not in ("c", "d", "p") or not _LOOKUP_HASH.fullmatch(key) or not pattern.fullmatch(version):
             return None
     expected = ",".join(sorted(seen))
+    if any(entry.startswith("d/") for entry in seen):
+        conversation = "'d/' || key || '/' || md5(state_sealed)"
+    else:
+        conversation = "'c/' || key || '/' || xmin::text"
     return [f"SAVEPOINT {CHECK_SAVEPOINT}",
             f"SELECT CASE WHEN coalesce(string_agg(seen, ',' ORDER BY seen), '') = '{expected}' THEN 1 "
             f"ELSE CAST('{CHANGED_MARK} ' || count(*) AS integer) END FROM ("
-            f"SELECT 'c/' || key || '/' || xmin::text AS seen FROM {_CONVERSATION.name} "
+            f"SELECT {conversation} AS seen FROM {_CONVERSATION.name} "
             f"WHERE key IN ({', '.join(_quoted(k) for k in keys)}) UNION ALL "
             f"SELECT 'p/' || lookup || '/' || xmin::text FROM {_PERSON.name} "
             f"WHERE lookup IN ({', '.join(_quoted(k) for k in lookups)})) AS rows",
@@ -124,6 +140,50 @@ class _Conversation:
     state_sealed: str
 
 
+@dataclass(frozen=True)
+class _Remembered:
+    """A conversation as this process's last committed turn of it left it (TurnMemory)."""
+    keys: tuple[str, ...]           # the conversation's lookups then (a key rotation since: not used)
+    lookups: tuple[str, ...]        # the person's
+    row: _Conversation | None
+    seen: tuple[str, ...]           # what the check compares (see _unchanged)
+    settings: PersonSettings
+
+
+# How many conversations a process remembers: their sealed state (a few kB each), nothing in clear.
+TURN_MEMORY_SIZE = 2048
+
+
+class TurnMemory:
+    """Per process, on PostgreSQL: each conversation as this process's last committed turn of it left it, so
+    that its next turn needs no read before its writes, and is one round trip instead of two: a person's next
+    message comes to the same process with Matrix (one process syncs) and, with Teams, as often as the load
+    balancer sends it there (always with one process). Safe
+    because nothing is trusted: the turn's check under the conversation's lock compares the rows with what is
+    remembered (the state's digest, the person's xmin); a write by anyone else (another process, a job, a
+    key rotation, retention) fails the check, and the turn is handled again after a real read. What is
+    remembered is taken by the turn that uses it, and put back only by a turn that committed."""
+
+    def __init__(self, size: int = TURN_MEMORY_SIZE) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str], _Remembered] = OrderedDict()
+
+    def take(self, conversation: tuple[str, str]) -> _Remembered | None:
+        return self._entries.pop(conversation, None)
+
+    def put(self, conversation: tuple[str, str], entry: _Remembered) -> None:
+        self._entries[conversation] = entry
+        self._entries.move_to_end(conversation)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def forget(self, conversation: tuple[str, str]) -> None:
+        self._entries.pop(conversation, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class ConversationRepository:
     lock_timeout_seconds = CONVERSATION_LOCK_TIMEOUT_SECONDS   # a class attribute, so a test can shorten it
 
@@ -132,6 +192,11 @@ class ConversationRepository:
         # Rows read in this unit of work: a turn loads its conversation and saves it again, one SELECT.
         self._rows: dict[tuple[str, str], _Conversation | None] = {}
         self._optimistic: tuple[str, str] | None = None   # the conversation of an optimistic lock (see lock)
+        # For TurnMemory, of the optimistic turn's conversation: what it read (keys, lookups, seen), and
+        # whether this unit of work wrote the conversation (its row in _rows is then what it wrote).
+        self._versions: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], Identity] | None = None
+        self._written = False
+        self.remembered = False   # the optimistic turn took its conversation from TurnMemory (no read)
 
     def _keys(self, platform: str, conversation_id: str) -> list[str]:
         return self._uow.sealer.lookups("conversation", f"{platform}:{conversation_id}")
@@ -154,7 +219,8 @@ class ConversationRepository:
         `optimistic` (a chat turn): the lock waits for the transaction's BEGIN and goes with it; `prefetch`
         reads before it, with the conversation's version, and the BEGIN then also checks that the
         conversation is still as read. An ordinary turn is two round trips: the read, and BEGIN, lock,
-        check, the turn's writes and COMMIT in one. When another turn changed the conversation in between
+        check, the turn's writes and COMMIT in one; one, when this process remembers what the read would give
+        (TurnMemory: the last turn of the conversation was handled here). When another turn changed the conversation in between
         (on another process: this process's turns of a conversation wait for each other), the check fails,
         nothing is kept and ConversationChanged is raised; the turn is then handled again without
         `optimistic`.
@@ -189,6 +255,8 @@ class ConversationRepository:
         params = {"keys": keys, "lookups": self._uow.person_lookups(reader), "events": events}
         result = None
         if self._optimistic == (platform, conversation_id):
+            if self._from_memory(platform, conversation_id, reader, event_id, keys, params["lookups"]):
+                return
             result = await self._uow.read_before_begin(_TURN_READ_WITH_VERSION, params, self.lock_timeout_seconds)
         found = None
         if result is not None:
@@ -204,12 +272,56 @@ class ConversationRepository:
                 result = None
             elif not all(self._uow.fast.begin_later(statement) for statement in check):
                 raise RuntimeError("the conversation's check could not wait for the BEGIN")
+            else:
+                self._versions = (tuple(keys), tuple(params["lookups"]), tuple(seen), reader)
         if result is None:
             found = (await self._uow.run(_CONVERSATION_AND_PERSON, params)).first()
         self._rows[(platform, conversation_id)] = _Conversation(*found[:4]) if found and found[0] else None
         self._uow.people.keep(reader, PersonSettings(found[5], found[6]) if found and found[4] else PersonSettings())
         if event_id:
             processed.keep(platform, event_id, (found[8], found[9]) if found and found[7] else None)
+
+    def _from_memory(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None,
+                     keys: list[str], lookups: list[str]) -> bool:
+        """An optimistic turn of a conversation this process's last turn of it left in TurnMemory: what it read
+        is taken from there, with the check (under the lock, with the BEGIN) that the rows are still so. True
+        when that was done. The platform event counts as new: a redelivered one meets the unique key of its
+        record at the COMMIT (AlreadyHandled), nothing of the turn is kept, and the stored answer is given."""
+        memory = self._uow.memory
+        entry = memory.take((platform, conversation_id)) if memory is not None else None
+        if entry is None or entry.keys != tuple(keys) or entry.lookups != tuple(lookups):
+            return False
+        fast = self._uow.fast
+        check = _unchanged(keys, lookups, list(entry.seen))
+        if check is None or not fast.waiting_for_begin or self._uow.has_deferred:
+            return False
+        if not all(fast.begin_later(statement) for statement in check):
+            raise RuntimeError("the conversation's check could not wait for the BEGIN")
+        self._rows[(platform, conversation_id)] = entry.row
+        self._uow.people.keep(reader, entry.settings)
+        if event_id:
+            self._uow.processed.keep(platform, event_id, None)
+        self._versions = (entry.keys, entry.lookups, entry.seen, reader)
+        self.remembered = True
+        return True
+
+    def committed(self) -> None:
+        """After the unit of work's COMMIT: what its optimistic turn leaves goes to TurnMemory, unless the person
+        was written (their row's new xmin is not known here)."""
+        memory, conversation, versions = self._uow.memory, self._optimistic, self._versions
+        if memory is None or conversation is None or versions is None or conversation not in self._rows:
+            return
+        keys, lookups, seen, reader = versions
+        settings = self._uow.people.read(reader)
+        if settings is None or self._uow.people.written:
+            return
+        row = self._rows[conversation]
+        if self._written:
+            mine = (f"d/{row.key}/{state_digest(row.state_sealed)}",) if row is not None else ()
+        else:
+            mine = tuple(entry for entry in seen if not entry.startswith("p/"))
+        person = tuple(entry for entry in seen if entry.startswith("p/"))
+        memory.put(conversation, _Remembered(keys, lookups, row, mine + person, settings))
 
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
         row = await self._row(platform, conversation_id)
@@ -222,6 +334,7 @@ class ConversationRepository:
     ) -> None:
         sealer = self._uow.sealer
         row = await self._row(platform, conversation_id)
+        self._wrote(platform, conversation_id)
         key = sealer.lookup("conversation", f"{platform}:{conversation_id}")
         state_sealed = sealer.seal(json.dumps(state, ensure_ascii=False))
         meldpunt_id = meldpunt_id or (row.meldpunt_id if row else None)
@@ -252,8 +365,15 @@ class ConversationRepository:
                 await self._uow.run(_CONVERSATION_INSERT, values)
         self._rows[(platform, conversation_id)] = _Conversation(key, at, meldpunt_id, state_sealed)
 
+    def _wrote(self, platform: str, conversation_id: str) -> None:
+        if self._uow.memory is not None:
+            self._uow.memory.forget((platform, conversation_id))
+        if self._optimistic == (platform, conversation_id):
+            self._written = True
+
     async def delete(self, platform: str, conversation_id: str) -> None:
-        self._rows.pop((platform, conversation_id), None)
+        self._wrote(platform, conversation_id)
+        self._rows[(platform, conversation_id)] = None   # gone, once this unit of work's writes are sent
         await self._uow.write(_CONVERSATION_DELETE, {"keys": self._keys(platform, conversation_id)})
 
     async def forget_markers_before(self, moment: datetime) -> int:

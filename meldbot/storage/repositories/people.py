@@ -26,6 +26,7 @@ class PersonRepository:
     def __init__(self, uow: "SqlUnitOfWork") -> None:
         self._uow = uow
         self._read: dict[Identity, PersonSettings] = {}   # within this unit of work
+        self.written = False   # a person's row was written in this unit of work
 
     async def _row(self, identity: Identity) -> PersonRow | None:
         stmt = select(PersonRow).where(PersonRow.lookup.in_(self._uow.person_lookups(identity)))
@@ -43,7 +44,12 @@ class PersonRepository:
         """Settings read together with something else in this unit of work (ConversationRepository.lock)."""
         self._read[identity] = settings
 
+    def read(self, identity: Identity) -> PersonSettings | None:
+        """The settings read (or kept) in this unit of work, without reading."""
+        return self._read.get(identity)
+
     async def update(self, identity: Identity, **values: Any) -> None:
+        self.written = True
         self._read.pop(identity, None)
         key = self._uow.person_lookup(identity)
         row = await self._row(identity)
