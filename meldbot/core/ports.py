@@ -30,11 +30,8 @@ class StorageUnavailable(Exception):
 
 class AlreadyHandled(Exception):
     """The platform event was recorded by another unit of work first: a redelivery that raced this one (say,
-    on another process) past the processed-event check, or a redelivery whose turn did no such check (its
-    conversation came from the process's memory of it: `unchecked`). Nothing of this unit of work was kept;
-    the event's stored replies are the answer."""
-
-    unchecked = False
+    on another process) past the processed-event check. Nothing of this unit of work was kept; the event's
+    stored replies are the answer."""
 
 
 class ConversationChanged(Exception):
@@ -195,10 +192,6 @@ class OutboxRepository(Protocol):
 
 
 class ConversationRepository(Protocol):
-    # True when this unit of work's turn took what it read from the process's memory of its last turn of this
-    # conversation (it then did not look whether the platform event was handled before: see AlreadyHandled).
-    remembered: bool
-
     async def lock(self, platform: str, conversation_id: str, optimistic: bool = False) -> None:
         """One turn at a time per conversation, across processes: wait until no other unit of work holds the
         conversation, then hold it until this one ends (commit or rollback). Waiters are served in arrival

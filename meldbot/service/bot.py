@@ -132,23 +132,16 @@ class Bot:
             # the conversation before reading it.
             log.info("turn handled again: its conversation changed meanwhile",
                      extra={"platform": msg.platform})
-        except AlreadyHandled as handled:
-            # Another turn recorded this event first, past our processed check (or, for a turn that took its
-            # conversation from the process's memory, without one): nothing of ours was kept. Its answer is
-            # the answer; a second pass (after its commit) finds and gives it.
-            if handled.unchecked:
-                log.info("turn of an event handled before; stored answer given", extra={"platform": msg.platform})
-            else:
-                log.warning("turn lost a race for its event; stored answer given", extra={"platform": msg.platform})
+        except AlreadyHandled:
+            # Another turn recorded this event first, past our processed check: nothing of ours was kept.
+            # Its answer is the answer; a second pass (after its commit) finds and gives it.
+            log.warning("turn lost a race for its event; stored answer given", extra={"platform": msg.platform})
         return await self._handle_once(msg)
 
     async def _handle_once(self, msg: IncomingMessage, optimistic: bool = False) -> list[Reply]:
         async with self._uow() as uow:
             try:
                 return await self._within(uow, msg, optimistic)
-            except AlreadyHandled as handled:
-                handled.unchecked = uow.conversations.remembered
-                raise
             except ConversationChanged as changed:
                 # Another turn of this conversation committed after this one read it (on another process, or a
                 # job of this one); this unit of work still holds the conversation (its lock came before the

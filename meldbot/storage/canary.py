@@ -233,15 +233,15 @@ class PlaintextGuard(UnitOfWorkFactory):
         self.on_refused: Callable[[DataKeyRefused], None] | None = None
 
     def __call__(self) -> SqlUnitOfWork:
-        return _GuardedUnitOfWork(self.db, self.sealer, self.on_outbox, self, self.memory)
+        return _GuardedUnitOfWork(self.db, self.sealer, self.on_outbox, self)
 
 
 _VALUE = select(KeyCanaryRow.value).where(KeyCanaryRow.id == 1)
 
 
 class _GuardedUnitOfWork(SqlUnitOfWork):
-    def __init__(self, db: Database, sealer: Sealer, on_outbox, guard: PlaintextGuard, memory=None) -> None:
-        super().__init__(db, sealer, on_outbox, memory)
+    def __init__(self, db: Database, sealer: Sealer, on_outbox, guard: PlaintextGuard) -> None:
+        super().__init__(db, sealer, on_outbox)
         self._guard = guard
 
     async def commit(self) -> None:

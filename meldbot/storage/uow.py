@@ -102,8 +102,8 @@ class SqlUnitOfWork:
         self._db = db
         self.sealer = sealer
         self.dialect = db.engine.dialect.name
-        # The process's TurnMemory (PostgreSQL; see ConversationRepository.prefetch), or None.
-        self.memory = memory if self.dialect == "postgresql" else None
+        # The process's TurnMemory (PostgreSQL, with a data key; see ConversationRepository.prefetch), or None.
+        self.memory = memory if self.dialect == "postgresql" and sealer.key_id != "plain" else None
         self._on_outbox = on_outbox
         self.outbox_written = False
         self.signals_seen: set[int] = set()   # ids of the signals read or added in this unit of work
@@ -316,6 +316,10 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         if self.fast.changed:
             raise ConversationChanged(holds_lock=True)   # what the turn read changed: nothing of it is kept
+        if self.conversations.remembered and self.fast.waiting_for_begin and not self._deferred:
+            # A turn that took what it read from the process's memory and writes nothing: its answer rests on
+            # that memory, so the check goes now (ConversationChanged when it fails), with the COMMIT below.
+            await self.fast.begin_now()
         if self.fast.waiting_for_begin and not self._is_clean():
             # The ORM session's changes go at its commit below; the lock and the check first.
             await self.fast.begin_now()

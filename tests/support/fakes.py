@@ -524,8 +524,6 @@ class FakeOutboxRepository:
 
 
 class FakeConversationRepository:
-    remembered = False   # every turn reads (reads here cost nothing)
-
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self._uow = uow
 

@@ -82,24 +82,27 @@ _DIGEST = re.compile(r"[0-9a-f]{32}")
 
 def state_digest(state_sealed: str) -> str:
     """What the check compares for a conversation this process wrote itself (its xmin is not known here): the
-    MD5 of the sealed state, as PostgreSQL's md5() gives it. Any other write seals anew, with a fresh random
-    nonce, so its text differs; MD5 only tells two of them apart (nobody can choose what it hashes)."""
+    MD5 of the sealed state, as PostgreSQL's md5() gives it. Any other write with a data key seals anew, with a
+    fresh random nonce, so its text differs; MD5 only tells two of them apart (nobody can choose what it
+    hashes)."""
     return hashlib.md5(state_sealed.encode(), usedforsecurity=False).hexdigest()
 
 
-def _unchanged(keys: list[str], lookups: list[str], seen: list[str]) -> list[str] | None:
+def _unchanged(keys: list[str], lookups: list[str], seen: list[str], events: list[str] = ()) -> list[str] | None:
     """The check, after the lock, that the conversation under `keys` and the person under `lookups` are as an
     optimistic turn read them: `seen` holds "c/<key>/<xmin>" and "p/<lookup>/<xmin>" of the rows it read
     (none: no row), or, for a conversation this process wrote in its last turn of it (TurnMemory),
-    "d/<key>/<state_digest>". A statement of its own, so it sees what a turn it waited for committed; it fails
-    with CHANGED_MARK (FastStatements turns that into ConversationChanged). Written out with its values, which
-    must be keyed hashes, numbers and digests (None otherwise: the caller takes the lock at once instead).
+    "d/<key>/<state_digest>"; and, with `events` (the keys of the turn's platform event, under every key the
+    process knows), that the event has no record. A statement of its own, so it sees what a turn it waited for
+    committed; it fails with CHANGED_MARK (FastStatements turns that into ConversationChanged). Written out
+    with its values, which must be keyed hashes, numbers and digests (None otherwise: the caller takes the
+    lock at once instead).
 
     It goes between a savepoint (CHECK_SAVEPOINT) and its release: when it fails, the transaction rolls back to
     the savepoint and keeps the lock, and the turn is handled again in it (SqlUnitOfWork.restart), ahead of
     the turns that wait for the lock; when it passes, the savepoint is released at once, so the turn's writes
     take no second transaction id."""
-    if not all(_LOOKUP_HASH.fullmatch(k) for k in [*keys, *lookups]):
+    if not all(_LOOKUP_HASH.fullmatch(k) for k in [*keys, *lookups, *events]):
         return None
     for entry in seen:
         kind, key, version = entry.split("/") if entry.count("/") == 2 else ("", "", "")
@@ -117,7 +120,10 @@ def _unchanged(keys: list[str], lookups: list[str], seen: list[str]) -> list[str
             f"SELECT {conversation} AS seen FROM {_CONVERSATION.name} "
             f"WHERE key IN ({', '.join(_quoted(k) for k in keys)}) UNION ALL "
             f"SELECT 'p/' || lookup || '/' || xmin::text FROM {_PERSON.name} "
-            f"WHERE lookup IN ({', '.join(_quoted(k) for k in lookups)})) AS rows",
+            f"WHERE lookup IN ({', '.join(_quoted(k) for k in lookups)})"
+            + (f" UNION ALL SELECT 'e/' || key FROM {_PROCESSED.name} "
+               f"WHERE key IN ({', '.join(_quoted(k) for k in events)})" if events else "")
+            + ") AS rows",
             f"RELEASE SAVEPOINT {CHECK_SAVEPOINT}"]
 
 
@@ -150,7 +156,7 @@ class _Remembered:
     settings: PersonSettings
 
 
-# How many conversations a process remembers: their sealed state (a few kB each), nothing in clear.
+# How many conversations a process remembers: their sealed state (a few kB each), under their lookup hash.
 TURN_MEMORY_SIZE = 2048
 
 
@@ -158,27 +164,33 @@ class TurnMemory:
     """Per process, on PostgreSQL: each conversation as this process's last committed turn of it left it, so
     that its next turn needs no read before its writes, and is one round trip instead of two: a person's next
     message comes to the same process with Matrix (one process syncs) and, with Teams, as often as the load
-    balancer sends it there (always with one process). Safe
-    because nothing is trusted: the turn's check under the conversation's lock compares the rows with what is
-    remembered (the state's digest, the person's xmin); a write by anyone else (another process, a job, a
-    key rotation, retention) fails the check, and the turn is handled again after a real read. What is
-    remembered is taken by the turn that uses it, and put back only by a turn that committed."""
+    balancer sends it there (always with one process). Safe because nothing is trusted: the turn's check under
+    the conversation's lock, sent with its writes (or, in a turn that writes nothing, with its COMMIT),
+    compares the rows with what is remembered (the state's digest, the person's xmin) and looks whether the
+    platform event has a record already. A write by anyone else (another process, a job, a key rotation,
+    retention) seals the state anew with a fresh random nonce, so it fails the check, and the turn is handled
+    again after a real read. Keyless databases (local testing; their state is stored as is, so two writes
+    can leave the same text) get no memory. What is remembered is taken by the turn that uses it, and put back
+    only by a turn that committed."""
 
     def __init__(self, size: int = TURN_MEMORY_SIZE) -> None:
         self._size = size
-        self._entries: OrderedDict[tuple[str, str], _Remembered] = OrderedDict()
+        self._entries: OrderedDict[str, _Remembered] = OrderedDict()   # by the conversation's lookup hash
 
-    def take(self, conversation: tuple[str, str]) -> _Remembered | None:
-        return self._entries.pop(conversation, None)
+    def take(self, key: str) -> _Remembered | None:
+        return self._entries.pop(key, None)
 
-    def put(self, conversation: tuple[str, str], entry: _Remembered) -> None:
-        self._entries[conversation] = entry
-        self._entries.move_to_end(conversation)
+    def put(self, key: str, entry: _Remembered) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
 
-    def forget(self, conversation: tuple[str, str]) -> None:
-        self._entries.pop(conversation, None)
+    def forget(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -284,15 +296,17 @@ class ConversationRepository:
     def _from_memory(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None,
                      keys: list[str], lookups: list[str]) -> bool:
         """An optimistic turn of a conversation this process's last turn of it left in TurnMemory: what it read
-        is taken from there, with the check (under the lock, with the BEGIN) that the rows are still so. True
-        when that was done. The platform event counts as new: a redelivered one meets the unique key of its
-        record at the COMMIT (AlreadyHandled), nothing of the turn is kept, and the stored answer is given."""
+        is taken from there, with the check (under the lock, with the BEGIN, at the latest with the COMMIT:
+        SqlUnitOfWork.commit) that the rows are still so and that the platform event has no record. True when
+        that was done. A redelivered event fails the check: the turn is handled again after a real read, which
+        finds the stored answer."""
         memory = self._uow.memory
-        entry = memory.take((platform, conversation_id)) if memory is not None else None
+        entry = memory.take(keys[0]) if memory is not None else None
         if entry is None or entry.keys != tuple(keys) or entry.lookups != tuple(lookups):
             return False
         fast = self._uow.fast
-        check = _unchanged(keys, lookups, list(entry.seen))
+        events = self._uow.processed.keys_for(platform, event_id) if event_id else []
+        check = _unchanged(keys, lookups, list(entry.seen), events)
         if check is None or not fast.waiting_for_begin or self._uow.has_deferred:
             return False
         if not all(fast.begin_later(statement) for statement in check):
@@ -321,7 +335,7 @@ class ConversationRepository:
         else:
             mine = tuple(entry for entry in seen if not entry.startswith("p/"))
         person = tuple(entry for entry in seen if entry.startswith("p/"))
-        memory.put(conversation, _Remembered(keys, lookups, row, mine + person, settings))
+        memory.put(keys[0], _Remembered(keys, lookups, row, mine + person, settings))
 
     async def load(self, platform: str, conversation_id: str) -> tuple[dict[str, Any], datetime] | None:
         row = await self._row(platform, conversation_id)
@@ -367,7 +381,8 @@ class ConversationRepository:
 
     def _wrote(self, platform: str, conversation_id: str) -> None:
         if self._uow.memory is not None:
-            self._uow.memory.forget((platform, conversation_id))
+            for key in self._keys(platform, conversation_id):
+                self._uow.memory.forget(key)
         if self._optimistic == (platform, conversation_id):
             self._written = True
 
@@ -379,6 +394,8 @@ class ConversationRepository:
     async def forget_markers_before(self, moment: datetime) -> int:
         """Drop rows untouched for long (an expired-draft marker nobody came back to)."""
         self._rows.clear()
+        if self._uow.memory is not None:
+            self._uow.memory.clear()   # not needed for the check; what was removed is not kept here either
         result = await self._uow.session.exec(sa.delete(ConversationRow).where(ConversationRow.updated_at < moment))
         return result.rowcount or 0
 
