@@ -257,3 +257,12 @@ def test_the_derivation_is_what_the_store_uses(monkeypatch, tmp_path):
     """The integration test forces the old behaviour through `derive_store_key`: it must be the one path."""
     monkeypatch.setattr(store_session, "derive_store_key", lambda key: NIO_DEFAULT_KEY)
     assert StoreKeys.for_config(config_with(tmp_path, new_key())).current == NIO_DEFAULT_KEY
+
+
+async def test_sends_to_rooms_with_an_af_and_looks_at_an_af_s_devices_share_one_lock(tmp_path):
+    # tests/adapters/test_matrix_units.py shows why (a look between a send's check and its key share left a
+    # message readable by nobody); here, that the adapter wires it so.
+    folder = tmp_path / "matrix"
+    save_credentials(folder)
+    adapter = await start_and_stop(config_with(tmp_path, new_key()))
+    assert adapter.sender._shared_lock is adapter.devices.lock

@@ -657,6 +657,49 @@ async def test_after_keys_query_marks_afs_stale_and_announces_a_new_af_device_at
     assert world.spawned == []
 
 
+async def test_a_look_at_the_af_waits_for_a_send_between_its_check_and_its_key_share():
+    # Finding (Element, the AF signing in after the bot started): the AF's Element publishes its new identity a
+    # moment before it signs its device. A look in that moment holds the AF and blacklists the device; when
+    # that came while a send awaited the key claim for that very device, nio skipped the device and the
+    # message (the weekly overview) was readable by nobody (MEGOLM_UNKNOWN_INBOUND_SESSION_ID, no withheld).
+    world = World("tofu", cross_signing_identity=False)
+    world.trust.grace = 60
+    world.add_af_device("PHONE")
+    room = world.client.add_room(ROOM, AF)
+    await world.verdict()  # an AF without cross-signing: the phone reads
+    world.client.olm.session_store.without.add(world.client.device(AF, "PHONE").curve25519)
+    claiming, answer = asyncio.Event(), asyncio.Event()
+    claim = world.client.keys_claim
+
+    async def slow_claim(missing):
+        claiming.set()
+        await answer.wait()
+        await claim(missing)
+
+    world.client.keys_claim = slow_claim
+    blacklisted_at_share: list[set[str]] = []
+
+    async def send():  # as Sender.send does for a room with an AF: prepare, then nio shares the key
+        async with world.devices.lock:
+            await world.devices.prepare(room, AF, False)
+            blacklisted_at_share.append(world.client.blacklisted(AF))
+
+    sending = asyncio.create_task(send())
+    await claiming.wait()
+    world.af.reset_identity()  # Element's set-up: the identity first, the device's signature a moment later
+    world.devices.after_keys_query(KeysQueryResponse({AF: copy.deepcopy(world.af.device_keys)}, {}))
+    looking = [asyncio.create_task(coro) for coro in world.spawned]
+    world.spawned.clear()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert world.client.blacklisted(AF) == set()  # the look waits for the send
+    answer.set()
+    await asyncio.gather(sending, *looking)
+    assert blacklisted_at_share == [set()]  # the phone got the room key of that message
+    assert world.client.blacklisted(AF) == {"PHONE"}  # and is held afterwards, until its signature comes
+    assert ROOM in world.client.invalidated  # with a fresh room key for what comes next
+
+
 async def test_looking_again_while_the_homeserver_is_away_is_quiet():
     world = World("tofu")
     world.add_af_device("PHONE")

@@ -246,7 +246,7 @@ async function authUploadDeviceSigningKeys(makeRequest) {
 
 const commands = {
     async start({ homeserver, user, password, device_name = "Element test", isolation = "signed", cross_signing = true,
-        reset_cross_signing = false }, deadline) {
+        reset_cross_signing = false, signature_delay_ms = 0 }, deadline) {
         if (client) throw new Error("already started");
         const mode = isolationMode(isolation);
         const anonymous = sdk.createClient({ baseUrl: homeserver });
@@ -259,6 +259,17 @@ const commands = {
         client = sdk.createClient({
             baseUrl: homeserver, userId: login.user_id, deviceId: login.device_id, accessToken: login.access_token,
         });
+        if (signature_delay_ms) {
+            // A slow client or network: the new identity is published this long before the device's signature
+            // (Element's set-up uploads the two one after the other).
+            const authed = client.http.authedRequest.bind(client.http);
+            client.http.authedRequest = async (method, path, ...rest) => {
+                if (String(path).includes("/keys/signatures/upload")) {
+                    await new Promise((resolve) => setTimeout(resolve, signature_delay_ms));
+                }
+                return authed(method, path, ...rest);
+            };
+        }
         deadline.step = "initRustCrypto";
         await client.initRustCrypto({ useIndexedDB: false });
         crypto = client.getCrypto();

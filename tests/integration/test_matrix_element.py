@@ -65,12 +65,13 @@ async def test_element_users_report_and_handle_a_signal_with_every_message_reada
     saved = (list(root.handlers), root.level, logging.getLogger("meldbot").level)
     logs.setup(level="DEBUG", json_lines=True, stream=log_stream)
     try:
-        # Both sign in (and set up cross-signing, as Element does at first login) before the bot starts.
-        # The bot has AF content waiting from its first moment (the weekly overview). While the AF's Element
-        # was still setting itself up, on a slow machine under load, that first message was once unreadable
-        # to the AF (MEGOLM_UNKNOWN_INBOUND_SESSION_ID), and once the AF notification came later than 30 s.
-        # The second is fixed (meldbot.adapters.matrix.common.keys_query, the quick looks in trust.py); the
-        # first is not explained yet. This test is about Element once it is set up.
+        # Both sign in (and set up cross-signing, as Element does at first login) before the bot starts: this
+        # test is about Element once it is set up. The window while the AF's Element sets itself up, with AF
+        # content waiting, has tests of its own: the first message unreadable (fixed, see
+        # test_an_af_signing_in_on_element_while_af_content_waits_reads_the_first_message) and the AF
+        # notification later than 30 s (fixed: meldbot.adapters.matrix.common.keys_query, the quick looks in
+        # trust.py). Still open there, seen once in 12 rounds under load in "signed" mode: Element tries the
+        # first message before it has downloaded the bot's device (UNKNOWN_SENDER_DEVICE) and does not try again.
         employee = await world.element(world.employee_id, isolation)
         af = await world.element(world.af_id, isolation)
         async with Bot(world.config(), clock=wednesday()) as bot:
@@ -112,6 +113,36 @@ async def test_element_users_report_and_handle_a_signal_with_every_message_reada
     leaked = [i for i in ids if i and i in written]
     assert not leaked, [line for line in written.splitlines() if any(i in line for i in leaked)][:8]
     assert "paspoorten" not in written
+
+
+@needs_synapse
+@pytest.mark.parametrize("attempt", [1, 2])
+async def test_an_af_signing_in_on_element_while_af_content_waits_reads_the_first_message(world, monkeypatch,
+                                                                                          attempt):
+    """Finding (once on a slow machine, then 17 of 20 times with the window widened as here): the bot has AF
+    content waiting from its first moment (the weekly overview) when the AF signs in on a new Element. Element
+    publishes its new identity a moment before it signs its device; a look at the AF's keys in that moment
+    took the device's right to read away while a send awaited the one-time key claim for that very device,
+    and nio then left the device out of the room key without a word: MEGOLM_UNKNOWN_INBOUND_SESSION_ID, for
+    good. Looks and sends now take turns (trust.Devices.lock). Widened: the homeserver's claim answer comes
+    0.6 s late, Element's signature 1 s after its identity."""
+    from nio import AsyncClient
+
+    claim = AsyncClient.keys_claim
+
+    async def slow_claim(self, users):
+        answer = await claim(self, users)
+        await asyncio.sleep(0.6)   # a slow homeserver (not a wait for something)
+        return answer
+
+    monkeypatch.setattr(AsyncClient, "keys_claim", slow_claim)
+    async with Bot(world.config(), clock=wednesday()):
+        af = await world.element(world.af_id, "all", signature_delay_ms=1000)
+        first = await af.wait_for(lambda: next(iter(af.messages(sender=world.bot_id)), None),
+                                  "the bot's first message", timeout=60)
+        await af.wait_for(lambda: next((m for m in af.messages(sender=world.bot_id)
+                                        if m.event_id == first.event_id and m.decrypted), None),
+                          f"the bot's first message readable (was: {first.summary()})", timeout=20)
 
 
 @needs_synapse

@@ -170,16 +170,17 @@ class ElementClient:
 
     async def start(self, homeserver: str, user: str, password: str, device_name: str = "Element",
                     isolation: str = "signed", cross_signing: bool = True, reset_cross_signing: bool = False,
-                    timeout: float = WAIT) -> "ElementClient":
+                    signature_delay_ms: int = 0, timeout: float = WAIT) -> "ElementClient":
         """Log in as a new device, set up crypto like Element at first login; returns once keys are uploaded.
 
         isolation: "signed" is Element's "exclude insecure devices" (OnlySignedDevicesIsolationMode),
-        "all" the older default (AllDevicesIsolationMode(false)).
+        "all" the older default (AllDevicesIsolationMode(false)). signature_delay_ms: a slow client, whose new
+        cross-signing identity is published that long before its device is signed with it.
         """
         await self.launch()
         answer = await self.command("start", timeout, homeserver=homeserver, user=user, password=password,
                                     device_name=device_name, isolation=isolation, cross_signing=cross_signing,
-                                    reset_cross_signing=reset_cross_signing)
+                                    reset_cross_signing=reset_cross_signing, signature_delay_ms=signature_delay_ms)
         self.user_id, self.device_id = answer["user_id"], answer["device_id"]
         return self
 

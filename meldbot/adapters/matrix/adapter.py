@@ -149,7 +149,8 @@ class MatrixAdapter:
         self.devices = Devices(client, self.book, self.trust, self._person_back, self._spawn)
         self.direct = DirectRooms(client, self.wait_synced)
         self.sender = Sender(client, self.devices.prepare, self._t("matrix.image_name"), send_timeout=self._send_timeout,
-                             inline_rate_limit_ms=self._inline_rate_limit_ms, shared=self.devices.has_af)
+                             inline_rate_limit_ms=self._inline_rate_limit_ms, shared=self.devices.has_af,
+                             shared_lock=self.devices.lock)
         self.inbound = Inbound(client, handle=self._handle_message, sender=self.sender, direct=self.direct,
                                devices=self.devices, book=self.book, texts=self._t,
                                token_file=JsonFile(self.folder / "sync-token.json"), retry_cap=self._retry_cap,

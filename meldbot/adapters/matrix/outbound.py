@@ -44,7 +44,8 @@ def part_transaction(key: str, index: int) -> str:
 
 class Sender:
     def __init__(self, client: AsyncClient, prepare: Prepare, image_name: str, *, send_timeout: float,
-                 inline_rate_limit_ms: int, shared: Callable[[object], bool] = lambda room: False) -> None:
+                 inline_rate_limit_ms: int, shared: Callable[[object], bool] = lambda room: False,
+                 shared_lock: asyncio.Lock | None = None) -> None:
         self.client = client
         self._prepare = prepare
         self._shared = shared
@@ -54,8 +55,9 @@ class Sender:
         # One send at a time per room: which devices get the room key is decided per message.
         self._room_locks: dict[str, asyncio.Lock] = {}
         # Rooms with an AF share one lock: which AF devices may read is set for the AF, not per room,
-        # and an alert that every device may read must not open another room's key to them.
-        self._shared_lock = asyncio.Lock()
+        # and an alert that every device may read must not open another room's key to them. The AF trust
+        # looks hold it too (Devices.lock): which devices may read never changes in the middle of a send.
+        self._shared_lock = shared_lock or asyncio.Lock()
         client.add_response_callback(self._on_rate_limit, (RoomSendError, UploadError))
 
     async def send(self, room_id: str, reply: Reply, key: str, *, recipient: str | None = None,

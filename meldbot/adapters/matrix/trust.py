@@ -280,6 +280,12 @@ class Devices:
         self._away: set[str] = set()  # recipients without any device; the outbox holds their messages
         self._no_session_since: dict[tuple[str, str], float] = {}  # (user, device) -> first seen without one
         self.session_patience = SESSION_PATIENCE
+        # Held by every send to a room with an AF (the Sender's shared lock) and by every look at an AF's
+        # devices: a look that blacklists a device while a send is between its check and nio's key share
+        # (e.g. awaiting the key claim for that very device) would leave that message readable by nobody,
+        # nio skipping the blacklisted device without a word; one that unblacklists mid-share is undone by
+        # nio (it does not renew a key that is not marked shared yet).
+        self.lock = asyncio.Lock()
 
     def devices_of(self, user_id: str) -> list:
         return list(self.client.device_store.active_user_devices(user_id))
@@ -308,15 +314,16 @@ class Devices:
                 self._wake(user_id)
 
     async def _look_again(self, af_id: str, *, retry: bool = False) -> None:
-        try:
-            verdict = await self.trust.verdict(af_id)
-        except DeliveryError as exc:
-            log.info("AF keys not checked now; again before the next message", extra={"reason": exc.reason})
-            if retry:   # a look that was due (a signature awaited): not dropped while the homeserver is away
-                self.recheck(af_id, RECHECK_RETRY_SECONDS)
-            return
-        if self.trust.apply(af_id, verdict):
-            self._renew_rooms_of(af_id)
+        async with self.lock:  # never between a send's check and its key share (see __init__)
+            try:
+                verdict = await self.trust.verdict(af_id)
+            except DeliveryError as exc:
+                log.info("AF keys not checked now; again before the next message", extra={"reason": exc.reason})
+                if retry:   # a look that was due (a signature awaited): not dropped while the homeserver is away
+                    self.recheck(af_id, RECHECK_RETRY_SECONDS)
+                return
+            if self.trust.apply(af_id, verdict):
+                self._renew_rooms_of(af_id)
         if af_id in self._away and not verdict.held and verdict.readers:
             self._away.discard(af_id)
             self._wake(af_id)  # what waited for a readable device goes out now
