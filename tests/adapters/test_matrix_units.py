@@ -690,9 +690,10 @@ async def test_a_look_at_the_af_waits_for_a_send_between_its_check_and_its_key_s
     world.devices.after_keys_query(KeysQueryResponse({AF: copy.deepcopy(world.af.device_keys)}, {}))
     looking = [asyncio.create_task(coro) for coro in world.spawned]
     world.spawned.clear()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert world.client.blacklisted(AF) == set()  # the look waits for the send
+    async with asyncio.timeout(5):   # the look queues for the lock the send holds
+        while not world.devices.lock._waiters:
+            await asyncio.sleep(0.01)
+    assert world.client.blacklisted(AF) == set()  # and changed nothing meanwhile
     answer.set()
     await asyncio.gather(sending, *looking)
     assert blacklisted_at_share == [set()]  # the phone got the room key of that message

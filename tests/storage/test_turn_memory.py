@@ -5,6 +5,8 @@ tests/service/test_turns_across_processes.py; that it saves the read, in tests/s
 
 from __future__ import annotations
 
+import pytest
+
 from meldbot.core.messaging import Identity, IncomingMessage
 from meldbot.core.ports import PersonSettings
 from meldbot.run.app import build_app
@@ -57,21 +59,13 @@ async def test_a_turn_that_wrote_the_person_leaves_nothing_to_remember(postgres_
         assert len(memory) == 1
 
 
-async def test_a_keyless_database_has_no_memory(postgres_database, clock):
-    # Local testing without a data key: the state is stored as is, so two writes can leave the same text and
-    # the digest could not tell them apart.
-    await migrated(postgres_database)
-    app = build_app(make_config(postgres_database), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
-    async with app:
-        await app.bot.handle(message("melden", "$1"))
-        async with app.uow() as uow:
-            assert uow.memory is None
-
-
-async def test_sqlite_has_no_memory(sqlite_url, clock):
-    # One process per SQLite file, and its reads cost no round trip: nothing to save.
-    await migrated(sqlite_url)
-    app = build_app(make_config(sqlite_url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
+@pytest.mark.parametrize("url", ["postgres_database", "sqlite_url"])
+async def test_no_memory_for_a_keyless_database_nor_for_sqlite(url, clock, request):
+    # Keyless (local testing): the state is stored as is, so two writes can leave the same text and the digest
+    # could not tell them apart. SQLite: one process per file, and its reads cost no round trip.
+    url = request.getfixturevalue(url)
+    await migrated(url)
+    app = build_app(make_config(url), clock=clock, notifiers={"console": FakeNotifier()}, mode="chat")
     async with app:
         await app.bot.handle(message("melden", "$1"))
         async with app.uow() as uow:
