@@ -35,6 +35,7 @@ from meldbot.adapters.matrix.sync import Inbound
 from meldbot.adapters.matrix.trust import AfTrust, Devices, alert_key, is_unguarded_key
 from meldbot.core.i18n import texts
 from meldbot.core.messaging import DeliveryError, RecipientAway, Reply
+from tests.support.matrix import until
 
 BOT = "@meldbot:bergeijk.nl"
 AF = "@anna:bergeijk.nl"
@@ -690,9 +691,7 @@ async def test_a_look_at_the_af_waits_for_a_send_between_its_check_and_its_key_s
     world.devices.after_keys_query(KeysQueryResponse({AF: copy.deepcopy(world.af.device_keys)}, {}))
     looking = [asyncio.create_task(coro) for coro in world.spawned]
     world.spawned.clear()
-    async with asyncio.timeout(5):   # the look queues for the lock the send holds
-        while not world.devices.lock._waiters:
-            await asyncio.sleep(0.01)
+    await until(lambda: world.devices.lock._waiters, "the look to queue for the lock the send holds", timeout=5)
     assert world.client.blacklisted(AF) == set()  # and changed nothing meanwhile
     answer.set()
     await asyncio.gather(sending, *looking)

@@ -282,9 +282,8 @@ class ConversationRepository:
             if check is None:
                 await self._uow.fast.begin_now()   # cannot be checked: the lock now, and the read again after it
                 result = None
-            elif not all(self._uow.fast.begin_later(statement) for statement in check):
-                raise RuntimeError("the conversation's check could not wait for the BEGIN")
             else:
+                self._check_with_begin(check)
                 self._versions = (tuple(keys), tuple(params["lookups"]), tuple(seen), reader)
         if result is None:
             found = (await self._uow.run(_CONVERSATION_AND_PERSON, params)).first()
@@ -292,6 +291,11 @@ class ConversationRepository:
         self._uow.people.keep(reader, PersonSettings(found[5], found[6]) if found and found[4] else PersonSettings())
         if event_id:
             processed.keep(platform, event_id, (found[8], found[9]) if found and found[7] else None)
+
+    def _check_with_begin(self, check: list[str]) -> None:
+        """The check (see _unchanged) goes with the transaction's BEGIN, after the conversation's lock."""
+        if not all(self._uow.fast.begin_later(statement) for statement in check):
+            raise RuntimeError("the conversation's check could not wait for the BEGIN")
 
     def _from_memory(self, platform: str, conversation_id: str, reader: Identity, event_id: str | None,
                      keys: list[str], lookups: list[str]) -> bool:
@@ -309,8 +313,7 @@ class ConversationRepository:
         check = _unchanged(keys, lookups, list(entry.seen), events)
         if check is None or not fast.waiting_for_begin or self._uow.has_deferred:
             return False
-        if not all(fast.begin_later(statement) for statement in check):
-            raise RuntimeError("the conversation's check could not wait for the BEGIN")
+        self._check_with_begin(check)
         self._rows[(platform, conversation_id)] = entry.row
         self._uow.people.keep(reader, entry.settings)
         if event_id:
