@@ -604,22 +604,44 @@ async def grow(conn, history: History, n: int, salt: int) -> tuple[list[tuple[in
 # --- measuring ---------------------------------------------------------------------------------------
 
 class Statements:
-    """Records the SQL the app sends and how long each took (for EXPLAIN when something is slow)."""
+    """Records the SQL the app sends and how long each took (for EXPLAIN when something is slow): through
+    SQLAlchemy (its cursor events) and straight on the asyncpg connection (meldbot/storage/fast.py, the turn's
+    own statements: the "reeds bekend" candidates, the audit line with the COMMIT)."""
+
+    DRIVER_CALLS = ("fetch", "execute", "executemany")
 
     def __init__(self, engine) -> None:
         self.engine = engine.sync_engine
         self.seen: list[tuple[float, str, object]] = []
-        self.on = False
+        self._originals: dict[str, object] = {}
 
     def __enter__(self):
         self.seen.clear()
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
+        for name in self.DRIVER_CALLS:
+            self._originals[name] = original = getattr(asyncpg.Connection, name)
+            setattr(asyncpg.Connection, name, self._timed(original, many=name == "executemany"))
         return self
 
     def __exit__(self, *exc):
         event.remove(self.engine, "before_cursor_execute", self._before)
         event.remove(self.engine, "after_cursor_execute", self._after)
+        for name, original in self._originals.items():
+            setattr(asyncpg.Connection, name, original)
+
+    def _timed(self, original, many: bool):
+        seen = self.seen
+
+        async def timed(connection, query, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await original(connection, query, *args, **kwargs)
+            finally:
+                # (seconds, SQL, positional values); several statements in one string (BEGIN; ...; COMMIT) as sent
+                values = (tuple(args[0][0]) if args and args[0] else None) if many else (tuple(args) or None)
+                seen.append((time.perf_counter() - started, query, values))   # executemany: its first row
+        return timed
 
     def _before(self, conn, cursor, statement, parameters, context, executemany):
         conn.info.setdefault("bench_started", []).append(time.perf_counter())
@@ -631,11 +653,22 @@ class Statements:
         return sorted(self.seen, key=lambda s: -s[0])[:n]
 
 
-async def explain(app, statement: str, parameters) -> str:
-    async with app.db.engine.connect() as conn:
-        trans = await conn.begin()
+async def explain(app, conn, statement: str, parameters) -> str:
+    """EXPLAIN ANALYZE of one statement the app sent, rolled back (it may write)."""
+    if ";" in statement.strip().rstrip(";"):
+        return "(several statements sent as one: not explained)"
+    if isinstance(parameters, tuple) or parameters is None:     # sent straight on the driver: $1, $2, ...
+        transaction = conn.transaction()
+        await transaction.start()
         try:
-            rows = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters)
+            rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *(parameters or ()))
+            return "\n".join(r[0] for r in rows)
+        finally:
+            await transaction.rollback()
+    async with app.db.engine.connect() as sa_conn:
+        trans = await sa_conn.begin()
+        try:
+            rows = await sa_conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters)
             return "\n".join(r[0] for r in rows)
         finally:
             await trans.rollback()
@@ -736,14 +769,19 @@ async def measure_size(app, conn, targets, open_count: int, warm_up: int, explai
         seconds, statement, parameters = statements.slowest(1)[0]
         result["sql"][name] = (len(statements.seen), sum(s[0] for s in statements.seen), seconds, _short(statement))
         if explain_all or seconds * 1000 > SLOW_STATEMENT_MS:
-            result["explain"].append((name, seconds, statement, await explain(app, statement, parameters)))
+            result["explain"].append((name, seconds, statement, await explain(app, conn, statement, parameters)))
     return result
 
 
 def _short(statement: str) -> str:
-    words = statement.split()
-    table = words[words.index("FROM") + 1] if "FROM" in words and words[0] == "SELECT" else words[2]
-    return f"{words[0]} {table}"
+    """`SELECT signal`, `INSERT audit`, `WITH weights` (the "reeds bekend" candidates), ..."""
+    words = statement.replace(";", " ; ").split()
+    first = words[0].upper()
+    if first == "SELECT" and "FROM" in words:
+        return f"SELECT {words[words.index('FROM') + 1]}"
+    if first in ("INSERT", "DELETE"):
+        return f"{first} {words[2]}"
+    return f"{first} {words[1]}" if len(words) > 1 else first
 
 
 async def _admin(sql: str) -> None:
