@@ -634,6 +634,10 @@ class Statements:
         seen = self.seen
 
         async def timed(connection, query, *args, **kwargs):
+            # Only meldbot's own calls (meldbot/storage/fast.py): SQLAlchemy's executemany is counted by its
+            # cursor events already, and asyncpg's transactions send their BEGIN and COMMIT through here too.
+            if not sys._getframe(1).f_globals.get("__name__", "").startswith("meldbot."):
+                return await original(connection, query, *args, **kwargs)
             started = time.perf_counter()
             try:
                 return await original(connection, query, *args, **kwargs)
@@ -657,6 +661,8 @@ async def explain(app, conn, statement: str, parameters) -> str:
     """EXPLAIN ANALYZE of one statement the app sent, rolled back (it may write)."""
     if ";" in statement.strip().rstrip(";"):
         return "(several statements sent as one: not explained)"
+    if statement.split(None, 1)[0].upper() not in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
+        return "(not a statement EXPLAIN takes)"
     if isinstance(parameters, tuple) or parameters is None:     # sent straight on the driver: $1, $2, ...
         transaction = conn.transaction()
         await transaction.start()

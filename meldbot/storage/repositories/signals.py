@@ -46,9 +46,11 @@ _PSEUDONYMS_TAKEN = sa.select(_SIGNAL.c.pseudonym).where(
 # key with signal :signal, each shared key weighing 1 / the signals that hold it; at most :limit.
 # First each of the signal's keys with its weight, counted from the index alone (MATERIALIZED: counted once per
 # key, not once per holder); then every holder of those keys adds the key's weight. A window count over the
-# holders sorted them all by key first and summed NUMERIC weights: at a million signals a common name block has
-# a thousand holders, and the statement took 2.3 ms (p50, now 1.0 ms; at 10k 0.3 ms both; benchmarks/growth.py).
-_MINE = sa.select(_SIGNAL_KEY.c.digest).where(_SIGNAL_KEY.c.signal_id == sa.bindparam("signal")).distinct().subquery()
+# holders sorted them all by key first: at a million signals a common name block has a thousand holders, and
+# the statement took 1.9-2.3 ms (p50, now 1.0 ms; at 10k 0.3 ms both; benchmarks/growth.py). The sums are rounded
+# before they are ordered: 1/2 + 1/12 and 1/3 + 1/4 are a tie, and a tie goes to the newest signal.
+_MINE = sa.select(_SIGNAL_KEY.c.digest).where(_SIGNAL_KEY.c.signal_id == sa.bindparam("signal"),
+                                              _SIGNAL_KEY.c.meldpunt_id == sa.bindparam("meldpunt")).distinct().subquery()
 _HELD = sa.alias(_SIGNAL_KEY, "held")
 _WEIGHTS = (
     sa.select(_MINE.c.digest, (sa.literal_column("1.0", sa.Float) / sa.cast(
@@ -56,7 +58,8 @@ _WEIGHTS = (
                                          _HELD.c.digest == _MINE.c.digest).scalar_subquery(), sa.Float)).label("weight"))
     .cte("weights").prefix_with("MATERIALIZED")
 )
-_WEIGHT = sa.func.sum(_WEIGHTS.c.weight).label("weight")
+# (In billionths, as a float: a NUMERIC cast and round() of every candidate's sum took 0.7 ms at a million.)
+_WEIGHT = sa.func.round(sa.func.sum(_WEIGHTS.c.weight) * sa.literal_column("1000000000.0", sa.Float)).label("weight")
 _RANKED = (
     sa.select(_SIGNAL_KEY.c.signal_id, _WEIGHT)
     .select_from(_WEIGHTS.join(_SIGNAL_KEY, sa.and_(_SIGNAL_KEY.c.meldpunt_id == sa.bindparam("meldpunt"),
