@@ -374,13 +374,15 @@ class SignalRepository:
     async def erase(self, signal_id: int, reference: str, at: datetime) -> None:
         """Retention: everything personal about one signal goes; its row stays, content-free."""
         s = self._s
+        # The row first: its lock makes a key rotation busy with this signal finish before anything goes
+        # (meldbot.storage.rotation), or what it re-sealed (content, melder, keys) would come back after it.
+        await s.exec(sa.update(SignalRow).where(SignalRow.id == signal_id).values(
+            content_sealed=self._uow.sealer.seal("{}"), mentions_sealed=None, pseudonym=None, erased_at=at,
+            updated_at=at))
         for table in (EventRow, MelderRow, SignalKeyRow, AuditRow):
             await s.exec(sa.delete(table).where(table.signal_id == signal_id))
         await self._uow.processed.forget_signal(signal_id)   # replies that showed it
         await self._uow.outbox.forget_signal(reference)        # messages about it, delivered or not
-        await s.exec(sa.update(SignalRow).where(SignalRow.id == signal_id).values(
-            content_sealed=self._uow.sealer.seal("{}"), mentions_sealed=None, pseudonym=None, erased_at=at,
-            updated_at=at))
         s.add(EventRow(signal_id=signal_id, meldpunt_id=(await s.get(SignalRow, signal_id)).meldpunt_id, at=at,
                        actor="systeem", kind="gewist", data_sealed=self._uow.sealer.seal("{}")))
 

@@ -1,0 +1,80 @@
+"""`meldbot rotate-key` runs while the bot answers (docs/beheer.md, "Sleutel wisselen"): what a turn writes in
+the meantime is not overwritten by the rotation's copy of the row from before it (PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import sqlalchemy as sa
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from meldbot.core.domain import RefQuery
+from meldbot.storage.db import Database
+from meldbot.storage.rotation import Rotation
+from meldbot.storage.sealing import KeyringSealer, new_key
+from meldbot.storage.uow import SqlUnitOfWork
+from tests.storage.test_privacy import seed
+
+DEADLINE = 30.0
+
+
+async def _waiting_for_a_lock(db: Database) -> bool:
+    async with db.engine.connect() as conn:
+        return bool((await conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ))).scalar())
+
+
+async def test_a_signal_erased_by_retention_during_the_rotation_stays_erased(postgres_database, clock, monkeypatch):
+    """Found by reading rotation.py: it read a batch of signals, sealed their content again and wrote it back,
+    with their matching keys, without a lock. A signal that retention erased in between came back: its
+    content, what it mentions and its keys, sealed under the new key."""
+    old, new = new_key(), new_key()
+    await seed(postgres_database, KeyringSealer(old), clock)
+    both = KeyringSealer(new, [old])     # the bot restarted with both keys, as the docs say, before rotate-key
+    selected, go = asyncio.Event(), asyncio.Event()
+    original = AsyncSession.exec
+
+    async def exec_(self, statement, *args, **kwargs):
+        result = await original(self, statement, *args, **kwargs)
+        text = str(statement)
+        if "FROM signal" in text and "signal.content_sealed NOT LIKE" in text and not selected.is_set():
+            selected.set()          # the rotation has read its batch of signals: hold it here
+            await go.wait()
+        return result
+
+    async def erase_first_signal() -> None:
+        async with SqlUnitOfWork(db, both) as uow:      # as the nightly retention job does it
+            signal = await uow.signals.find(RefQuery(1), ["bergeijk"])
+            await uow.signals.erase(signal.id, str(signal.reference), clock.now())
+            await uow.commit()
+
+    monkeypatch.setattr(AsyncSession, "exec", exec_)
+    db = Database(postgres_database)
+    try:
+        rotation = asyncio.create_task(Rotation(db, both, batch_size=10).run())
+        deadline = time.monotonic() + DEADLINE
+        while not selected.is_set():
+            assert time.monotonic() < deadline and not rotation.done(), "the rotation did not read the signals"
+            await asyncio.sleep(0.02)
+        erasure = asyncio.create_task(erase_first_signal())
+        # The erasure either commits at once (the rotation holds no lock on the row) or waits for the
+        # rotation's lock; either way the rotation goes on after that.
+        while not erasure.done() and not await _waiting_for_a_lock(db):
+            assert time.monotonic() < deadline, "the erasure neither finished nor waited for a lock"
+            await asyncio.sleep(0.02)
+        go.set()
+        assert (await asyncio.wait_for(rotation, DEADLINE)).done
+        await asyncio.wait_for(erasure, DEADLINE)
+        async with SqlUnitOfWork(db, KeyringSealer(new)) as uow:
+            signal = await uow.signals.find(RefQuery(1), ["bergeijk"])
+            content, mentions, keys, melders = (await uow.session.exec(sa.text(
+                "SELECT content_sealed, mentions_sealed, (SELECT count(*) FROM signal_key WHERE signal_id = :id), "
+                "(SELECT count(*) FROM melder WHERE signal_id = :id) FROM signal WHERE id = :id"
+            ).bindparams(id=signal.id))).one()
+        assert signal.erased_at is not None
+        assert (KeyringSealer(new).open(content), mentions, keys, melders) == ("{}", None, 0, 0)
+    finally:
+        go.set()
+        await db.dispose()
