@@ -35,15 +35,17 @@ async def erase_expired(uow: UnitOfWork, config: Config, clock: Clock) -> int:
     notes, matching keys and audit entries go; the signal row stays as one content-free line with the
     facts monitoring needs. Also drops what was only kept for a short while."""
     now = clock.now()
-    erased = 0
+    expired = []
     for meldpunt in config.meldpunten:
         months = config.reminders_for(meldpunt.id).retention_closed_months
         cutoff = months_before(now.astimezone(meldpunt.tz), months)
-        for signal_id, reference in await uow.signals.closed_before(meldpunt.id, cutoff):
-            await uow.signals.erase(signal_id, reference, now)
-            erased += 1
+        expired += await uow.signals.closed_before(meldpunt.id, cutoff)
+    # Oldest first over all meldpunten: the order in which a key rotation locks its batches of signals
+    # (meldbot.storage.rotation), so the two wait for each other instead of locking each other out.
+    for signal_id, reference in sorted(expired):
+        await uow.signals.erase(signal_id, reference, now)
     await uow.processed.forget_before(now - PROCESSED_EVENTS_KEPT)
     await uow.processed.forget_replies_before(now - PROCESSED_REPLIES_KEPT)
     await uow.outbox.forget_delivered_before(now - DELIVERED_MESSAGES_KEPT)
     await uow.conversations.forget_markers_before(now - DRAFT_MARKERS_KEPT)
-    return erased
+    return len(expired)

@@ -56,11 +56,13 @@ class Rotation:
     def _stale(self, column):
         return sa.not_(column.like(self._current))
 
-    # Every batch reads its rows FOR UPDATE (PostgreSQL; SQLite has one writer at a time anyway): the bot runs
-    # meanwhile (docs/beheer.md, "Sleutel wisselen"), and a row it wrote between this read and this write would
-    # otherwise be written over with the copy from before it: a signal that retention erased came back with
-    # its content and keys. A writer waits for the batch, and then writes on top of it (a row it changed meanwhile
-    # is under the current key, so no later batch picks it up).
+    # Every batch reads its rows FOR NO KEY UPDATE (PostgreSQL; SQLite has one writer at a time anyway): the bot
+    # runs meanwhile (docs/beheer.md, "Sleutel wisselen"), and a row it wrote between this read and this write
+    # would otherwise be written over with the copy from before it: a signal that retention erased came back
+    # with its content and keys. A writer of such a row waits for the batch, and then writes on top of it (a row
+    # it changed meanwhile is under the current key, so no later batch picks it up). Not FOR UPDATE: that also
+    # blocks the key-share lock every insert of an audit line, event or key takes on its signal, so `toon` and
+    # `lijst` waited for a whole batch, and a merge (two signals, the kept one first) could deadlock with it.
 
     async def run(self, max_batches: int | None = None) -> RotationProgress:
         progress = RotationProgress()
@@ -116,7 +118,7 @@ class Rotation:
         # Saving a signal seals its content again, not its mentions: either may be under an older key.
         stale = sa.or_(self._stale(SignalRow.content_sealed),
                        sa.and_(SignalRow.mentions_sealed.is_not(None), self._stale(SignalRow.mentions_sealed)))
-        rows = (await s.exec(select(SignalRow).where(stale).order_by(SignalRow.id).limit(self._batch).with_for_update())).all()
+        rows = (await s.exec(select(SignalRow).where(stale).order_by(SignalRow.id).limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             content = sealer.open(row.content_sealed)
             row.content_sealed = sealer.seal(content)
@@ -151,7 +153,7 @@ class Rotation:
 
     async def _events(self, uow: SqlUnitOfWork) -> int:
         rows = (await uow.session.exec(select(EventRow).where(self._stale(EventRow.data_sealed))
-                                       .order_by(EventRow.id).limit(self._batch).with_for_update())).all()
+                                       .order_by(EventRow.id).limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             row.data_sealed = self._sealer.seal(self._sealer.open(row.data_sealed))
             uow.session.add(row)
@@ -159,7 +161,7 @@ class Rotation:
 
     async def _audit(self, uow: SqlUnitOfWork) -> int:
         rows = (await uow.session.exec(select(AuditRow).where(self._stale(AuditRow.actor_sealed))
-                                       .order_by(AuditRow.id).limit(self._batch).with_for_update())).all()
+                                       .order_by(AuditRow.id).limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             row.actor_sealed = self._sealer.seal(self._sealer.open(row.actor_sealed))
             if row.detail_sealed is not None:
@@ -170,7 +172,7 @@ class Rotation:
     async def _conversations(self, uow: SqlUnitOfWork) -> int:
         s = uow.session
         rows = (await s.exec(select(ConversationRow).where(self._stale(ConversationRow.state_sealed))
-                             .limit(self._batch).with_for_update())).all()
+                             .limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             platform, conversation_id = json.loads(self._sealer.open(row.conversation_sealed))
             fresh = ConversationRow(
@@ -185,7 +187,7 @@ class Rotation:
 
     async def _outbox(self, uow: SqlUnitOfWork) -> int:
         rows = (await uow.session.exec(select(OutboxRow).where(self._stale(OutboxRow.payload_sealed))
-                                       .order_by(OutboxRow.id).limit(self._batch).with_for_update())).all()
+                                       .order_by(OutboxRow.id).limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             recipient = json.loads(self._sealer.open(row.recipient_sealed))
             row.recipient_sealed = self._sealer.seal(json.dumps(recipient))
@@ -197,7 +199,7 @@ class Rotation:
     async def _people(self, uow: SqlUnitOfWork) -> int:
         s = uow.session
         rows = (await s.exec(select(PersonRow).where(self._stale(PersonRow.identity_sealed)).limit(self._batch)
-                             .with_for_update())).all()
+                             .with_for_update(key_share=True))).all()
         for row in rows:
             identity = Identity(*json.loads(self._sealer.open(row.identity_sealed)))
             fresh = PersonRow(lookup=uow.person_lookup(identity),
@@ -217,7 +219,7 @@ class Rotation:
         s = uow.session
         rows = (await s.exec(select(ProcessedEventRow).where(
             ProcessedEventRow.replies_sealed.is_not(None), self._stale(ProcessedEventRow.replies_sealed))
-            .order_by(ProcessedEventRow.key).limit(self._batch).with_for_update())).all()
+            .order_by(ProcessedEventRow.key).limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             row.replies_sealed = self._sealer.seal(self._sealer.open(row.replies_sealed))
             s.add(row)
@@ -227,7 +229,7 @@ class Rotation:
         s = uow.session
         rows = (await s.exec(select(ConversationReferenceRow)
                              .where(self._stale(ConversationReferenceRow.reference_sealed)).limit(self._batch)
-                             .with_for_update())).all()
+                             .with_for_update(key_share=True))).all()
         for row in rows:
             platform, user_id = json.loads(self._sealer.open(row.identity_sealed))
             fresh = ConversationReferenceRow(
@@ -241,7 +243,7 @@ class Rotation:
     async def _matrix_identities(self, uow: SqlUnitOfWork) -> int:
         s = uow.session
         rows = (await s.exec(select(MatrixIdentityRow)
-                             .where(self._stale(MatrixIdentityRow.keys_sealed)).limit(self._batch).with_for_update())).all()
+                             .where(self._stale(MatrixIdentityRow.keys_sealed)).limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             bot_user_id = self._sealer.open(row.account_sealed)
             fresh = MatrixIdentityRow(
@@ -262,7 +264,7 @@ class Rotation:
             current = uow.person_lookup(account)
             stale = (await s.exec(select(MatrixSyncRow).where(
                 MatrixSyncRow.account_lookup.in_(uow.person_lookups(account)),
-                MatrixSyncRow.account_lookup != current).with_for_update())).all()
+                MatrixSyncRow.account_lookup != current).with_for_update(key_share=True))).all()
             for row in stale:
                 fresh = MatrixSyncRow(account_lookup=current, position=row.position, holder=row.holder,
                                       holder_since=row.holder_since, updated_at=row.updated_at)
@@ -273,7 +275,7 @@ class Rotation:
     async def _matrix_trust(self, uow: SqlUnitOfWork) -> int:
         s = uow.session
         rows = (await s.exec(select(MatrixTrustRow)
-                             .where(self._stale(MatrixTrustRow.state_sealed)).limit(self._batch).with_for_update())).all()
+                             .where(self._stale(MatrixTrustRow.state_sealed)).limit(self._batch).with_for_update(key_share=True))).all()
         for row in rows:
             bot_user_id, af_id = json.loads(self._sealer.open(row.identity_sealed))
             fresh = MatrixTrustRow(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 from meldbot.core.clock import ManualClock
 from meldbot.core.messaging import Identity, Reply
@@ -40,3 +42,30 @@ async def test_erasing_a_signal_erases_the_messages_that_carry_its_reference(off
     assert erased.erased_at == clock.now() and erased.content.wat == ""
     assert await office.audit(1) == []
     assert (await office.signal(2)).erased_at is None
+
+
+async def test_retention_erases_the_oldest_signal_first_over_all_meldpunten(clock: ManualClock) -> None:
+    """Review finding: erase_expired went meldpunt by meldpunt, in the database's order. A key rotation locks
+    its batches of signals oldest first (meldbot.storage.rotation); erasing signal 2 and then 1 while a batch
+    held 1 and waited for 2 was a deadlock, and the night's erasure was rolled back."""
+    erased: list[int] = []
+
+    async def closed_before(meldpunt_id, cutoff):
+        return {"a": [(7, "MH-2024-0007"), (2, "MH-2024-0002")], "b": [(5, "MH-2024-0005"), (1, "MH-2024-0001")]}[
+            meldpunt_id]
+
+    async def erase(signal_id, reference, at):
+        erased.append(signal_id)
+
+    async def nothing(*_args):
+        return None
+
+    uow = SimpleNamespace(signals=SimpleNamespace(closed_before=closed_before, erase=erase),
+                          processed=SimpleNamespace(forget_before=nothing, forget_replies_before=nothing),
+                          outbox=SimpleNamespace(forget_delivered_before=nothing),
+                          conversations=SimpleNamespace(forget_markers_before=nothing))
+    config = SimpleNamespace(meldpunten=[SimpleNamespace(id="a", tz=ZoneInfo("Europe/Amsterdam")),
+                                         SimpleNamespace(id="b", tz=ZoneInfo("Europe/Amsterdam"))],
+                             reminders_for=lambda meldpunt_id: SimpleNamespace(retention_closed_months=24))
+    assert await erase_expired(uow, config, clock) == 4
+    assert erased == [1, 2, 5, 7]

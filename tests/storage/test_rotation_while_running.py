@@ -26,6 +26,61 @@ async def _waiting_for_a_lock(db: Database) -> bool:
         ))).scalar())
 
 
+class HeldRotation:
+    """A rotation held right after it read its first batch of signals (it patches AsyncSession.exec)."""
+
+    def __init__(self, db: Database, sealer: KeyringSealer, monkeypatch) -> None:
+        self.selected, self.go = asyncio.Event(), asyncio.Event()
+        original = AsyncSession.exec
+        selected, go = self.selected, self.go
+
+        async def exec_(session, statement, *args, **kwargs):
+            result = await original(session, statement, *args, **kwargs)
+            text = str(statement)
+            if "FROM signal" in text and "signal.content_sealed NOT LIKE" in text and not selected.is_set():
+                selected.set()
+                await go.wait()
+            return result
+
+        monkeypatch.setattr(AsyncSession, "exec", exec_)
+        self.task = asyncio.create_task(Rotation(db, sealer, batch_size=10).run())
+
+    async def read(self) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not self.selected.is_set():
+            assert time.monotonic() < deadline and not self.task.done(), "the rotation did not read the signals"
+            await asyncio.sleep(0.02)
+
+    async def finish(self):
+        self.go.set()
+        return await asyncio.wait_for(self.task, DEADLINE)
+
+
+async def test_reading_a_signal_while_the_rotation_holds_it_does_not_wait(postgres_database, clock, monkeypatch):
+    """Review finding: with FOR UPDATE the batch also blocked the key-share lock an insert into a table that
+    refers to the signal takes, so the audit line of `toon` or `lijst` waited for the whole batch."""
+    old, new = new_key(), new_key()
+    await seed(postgres_database, KeyringSealer(old), clock)
+    both = KeyringSealer(new, [old])
+    db = Database(postgres_database)
+    rotation = HeldRotation(db, both, monkeypatch)
+    try:
+        await rotation.read()
+
+        async def read_signal_1() -> None:
+            async with SqlUnitOfWork(db, both) as uow:
+                await uow.audit.append(meldpunt_id="bergeijk", signal_id=1, actor_kind="af", actor="af",
+                                       action="gelezen", at=clock.now())
+                await uow.commit()
+
+        await asyncio.wait_for(read_signal_1(), 5.0)     # the batch is still held
+        assert not rotation.task.done()
+        assert (await rotation.finish()).done
+    finally:
+        rotation.go.set()
+        await db.dispose()
+
+
 async def test_a_signal_erased_by_retention_during_the_rotation_stays_erased(postgres_database, clock, monkeypatch):
     """Found by reading rotation.py: it read a batch of signals, sealed their content again and wrote it back,
     with their matching keys, without a lock. A signal that retention erased in between came back: its
@@ -33,39 +88,24 @@ async def test_a_signal_erased_by_retention_during_the_rotation_stays_erased(pos
     old, new = new_key(), new_key()
     await seed(postgres_database, KeyringSealer(old), clock)
     both = KeyringSealer(new, [old])     # the bot restarted with both keys, as the docs say, before rotate-key
-    selected, go = asyncio.Event(), asyncio.Event()
-    original = AsyncSession.exec
-
-    async def exec_(self, statement, *args, **kwargs):
-        result = await original(self, statement, *args, **kwargs)
-        text = str(statement)
-        if "FROM signal" in text and "signal.content_sealed NOT LIKE" in text and not selected.is_set():
-            selected.set()          # the rotation has read its batch of signals: hold it here
-            await go.wait()
-        return result
-
     async def erase_first_signal() -> None:
         async with SqlUnitOfWork(db, both) as uow:      # as the nightly retention job does it
             signal = await uow.signals.find(RefQuery(1), ["bergeijk"])
             await uow.signals.erase(signal.id, str(signal.reference), clock.now())
             await uow.commit()
 
-    monkeypatch.setattr(AsyncSession, "exec", exec_)
     db = Database(postgres_database)
+    rotation = HeldRotation(db, both, monkeypatch)
     try:
-        rotation = asyncio.create_task(Rotation(db, both, batch_size=10).run())
+        await rotation.read()
         deadline = time.monotonic() + DEADLINE
-        while not selected.is_set():
-            assert time.monotonic() < deadline and not rotation.done(), "the rotation did not read the signals"
-            await asyncio.sleep(0.02)
         erasure = asyncio.create_task(erase_first_signal())
         # The erasure either commits at once (the rotation holds no lock on the row) or waits for the
         # rotation's lock; either way the rotation goes on after that.
         while not erasure.done() and not await _waiting_for_a_lock(db):
             assert time.monotonic() < deadline, "the erasure neither finished nor waited for a lock"
             await asyncio.sleep(0.02)
-        go.set()
-        assert (await asyncio.wait_for(rotation, DEADLINE)).done
+        assert (await rotation.finish()).done
         await asyncio.wait_for(erasure, DEADLINE)
         async with SqlUnitOfWork(db, KeyringSealer(new)) as uow:
             signal = await uow.signals.find(RefQuery(1), ["bergeijk"])
@@ -76,5 +116,5 @@ async def test_a_signal_erased_by_retention_during_the_rotation_stays_erased(pos
         assert signal.erased_at is not None
         assert (KeyringSealer(new).open(content), mentions, keys, melders) == ("{}", None, 0, 0)
     finally:
-        go.set()
+        rotation.go.set()
         await db.dispose()
