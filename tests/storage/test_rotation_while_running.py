@@ -14,7 +14,7 @@ from meldbot.storage.db import Database
 from meldbot.storage.rotation import Rotation
 from meldbot.storage.sealing import KeyringSealer, new_key
 from meldbot.storage.uow import SqlUnitOfWork
-from tests.storage.test_privacy import seed
+from tests.support.privacy import seed
 
 DEADLINE = 30.0
 
