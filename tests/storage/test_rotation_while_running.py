@@ -14,6 +14,7 @@ from meldbot.storage.db import Database
 from meldbot.storage.rotation import Rotation
 from meldbot.storage.sealing import KeyringSealer, new_key
 from meldbot.storage.uow import SqlUnitOfWork
+from tests.support.matrix import until
 from tests.support.privacy import seed
 
 DEADLINE = 30.0
@@ -46,10 +47,8 @@ class HeldRotation:
         self.task = asyncio.create_task(Rotation(db, sealer, batch_size=10).run())
 
     async def read(self) -> None:
-        deadline = time.monotonic() + DEADLINE
-        while not self.selected.is_set():
-            assert time.monotonic() < deadline and not self.task.done(), "the rotation did not read the signals"
-            await asyncio.sleep(0.02)
+        await until(lambda: self.selected.is_set() or self.task.done(), "the rotation's read", DEADLINE)
+        assert not self.task.done(), "the rotation ended without reading the signals"
 
     async def finish(self):
         self.go.set()
