@@ -253,9 +253,15 @@ class SqlUnitOfWork:
         The statements of one WITH see the same snapshot and none sees another's rows: a second write to a
         table that one waits for sends what waits first, so writes to one table keep their order.
         `conflict`: (table, exception): a unique violation on that table, when the writes are sent, raises
-        the exception instead (with the database's error as its cause)."""
+        the exception instead (with the database's error as its cause).
+        A row for the INSERT that waits last (the same prebuilt statement, the same columns) joins it: one
+        INSERT of several rows, in the order asked (`lijst` writes an audit line for each open signal)."""
         if _returns(stmt):
             raise ValueError("a deferred write gives nothing back")
+        if self._deferred and conflict is None and _joins(self._deferred[-1], stmt, params):
+            rows = self._deferred[-1][1]
+            self._deferred[-1] = (stmt, [*(rows if isinstance(rows, list) else [rows]), params])
+            return
         if any(_table(waiting) is _table(stmt) for waiting, _ in self._deferred):
             self._pending_first = True
         self._deferred.append((stmt, params))
@@ -358,3 +364,12 @@ class UnitOfWorkFactory:
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.db, self.sealer, self.on_outbox, self.memory)
+
+
+def _joins(waiting: tuple, stmt, params) -> bool:
+    """`params` is one more row for the INSERT `waiting` (SqlUnitOfWork.defer)."""
+    previous, rows = waiting
+    if previous is not stmt or not isinstance(stmt, sa.sql.dml.Insert) or stmt._values or stmt._multi_values:
+        return False
+    first = rows[0] if isinstance(rows, list) else rows
+    return isinstance(params, dict) and isinstance(first, dict) and tuple(first) == tuple(params)
