@@ -255,12 +255,17 @@ class SqlUnitOfWork:
         `conflict`: (table, exception): a unique violation on that table, when the writes are sent, raises
         the exception instead (with the database's error as its cause).
         A row for the INSERT that waits last (the same prebuilt statement, the same columns) joins it: one
-        INSERT of several rows, in the order asked (`lijst` writes an audit line for each open signal)."""
+        INSERT of several rows, in the order asked (`lijst` writes an audit line for each open signal), up to
+        JOINED_ROWS, so that the statements combined_writes builds and keeps stay few and small."""
         if _returns(stmt):
             raise ValueError("a deferred write gives nothing back")
+        if isinstance(params, (list, tuple)) and not params:
+            raise ValueError("a deferred write of no rows")
         if self._deferred and conflict is None and _joins(self._deferred[-1], stmt, params):
-            rows = self._deferred[-1][1]
-            self._deferred[-1] = (stmt, [*(rows if isinstance(rows, list) else [rows]), params])
+            waiting = self._deferred[-1][1]
+            if not isinstance(waiting, _Joined):
+                self._deferred[-1] = (stmt, waiting := _Joined([waiting]))
+            waiting.append(params)
             return
         if any(_table(waiting) is _table(stmt) for waiting, _ in self._deferred):
             self._pending_first = True
@@ -366,10 +371,22 @@ class UnitOfWorkFactory:
         return SqlUnitOfWork(self.db, self.sealer, self.on_outbox, self.memory)
 
 
+# Rows joined into one waiting INSERT at most: combined_writes keeps a statement per number of rows, and builds
+# it the first time (about 20 ms for 60 rows, 150 ms for 1,000).
+JOINED_ROWS = 32
+
+
+class _Joined(list):
+    """The rows joined into one waiting INSERT (a caller's own list of rows is never appended to)."""
+
+
 def _joins(waiting: tuple, stmt, params) -> bool:
-    """`params` is one more row for the INSERT `waiting` (SqlUnitOfWork.defer)."""
+    """`params` is one more row for the INSERT `waiting` (SqlUnitOfWork.defer), which has room for it."""
     previous, rows = waiting
     if previous is not stmt or not isinstance(stmt, sa.sql.dml.Insert) or stmt._values or stmt._multi_values:
         return False
-    first = rows[0] if isinstance(rows, list) else rows
-    return isinstance(params, dict) and isinstance(first, dict) and tuple(first) == tuple(params)
+    if isinstance(rows, _Joined):
+        if len(rows) >= JOINED_ROWS:
+            return False
+        rows = rows[0]
+    return isinstance(params, dict) and isinstance(rows, dict) and tuple(rows) == tuple(params)

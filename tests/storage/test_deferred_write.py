@@ -516,24 +516,43 @@ async def test_without_a_data_key_no_value_is_written_into_the_statement(postgre
     await db.dispose()
 
 
-async def test_rows_for_the_insert_that_waits_last_join_it_in_the_order_asked(database_url):
+@pytest.mark.parametrize("rows", [12, 70])
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "data-key"])
+async def test_rows_for_the_insert_that_waits_last_join_it_in_the_order_asked(database_url, rows, keyed):
     """Found with the growth benchmark's statement count: `lijst` wrote the audit line of each open signal in
     a round trip of its own (43 statements for 40 signals). Rows for the same prebuilt INSERT now join the one
-    that waits; a write in between keeps them apart (the order of writes to one table stays as asked)."""
+    that waits, up to JOINED_ROWS (a write in between keeps them apart: the order of writes to one table stays
+    as asked). With a data key the rows go with the COMMIT, as one INSERT of several rows (commit_with)."""
+    from meldbot.storage.sealing import KeyringSealer, new_key
+    from meldbot.storage.uow import JOINED_ROWS
+
     db = await _with_conversation(database_url)
+    sealer = KeyringSealer(new_key()) if keyed else PlainSealer()
     sent: list[str] = []
     fast.listeners.append(sent.append)
-    actions = [f"gelezen-{n}" for n in range(12)]
+    actions = [f"gelezen-{n}" for n in range(rows)]
     try:
-        async with SqlUnitOfWork(db, PlainSealer()) as uow:
+        async with SqlUnitOfWork(db, sealer) as uow:
             for action in actions:
                 await uow.audit.append(meldpunt_id="bergeijk", signal_id=None, actor_kind="af", actor="af",
                                        action=action, at=AT)
             await uow.commit()
     finally:
         fast.listeners.remove(sent.append)
-    assert len(sent) == (1 if db.is_postgres else len(actions)), sent
-    async with SqlUnitOfWork(db, PlainSealer()) as uow:
-        rows = (await uow.session.exec(sa.select(AuditRow.action).order_by(AuditRow.id))).all()
-    assert [r[0] for r in rows] == actions
+    chunks = -(-rows // JOINED_ROWS)
+    assert len(sent) == (chunks if db.is_postgres else rows), sent
+    async with SqlUnitOfWork(db, sealer) as uow:
+        found = (await uow.session.exec(sa.select(AuditRow.action).order_by(AuditRow.id))).all()
+    assert [r[0] for r in found] == actions
     await db.dispose()
+
+
+def test_a_caller_s_own_list_of_rows_is_not_appended_to():
+    from meldbot.storage.uow import _joins
+
+    stmt = AuditRow.__table__.insert()
+    theirs = [dict(action="a")]
+    assert not _joins((stmt, theirs), stmt, dict(action="b"))
+    assert _joins((stmt, dict(action="a")), stmt, dict(action="b"))
+    assert not _joins((stmt, dict(action="a")), stmt, dict(action="b", detail_sealed=None))   # other columns
+    assert not _joins((stmt, dict(action="a")), AuditRow.__table__.insert(), dict(action="b"))  # another statement
