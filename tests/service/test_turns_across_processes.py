@@ -18,7 +18,7 @@ from meldbot.core.i18n import texts
 from meldbot.core.messaging import Identity, IncomingMessage
 from meldbot.dialogs.conversation import ConversationState
 from meldbot.run.app import build_app
-from tests.support import FakeNotifier, make_config
+from tests.support import FakeNotifier, make_config, until_async
 from tests.support.chat import migrated
 
 NL = texts("nl")
@@ -59,13 +59,6 @@ async def waiting_for_locks(app) -> int:
         return (await conn.execute(sa.text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))).scalar()
-
-
-async def until(check, timeout: float = 10.0):
-    async with asyncio.timeout(timeout):
-        while not (found := await check()):
-            await asyncio.sleep(0.01)
-        return found
 
 
 async def test_two_messages_of_one_conversation_on_two_processes_each_get_their_own_field(postgres_database, clock):
@@ -135,7 +128,7 @@ async def test_turns_waiting_on_other_processes_are_served_in_arrival_order(post
             await busy.conversations.lock("console", "piet")
             for waiting, (app, text) in enumerate(sent, start=1):
                 turns.append(asyncio.create_task(app.bot.handle(message("piet", text))))
-                await until(lambda: _at_least(one, waiting))
+                await until_async(lambda: _at_least(one, waiting))
         replies = await asyncio.wait_for(asyncio.gather(*turns), 20)
         got = await draft(one, "piet")
     assert got.answers["wat"] == FIRST.format(i=1) and got.answers["waar"] == SECOND.format(i=2)

@@ -4,7 +4,6 @@ the meantime is not overwritten by the rotation's copy of the row from before it
 from __future__ import annotations
 
 import asyncio
-import time
 
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,12 +14,16 @@ from meldbot.storage.rotation import Rotation
 from meldbot.storage.sealing import KeyringSealer, new_key
 from meldbot.storage.uow import SqlUnitOfWork
 from tests.support.matrix import until
+from tests.support import until_async
 from tests.support.privacy import seed
 
 DEADLINE = 30.0
 
 
-async def _waiting_for_a_lock(db: Database) -> bool:
+async def _done_or_waiting(task: asyncio.Task, db: Database) -> bool:
+    """`task` finished, or a transaction of this database waits for a lock."""
+    if task.done():
+        return True
     async with db.engine.connect() as conn:
         return bool((await conn.execute(sa.text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -97,13 +100,10 @@ async def test_a_signal_erased_by_retention_during_the_rotation_stays_erased(pos
     rotation = HeldRotation(db, both, monkeypatch)
     try:
         await rotation.read()
-        deadline = time.monotonic() + DEADLINE
         erasure = asyncio.create_task(erase_first_signal())
         # The erasure either commits at once (the rotation holds no lock on the row) or waits for the
         # rotation's lock; either way the rotation goes on after that.
-        while not erasure.done() and not await _waiting_for_a_lock(db):
-            assert time.monotonic() < deadline, "the erasure neither finished nor waited for a lock"
-            await asyncio.sleep(0.02)
+        await until_async(lambda: _done_or_waiting(erasure, db), DEADLINE)
         assert (await rotation.finish()).done
         await asyncio.wait_for(erasure, DEADLINE)
         async with SqlUnitOfWork(db, KeyringSealer(new)) as uow:

@@ -7,6 +7,7 @@ fakes.py (the in-memory unit of work)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -97,3 +98,12 @@ class FakeNotifier:
 
     def reminders_to(self, user_id: str) -> list[Reply]:
         return [r for who, r, _ in self.reminders if who.user_id == user_id]
+
+
+async def until_async(check, timeout: float = 10.0):
+    """Wait until the coroutine function `check` gives something true (which it returns), for at most `timeout`
+    seconds (TimeoutError after)."""
+    async with asyncio.timeout(timeout):
+        while not (found := await check()):
+            await asyncio.sleep(0.01)
+        return found
